@@ -1,0 +1,28 @@
+"""The pure core of pgha: config → typed spec → every file and remote step.
+
+No Pulumi imports here (a test checks it): the Pulumi components, the offline
+renderer and the lab all call these same functions.
+"""
+
+from .config import ConfigError, load_spec
+from .files import RenderedFile, Step
+from .plan import cluster_steps, image_packages, node_files, node_steps, phases
+from .secrets import ClusterSecrets
+from .spec import ClusterSpec, Node
+from .stackfile import load_stack
+
+__all__ = [
+    "ClusterSecrets",
+    "ClusterSpec",
+    "ConfigError",
+    "Node",
+    "RenderedFile",
+    "Step",
+    "cluster_steps",
+    "image_packages",
+    "load_spec",
+    "load_stack",
+    "node_files",
+    "node_steps",
+    "phases",
+]

@@ -1,0 +1,430 @@
+"""Stack config → validated :class:`ClusterSpec`, or every problem at once.
+
+Both `pulumi preview` (through ``__main__``) and the offline renderer call
+:func:`load_spec` with the ``pgha:`` namespace as a plain dict, so a bad stack
+fails the same way everywhere, before any resource exists.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import types
+import typing
+from collections import Counter
+from ipaddress import IPv4Address, IPv4Network, ip_address
+from typing import Any, Literal, get_args, get_origin
+
+from .spec import (
+    IMAGE_POSTGRES_VERSIONS,
+    ClusterSpec,
+    EtcdSpec,
+    HaproxySpec,
+    JumpHost,
+    KeepalivedSpec,
+    NetworkSpec,
+    Node,
+    PatroniSpec,
+    PostgresSpec,
+    SdnSpec,
+    SshSpec,
+    VmSpec,
+)
+
+NAMESPACE = "pgha"
+KNOWN_KEYS = (
+    "vip",
+    "network",
+    "vms",
+    "witness",
+    "ssh",
+    "postgres",
+    "patroni",
+    "haproxy",
+    "keepalived",
+    "etcd",
+    "vm",
+)
+_HOSTNAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_PROXMOX_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")
+_SSH_KEY = re.compile(
+    r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com"
+    r"|sk-ecdsa-sha2-nistp256@openssh\.com) [A-Za-z0-9+/]+={0,3}( .*)?$"
+)
+
+
+class ConfigError(ValueError):
+    """All the problems found in one stack config; each names its key."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid stack config:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+class _Reader:
+    """Reads typed values and records a problem instead of raising."""
+
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+
+    def problem(self, key: str, message: str) -> None:
+        self.problems.append(f"{NAMESPACE}:{key}: {message}")
+
+    def mapping(self, raw: Any, key: str) -> dict[str, Any]:
+        if raw is None:
+            return {}
+        if not isinstance(raw, dict):
+            self.problem(key, f"expected an object, got {raw!r}")
+            return {}
+        return raw
+
+    def ipv4(self, raw: Any, key: str) -> IPv4Address | None:
+        if raw is None or raw == "":
+            self.problem(key, "is required (an IPv4 address)")
+            return None
+        try:
+            address = ip_address(str(raw))
+        except ValueError:
+            self.problem(key, f"{raw!r} is not an IPv4 address")
+            return None
+        if not isinstance(address, IPv4Address):
+            self.problem(key, f"{raw!r} is not an IPv4 address")
+            return None
+        return address
+
+    def value(self, raw: Any, key: str, hint: Any) -> Any:
+        """Coerce one scalar to the dataclass field's annotated type."""
+        if get_origin(hint) in (typing.Union, types.UnionType):
+            options = [a for a in get_args(hint) if a is not type(None)]
+            if raw is None:
+                return None
+            hint = options[0]
+        if get_origin(hint) is Literal:
+            if raw not in get_args(hint):
+                allowed = ", ".join(repr(a) for a in get_args(hint))
+                self.problem(key, f"{raw!r} is not one of {allowed}")
+            return raw
+        if hint is bool:
+            if isinstance(raw, bool):
+                return raw
+            if str(raw).lower() in ("true", "false"):
+                return str(raw).lower() == "true"
+            self.problem(key, f"expected true or false, got {raw!r}")
+            return None
+        if hint is int:
+            if isinstance(raw, bool) or not isinstance(raw, (int, str, float)):
+                self.problem(key, f"expected an integer, got {raw!r}")
+                return None
+            try:
+                number = int(str(raw))
+            except ValueError:
+                self.problem(key, f"expected an integer, got {raw!r}")
+                return None
+            if number < 0:
+                self.problem(key, f"must not be negative, got {number}")
+            return number
+        if hint is str:
+            if not isinstance(raw, (str, int)) or str(raw) == "":
+                self.problem(key, f"expected a non-empty string, got {raw!r}")
+                return None
+            return str(raw)
+        if get_origin(hint) is dict:
+            if not isinstance(raw, dict):
+                self.problem(key, f"expected an object, got {raw!r}")
+                return {}
+            return dict(raw)
+        return raw
+
+    def section(self, raw: Any, key: str, cls: type, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+        """Read the plain-valued fields of ``cls`` from camelCase keys; flag unknown keys."""
+        data = self.mapping(raw, key)
+        hints = typing.get_type_hints(cls)
+        fields = {_camel(f.name): f.name for f in dataclasses.fields(cls) if f.name not in skip}
+        allowed = set(fields) | {_camel(s) for s in skip}
+        for unknown in sorted(set(data) - allowed):
+            self.problem(f"{key}.{unknown}", f"unknown key (known: {', '.join(sorted(allowed))})")
+        values: dict[str, Any] = {}
+        for camel, name in fields.items():
+            if camel in data:
+                coerced = self.value(data[camel], f"{key}.{camel}", hints[name])
+                if coerced is not None or data[camel] is None:
+                    values[name] = coerced
+        return values
+
+
+def _check_port(reader: _Reader, key: str, port: int | None) -> None:
+    if port is not None and not 1 <= port <= 65535:
+        reader.problem(key, f"port {port} is outside 1-65535")
+
+
+def _read_network(reader: _Reader, raw: Any) -> NetworkSpec | None:
+    data = reader.mapping(raw, "network")
+    if not data:
+        reader.problem("network", "is required (an object with at least cidr and bridge or sdn)")
+        return None
+    values = reader.section(data, "network", NetworkSpec, skip=("cidr", "gateway", "dns", "sdn"))
+    cidr: IPv4Network | None = None
+    if not data.get("cidr"):
+        reader.problem("network.cidr", "is required (an IPv4 network such as 10.0.0.0/24)")
+    else:
+        try:
+            cidr = IPv4Network(str(data["cidr"]), strict=True)
+        except ValueError as exc:
+            reader.problem("network.cidr", f"{data['cidr']!r} is not a valid IPv4 network ({exc})")
+    if cidr is not None and cidr.num_addresses < 8:
+        reader.problem("network.cidr", f"{cidr} is too small for three VMs and a VIP")
+    gateway = reader.ipv4(data["gateway"], "network.gateway") if data.get("gateway") else None
+    if gateway is not None and cidr is not None and gateway not in cidr:
+        reader.problem("network.gateway", f"{gateway} is outside pgha:network.cidr {cidr}")
+    dns_raw = data.get("dns") or []
+    if not isinstance(dns_raw, list):
+        reader.problem("network.dns", f"expected a list of IPv4 addresses, got {dns_raw!r}")
+        dns_raw = []
+    dns = tuple(a for i, d in enumerate(dns_raw) if (a := reader.ipv4(d, f"network.dns[{i}]")) is not None)
+    sdn = _read_sdn(reader, data.get("sdn")) if data.get("sdn") is not None else None
+    if sdn is None and not values.get("bridge") and data.get("sdn") is None:
+        reader.problem("network", "needs either bridge (an existing Proxmox bridge) or sdn")
+    if sdn is not None and values.get("bridge"):
+        reader.problem("network", "set bridge or sdn, not both")
+    vlan = values.get("vlan")
+    if vlan is not None and not 1 <= vlan <= 4094:
+        reader.problem("network.vlan", f"VLAN tag {vlan} is outside 1-4094")
+    interface = values.get("interface", "ens18")
+    if interface is not None and not re.fullmatch(r"[A-Za-z0-9_.-]{1,15}", interface):
+        reader.problem("network.interface", f"{interface!r} is not a valid interface name")
+    if cidr is None:
+        return None
+    return NetworkSpec(cidr=cidr, gateway=gateway, dns=dns, sdn=sdn, **values)
+
+
+def _read_sdn(reader: _Reader, raw: Any) -> SdnSpec | None:
+    data = reader.mapping(raw, "network.sdn")
+    values = reader.section(data, "network.sdn", SdnSpec, skip=("peers",))
+    for required in ("zone", "vnet", "type", "tag"):
+        if required not in values:
+            reader.problem(f"network.sdn.{required}", "is required")
+    for ident in ("zone", "vnet"):
+        name = values.get(ident)
+        if name is not None and not re.fullmatch(r"[a-z][a-z0-9]{0,7}", name):
+            reader.problem(
+                f"network.sdn.{ident}",
+                f"{name!r} must be 1-8 lowercase letters or digits, starting with a letter",
+            )
+    peers = data.get("peers") or []
+    if values.get("type") == "vxlan" and not peers:
+        reader.problem("network.sdn.peers", "a vxlan zone needs the Proxmox hosts' peer addresses")
+    if values.get("type") == "vlan" and not values.get("bridge"):
+        reader.problem("network.sdn.bridge", "a vlan zone needs the VLAN-aware bridge it rides on")
+    if any(k not in values for k in ("zone", "vnet", "type", "tag")):
+        return None
+    return SdnSpec(peers=tuple(str(p) for p in peers), **values)
+
+
+def _read_node(reader: _Reader, raw: Any, key: str, cidr: IPv4Network | None, role: str) -> Node | None:
+    data = reader.mapping(raw, key)
+    for unknown in sorted(set(data) - {"name", "host", "ip", "vmId"}):
+        reader.problem(f"{key}.{unknown}", "unknown key (known: host, ip, name, vmId)")
+    name, host = data.get("name"), data.get("host")
+    if not name:
+        reader.problem(f"{key}.name", "is required")
+    elif not _HOSTNAME.match(str(name)):
+        reader.problem(f"{key}.name", f"{name!r} is not a valid hostname (a-z, 0-9, '-')")
+    if not host:
+        reader.problem(f"{key}.host", "is required (the Proxmox node name)")
+    elif not _PROXMOX_ID.match(str(host)):
+        reader.problem(f"{key}.host", f"{host!r} is not a valid Proxmox node name")
+    ip = reader.ipv4(data.get("ip"), f"{key}.ip")
+    if ip is not None and cidr is not None:
+        if ip not in cidr:
+            reader.problem(f"{key}.ip", f"{ip} is outside pgha:network.cidr {cidr}")
+        elif ip in (cidr.network_address, cidr.broadcast_address):
+            reader.problem(f"{key}.ip", f"{ip} is the network or broadcast address of {cidr}")
+    vm_id = reader.value(data["vmId"], f"{key}.vmId", int) if "vmId" in data else None
+    if vm_id is not None and not 100 <= vm_id <= 999999999:
+        reader.problem(f"{key}.vmId", f"{vm_id} is outside Proxmox's 100-999999999")
+    if not (name and host and ip):
+        return None
+    return Node(name=str(name), host=str(host), ip=ip, role=role, vm_id=vm_id)  # type: ignore[arg-type]
+
+
+def _read_nodes(reader: _Reader, config: dict[str, Any], cidr: IPv4Network | None) -> list[Node]:
+    raw_vms = config.get("vms")
+    if not isinstance(raw_vms, list):
+        reader.problem("vms", f"is required (a list of {{name, host, ip}}), got {raw_vms!r}")
+        raw_vms = []
+    elif len(raw_vms) < 3:
+        reader.problem("vms", f"needs at least 3 VMs for quorum and failover, got {len(raw_vms)}")
+    nodes = [_read_node(reader, raw, f"vms[{i}]", cidr, "postgres") for i, raw in enumerate(raw_vms)]
+    vms = [n for n in nodes if n is not None]
+    if len(vms) == len(raw_vms) >= 2 and len({n.host for n in vms}) == 1:
+        reader.problem(
+            "vms",
+            f"all VMs are on Proxmox host {vms[0].host!r}: losing it loses the whole cluster; "
+            "spread them over at least two hosts",
+        )
+    witness = None
+    if config.get("witness") is not None:
+        witness = _read_node(reader, config["witness"], "witness", cidr, "witness")
+        if witness is not None and witness.host in {n.host for n in vms}:
+            reader.problem(
+                "witness.host",
+                f"{witness.host!r} already carries a VM; the witness must be on a third host",
+            )
+    everyone = vms + ([witness] if witness else [])
+    labels = [f"vms[{i}]" for i in range(len(vms))] + (["witness"] if witness else [])
+    for attr in ("name", "ip", "vm_id"):
+        counts = Counter(getattr(n, attr) for n in everyone if getattr(n, attr) is not None)
+        for node, label in zip(everyone, labels, strict=True):
+            value = getattr(node, attr)
+            if value is not None and counts[value] > 1:
+                reader.problem(f"{label}.{_camel(attr)}", f"{value} is used by more than one VM")
+    return everyone
+
+
+def _read_ssh(reader: _Reader, raw: Any) -> SshSpec | None:
+    data = reader.mapping(raw, "ssh")
+    values = reader.section(data, "ssh", SshSpec, skip=("authorized_keys", "jump_host"))
+    keys = data.get("authorizedKeys")
+    if not keys:
+        reader.problem(
+            "ssh.authorizedKeys",
+            "is required: at least one SSH public key of an operator (ssh-ed25519 AAAA... you@host)",
+        )
+        keys = []
+    elif not isinstance(keys, list):
+        reader.problem("ssh.authorizedKeys", f"expected a list of SSH public keys, got {keys!r}")
+        keys = []
+    for i, key in enumerate(keys):
+        if not isinstance(key, str) or not _SSH_KEY.match(key.strip()):
+            shown = key[:40] + "..." if isinstance(key, str) and len(key) > 40 else key
+            reader.problem(f"ssh.authorizedKeys[{i}]", f"{shown!r} is not an SSH public key")
+    jump = None
+    if data.get("jumpHost") is not None:
+        jump_values = reader.section(data["jumpHost"], "ssh.jumpHost", JumpHost)
+        if "host" not in jump_values or "user" not in jump_values:
+            reader.problem("ssh.jumpHost", "needs host and user")
+        else:
+            jump = JumpHost(**jump_values)
+    if values.get("user") is not None and not _HOSTNAME.match(values["user"]):
+        reader.problem("ssh.user", f"{values['user']!r} is not a valid user name")
+    if not keys:
+        return None
+    return SshSpec(authorized_keys=tuple(k.strip() for k in keys), jump_host=jump, **values)
+
+
+def _check_ports(reader: _Reader, spec: dict[str, Any]) -> None:
+    """Every service of a VM listens on its node IP, so no two may share a port."""
+    ports = {
+        "postgres.port": spec["postgres"].port,
+        "patroni.restApiPort": spec["patroni"].rest_api_port,
+        "haproxy.primaryPort": spec["haproxy"].primary_port,
+        "haproxy.replicaPort": spec["haproxy"].replica_port,
+        "haproxy.statsPort": spec["haproxy"].stats_port,
+        "etcd.clientPort": spec["etcd"].client_port,
+        "etcd.peerPort": spec["etcd"].peer_port,
+        "ssh.port": spec["ssh_port"],
+    }
+    for key, port in ports.items():
+        _check_port(reader, key, port)
+    seen: dict[int, str] = {}
+    for key, port in ports.items():
+        if port in seen:
+            reader.problem(key, f"port {port} collides with {NAMESPACE}:{seen[port]} on every VM")
+        else:
+            seen[port] = key
+
+
+def _check_patroni(reader: _Reader, patroni: PatroniSpec) -> None:
+    if patroni.ttl < 20:
+        reader.problem(
+            "patroni.ttl", f"{patroni.ttl} s is below 20 s, the minimum Patroni's maintainers call safe"
+        )
+    if patroni.loop_wait < 1 or patroni.retry_timeout < 1:
+        reader.problem("patroni.loopWait", "loopWait and retryTimeout must be at least 1 s")
+    if patroni.loop_wait + 2 * patroni.retry_timeout > patroni.ttl:
+        reader.problem(
+            "patroni.ttl",
+            f"loopWait + 2 x retryTimeout = {patroni.loop_wait + 2 * patroni.retry_timeout} s "
+            f"exceeds ttl {patroni.ttl} s: a leader could lose its lock while still retrying",
+        )
+
+
+def load_spec(config: dict[str, Any], stack: str) -> ClusterSpec:
+    """Validate the ``pgha:`` namespace (keys without prefix) and build the spec."""
+    reader = _Reader()
+    config = {k.removeprefix(f"{NAMESPACE}:"): v for k, v in config.items()}
+    for unknown in sorted(set(config) - set(KNOWN_KEYS)):
+        reader.problem(unknown, f"unknown key (known: {', '.join(KNOWN_KEYS)})")
+
+    network = _read_network(reader, config.get("network"))
+    cidr = network.cidr if network else None
+    nodes = _read_nodes(reader, config, cidr)
+    vip = reader.ipv4(config.get("vip"), "vip")
+    if vip is not None and cidr is not None:
+        if vip not in cidr:
+            reader.problem("vip", f"{vip} is outside pgha:network.cidr {cidr}")
+        elif vip in (cidr.network_address, cidr.broadcast_address):
+            reader.problem("vip", f"{vip} is the network or broadcast address of {cidr}")
+    for node in nodes:
+        if vip is not None and node.ip == vip:
+            reader.problem("vip", f"{vip} is also the IP of VM {node.name}")
+    if network and network.gateway and (network.gateway == vip or network.gateway in {n.ip for n in nodes}):
+        reader.problem("network.gateway", f"{network.gateway} is also the VIP or a VM's IP")
+
+    ssh = _read_ssh(reader, config.get("ssh"))
+    postgres = PostgresSpec(**reader.section(config.get("postgres"), "postgres", PostgresSpec))
+    patroni = PatroniSpec(**reader.section(config.get("patroni"), "patroni", PatroniSpec))
+    haproxy = HaproxySpec(**reader.section(config.get("haproxy"), "haproxy", HaproxySpec))
+    etcd = EtcdSpec(**reader.section(config.get("etcd"), "etcd", EtcdSpec))
+    vm = VmSpec(**reader.section(config.get("vm"), "vm", VmSpec))
+    keepalived_values = reader.section(config.get("keepalived"), "keepalived", KeepalivedSpec)
+    keepalived_values.setdefault("virtual_router_id", int(vip.packed[-1]) if vip else 1)
+    keepalived = KeepalivedSpec(**keepalived_values)
+
+    if not 1 <= keepalived.virtual_router_id <= 255:
+        reader.problem("keepalived.virtualRouterId", f"{keepalived.virtual_router_id} is outside 1-255")
+    supported = IMAGE_POSTGRES_VERSIONS.get(vm.image, ())
+    if postgres.version not in supported:
+        reader.problem(
+            "postgres.version",
+            f"PostgreSQL {postgres.version} is not in the {vm.image} image "
+            f"(it provides {', '.join(map(str, supported))})",
+        )
+    if not _HOSTNAME.match(postgres.scope):
+        reader.problem("postgres.scope", f"{postgres.scope!r} must be a lowercase name (a-z, 0-9, '-')")
+    _check_patroni(reader, patroni)
+    if haproxy.check_fall < 1 or haproxy.check_rise < 1:
+        reader.problem("haproxy.checkFall", "checkFall and checkRise must be at least 1")
+    _check_ports(
+        reader,
+        {
+            "postgres": postgres,
+            "patroni": patroni,
+            "haproxy": haproxy,
+            "etcd": etcd,
+            "ssh_port": ssh.port if ssh else 22,
+        },
+    )
+    if vm.template_vm_id is not None and vm.template_node is None:
+        reader.problem("vm.templateNode", "is required with vm.templateVmId (the node holding the template)")
+
+    if reader.problems or network is None or vip is None or ssh is None:
+        raise ConfigError(reader.problems or ["incomplete config"])
+    return ClusterSpec(
+        stack=stack,
+        vip=vip,
+        network=network,
+        nodes=tuple(nodes),
+        ssh=ssh,
+        postgres=postgres,
+        patroni=patroni,
+        haproxy=haproxy,
+        keepalived=keepalived,
+        etcd=etcd,
+        vm=vm,
+    )

@@ -1,0 +1,75 @@
+"""etcd: the quorum store Patroni keeps its leader lock in.
+
+Configured the Debian way, through the environment file ``/etc/default/etcd``
+that ``etcd.service`` reads. Our data directory is not Debian's default one,
+so the throwaway single-node member the package bootstraps never mixes with
+the cluster's.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..files import RenderedFile, Step, render_script, render_template
+from ..spec import ClusterSpec, Node
+
+HERE = Path(__file__).resolve().parent
+PHASE = 2
+HEALTH_PHASE = 3
+PACKAGES = ("etcd-server", "etcd-client")
+ENV_PATH = "/etc/default/etcd"
+DATA_DIR = "/var/lib/etcd/pgha"
+
+
+def members(spec: ClusterSpec) -> tuple[Node, ...]:
+    """The etcd members: every node, or one per Proxmox host once there are three hosts.
+
+    With two hosts one of them must carry two members, and losing it loses
+    the quorum. Once a witness (or a third VM host) adds a third failure
+    domain, one member per host lets the cluster survive the loss of any one.
+    """
+    if len(spec.hosts) < 3:
+        return spec.nodes
+    first_per_host: dict[str, Node] = {}
+    for node in spec.nodes:
+        first_per_host.setdefault(node.host, node)
+    return tuple(first_per_host.values())
+
+
+def client_url(spec: ClusterSpec, node: Node) -> str:
+    return f"http://{node.ip}:{spec.etcd.client_port}"
+
+
+def client_endpoints(spec: ClusterSpec) -> list[str]:
+    """host:port of every member, as Patroni's etcd3 section wants them."""
+    return [f"{n.ip}:{spec.etcd.client_port}" for n in members(spec)]
+
+
+def files(spec: ClusterSpec, node: Node) -> list[RenderedFile]:
+    peers = ",".join(f"{m.name}=http://{m.ip}:{spec.etcd.peer_port}" for m in members(spec))
+    content = render_template(
+        HERE,
+        "etcd.env.j2",
+        node=node,
+        spec=spec,
+        data_dir=DATA_DIR,
+        initial_cluster=peers,
+        token=f"pgha-{spec.stack}-{spec.postgres.scope}",
+    )
+    return [RenderedFile(ENV_PATH, content)]
+
+
+def steps(spec: ClusterSpec, node: Node) -> list[Step]:
+    if node not in members(spec):
+        return []
+    install = render_script(HERE, "etcd.sh.j2", "etcd", packages=PACKAGES, data_dir=DATA_DIR)
+    health = render_script(
+        HERE,
+        "etcd-health.sh.j2",
+        "etcd-health",
+        endpoint=client_url(spec, node),
+    )
+    return [
+        Step(node.name, PHASE, "etcd", install, tuple(files(spec, node))),
+        Step(node.name, HEALTH_PHASE, "etcd-health", health),
+    ]

@@ -1,0 +1,55 @@
+"""keepalived: one VIP, held by a VM whose HAProxy is alive.
+
+Every node starts as BACKUP with the same priority and ``nopreempt``, so the
+VIP stays where it is until its holder fails; a failing HAProxy check puts
+that node in FAULT, which hands the VIP over. Peers talk unicast over the
+private network, so nothing depends on multicast reaching across hosts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .. import haproxy
+from ..files import RenderedFile, Step, render_script, render_template
+from ..spec import ClusterSpec, Node
+
+HERE = Path(__file__).resolve().parent
+PHASE = 6
+PACKAGES = ("keepalived",)
+CONFIG_PATH = "/etc/keepalived/keepalived.conf"
+CHECK_PATH = "/usr/local/lib/pgha/check-haproxy"
+SCRIPT_USER = "keepalived_script"
+
+
+def files(spec: ClusterSpec, node: Node) -> list[RenderedFile]:
+    peers = [n for n in spec.postgres_nodes if n != node]
+    config = render_template(
+        HERE,
+        "keepalived.conf.j2",
+        spec=spec,
+        node=node,
+        peers=peers,
+        check_path=CHECK_PATH,
+        script_user=SCRIPT_USER,
+        vip=spec.network.interface_address(spec.vip),
+    )
+    check = render_template(HERE, "check-haproxy.sh.j2", url=haproxy.health_url(spec, node))
+    return [
+        RenderedFile(CHECK_PATH, check, mode=0o755),
+        RenderedFile(CONFIG_PATH, config, mode=0o640),
+    ]
+
+
+def steps(spec: ClusterSpec, node: Node) -> list[Step]:
+    if not node.runs_postgres:
+        return []
+    script = render_script(
+        HERE,
+        "keepalived.sh.j2",
+        "keepalived",
+        packages=PACKAGES,
+        config_path=CONFIG_PATH,
+        script_user=SCRIPT_USER,
+    )
+    return [Step(node.name, PHASE, "keepalived", script, tuple(files(spec, node)))]

@@ -1,0 +1,69 @@
+"""The ordered remote steps of the whole cluster: one place decides the order.
+
+Phases run cluster-wide: every VM finishes phase N before any starts N+1
+(cloud-init → etcd → etcd healthy → Patroni → HAProxy → keepalived). Pulumi
+turns that into ``depends_on``; the lab runs each phase in parallel over SSH.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from . import etcd, haproxy, keepalived, patroni, system
+from .files import RenderedFile, Step
+from .secrets import ClusterSecrets
+from .spec import ClusterSpec, Node
+
+PHASE_NAMES = {
+    system.PHASE: "system",
+    etcd.PHASE: "etcd",
+    etcd.HEALTH_PHASE: "etcd-health",
+    patroni.PHASE: "patroni",
+    haproxy.PHASE: "haproxy",
+    keepalived.PHASE: "keepalived",
+}
+
+
+def node_steps(spec: ClusterSpec, node: Node, secrets: ClusterSecrets) -> list[Step]:
+    steps = [
+        *system.steps(spec, node),
+        *etcd.steps(spec, node),
+        *patroni.steps(spec, node, secrets),
+        *haproxy.steps(spec, node, secrets),
+        *keepalived.steps(spec, node),
+    ]
+    return sorted(steps, key=lambda s: s.phase)
+
+
+def cluster_steps(spec: ClusterSpec, secrets: ClusterSecrets) -> dict[str, list[Step]]:
+    return {node.name: node_steps(spec, node, secrets) for node in spec.nodes}
+
+
+def phases(spec: ClusterSpec, secrets: ClusterSecrets) -> list[tuple[int, list[Step]]]:
+    """The steps grouped by phase, in order: what may run at the same time."""
+    grouped: dict[int, list[Step]] = defaultdict(list)
+    for steps in cluster_steps(spec, secrets).values():
+        for step in steps:
+            grouped[step.phase].append(step)
+    return sorted(grouped.items())
+
+
+def node_files(spec: ClusterSpec, node: Node, secrets: ClusterSecrets) -> list[RenderedFile]:
+    return [f for step in node_steps(spec, node, secrets) for f in step.files]
+
+
+def image_packages(spec: ClusterSpec) -> tuple[str, ...]:
+    """Everything the steps may install, for images that should need no mirror."""
+    return tuple(
+        dict.fromkeys(
+            (
+                *system.PACKAGES,
+                *etcd.PACKAGES,
+                *patroni.server_packages(spec),
+                *patroni.PACKAGES,
+                *haproxy.PACKAGES,
+                *keepalived.PACKAGES,
+                "qemu-guest-agent",
+            )
+        )
+    )

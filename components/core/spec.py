@@ -1,0 +1,198 @@
+"""The typed cluster spec: the one object every renderer reads.
+
+It is built only by :func:`components.core.config.load_spec`, after validation,
+so renderers may trust every field (addresses parse, ports differ, and so on).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from typing import Literal
+
+NodeRole = Literal["postgres", "witness"]
+
+# PostgreSQL major versions each VM image ships in its own archive. Debian 13
+# carries exactly one server version; anything else would need the PGDG repo.
+IMAGE_POSTGRES_VERSIONS: dict[str, tuple[int, ...]] = {"debian-13": (17,)}
+
+DEBIAN_13_CLOUD_IMAGE = (
+    "https://cloud.debian.org/images/cloud/trixie/latest/debian-13-genericcloud-amd64.qcow2"
+)
+
+
+@dataclass(frozen=True)
+class Node:
+    """One VM: where it runs and how it is reached on the private network."""
+
+    name: str
+    host: str
+    ip: IPv4Address
+    role: NodeRole = "postgres"
+    vm_id: int | None = None
+
+    @property
+    def mac(self) -> str:
+        """A stable MAC in Proxmox's BC:24:11 range, so cloud-init can match the NIC."""
+        digest = hashlib.sha256(self.name.encode()).digest()
+        return "bc:24:11:" + ":".join(f"{b:02x}" for b in digest[:3])
+
+    @property
+    def runs_postgres(self) -> bool:
+        return self.role == "postgres"
+
+
+@dataclass(frozen=True)
+class SdnSpec:
+    """A Proxmox SDN zone and vnet that the program creates for the private network."""
+
+    zone: str
+    vnet: str
+    type: Literal["vlan", "vxlan"]
+    tag: int
+    bridge: str | None = None
+    peers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    cidr: IPv4Network
+    interface: str = "ens18"
+    gateway: IPv4Address | None = None
+    dns: tuple[IPv4Address, ...] = ()
+    bridge: str | None = None
+    vlan: int | None = None
+    sdn: SdnSpec | None = None
+    mtu: int | None = None
+
+    def interface_address(self, ip: IPv4Address) -> IPv4Interface:
+        return IPv4Interface(f"{ip}/{self.cidr.prefixlen}")
+
+
+@dataclass(frozen=True)
+class PostgresSpec:
+    version: int = 17
+    port: int = 5442
+    scope: str = "pgha"
+    parameters: dict[str, str | int] = field(default_factory=dict)
+
+    @property
+    def bin_dir(self) -> str:
+        return f"/usr/lib/postgresql/{self.version}/bin"
+
+    @property
+    def data_dir(self) -> str:
+        return f"/var/lib/postgresql/{self.version}/{self.scope}"
+
+
+@dataclass(frozen=True)
+class PatroniSpec:
+    rest_api_port: int = 8008
+    ttl: int = 30
+    loop_wait: int = 10
+    retry_timeout: int = 10
+    maximum_lag_on_failover: int = 1048576
+    synchronous_mode: bool = True
+    failsafe_mode: bool = True
+    watchdog: Literal["off", "automatic", "required"] = "automatic"
+
+
+@dataclass(frozen=True)
+class HaproxySpec:
+    primary_port: int = 5432
+    replica_port: int = 5433
+    stats_port: int = 7000
+    check_inter_ms: int = 3000
+    check_fastinter_ms: int = 1000
+    check_fall: int = 3
+    check_rise: int = 2
+    max_replica_lag_bytes: int = 16 * 1024 * 1024
+    timeout_connect_s: int = 4
+    timeout_client_m: int = 30
+    timeout_server_m: int = 30
+    maxconn: int = 1000
+
+
+@dataclass(frozen=True)
+class KeepalivedSpec:
+    virtual_router_id: int
+    advert_int: int = 1
+    check_interval: int = 2
+    check_fall: int = 2
+    check_rise: int = 2
+
+
+@dataclass(frozen=True)
+class EtcdSpec:
+    client_port: int = 2379
+    peer_port: int = 2380
+
+
+@dataclass(frozen=True)
+class JumpHost:
+    host: str
+    user: str
+    port: int = 22
+
+
+@dataclass(frozen=True)
+class SshSpec:
+    authorized_keys: tuple[str, ...]
+    user: str = "pgha"
+    port: int = 22
+    jump_host: JumpHost | None = None
+
+
+@dataclass(frozen=True)
+class VmSpec:
+    """Proxmox-side sizing and boot source, shared by every VM."""
+
+    cores: int = 2
+    memory_mb: int = 2048
+    disk_gb: int = 20
+    datastore: str = "local-lvm"
+    snippets_datastore: str = "local"
+    image: Literal["debian-13"] = "debian-13"
+    image_url: str = DEBIAN_13_CLOUD_IMAGE
+    image_checksum: str | None = None
+    image_checksum_algorithm: str = "sha512"
+    image_datastore: str = "local"
+    template_vm_id: int | None = None
+    template_node: str | None = None
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    """Everything the renderers need, for one stack."""
+
+    stack: str
+    vip: IPv4Address
+    network: NetworkSpec
+    nodes: tuple[Node, ...]
+    ssh: SshSpec
+    postgres: PostgresSpec
+    patroni: PatroniSpec
+    haproxy: HaproxySpec
+    keepalived: KeepalivedSpec
+    etcd: EtcdSpec
+    vm: VmSpec
+
+    @property
+    def postgres_nodes(self) -> tuple[Node, ...]:
+        return tuple(n for n in self.nodes if n.runs_postgres)
+
+    @property
+    def etcd_nodes(self) -> tuple[Node, ...]:
+        """Every node is an etcd member, the witness included: that is its whole job."""
+        return self.nodes
+
+    def node(self, name: str) -> Node:
+        for candidate in self.nodes:
+            if candidate.name == name:
+                return candidate
+        raise KeyError(name)
+
+    @property
+    def hosts(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(n.host for n in self.nodes))

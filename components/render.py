@@ -1,0 +1,65 @@
+"""Offline render, like ``helm template``: every file and step of every VM.
+
+    python -m components.render --stack dev --out DIR
+
+writes ``DIR/<vm>/<path on the VM>`` for each file, ``DIR/<vm>/steps/NN-name.sh``
+for each remote step in order, and ``DIR/<vm>/cloud-init/`` for the NoCloud
+seed. Secrets Pulumi would generate appear as ``PULUMI-SECRET(name)``.
+Exit code 2 and one line per problem on an invalid stack config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .core import ClusterSecrets, ConfigError, load_stack, node_files, node_steps
+from .core.cloudinit import DEPLOY_KEY_PLACEHOLDER, seed
+from .core.spec import ClusterSpec
+
+
+def write_tree(spec: ClusterSpec, secrets: ClusterSecrets, out: Path, deploy_key: str) -> None:
+    for node in spec.nodes:
+        root = out / node.name
+        for rendered in node_files(spec, node, secrets):
+            target = root / rendered.path.lstrip("/")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(rendered.content)
+            target.chmod(rendered.mode)
+        steps_dir = root / "steps"
+        steps_dir.mkdir(parents=True, exist_ok=True)
+        for step in node_steps(spec, node, secrets):
+            script = steps_dir / f"{step.title}.sh"
+            script.write_text(step.script)
+            script.chmod(0o755)
+            (steps_dir / f"{step.title}.files").write_text(
+                "".join(f"{f.mode:04o} {f.owner}:{f.group} {f.path}\n" for f in step.files)
+            )
+        seed_dir = root / "cloud-init"
+        seed_dir.mkdir(parents=True, exist_ok=True)
+        for name, content in seed(spec, node, deploy_key).items():
+            (seed_dir / name).write_text(content)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m components.render", description=__doc__.split("\n")[0])
+    parser.add_argument("--stack", default="dev")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    try:
+        spec = load_stack(args.stack)
+    except ConfigError as error:
+        for problem in error.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    write_tree(spec, ClusterSecrets.placeholders(), args.out, DEPLOY_KEY_PLACEHOLDER)
+    print(f"rendered {len(spec.nodes)} VMs of stack {args.stack} into {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
