@@ -71,7 +71,8 @@ def network_config(spec: ClusterSpec, node: Node) -> str:
         "addresses": [str(network.interface_address(node.ip))],
     }
     if network.gateway is not None:
-        nic["routes"] = [{"to": "default", "via": str(network.gateway)}]
+        # "0.0.0.0/0", not "default": every cloud-init renderer (ifupdown too) accepts it.
+        nic["routes"] = [{"to": "0.0.0.0/0", "via": str(network.gateway)}]
     if network.dns:
         nic["nameservers"] = {"addresses": [str(a) for a in network.dns]}
     if network.mtu:

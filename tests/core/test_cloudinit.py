@@ -33,7 +33,7 @@ def test_network_config(spec):
         assert nic["match"] == {"macaddress": node.mac}
         assert nic["set-name"] == "ens18"
         assert nic["addresses"] == [f"{node.ip}/24"]
-        assert nic["routes"] == [{"to": "default", "via": "10.0.0.1"}]
+        assert nic["routes"] == [{"to": "0.0.0.0/0", "via": "10.0.0.1"}]
 
 
 def test_macs_are_distinct_and_local(spec):
