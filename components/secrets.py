@@ -1,0 +1,63 @@
+"""The cluster's generated credentials: database passwords and the deploy SSH key.
+
+Pulumi generates them once and keeps them in the stack's state (as secrets),
+so every `pulumi up` renders the same files and changes nothing on the VMs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_random
+import pulumi_tls
+
+from .core.secrets import ClusterSecrets
+
+
+@dataclass(frozen=True)
+class ClusterPasswordsArgs:
+    # Letters and digits only: the passwords land in HAProxy's config, YAML and
+    # connection URLs, where punctuation would need quoting in three dialects.
+    length: int = 32
+
+
+class ClusterPasswords(pulumi.ComponentResource):
+    """One random password per :class:`ClusterSecrets` field, plus the deploy key.
+
+    The deploy key is what Pulumi's remote commands log in with; its public
+    half goes into cloud-init next to the operators' keys.
+    """
+
+    secrets: pulumi.Output[ClusterSecrets]
+    deploy_public_key: pulumi.Output[str]
+    deploy_private_key: pulumi.Output[str]
+
+    def __init__(
+        self,
+        name: str,
+        args: ClusterPasswordsArgs | None = None,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("pgha:index:ClusterPasswords", name, None, opts)
+        args = args or ClusterPasswordsArgs()
+        child = pulumi.ResourceOptions(parent=self)
+
+        self.passwords: dict[str, pulumi_random.RandomPassword] = {
+            field: pulumi_random.RandomPassword(
+                f"{name}-{field.replace('_', '-')}",
+                length=args.length,
+                special=False,
+                opts=child,
+            )
+            for field in ClusterSecrets.names()
+        }
+        values = pulumi.Output.all(**{field: pw.result for field, pw in self.passwords.items()})
+        self.secrets = pulumi.Output.secret(values.apply(lambda v: ClusterSecrets(**v)))
+
+        self.deploy_key = pulumi_tls.PrivateKey(f"{name}-deploy-key", algorithm="ED25519", opts=child)
+        self.deploy_public_key = self.deploy_key.public_key_openssh
+        # OpenSSH format: what pulumi-command's SSH client parses for ed25519 keys.
+        self.deploy_private_key = pulumi.Output.secret(self.deploy_key.private_key_openssh)
+
+        self.register_outputs({"deployPublicKey": self.deploy_public_key})

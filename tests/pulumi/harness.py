@@ -1,0 +1,258 @@
+"""Run ``__main__.py`` under Pulumi's mocks and keep everything the engine would see.
+
+No CLI and no plugins: the mock monitor answers every registration, and the
+recording subclass keeps each resource's inputs (secrets still wrapped) and
+its dependencies, which ``MockResourceArgs`` does not carry.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import json
+import logging
+import runpy
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+import yaml
+from pulumi.runtime import rpc
+from pulumi.runtime.mocks import MockCallArgs, MockMonitor, MockResourceArgs
+from pulumi.runtime.settings import ROOT
+
+from components.core.files import REPO_DIR
+from components.core.secrets import ClusterSecrets
+
+# pulumi_command.remote loads its modules lazily, on first use, and the deprecated
+# CopyFile's module warns then: load it quietly once so `-W error` runs pass too.
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import pulumi_command.remote
+
+    _ = pulumi_command.remote.Command, pulumi_command.remote.Logging
+
+MAIN = REPO_DIR / "__main__.py"
+PROJECT = "pgha"
+CLUSTER = "pgha"  # the PghaCluster's resource name in __main__
+
+VM = "proxmoxve:index/vmLegacy:VmLegacy"
+SNIPPET = "proxmoxve:index/fileLegacy:FileLegacy"
+IMAGE = "proxmoxve:download/file:File"
+COMMAND = "command:remote:Command"
+PASSWORD = "random:index/randomPassword:RandomPassword"
+PRIVATE_KEY = "tls:index/privateKey:PrivateKey"
+SDN_ZONE_VLAN = "proxmoxve:sdn/zone/vlan:Vlan"
+SDN_VNET = "proxmoxve:sdn/vnet:Vnet"
+SDN_SUBNET = "proxmoxve:sdn/subnet:Subnet"
+SDN_APPLIER = "proxmoxve:sdn/applier:Applier"
+
+DEPLOY_PUBLIC_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMockDeployKeyMockDeployKeyMockDeployKey0\n"
+DEPLOY_PRIVATE_KEY = (
+    "-----BEGIN OPENSSH PRIVATE KEY-----\nMOCKdeployPRIVATEkey7f3a9c\n-----END OPENSSH PRIVATE KEY-----\n"
+)
+
+
+def is_secret(value: Any) -> bool:
+    return isinstance(value, dict) and value.get(rpc._special_sig_key) == rpc._special_secret_sig
+
+
+def unwrap(value: Any) -> Any:
+    """The value with every secret sentinel replaced by what it wraps."""
+    if is_secret(value):
+        return unwrap(value["value"])
+    if isinstance(value, dict):
+        return {k: unwrap(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [unwrap(v) for v in value]
+    return value
+
+
+def clear_strings(value: Any) -> list[str]:
+    """Every string reachable without going through a secret: what a plan shows in clear."""
+    if is_secret(value):
+        return []
+    if isinstance(value, dict):
+        return [s for k, v in value.items() for s in (str(k), *clear_strings(v))]
+    if isinstance(value, list):
+        return [s for v in value for s in clear_strings(v)]
+    return [value] if isinstance(value, str) else []
+
+
+class PghaMocks(pulumi.runtime.Mocks):
+    """Provider stand-ins returning the state the real providers would."""
+
+    def __init__(self) -> None:
+        self.passwords: dict[str, str] = {}
+        self._vm_ids = itertools.count(100)
+
+    def secrets(self) -> ClusterSecrets:
+        prefix = f"{CLUSTER}-"
+        return ClusterSecrets(
+            **{n.removeprefix(prefix).replace("-", "_"): pw for n, pw in self.passwords.items()}
+        )
+
+    def new_resource(self, args: MockResourceArgs) -> tuple[str | None, dict]:
+        inputs = unwrap(args.inputs)
+        state = dict(inputs)
+        resource_id = f"{args.name}-id"
+        if args.typ == PASSWORD:
+            # Distinctive, 32 characters, letters and digits: easy to find if it leaks.
+            password = "Mockpw" + hashlib.sha256(args.name.encode()).hexdigest()[:26]
+            self.passwords[args.name] = password
+            state["result"] = password
+        elif args.typ == PRIVATE_KEY:
+            state.update(
+                publicKeyOpenssh=DEPLOY_PUBLIC_KEY,
+                privateKeyOpenssh=DEPLOY_PRIVATE_KEY,
+                privateKeyPem=DEPLOY_PRIVATE_KEY,
+            )
+        elif args.typ == IMAGE:
+            resource_id = f"{inputs['datastoreId']}:import/{inputs['fileName']}"
+        elif args.typ == SNIPPET:
+            resource_id = f"{inputs['datastoreId']}:snippets/{inputs['sourceRaw']['fileName']}"
+        elif args.typ == VM:
+            vm_id = int(inputs.get("vmId") or next(self._vm_ids))
+            state["vmId"] = vm_id
+            resource_id = str(vm_id)
+        return resource_id, state
+
+    def call(self, args: MockCallArgs) -> tuple[dict, list[tuple[str, str]] | None]:
+        return {}, None
+
+
+@dataclass
+class Registration:
+    urn: str
+    typ: str
+    name: str
+    custom: bool
+    parent: str
+    inputs: dict[str, Any]
+    dependencies: set[str]
+    provider: str
+    ignore_changes: list[str]
+
+
+class RecordingMonitor(MockMonitor):
+    """Keeps each registration's raw inputs and ``request.dependencies``."""
+
+    def __init__(self, mocks: PghaMocks) -> None:
+        super().__init__(mocks)
+        self.registrations: dict[str, Registration] = {}
+
+    def RegisterResource(self, request):
+        response = super().RegisterResource(request)
+        if request.type != "pulumi:pulumi:Stack":
+            self.registrations[response.urn] = Registration(
+                urn=response.urn,
+                typ=request.type,
+                name=request.name,
+                custom=request.custom,
+                parent=request.parent,
+                inputs=rpc.deserialize_properties(request.object),
+                dependencies=set(request.dependencies),
+                provider=request.provider,
+                ignore_changes=list(request.ignoreChanges),
+            )
+        return response
+
+
+class _ListHandler(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@dataclass
+class ProgramRun:
+    mocks: PghaMocks
+    monitor: RecordingMonitor
+    handler: _ListHandler
+    error: BaseException | None = None
+    exports: dict[str, Any] = field(default_factory=dict)
+    secret_exports: dict[str, bool] = field(default_factory=dict)
+
+    @property
+    def errors(self) -> list[str]:
+        return [r.getMessage() for r in self.handler.records if r.levelno >= logging.ERROR]
+
+    def of_type(self, typ: str) -> list[Registration]:
+        return [r for r in self.monitor.registrations.values() if r.typ == typ]
+
+    def named(self, typ: str, name: str) -> Registration:
+        (found,) = [r for r in self.of_type(typ) if r.name == name]
+        return found
+
+
+def encode_config(config: dict[str, Any]) -> dict[str, str]:
+    """Stack-file values as the CLI hands them over: text, objects and lists as JSON."""
+
+    def encode(value: Any) -> str:
+        if isinstance(value, (dict, list)):
+            return json.dumps(value)
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        return str(value)
+
+    return {key: encode(value) for key, value in config.items()}
+
+
+def stack_file_config(stack: str = "dev") -> dict[str, Any]:
+    """The whole ``config:`` block of ``Pulumi.<stack>.yaml``, every namespace, decoded."""
+    document = yaml.safe_load((REPO_DIR / f"Pulumi.{stack}.yaml").read_text())
+    return copy.deepcopy(document["config"])
+
+
+_runs = itertools.count()
+
+
+def use_mocks(stack: str = "dev") -> tuple[PghaMocks, RecordingMonitor, _ListHandler]:
+    """Fresh mocks, monitor and root stack, with the engine's log kept in a handler."""
+    mocks = PghaMocks()
+    monitor = RecordingMonitor(mocks)
+    handler = _ListHandler()
+    logger = logging.getLogger(f"pgha-mock-engine-{next(_runs)}")
+    logger.propagate = False
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    ROOT.set(None)  # so set_mocks creates a new root stack for this run's exports
+    pulumi.runtime.set_mocks(
+        mocks, project=PROJECT, stack=stack, preview=False, logger=logger, monitor=monitor
+    )
+    return mocks, monitor, handler
+
+
+def run_program(config: dict[str, Any], stack: str = "dev", *, via_env: bool = False) -> ProgramRun:
+    """Run a fresh copy of ``__main__.py`` to completion against new mocks.
+
+    ``via_env`` passes the config the way the CLI does (``PULUMI_CONFIG``)
+    instead of ``set_all_config``; the caller must have set that variable.
+    """
+    mocks, monitor, handler = use_mocks(stack)
+    pulumi.runtime.set_all_config({} if via_env else encode_config(config))
+    root = pulumi.runtime.get_root_resource()
+    run = ProgramRun(mocks, monitor, handler)
+
+    async def collect_exports() -> None:
+        for name, value in root.outputs.items():  # type: ignore[union-attr]
+            output = pulumi.Output.from_input(value)
+            run.exports[name] = await output.future()
+            run.secret_exports[name] = await output.is_secret()
+
+    @pulumi.runtime.test
+    def program():
+        try:
+            runpy.run_path(str(MAIN), run_name="__main__")
+        except pulumi.RunError as error:
+            run.error = error
+            return None
+        return collect_exports()
+
+    program()
+    return run

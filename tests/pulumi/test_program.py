@@ -1,0 +1,372 @@
+"""The Pulumi program under mocks: what it would ask Proxmox and the VMs to do.
+
+Each run executes a fresh ``__main__.py`` with the config from Pulumi.dev.yaml
+(or a variant of it) and inspects the recorded registrations.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pulumi
+import pulumi_proxmoxve as proxmoxve
+import pytest
+import yaml
+
+from components.cluster import PghaCluster, PghaClusterArgs
+from components.core import ClusterSecrets, ClusterSpec, load_spec, node_steps, phases
+from tests.pulumi.harness import (
+    COMMAND,
+    DEPLOY_PRIVATE_KEY,
+    DEPLOY_PUBLIC_KEY,
+    IMAGE,
+    PASSWORD,
+    SDN_APPLIER,
+    SDN_SUBNET,
+    SDN_VNET,
+    SDN_ZONE_VLAN,
+    SNIPPET,
+    VM,
+    ProgramRun,
+    clear_strings,
+    is_secret,
+    run_program,
+    stack_file_config,
+    unwrap,
+    use_mocks,
+)
+
+PLACEHOLDERS = ClusterSecrets.placeholders()
+
+
+def pgha_namespace(config: dict[str, Any]) -> dict[str, Any]:
+    return {k.removeprefix("pgha:"): v for k, v in config.items() if k.startswith("pgha:")}
+
+
+@pytest.fixture(scope="module")
+def dev_spec() -> ClusterSpec:
+    return load_spec(pgha_namespace(stack_file_config()), "dev")
+
+
+@pytest.fixture(scope="module")
+def dev_run() -> ProgramRun:
+    run = run_program(stack_file_config())
+    assert run.error is None, run.errors
+    return run
+
+
+def command_name(node: str, title: str) -> str:
+    return f"{node}-{title}"
+
+
+# --- VMs and their seeds -------------------------------------------------------------
+
+
+def test_three_vms_on_the_configured_hosts_with_their_macs(dev_run: ProgramRun, dev_spec: ClusterSpec):
+    vms = {r.name: unwrap(r.inputs) for r in dev_run.of_type(VM)}
+    assert {name: vm["nodeName"] for name, vm in vms.items()} == {
+        "psql-01": "pve1",
+        "psql-02": "pve2",
+        "psql-03": "pve1",
+    }
+    for node in dev_spec.nodes:
+        vm = vms[node.name]
+        (nic,) = vm["networkDevices"]
+        assert nic["macAddress"] == node.mac
+        assert nic["bridge"] == "vmbr1"
+        assert "vlanId" not in nic
+        assert vm["name"] == node.name
+        assert vm["tags"] == ["pgha", "dev"]
+        assert vm["started"] and vm["onBoot"] and vm["stopOnDestroy"]
+        assert vm["agent"] == {"enabled": True}
+        (disk,) = vm["disks"]
+        assert disk["interface"] == "virtio0"
+        assert disk["importFrom"] == "local:import/debian-13-genericcloud-amd64.qcow2"
+        assert disk["size"] == 20
+        assert "clone" not in vm
+        # A new upstream image must never replace a running database VM.
+        assert dev_run.named(VM, node.name).ignore_changes == ["disks[0].importFrom"]
+
+
+def test_each_vm_boots_from_its_own_snippets(dev_run: ProgramRun, dev_spec: ClusterSpec):
+    for node in dev_spec.nodes:
+        init = unwrap(dev_run.named(VM, node.name).inputs)["initialization"]
+        for document, key in (
+            ("user-data", "userDataFileId"),
+            ("meta-data", "metaDataFileId"),
+            ("network-config", "networkDataFileId"),
+        ):
+            snippet = unwrap(dev_run.named(SNIPPET, f"{node.name}-{document}").inputs)
+            file_name = f"pgha-dev-{node.name}-{document}.yaml"
+            assert snippet["contentType"] == "snippets"
+            assert snippet["nodeName"] == node.host
+            assert snippet["datastoreId"] == "local"
+            assert snippet["sourceRaw"]["fileName"] == file_name
+            assert init[key] == f"local:snippets/{file_name}"
+
+
+def test_network_config_snippets_carry_the_configured_ips(dev_run: ProgramRun, dev_spec: ClusterSpec):
+    expected = {"psql-01": "10.0.0.4/24", "psql-02": "10.0.0.3/24", "psql-03": "10.0.0.2/24"}
+    for node in dev_spec.nodes:
+        data = unwrap(dev_run.named(SNIPPET, f"{node.name}-network-config").inputs)["sourceRaw"]["data"]
+        nic = yaml.safe_load(data)["ethernets"]["private"]
+        assert nic["addresses"] == [expected[node.name]]
+        assert nic["match"]["macaddress"] == node.mac
+
+
+def test_user_data_trusts_the_deploy_key_and_the_operators(dev_run: ProgramRun, dev_spec: ClusterSpec):
+    data = unwrap(dev_run.named(SNIPPET, "psql-02-user-data").inputs)["sourceRaw"]["data"]
+    (user,) = yaml.safe_load(data)["users"]
+    assert user["ssh_authorized_keys"] == [DEPLOY_PUBLIC_KEY.strip(), *dev_spec.ssh.authorized_keys]
+
+
+def test_one_cloud_image_download_per_proxmox_host(dev_run: ProgramRun):
+    images = {unwrap(r.inputs)["nodeName"]: unwrap(r.inputs) for r in dev_run.of_type(IMAGE)}
+    assert set(images) == {"pve1", "pve2"}
+    for image in images.values():
+        assert image["contentType"] == "import"
+        assert image["fileName"] == "debian-13-genericcloud-amd64.qcow2"
+        assert image["url"].startswith("https://cloud.debian.org/images/cloud/trixie/")
+
+
+# --- Remote steps --------------------------------------------------------------------
+
+
+def test_a_command_for_every_node_and_step_running_the_core_script(
+    dev_run: ProgramRun, dev_spec: ClusterSpec
+):
+    expected = {
+        command_name(node.name, step.title): step
+        for node in dev_spec.nodes
+        for step in node_steps(dev_spec, node, PLACEHOLDERS)
+    }
+    commands = {r.name: r for r in dev_run.of_type(COMMAND)}
+    assert set(commands) == set(expected)
+    for name, step in expected.items():
+        assert commands[name].inputs["create"] == step.command
+        assert commands[name].inputs["logging"] == ("none" if step.has_secrets else "stdoutAndStderr")
+
+
+def test_dependencies_follow_the_phase_order(dev_run: ProgramRun, dev_spec: ClusterSpec):
+    vm_urns = {r.urn for r in dev_run.of_type(VM)}
+    assert len(vm_urns) == 3
+    urn = {r.name: r.urn for r in dev_run.of_type(COMMAND)}
+    ordered = [
+        {urn[command_name(s.node, s.title)] for s in steps} for _, steps in phases(dev_spec, PLACEHOLDERS)
+    ]
+    assert len(ordered) == 6
+    previous = vm_urns
+    for index, current in enumerate(ordered):
+        later = set().union(*ordered[index:])
+        for command in current:
+            deps = dev_run.monitor.registrations[command].dependencies
+            assert previous <= deps, command
+            # Same-phase steps run in parallel; nothing waits for a later phase.
+            assert not deps & later, command
+        previous = current
+
+
+def test_stdin_bundles_use_the_real_passwords_and_stay_secret(dev_run: ProgramRun, dev_spec: ClusterSpec):
+    real = dev_run.mocks.secrets()
+    secret_steps = 0
+    for node in dev_spec.nodes:
+        for step in node_steps(dev_spec, node, real):
+            inputs = dev_run.named(COMMAND, command_name(node.name, step.title)).inputs
+            assert is_secret(inputs["connection"])
+            assert is_secret(inputs["stdin"])
+            assert unwrap(inputs["stdin"]) == step.stdin
+            # The trigger is in clear (a hash reveals nothing) so previews show what re-runs.
+            assert inputs["triggers"] == [step.digest]
+            secret_steps += step.has_secrets
+            if step.has_secrets:
+                assert any(pw in step.stdin for pw in real.values())
+    assert secret_steps == 6  # patroni and haproxy on each of the three VMs
+
+
+def test_the_connection_uses_the_deploy_key_on_the_private_ip(dev_run: ProgramRun, dev_spec: ClusterSpec):
+    for node in dev_spec.nodes:
+        connection = unwrap(dev_run.named(COMMAND, command_name(node.name, "01-system")).inputs["connection"])
+        assert connection["host"] == str(node.ip)
+        assert connection["user"] == "pgha"
+        assert connection["port"] == 22
+        assert connection["privateKey"] == DEPLOY_PRIVATE_KEY
+        assert "proxy" not in connection
+
+
+def test_no_generated_secret_appears_in_clear_in_any_input(dev_run: ProgramRun):
+    passwords = list(dev_run.mocks.passwords.values())
+    assert len(passwords) == 5
+    assert len(dev_run.of_type(PASSWORD)) == 5
+    secrets = [*passwords, DEPLOY_PRIVATE_KEY.splitlines()[1]]
+    registrations = list(dev_run.monitor.registrations.values())
+    assert len(registrations) > 40
+    for registration in registrations:
+        for text in clear_strings(registration.inputs):
+            for secret in secrets:
+                assert secret not in text, f"{registration.name} shows a secret in clear"
+    for command in dev_run.of_type(COMMAND):
+        assert not any(pw in command.inputs["create"] for pw in passwords)
+
+
+# --- Exports -------------------------------------------------------------------------
+
+
+def test_exports(dev_run: ProgramRun):
+    superuser = dev_run.mocks.secrets().superuser_password
+    exports = dev_run.exports
+    assert exports["vip"] == "10.0.0.10"
+    assert exports["primaryPort"] == 5432
+    assert exports["replicaPort"] == 5433
+    assert exports["primaryConnectionString"] == (
+        f"postgresql://postgres:{superuser}@10.0.0.10:5432/postgres?sslmode=prefer"
+    )
+    assert exports["replicaConnectionString"] == (
+        f"postgresql://postgres:{superuser}@10.0.0.10:5433/postgres?sslmode=prefer"
+    )
+    assert dev_run.secret_exports["primaryConnectionString"]
+    assert dev_run.secret_exports["replicaConnectionString"]
+    assert not dev_run.secret_exports["vip"]
+    assert exports["nodes"] == [
+        {"name": "psql-01", "host": "pve1", "ip": "10.0.0.4", "role": "postgres"},
+        {"name": "psql-02", "host": "pve2", "ip": "10.0.0.3", "role": "postgres"},
+        {"name": "psql-03", "host": "pve1", "ip": "10.0.0.2", "role": "postgres"},
+    ]
+    domains = exports["failureDomains"]
+    assert domains["pve1"].startswith("NOT survived")
+    assert "psql-01" in domains["pve1"] and "psql-03" in domains["pve1"]
+    assert domains["pve2"].startswith("survived")
+
+
+# --- Invalid configs: every problem, and nothing created -----------------------------
+
+
+def test_invalid_config_fails_with_every_problem_before_any_resource():
+    config = stack_file_config()
+    config["pgha:vip"] = "192.168.1.10"
+    config["pgha:vms"] = config["pgha:vms"][:2]
+    run = run_program(config)
+    assert isinstance(run.error, pulumi.RunError)
+    assert "2 problem(s)" in str(run.error)
+    assert len(run.errors) == 2
+    assert any("pgha:vip: 192.168.1.10 is outside pgha:network.cidr 10.0.0.0/24" in e for e in run.errors)
+    assert any("pgha:vms: needs at least 3 VMs" in e for e in run.errors)
+    assert run.monitor.registrations == {}
+    assert run.exports == {}
+
+
+def test_unknown_keys_are_found_in_the_config_the_cli_passes(monkeypatch: pytest.MonkeyPatch):
+    """The CLI hands the whole config over as JSON in PULUMI_CONFIG: typos there are caught too."""
+    config = stack_file_config()
+    config["pgha:vipp"] = "10.0.0.11"
+    encoded = {k: json.dumps(v) if isinstance(v, (dict, list)) else str(v) for k, v in config.items()}
+    monkeypatch.setenv("PULUMI_CONFIG", json.dumps(encoded))
+    run = run_program(config, via_env=True)
+    assert isinstance(run.error, pulumi.RunError)
+    assert len(run.errors) == 1
+    assert run.errors[0].startswith("pgha:vipp: unknown key")
+    assert run.monitor.registrations == {}
+
+
+# --- Variants: SDN network, template clones ------------------------------------------
+
+
+def test_sdn_network_is_created_applied_and_used_by_every_vm():
+    config = stack_file_config()
+    config["pgha:network"] = {
+        **{k: v for k, v in config["pgha:network"].items() if k != "bridge"},
+        "sdn": {"zone": "pgha", "vnet": "pghanet", "type": "vlan", "tag": 42, "bridge": "vmbr0"},
+    }
+    run = run_program(config)
+    assert run.error is None, run.errors
+    (zone,) = run.of_type(SDN_ZONE_VLAN)
+    (vnet,) = run.of_type(SDN_VNET)
+    (subnet,) = run.of_type(SDN_SUBNET)
+    (applier,) = run.of_type(SDN_APPLIER)
+    assert unwrap(zone.inputs) == {"resourceId": "pgha", "bridge": "vmbr0", "nodes": ["pve1", "pve2"]}
+    assert unwrap(vnet.inputs) == {"resourceId": "pghanet", "zone": "pgha", "tag": 42}
+    assert unwrap(subnet.inputs) == {"vnet": "pghanet", "cidr": "10.0.0.0/24", "gateway": "10.0.0.1"}
+    assert {zone.urn, vnet.urn, subnet.urn} <= applier.dependencies
+    for vm in run.of_type(VM):
+        (nic,) = unwrap(vm.inputs)["networkDevices"]
+        assert nic["bridge"] == "pghanet"
+        assert "vlanId" not in nic
+        assert applier.urn in vm.dependencies
+
+
+def test_plain_bridge_with_vlan_tags_the_nic_and_creates_no_sdn():
+    config = stack_file_config()
+    config["pgha:network"] = {**config["pgha:network"], "vlan": 42}
+    run = run_program(config)
+    assert run.error is None, run.errors
+    assert not any(r.typ.startswith("proxmoxve:sdn/") for r in run.monitor.registrations.values())
+    for vm in run.of_type(VM):
+        (nic,) = unwrap(vm.inputs)["networkDevices"]
+        assert (nic["bridge"], nic["vlanId"]) == ("vmbr1", 42)
+
+
+def test_template_clones_download_no_image():
+    config = stack_file_config()
+    config["pgha:vm"] = {"templateVmId": 9000, "templateNode": "pve1"}
+    config["pgha:vms"] = [{**vm, "vmId": 201 + i} for i, vm in enumerate(config["pgha:vms"])]
+    run = run_program(config)
+    assert run.error is None, run.errors
+    assert run.of_type(IMAGE) == []
+    for index, vm in enumerate(sorted(run.of_type(VM), key=lambda r: r.name)):
+        inputs = unwrap(vm.inputs)
+        assert inputs["vmId"] == 201 + index
+        assert inputs["clone"] == {
+            "vmId": 9000,
+            "nodeName": "pve1",
+            "datastoreId": "local-lvm",
+            "full": True,
+            "retries": 3,
+        }
+        (disk,) = inputs["disks"]
+        assert "importFrom" not in disk
+        assert disk["size"] == 20
+
+
+def test_jump_host_is_the_proxy_of_every_connection():
+    config = stack_file_config()
+    config["pgha:ssh"] = {**config["pgha:ssh"], "jumpHost": {"host": "bastion.example.org", "user": "ops"}}
+    run = run_program(config)
+    assert run.error is None, run.errors
+    for command in run.of_type(COMMAND):
+        proxy = unwrap(command.inputs["connection"])["proxy"]
+        assert (proxy["host"], proxy["user"], proxy["port"]) == ("bastion.example.org", "ops", 22)
+        assert "privateKey" not in proxy  # the operator's agent logs in there, not the deploy key
+
+
+def test_a_witness_gets_a_vm_and_etcd_but_no_postgres():
+    config = stack_file_config()
+    config["pgha:witness"] = {"name": "witness", "host": "pve3", "ip": "10.0.0.5"}
+    run = run_program(config)
+    assert run.error is None, run.errors
+    assert unwrap(run.named(VM, "witness").inputs)["nodeName"] == "pve3"
+    assert {unwrap(r.inputs)["nodeName"] for r in run.of_type(IMAGE)} == {"pve1", "pve2", "pve3"}
+    witness_steps = sorted(r.name for r in run.of_type(COMMAND) if r.name.startswith("witness-"))
+    assert witness_steps == ["witness-01-system", "witness-02-etcd", "witness-03-etcd-health"]
+    assert all(text.startswith("survived") for text in run.exports["failureDomains"].values())
+
+
+@pulumi.runtime.test
+def test_an_explicit_provider_reaches_every_proxmox_resource():
+    """PghaCluster takes a provider through its options, as any component does."""
+    _, monitor, _ = use_mocks()
+    spec = load_spec(pgha_namespace(stack_file_config()), "dev")
+    provider = proxmoxve.Provider("pve", endpoint="https://pve.example.org:8006/")
+    cluster = PghaCluster("pgha", PghaClusterArgs(spec), opts=pulumi.ResourceOptions(providers=[provider]))
+
+    def check(urn: str) -> None:
+        proxmox = [r for r in monitor.registrations.values() if r.typ.startswith("proxmoxve:") and r.custom]
+        proxmox = [r for r in proxmox if r.typ != "pulumi:providers:proxmoxve"]
+        assert len(proxmox) == 3 + 9 + 2  # VMs, snippets, images
+        for registration in proxmox:
+            assert registration.provider.startswith(urn + "::"), registration.name
+        commands = [r for r in monitor.registrations.values() if r.typ == COMMAND]
+        assert commands and not any(r.provider.startswith(urn) for r in commands)
+
+    # Wait for the last step, so every registration is in.
+    last = cluster.steps.commands[("psql-03", "keepalived")]
+    return pulumi.Output.all(provider.urn, last.urn).apply(lambda v: check(v[0]))
