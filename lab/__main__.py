@@ -1,0 +1,130 @@
+"""``python -m lab VERB``: bring a stack up locally, look at it, break it.
+
+up [--stack dev]        build/boot/seed the machines and run every step
+status [--json]         roles, lag, VIP holder, etcd health
+down                    stop everything, remove namespace and overlays
+exec NODE -- CMD        run CMD inside a machine
+run -- CMD              run CMD inside the lab network (libpq env → VIP:5432)
+psql [--replica]        psql on the VIP
+kill|start NODE         hard power-off / boot again on the same disk
+crash-host HOST         kill every machine of that Proxmox host
+partition|heal NODE     cut / restore its private link
+freeze|thaw NODE        stop / resume every process of the machine
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+
+from components.core import ConfigError
+
+from .cluster import Lab
+
+
+def _print_outputs(lab: Lab) -> None:
+    status = lab.status()
+    print(f"\nvip: {status['vip']}")
+    print(f"primaryPort: {status['primaryPort']}   (read-write, the primary)")
+    print(f"replicaPort: {status['replicaPort']}   (read-only, the replicas)")
+    for node in status["nodes"]:
+        print(
+            f"  {node['name']:<10} host={node['host']:<6} {node['ip']:<12} {node['role']:<12} {node['state']}"
+        )
+    print(f"VIP held by: {status['vipHolder']}")
+    print("connect: python -m lab psql   (or: python -m lab run -- psql)")
+
+
+def _render_status(status: dict) -> str:
+    lines = [f"VIP {status['vip']} held by {status['vipHolder']}  (5432 rw, 5433 ro)"]
+    lines.append(f"{'node':<10} {'host':<8} {'ip':<12} {'role':<13} {'state':<12} {'lag':>8}  machine")
+    for n in status["nodes"]:
+        lag = "" if n["lagBytes"] is None else str(n["lagBytes"])
+        identity = f"{n['name']:<10} {n['host']:<8} {n['ip']:<12}"
+        lines.append(f"{identity} {n['role']:<13} {n['state']:<12} {lag:>8}  {n['machine']}")
+    etcd = status["etcd"]
+    healthy = sum(etcd.values())
+    quorum = len(etcd) // 2 + 1
+    verdict = "quorum" if healthy >= quorum else "NO QUORUM: no failover possible"
+    lines.append(
+        f"etcd: {healthy}/{len(etcd)} healthy ({verdict}): "
+        + ", ".join(f"{k}={'ok' if v else 'down'}" for k, v in etcd.items())
+    )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lab", description=__doc__.split("\n")[0])
+    parser.add_argument("--stack", default="dev")
+    verbs = parser.add_subparsers(dest="verb", required=True)
+    verbs.add_parser("up")
+    verbs.add_parser("down")
+    status = verbs.add_parser("status")
+    status.add_argument("--json", action="store_true")
+    exec_ = verbs.add_parser("exec")
+    exec_.add_argument("node")
+    exec_.add_argument("cmd", nargs=argparse.REMAINDER)
+    run = verbs.add_parser("run")
+    run.add_argument("--replica", action="store_true", help="point libpq at port 5433")
+    run.add_argument("cmd", nargs=argparse.REMAINDER)
+    psql = verbs.add_parser("psql")
+    psql.add_argument("--replica", action="store_true")
+    for verb in ("kill", "start", "partition", "heal", "freeze", "thaw"):
+        verbs.add_parser(verb).add_argument("node")
+    verbs.add_parser("crash-host").add_argument("host")
+    args = parser.parse_args(argv)
+
+    try:
+        lab = Lab(args.stack)
+    except ConfigError as error:
+        for problem in error.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return 2
+
+    if args.verb == "up":
+        started = time.monotonic()
+        timings, results = lab.up()
+        changed = [r for r in results if r.changed]
+        print(f"\nlab up in {time.monotonic() - started:.1f} s: {json.dumps(timings.as_dict())}")
+        print(f"steps that changed something: {len(changed)} of {len(results)}")
+        _print_outputs(lab)
+    elif args.verb == "down":
+        lab.down()
+        print(f"lab {args.stack} is down")
+    elif args.verb == "status":
+        view = lab.status()
+        print(json.dumps(view, indent=2) if args.json else _render_status(view))
+    elif args.verb == "exec":
+        cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+        return lab.exec(args.node, cmd).returncode
+    elif args.verb == "run":
+        cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+        port = lab.spec.haproxy.replica_port if args.replica else None
+        return lab.run(cmd, port=port).returncode
+    elif args.verb == "psql":
+        port = lab.spec.haproxy.replica_port if args.replica else None
+        return lab.run(["psql"], port=port).returncode
+    elif args.verb == "crash-host":
+        victims = [n for n in lab.spec.nodes if n.host == args.host]
+        if not victims:
+            print(f"error: no VM on host {args.host}", file=sys.stderr)
+            return 2
+        for node in victims:
+            lab.machine(node).kill()
+        print(f"host {args.host} crashed: {', '.join(n.name for n in victims)} powered off")
+    else:
+        machine = lab.machine(lab.spec.node(args.node))
+        getattr(machine, args.verb)()
+        print(f"{args.node}: {args.verb} done")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except subprocess.CalledProcessError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)

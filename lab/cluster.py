@@ -1,0 +1,293 @@
+"""The lab: one local Debian 13 machine per VM of a stack, driven like Proxmox.
+
+Only machines, network and the SSH executor are the lab's own; the seed
+(cloud-init) and every step come from ``components.core``, exactly as the
+Pulumi components send them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+from pathlib import Path
+from typing import Any
+
+import asyncssh
+
+from components.core import (
+    ClusterSecrets,
+    ClusterSpec,
+    Node,
+    cloudinit,
+    etcd,
+    image_packages,
+    load_stack,
+    patroni,
+    phases,
+)
+from components.core.secrets import SUPERUSER
+
+from .image import ensure_image
+from .inside import inside
+from .machine import Machine, MachineSpec
+from .netns import LabNetwork
+from .ssh import SshRunner, StepResult, Target
+
+STATE_ROOT = Path("/var/lib/pgha-lab")
+
+
+@dataclass
+class Timings:
+    image: float = 0.0
+    boot: float = 0.0
+    ssh: float = 0.0
+    steps: float = 0.0
+
+    def as_dict(self) -> dict[str, float]:
+        return {k: round(v, 1) for k, v in self.__dict__.items()}
+
+
+class Lab:
+    """A stack's lab: state under /var/lib/pgha-lab/<stack>, namespace pgha-<stack>."""
+
+    def __init__(self, stack: str = "dev", report: Callable[[str], None] = print) -> None:
+        self.stack = stack
+        self.spec: ClusterSpec = load_stack(stack)
+        self.report = report
+        self.state_dir = STATE_ROOT / stack
+        self.network = LabNetwork(f"pgha-{stack}")
+        self.key_path = self.state_dir / "id_ed25519"
+        self.secrets_path = self.state_dir / "secrets.json"
+
+    # ---- identity ------------------------------------------------------------
+
+    def secrets(self) -> ClusterSecrets:
+        """The lab's generated secrets, kept root-only across runs (Pulumi keeps them in state)."""
+        if self.secrets_path.exists():
+            return ClusterSecrets(**json.loads(self.secrets_path.read_text()))
+        generated = ClusterSecrets.generate()
+        self._write_private(self.secrets_path, json.dumps(generated.__dict__))
+        return generated
+
+    def deploy_public_key(self) -> str:
+        """The key the steps run with (Pulumi's is a tls.PrivateKey)."""
+        if not self.key_path.exists():
+            key = asyncssh.generate_private_key("ssh-ed25519", comment=f"pgha-lab-{self.stack}")
+            self._write_private(self.key_path, key.export_private_key().decode())
+            self.key_path.with_suffix(".pub").write_text(key.export_public_key().decode())
+        return self.key_path.with_suffix(".pub").read_text().strip()
+
+    def _write_private(self, path: Path, content: str) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(content)
+
+    # ---- machines ------------------------------------------------------------
+
+    def bridge_ip(self) -> IPv4Address:
+        """The namespace's own address on the bridge: the gateway, or a free address."""
+        network = self.spec.network
+        if network.gateway is not None:
+            return network.gateway
+        taken = {n.ip for n in self.spec.nodes} | {self.spec.vip}
+        return next(a for a in reversed(list(network.cidr.hosts())) if a not in taken)
+
+    def machine(self, node: Node) -> Machine:
+        spec = MachineSpec(
+            name=node.name,
+            host=node.host,
+            ip=str(node.ip),
+            prefixlen=self.spec.network.cidr.prefixlen,
+            mac=node.mac,
+            interface=self.spec.network.interface,
+            seed=cloudinit.seed(self.spec, node, self.deploy_public_key()),
+        )
+        return Machine(spec, self.state_dir / "machines", self.network)
+
+    def machines(self) -> dict[str, Machine]:
+        return {node.name: self.machine(node) for node in self.spec.nodes}
+
+    def target(self, node: Node) -> Target:
+        return Target(str(node.ip), self.spec.ssh.port, self.spec.ssh.user)
+
+    def runner(self) -> SshRunner:
+        return SshRunner(self.network.path, self.key_path)
+
+    # ---- verbs ---------------------------------------------------------------
+
+    def up(self) -> tuple[Timings, list[StepResult]]:
+        """Bring the stack up, or re-run every step on a running lab (must change nothing)."""
+        timings = Timings()
+        secrets = self.secrets()
+        self.deploy_public_key()
+        started = time.monotonic()
+        image = ensure_image(image_packages(self.spec), log=self.report)
+        timings.image = time.monotonic() - started
+
+        started = time.monotonic()
+        self.network.create(str(self.spec.network.cidr), str(self.bridge_ip()))
+        for node in self.spec.nodes:
+            machine = self.machine(node)
+            if machine.is_running():
+                continue
+            self.report(f"booting {node.name} (Proxmox host {node.host}, {node.ip})")
+            if (machine.dir / "state.json").exists() and machine.root.exists():
+                machine.start()
+            else:
+                machine.boot(image)
+        timings.boot = time.monotonic() - started
+
+        runner = self.runner()
+        started = time.monotonic()
+        asyncio.run(self._wait_all_ssh(runner))
+        timings.ssh = time.monotonic() - started
+
+        self.report("running the program's steps:")
+        started = time.monotonic()
+        results = asyncio.run(
+            runner.run_phases(phases(self.spec, secrets), self._targets(), report=self.report)
+        )
+        timings.steps = time.monotonic() - started
+        return timings, results
+
+    async def _wait_all_ssh(self, runner: SshRunner) -> None:
+        await asyncio.gather(*(runner.wait_for_ssh(self.target(n)) for n in self.spec.nodes))
+
+    def _targets(self) -> dict[str, Target]:
+        return {n.name: self.target(n) for n in self.spec.nodes}
+
+    def down(self) -> None:
+        """Stop every machine, remove overlays and namespace; safe twice and after a crash."""
+        machines_dir = self.state_dir / "machines"
+        names = {n.name for n in self.spec.nodes}
+        if machines_dir.exists():
+            names |= {p.name for p in machines_dir.iterdir() if p.is_dir()}
+        for name in sorted(names):
+            node = next((n for n in self.spec.nodes if n.name == name), None)
+            if node is not None:
+                machine = self.machine(node)
+            else:  # a machine of an older config of this stack
+                stale = MachineSpec(name, "", "0.0.0.0", 32, "00:00:00:00:00:00", "eth0")
+                machine = Machine(stale, machines_dir, self.network)
+            machine.remove()
+        self.network.destroy()
+        if self.state_dir.exists():
+            shutil.rmtree(self.state_dir)
+
+    def exec(self, node_name: str, argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess:
+        """Run a command inside a machine (all its namespaces), even when cut off the network."""
+        machine = self.machine(self.spec.node(node_name))
+        _, init_pid = machine.pids()
+        if init_pid is None:
+            raise RuntimeError(f"{node_name} is not running")
+        command = ["nsenter", f"--target={init_pid}", "--mount", "--uts", "--ipc", "--net", "--pid"]
+        return subprocess.run([*command, "--", *argv], **kwargs)
+
+    def client_env(self, port: int | None = None) -> dict[str, str]:
+        """libpq environment pointing at the VIP; the password travels in the environment."""
+        return {
+            **os.environ,
+            "PGHOST": str(self.spec.vip),
+            "PGPORT": str(port or self.spec.haproxy.primary_port),
+            "PGUSER": SUPERUSER,
+            "PGDATABASE": "postgres",
+            "PGPASSWORD": self.secrets().superuser_password,
+            "PGCONNECT_TIMEOUT": "5",
+        }
+
+    def run(self, argv: list[str], port: int | None = None, **kwargs: Any) -> subprocess.CompletedProcess:
+        """Run a client command inside the lab namespace, with libpq pointed at the VIP."""
+        return self.network.run(argv, env=self.client_env(port), **kwargs)
+
+    # ---- status --------------------------------------------------------------
+
+    def machine_state(self, machine: Machine) -> str:
+        if not machine.is_running():
+            return "stopped"
+        if machine.is_frozen():
+            return "frozen"
+        if not self._link_up(machine.host_ifname):
+            return "partitioned"
+        return "running"
+
+    def _link_up(self, ifname: str) -> bool:
+        result = subprocess.run(
+            ["ip", "-n", self.network.name, "-o", "link", "show", "dev", ifname],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        return result.returncode == 0 and ",UP" in result.stdout
+
+    def http_json(self, url: str, timeout: float = 2.0) -> Any:
+        with inside(self.network.path), urllib.request.urlopen(url, timeout=timeout) as response:
+            return json.loads(response.read())
+
+    def cluster_view(self) -> dict[str, Any] | None:
+        """Patroni's /cluster, from the first node whose REST API answers."""
+        for node in self.spec.postgres_nodes:
+            try:
+                return self.http_json(patroni.rest_api_url(self.spec, node) + "/cluster")
+            except (OSError, ValueError):
+                continue
+        return None
+
+    def vip_holders(self) -> list[str]:
+        holders = []
+        for name, machine in self.machines().items():
+            if not machine.is_running() or machine.is_frozen():
+                continue
+            result = self.exec(name, ["ip", "-o", "-4", "addr", "show"], capture_output=True, text=True)
+            if f" {self.spec.vip}/" in result.stdout:
+                holders.append(name)
+        return holders
+
+    def etcd_health(self) -> dict[str, bool]:
+        health = {}
+        for member in etcd.members(self.spec):
+            try:
+                health[member.name] = bool(
+                    self.http_json(etcd.client_url(self.spec, member) + "/health")["health"] in ("true", True)
+                )
+            except (OSError, ValueError, KeyError):
+                health[member.name] = False
+        return health
+
+    def status(self) -> dict[str, Any]:
+        view = self.cluster_view() or {"members": []}
+        members = {m["name"]: m for m in view.get("members", [])}
+        machines = self.machines()
+        nodes = []
+        for node in self.spec.nodes:
+            member = members.get(node.name, {})
+            machine_state = self.machine_state(machines[node.name])
+            lag = member.get("lag")
+            nodes.append(
+                {
+                    "name": node.name,
+                    "host": node.host,
+                    "ip": str(node.ip),
+                    "role": member.get("role", "witness" if not node.runs_postgres else "unknown"),
+                    "state": member.get("state", machine_state if machine_state != "running" else "unknown"),
+                    "lagBytes": lag if isinstance(lag, int) else None,
+                    "machine": machine_state,
+                }
+            )
+        holders = self.vip_holders()
+        return {
+            "vip": str(self.spec.vip),
+            "primaryPort": self.spec.haproxy.primary_port,
+            "replicaPort": self.spec.haproxy.replica_port,
+            "nodes": nodes,
+            "vipHolder": holders[0] if len(holders) == 1 else (holders or None),
+            "etcd": self.etcd_health(),
+        }

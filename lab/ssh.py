@@ -1,0 +1,126 @@
+"""Run the program's own steps over real SSH, as Pulumi's remote.Command does.
+
+Each step is executed as ``step.command`` (the exact string Pulumi sends)
+with ``step.stdin`` (the file bundle) on standard input, phase by phase: all
+VMs finish a phase before the next one starts, which is what the components'
+``depends_on`` chain does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncssh
+
+from components.core import Step
+
+from .inside import connect
+
+
+@dataclass(frozen=True)
+class Target:
+    """How to reach one machine: its private IP inside the lab namespace."""
+
+    host: str
+    port: int
+    user: str
+
+
+@dataclass
+class StepResult:
+    step: Step
+    exit_status: int
+    stdout: str
+    stderr: str
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_status == 0
+
+    @property
+    def changed(self) -> list[str]:
+        """The step's own report of what it changed or restarted (see lib.sh.j2)."""
+        return [
+            line
+            for line in self.stderr.splitlines()
+            if "] changed:" in line or "] starting" in line or "] reloading" in line or "(re)starting" in line
+        ]
+
+
+class StepError(RuntimeError):
+    pass
+
+
+class SshRunner:
+    """Opens SSH sessions inside the lab namespace with the lab's deploy key."""
+
+    def __init__(self, netns: Path, key_path: Path) -> None:
+        self.netns = netns
+        self.key = asyncssh.read_private_key(str(key_path))
+
+    async def _connect(self, target: Target, timeout: float) -> asyncssh.SSHClientConnection:
+        loop = asyncio.get_running_loop()
+        sock = await loop.run_in_executor(None, connect, self.netns, target.host, target.port, timeout)
+        sock.setblocking(False)
+        return await asyncssh.connect(
+            sock=sock,
+            username=target.user,
+            client_keys=[self.key],
+            known_hosts=None,
+            connect_timeout=timeout,
+        )
+
+    async def wait_for_ssh(self, target: Target, timeout: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                conn = await self._connect(target, 3.0)
+                conn.close()
+                return
+            except (OSError, asyncssh.Error, TimeoutError):
+                if time.monotonic() > deadline:
+                    raise StepError(f"no SSH on {target.host}:{target.port} after {timeout:.0f} s") from None
+                await asyncio.sleep(0.5)
+
+    async def run(
+        self, target: Target, command: str, stdin: str = "", timeout: float = 1800
+    ) -> tuple[int, str, str]:
+        async with await self._connect(target, 10.0) as conn:
+            # No input: /dev/null, so a reader sees EOF at once, as with Pulumi's unset stdin.
+            feed = {"input": stdin} if stdin else {"stdin": asyncssh.DEVNULL}
+            result = await asyncio.wait_for(conn.run(command, check=False, **feed), timeout)
+        status = result.exit_status if result.exit_status is not None else 255
+        return status, str(result.stdout or ""), str(result.stderr or "")
+
+    async def run_step(self, target: Target, step: Step) -> StepResult:
+        started = time.monotonic()
+        status, out, err = await self.run(target, step.command, step.stdin)
+        return StepResult(step, status, out, err, time.monotonic() - started)
+
+    async def run_phases(
+        self,
+        phases: list[tuple[int, list[Step]]],
+        targets: dict[str, Target],
+        report: Callable[[str], None] = print,
+    ) -> list[StepResult]:
+        """All steps of a phase in parallel, phases in order; stop at the first failure."""
+        results: list[StepResult] = []
+        for _, steps in phases:
+            outcome = await asyncio.gather(*(self.run_step(targets[s.node], s) for s in steps))
+            for result in outcome:
+                mark = "ok" if result.ok else f"FAILED (exit {result.exit_status})"
+                report(f"  {result.step.title:<16} {result.step.node:<10} {mark} ({result.seconds:.1f} s)")
+                for line in result.changed:
+                    report(f"      {line}")
+            results.extend(outcome)
+            failed = [r for r in outcome if not r.ok]
+            if failed:
+                for result in failed:
+                    report(f"--- {result.step.node} {result.step.title} stderr ---\n{result.stderr[-3000:]}")
+                raise StepError(f"step {failed[0].step.title} failed on {failed[0].step.node}")
+        return results
