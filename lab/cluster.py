@@ -50,6 +50,7 @@ class Timings:
     boot: float = 0.0
     ssh: float = 0.0
     steps: float = 0.0
+    ready: float = 0.0
 
     def as_dict(self) -> dict[str, float]:
         return {k: round(v, 1) for k, v in self.__dict__.items()}
@@ -157,7 +158,29 @@ class Lab:
             runner.run_phases(phases(self.spec, secrets), self._targets(), report=self.report)
         )
         timings.steps = time.monotonic() - started
+        started = time.monotonic()
+        self.wait_ready()
+        timings.ready = time.monotonic() - started
         return timings, results
+
+    def wait_ready(self, timeout: float = 120.0) -> dict[str, Any]:
+        """Until one leader, every other PostgreSQL node streaming, and one VIP holder."""
+        deadline = time.monotonic() + timeout
+        while True:
+            status = self.status()
+            if self.is_healthy(status):
+                return status
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"lab not healthy after {timeout:.0f} s: {json.dumps(status)}")
+            time.sleep(1)
+
+    def is_healthy(self, status: dict[str, Any]) -> bool:
+        postgres = [n for n in status["nodes"] if n["role"] != "witness"]
+        leaders = [n for n in postgres if n["role"] == "leader" and n["state"] == "running"]
+        streaming = [n for n in postgres if n["role"] != "leader" and n["state"] == "streaming"]
+        return (
+            len(leaders) == 1 and len(streaming) == len(postgres) - 1 and isinstance(status["vipHolder"], str)
+        )
 
     async def _wait_all_ssh(self, runner: SshRunner) -> None:
         await asyncio.gather(*(runner.wait_for_ssh(self.target(n)) for n in self.spec.nodes))
