@@ -339,7 +339,12 @@ def _check_ports(reader: _Reader, spec: dict[str, Any]) -> None:
             seen[port] = key
 
 
-def _check_patroni(reader: _Reader, patroni: PatroniSpec) -> None:
+def _check_patroni(reader: _Reader, patroni: PatroniSpec, replicas: int) -> None:
+    count = patroni.synchronous_node_count
+    if count is not None and not 1 <= count <= max(replicas, 1):
+        reader.problem(
+            "patroni.synchronousNodeCount", f"{count} is not between 1 and the {replicas} replicas"
+        )
     if patroni.ttl < 20:
         reader.problem(
             "patroni.ttl", f"{patroni.ttl} s is below 20 s, the minimum Patroni's maintainers call safe"
@@ -397,7 +402,7 @@ def load_spec(config: dict[str, Any], stack: str) -> ClusterSpec:
         )
     if not _HOSTNAME.match(postgres.scope):
         reader.problem("postgres.scope", f"{postgres.scope!r} must be a lowercase name (a-z, 0-9, '-')")
-    _check_patroni(reader, patroni)
+    _check_patroni(reader, patroni, len([n for n in nodes if n.runs_postgres]) - 1)
     if haproxy.check_fall < 1 or haproxy.check_rise < 1:
         reader.problem("haproxy.checkFall", "checkFall and checkRise must be at least 1")
     _check_ports(

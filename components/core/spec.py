@@ -94,6 +94,9 @@ class PatroniSpec:
     retry_timeout: int = 10
     maximum_lag_on_failover: int = 1048576
     synchronous_mode: bool = True
+    # None: every replica is synchronous, so any survivor may be promoted
+    # without losing an acknowledged commit (see sync_standbys()).
+    synchronous_node_count: int | None = None
     failsafe_mode: bool = True
     watchdog: Literal["off", "automatic", "required"] = "automatic"
 
@@ -183,9 +186,16 @@ class ClusterSpec:
         return tuple(n for n in self.nodes if n.runs_postgres)
 
     @property
-    def etcd_nodes(self) -> tuple[Node, ...]:
-        """Every node is an etcd member, the witness included: that is its whole job."""
-        return self.nodes
+    def sync_standbys(self) -> int:
+        """How many standbys confirm each commit (Patroni's synchronous_node_count).
+
+        With one, losing the Proxmox host that carries the primary and its
+        sync standby leaves only a standby Patroni will not promote (it may
+        miss acknowledged commits). With every replica synchronous, any
+        survivor can take over; non-strict mode drops dead ones from the set.
+        """
+        replicas = len(self.postgres_nodes) - 1
+        return self.patroni.synchronous_node_count or replicas
 
     def node(self, name: str) -> Node:
         for candidate in self.nodes:

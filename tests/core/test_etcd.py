@@ -38,7 +38,8 @@ def test_witness_gives_one_member_per_host(dev_config):
     members = [m.name for m in etcd.members(spec)]
     assert members == ["psql-01", "psql-02", "witness"]
     assert etcd.client_endpoints(spec) == ["10.0.0.4:2379", "10.0.0.3:2379", "10.0.0.6:2379"]
-    assert etcd.steps(spec, spec.node("psql-03")) == []
+    (absent,) = etcd.steps(spec, spec.node("psql-03"))
+    assert "systemctl disable -q --now etcd" in absent.script and not absent.files
 
 
 def test_steps_start_without_blocking_and_wait_for_health(spec):

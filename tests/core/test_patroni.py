@@ -76,3 +76,19 @@ def test_step_drops_debian_cluster_and_waits(spec, secrets):
     assert "pg_dropcluster --stop 17 main" in step.script
     assert "create_main_cluster = false" in step.stdin
     assert "http://10.0.0.4:8008/health" in step.script
+
+
+def test_every_replica_is_synchronous_by_default(spec, secrets):
+    dcs = parsed(spec, spec.nodes[0], secrets)["bootstrap"]["dcs"]
+    assert dcs["synchronous_node_count"] == 2
+
+
+def test_synchronous_node_count_is_bounded(dev_config):
+    import pytest
+
+    from components.core import ConfigError, load_spec
+
+    dev_config["patroni"] = {"synchronousNodeCount": 3}
+    with pytest.raises(ConfigError) as caught:
+        load_spec(dev_config, "dev")
+    assert any("pgha:patroni.synchronousNodeCount: 3" in p for p in caught.value.problems)

@@ -61,7 +61,10 @@ def files(spec: ClusterSpec, node: Node) -> list[RenderedFile]:
 
 def steps(spec: ClusterSpec, node: Node) -> list[Step]:
     if node not in members(spec):
-        return []
+        # Not a member (one member per host once a witness exists): an etcd
+        # the package may have started here would only be a stray cluster.
+        script = render_script(HERE, "etcd-absent.sh.j2", "etcd")
+        return [Step(node.name, PHASE, "etcd", script)]
     install = render_script(HERE, "etcd.sh.j2", "etcd", packages=PACKAGES, data_dir=DATA_DIR)
     health = render_script(
         HERE,

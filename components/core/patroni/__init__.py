@@ -85,6 +85,7 @@ def config(spec: ClusterSpec, node: Node, secrets: ClusterSecrets) -> dict[str, 
                 "failsafe_mode": patroni.failsafe_mode,
                 "synchronous_mode": patroni.synchronous_mode,
                 "synchronous_mode_strict": False,
+                "synchronous_node_count": spec.sync_standbys,
                 "postgresql": {
                     "use_pg_rewind": True,
                     "use_slots": True,
