@@ -178,8 +178,14 @@ class Lab:
         postgres = [n for n in status["nodes"] if n["role"] != "witness"]
         leaders = [n for n in postgres if n["role"] == "leader" and n["state"] == "running"]
         streaming = [n for n in postgres if n["role"] != "leader" and n["state"] == "streaming"]
+        # Synchronous standbys are what make a failover lossless: wait for all of them.
+        synchronous = [n for n in streaming if n["role"] == "sync_standby"]
+        wanted_sync = self.spec.sync_standbys if self.spec.patroni.synchronous_mode else 0
         return (
-            len(leaders) == 1 and len(streaming) == len(postgres) - 1 and isinstance(status["vipHolder"], str)
+            len(leaders) == 1
+            and len(streaming) == len(postgres) - 1
+            and len(synchronous) >= wanted_sync
+            and isinstance(status["vipHolder"], str)
         )
 
     async def _wait_all_ssh(self, runner: SshRunner) -> None:
@@ -285,6 +291,13 @@ class Lab:
                 health[member.name] = False
         return health
 
+    @staticmethod
+    def _absent_state(node: Node, machine_state: str) -> str:
+        """A node Patroni does not list: a witness is as its machine is; a database node is down."""
+        if not node.runs_postgres or machine_state != "running":
+            return machine_state
+        return "unknown"
+
     def status(self) -> dict[str, Any]:
         view = self.cluster_view() or {"members": []}
         members = {m["name"]: m for m in view.get("members", [])}
@@ -300,7 +313,7 @@ class Lab:
                     "host": node.host,
                     "ip": str(node.ip),
                     "role": member.get("role", "witness" if not node.runs_postgres else "unknown"),
-                    "state": member.get("state", machine_state if machine_state != "running" else "unknown"),
+                    "state": member.get("state", self._absent_state(node, machine_state)),
                     "lagBytes": lag if isinstance(lag, int) else None,
                     "machine": machine_state,
                 }
