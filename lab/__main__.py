@@ -10,6 +10,8 @@ kill|start NODE         hard power-off / boot again on the same disk
 crash-host HOST         kill every machine of that Proxmox host
 partition|heal NODE     cut / restore its private link
 freeze|thaw NODE        stop / resume every process of the machine
+switchover [--to NODE]  planned switchover with patronictl, run inside a node
+bench failover [--runs N] | bench proxy [--seconds S]   (lab/bench.py)
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ import time
 
 from components.core import ConfigError
 
+from .bench import FAILOVER_FAULTS, failover, proxy
 from .cluster import Lab
+from .faults import switchover
 
 
 def _print_outputs(lab: Lab) -> None:
@@ -75,6 +79,14 @@ def main(argv: list[str] | None = None) -> int:
     for verb in ("kill", "start", "partition", "heal", "freeze", "thaw"):
         verbs.add_parser(verb).add_argument("node")
     verbs.add_parser("crash-host").add_argument("host")
+    verbs.add_parser("switchover").add_argument("--to", metavar="NODE", help="default: the sync standby")
+    bench = verbs.add_parser("bench").add_subparsers(dest="bench", required=True)
+    bench_failover = bench.add_parser("failover")
+    bench_failover.add_argument("--runs", type=int, default=3)
+    bench_failover.add_argument("--faults", default=",".join(FAILOVER_FAULTS), help="scenario keys")
+    bench_proxy = bench.add_parser("proxy")
+    bench_proxy.add_argument("--seconds", type=int, default=20)
+    bench_proxy.add_argument("--clients", type=int, default=8)
     args = parser.parse_args(argv)
 
     try:
@@ -115,6 +127,18 @@ def main(argv: list[str] | None = None) -> int:
         for node in victims:
             lab.machine(node).kill()
         print(f"host {args.host} crashed: {', '.join(n.name for n in victims)} powered off")
+    elif args.verb == "switchover":
+        lab.wait_ready()
+        try:
+            print(f"switched over: {switchover(lab, to=args.to)} is the leader")
+        except RuntimeError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
+    elif args.verb == "bench" and args.bench == "failover":
+        faults = [f for f in args.faults.split(",") if f]
+        failover(lab, args.runs, faults, emit=lambda summary: print(json.dumps(summary), flush=True))
+    elif args.verb == "bench":
+        print(json.dumps(proxy(lab, seconds=args.seconds, clients=args.clients)))
     else:
         machine = lab.machine(lab.spec.node(args.node))
         getattr(machine, args.verb)()

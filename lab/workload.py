@@ -1,0 +1,390 @@
+"""A client workload to judge faults by: what an application saw, not what Patroni says.
+
+The ``Writer`` behaves like an application with retries: it inserts through
+VIP:5432, opens a new connection after every failure and records each commit
+the server acknowledged. After a fault those acknowledgements are the
+contract: every one must be on every node, and none may come from a server
+that had already been replaced (split brain). The ``Reader`` does the same
+for VIP:5433, recording who answered and whether it was in recovery.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+from .client import connect
+from .cluster import Lab
+
+LEDGER_DDL = """
+create table if not exists ha_ledger (
+    id bigserial primary key,
+    client_seq bigint unique not null,
+    server inet,
+    written_at timestamptz default clock_timestamp()
+)
+"""
+INSERT = "insert into ha_ledger (client_seq, server) values (%s, inet_server_addr()) returning server"
+
+# libpq settings of a careful application: fail fast, notice dead peers in seconds.
+CLIENT_OPTIONS: dict[str, Any] = {
+    "keepalives": 1,
+    "keepalives_idle": 2,
+    "keepalives_interval": 1,
+    "keepalives_count": 2,
+    "tcp_user_timeout": 5000,
+    "options": "-c statement_timeout=3000",
+}
+CONNECT_TIMEOUT = 2
+# statement_timeout does not cover a commit waiting for its synchronous standby
+# (PostgreSQL disables it before committing), and a frozen server's kernel still
+# answers keepalives: a watchdog cuts the socket of a statement stuck this long.
+# It shuts the socket down rather than sending a cancel, because a cancelled
+# synchronous-replication wait is reported to the client as a success.
+STUCK_AFTER = 6.0
+RETRY_PAUSE = 0.1
+
+
+@dataclass(frozen=True)
+class Ack:
+    """A commit the server acknowledged: the client may rely on it forever."""
+
+    seq: int
+    server: str
+    at: float  # client monotonic time of the acknowledgement
+
+
+@dataclass(frozen=True)
+class Failure:
+    """One attempt (connect or insert) that ended without an acknowledgement."""
+
+    seq: int
+    started: float
+    ended: float
+    error: str
+
+
+@dataclass(frozen=True)
+class Window:
+    """Writes unavailable: from the first failed attempt to the next acknowledgement."""
+
+    start: float
+    end: float | None  # None: still failing when the writer stopped
+    failures: int
+
+    @property
+    def seconds(self) -> float | None:
+        return None if self.end is None else self.end - self.start
+
+
+@dataclass(frozen=True)
+class Read:
+    """One answer on the read-only port."""
+
+    at: float
+    server: str | None  # None: no answer
+    in_recovery: bool | None
+    error: str | None = None
+
+
+def ensure_ledger(lab: Lab) -> None:
+    """Create the ledger table through the VIP (the primary), retrying briefly."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with connect(lab, lab.spec.haproxy.primary_port, timeout=CONNECT_TIMEOUT) as conn:
+                conn.execute(LEDGER_DDL)
+            return
+        except psycopg.Error:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+class _Looper(threading.Thread):
+    """A daemon thread with a stop event and a bounded run time."""
+
+    def __init__(self, name: str, max_seconds: float) -> None:
+        super().__init__(name=name, daemon=True)
+        self.stop_event = threading.Event()
+        self.deadline = time.monotonic() + max_seconds
+        self.lock = threading.Lock()
+        self.crash: BaseException | None = None
+
+    def running(self) -> bool:
+        return not self.stop_event.is_set() and time.monotonic() < self.deadline
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Stop and join; a thread that does not end in time is reported, never leaked silently."""
+        self.stop_event.set()
+        self.join(timeout)
+        if self.is_alive():
+            raise RuntimeError(f"{self.name} did not stop within {timeout:.0f} s")
+
+
+class Writer(_Looper):
+    """Inserts continuously through VIP:5432 and keeps the client's own ledger."""
+
+    def __init__(self, lab: Lab, interval: float = 0.01, max_seconds: float = 900.0) -> None:
+        super().__init__("pgha-writer", max_seconds)
+        self.lab = lab
+        self.interval = interval
+        # Unique across runs without asking the server: microseconds since the epoch.
+        self.first_seq = time.time_ns() // 1000
+        self.next_seq = self.first_seq
+        self.acks: list[Ack] = []
+        self.failures: list[Failure] = []
+        self._conn: psycopg.Connection | None = None
+        self._inflight_since: float | None = None
+        self._watchdog = threading.Thread(target=self._watch, name="pgha-writer-watchdog", daemon=True)
+
+    # ---- the loop ---------------------------------------------------------------
+
+    def run(self) -> None:
+        self._watchdog.start()
+        try:
+            while self.running():
+                self._write_once()
+                self.stop_event.wait(self.interval)
+        except BaseException as exc:  # recorded so the caller sees it
+            self.crash = exc
+        finally:
+            self._drop()
+            self.stop_event.set()
+            self._watchdog.join(5)
+
+    def _write_once(self) -> None:
+        seq = self.next_seq
+        self.next_seq += 1
+        started = time.monotonic()
+        try:
+            if self._conn is None:
+                self._inflight_since = started
+                self._conn = connect(
+                    self.lab,
+                    self.lab.spec.haproxy.primary_port,
+                    timeout=CONNECT_TIMEOUT,
+                    application_name="pgha-writer",
+                    **CLIENT_OPTIONS,
+                )
+            self._inflight_since = time.monotonic()
+            row = self._conn.execute(INSERT, (seq,)).fetchone()
+            self._inflight_since = None
+            ack = Ack(seq, str(row[0]) if row else "?", time.monotonic())
+            with self.lock:
+                self.acks.append(ack)
+        except (psycopg.Error, OSError) as exc:
+            self._inflight_since = None
+            with self.lock:
+                self.failures.append(Failure(seq, started, time.monotonic(), _one_line(exc)))
+            self._drop()
+            self.stop_event.wait(RETRY_PAUSE)
+
+    def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+    def _watch(self) -> None:
+        """Cut the socket of a statement stuck longer than STUCK_AFTER (see there)."""
+        while not self.stop_event.is_set():
+            since, conn = self._inflight_since, self._conn
+            if since is not None and conn is not None and time.monotonic() - since > STUCK_AFTER:
+                _shutdown(conn)
+                self._inflight_since = None
+            time.sleep(0.2)
+
+    # ---- what the client saw ------------------------------------------------------
+
+    def snapshot(self) -> tuple[list[Ack], list[Failure]]:
+        with self.lock:
+            return list(self.acks), list(self.failures)
+
+    def last_ack(self) -> Ack | None:
+        with self.lock:
+            return self.acks[-1] if self.acks else None
+
+    def wait_acks(self, count: int, timeout: float = 30.0) -> bool:
+        """Until ``count`` more acknowledgements arrived: the writer is in steady state."""
+        with self.lock:
+            target = len(self.acks) + count
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.is_alive():
+            with self.lock:
+                if len(self.acks) >= target:
+                    return True
+            time.sleep(0.05)
+        return False
+
+    def wait_resumed(self, since: float, timeout: float) -> float | None:
+        """Time of the first ack after a failure that ended at or after ``since``; None on timeout."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.is_alive():
+            acks, failures = self.snapshot()
+            first_fail = next((f for f in failures if f.ended >= since), None)
+            if first_fail is not None:
+                resumed = next((a.at for a in acks if a.at > first_fail.ended), None)
+                if resumed is not None:
+                    return resumed
+            time.sleep(0.1)
+        return None
+
+    def windows(self, since: float | None = None) -> list[Window]:
+        """Unavailability windows: first failed attempt to the first acknowledgement after it.
+
+        With ``since``, only windows still open then: the attempt that hangs
+        when a fault strikes began before it, and its window counts in full.
+        """
+        acks, failures = self.snapshot()
+        events = sorted([(a.at, True) for a in acks] + [(f.started, False) for f in failures])
+        windows: list[Window] = []
+        start: float | None = None
+        count = 0
+        for at, ok in events:
+            if ok and start is not None:
+                windows.append(Window(start, at, count))
+                start, count = None, 0
+            elif not ok:
+                start = at if start is None else start
+                count += 1
+        if start is not None:
+            windows.append(Window(start, None, count))
+        if since is not None:
+            windows = [w for w in windows if w.end is None or w.end >= since]
+        return windows
+
+    def unavailability(self, since: float | None = None) -> float:
+        """Seconds without writes, summed over the windows of ``windows(since)``."""
+        total = 0.0
+        for window in self.windows(since):
+            end = window.end if window.end is not None else time.monotonic()
+            total += end - window.start
+        return total
+
+    def split_brain(self) -> list[dict[str, Any]]:
+        """Acks from a server after another server had taken over from it.
+
+        Once the acknowledging server changed from A to B, a later ack from A
+        means two primaries accepted writes: each such ack is returned.
+        """
+        acks, _ = self.snapshot()
+        acks.sort(key=lambda a: a.at)
+        replaced: dict[str, float] = {}  # server -> when another server first acked after it
+        evidence = []
+        current: str | None = None
+        for ack in acks:
+            if current is not None and ack.server != current:
+                replaced.setdefault(current, ack.at)
+            if ack.server in replaced:
+                evidence.append({"seq": ack.seq, "server": ack.server, "at": ack.at})
+            current = ack.server
+        return evidence
+
+    def servers(self) -> list[str]:
+        """The acknowledging servers in the order they took over."""
+        order: list[str] = []
+        for ack in self.snapshot()[0]:
+            if not order or order[-1] != ack.server:
+                order.append(ack.server)
+        return order
+
+    def missing_on(self, host: str, timeout: float = 30.0) -> list[int]:
+        """Acknowledged client_seq values absent from the PostgreSQL at ``host``:5442.
+
+        Replicas replay asynchronously, so absent rows are re-checked until
+        ``timeout``; whatever is still absent then is lost on that node.
+        """
+        acked = {a.seq for a in self.snapshot()[0]}
+        if not acked:
+            return []
+        low, high = min(acked), max(acked)
+        deadline = time.monotonic() + timeout
+        missing: set[int] = acked
+        last_error: Exception | None = None
+        while True:
+            try:
+                with connect(
+                    self.lab, self.lab.spec.postgres.port, host=host, timeout=CONNECT_TIMEOUT
+                ) as conn:
+                    rows = conn.execute(
+                        "select client_seq from ha_ledger where client_seq between %s and %s", (low, high)
+                    ).fetchall()
+                missing = acked - {r[0] for r in rows}
+                last_error = None
+            except psycopg.Error as exc:
+                last_error = exc
+            if (not missing and last_error is None) or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        if last_error is not None:
+            raise RuntimeError(f"cannot read ha_ledger on {host}: {last_error}") from last_error
+        return sorted(missing)
+
+
+class Reader(_Looper):
+    """Reads through VIP:5433 on a new connection each time (HAProxy round-robin)."""
+
+    def __init__(self, lab: Lab, interval: float = 0.2, max_seconds: float = 900.0) -> None:
+        super().__init__("pgha-reader", max_seconds)
+        self.lab = lab
+        self.interval = interval
+        self.reads: list[Read] = []
+
+    def run(self) -> None:
+        try:
+            while self.running():
+                self.reads.append(self._read_once())
+                self.stop_event.wait(self.interval)
+        except BaseException as exc:
+            self.crash = exc
+        finally:
+            self.stop_event.set()
+
+    def _read_once(self) -> Read:
+        try:
+            with connect(
+                self.lab,
+                self.lab.spec.haproxy.replica_port,
+                timeout=CONNECT_TIMEOUT,
+                application_name="pgha-reader",
+                **CLIENT_OPTIONS,
+            ) as conn:
+                server, recovery = conn.execute("select inet_server_addr(), pg_is_in_recovery()").fetchone()
+            return Read(time.monotonic(), str(server), bool(recovery))
+        except (psycopg.Error, OSError) as exc:
+            return Read(time.monotonic(), None, None, _one_line(exc))
+
+    def summary(self) -> dict[str, Any]:
+        """Who served reads, and whether a primary ever answered on the read-only port."""
+        reads = list(self.reads)
+        answered = [r for r in reads if r.server is not None]
+        return {
+            "reads": len(reads),
+            "failed": len(reads) - len(answered),
+            "servers": sorted({r.server for r in answered if r.server}),
+            "served_by_primary": sum(1 for r in answered if r.in_recovery is False),
+        }
+
+
+def _shutdown(conn: psycopg.Connection) -> None:
+    """Shut the connection's socket down from another thread: the blocked call fails at once."""
+    with contextlib.suppress(Exception):
+        fd = os.dup(conn.pgconn.socket)
+        sock = socket.socket(fileno=fd)
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        finally:
+            sock.close()
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:200]
