@@ -25,7 +25,8 @@ def lab() -> Iterator[Lab]:
     reason = lab_unavailable()
     if reason:
         pytest.skip(reason)
-    cluster = Lab("dev")
+    # Another stack (same layout, own namespace) lets two checkouts test side by side.
+    cluster = Lab(os.environ.get("PGHA_LAB_STACK", "dev"))
     cluster.down()  # leftovers of a crashed run
     try:
         cluster.up()
