@@ -78,7 +78,7 @@ def test_tcp_mode(spec, secrets):
 
 
 def test_files_are_not_world_readable(spec, secrets, tls):
-    config_file, pem = haproxy.files(spec, spec.nodes[0], secrets, tls)
+    config_file, pem, *_ = haproxy.files(spec, spec.nodes[0], secrets, tls)
     assert config_file.mode == 0o640 and config_file.group == "haproxy" and config_file.secret
     assert (pem.path, pem.owner, pem.mode, pem.secret) == ("/etc/pgha/tls/haproxy.pem", "root", 0o600, True)
 
@@ -86,3 +86,26 @@ def test_files_are_not_world_readable(spec, secrets, tls):
 def test_keepalived_and_the_step_check_haproxy_over_verified_https(spec, secrets, tls):
     (step,) = haproxy.steps(spec, spec.nodes[0], secrets, tls)
     assert "curl -fsS -o /dev/null --cacert /etc/pgha/tls/ca.crt https://10.0.0.4:7000/health" in step.script
+
+
+def test_reloads_keep_the_servers_check_states(spec, secrets, tls):
+    """Otherwise every server starts UP after a reload: a write could reach a replica."""
+    parsed = config(spec, spec.nodes[0], secrets)
+    assert "server-state-file /var/lib/haproxy/server-state" in parsed["global"]
+    assert "load-server-state-from-file global" in parsed["defaults"]
+    files = {f.path: f for f in haproxy.files(spec, spec.nodes[0], secrets, tls)}
+    dropin = files["/etc/systemd/system/haproxy.service.d/pgha.conf"].content
+    reload = [line for line in dropin.splitlines() if line.startswith("ExecReload=")]
+    # Check the config, save the states, then signal the master: in that order.
+    assert reload == [
+        "ExecReload=",
+        "ExecReload=/usr/sbin/haproxy -Ws -f $CONFIG -c $EXTRAOPTS",
+        "ExecReload=/usr/local/lib/pgha/haproxy-save-state",
+        "ExecReload=/bin/kill -USR2 $MAINPID",
+    ]
+    assert "ExecStartPre=/bin/rm -f /var/lib/haproxy/server-state" in dropin
+    saver = files["/usr/local/lib/pgha/haproxy-save-state"]
+    assert saver.mode == 0o755 and b"show servers state" in saver.content.encode()
+    compile(saver.content, saver.path, "exec")
+    (step,) = haproxy.steps(spec, spec.nodes[0], secrets, tls)
+    assert "if changed /etc/systemd/system/haproxy.service.d/pgha.conf; then" in step.script

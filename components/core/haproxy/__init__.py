@@ -5,6 +5,8 @@ Who is primary is Patroni's to say: HAProxy asks each node's REST API
 certificate against the cluster's CA and its name, and routes accordingly,
 so any VM's HAProxy (and hence the VIP, wherever it is) reaches the right
 server. 5432/5433 pass TCP through: the TLS clients see is PostgreSQL's own.
+A reload keeps the servers' check states (a saved server-state file), so
+neither a config change nor a rotated certificate routes a write astray.
 The stats page, Prometheus metrics and the liveness URL are HTTPS with the
 node's certificate, on the private IP only; the stats page needs a password.
 """
@@ -25,6 +27,10 @@ CONFIG_PATH = "/etc/haproxy/haproxy.cfg"
 HEALTH_PATH = "/health"
 METRICS_PATH = "/metrics"
 STATS_PATH = "/stats"
+ADMIN_SOCKET = "/run/haproxy/admin.sock"
+STATE_FILE = "/var/lib/haproxy/server-state"
+SAVE_STATE_PATH = "/usr/local/lib/pgha/haproxy-save-state"
+DROPIN_PATH = "/etc/systemd/system/haproxy.service.d/pgha.conf"
 # Read by HAProxy's master process, which runs as root: nobody else needs it.
 PEM_PATH = f"{pki.TLS_DIR}/haproxy.pem"
 
@@ -52,10 +58,15 @@ def files(spec: ClusterSpec, node: Node, secrets: ClusterSecrets, tls: pki.Clust
         stats_path=STATS_PATH,
         pem_path=PEM_PATH,
         ca_path=pki.CA_PATH,
+        admin_socket=ADMIN_SOCKET,
+        state_file=STATE_FILE,
     )
+    paths = {"admin_socket": ADMIN_SOCKET, "state_file": STATE_FILE, "save_state_path": SAVE_STATE_PATH}
     return [
         RenderedFile(CONFIG_PATH, content, mode=0o640, group="haproxy", secret=True),
         pki.key_file(PEM_PATH, tls.node(node), owner="root"),
+        RenderedFile(SAVE_STATE_PATH, render_template(HERE, "save-state.py.j2", **paths), mode=0o755),
+        RenderedFile(DROPIN_PATH, render_template(HERE, "haproxy.service.conf.j2", **paths)),
     ]
 
 
@@ -70,5 +81,6 @@ def steps(spec: ClusterSpec, node: Node, secrets: ClusterSecrets, tls: pki.Clust
         config_path=CONFIG_PATH,
         health_url=health_url(spec, node),
         ca_path=pki.CA_PATH,
+        dropin_path=DROPIN_PATH,
     )
     return [Step(node.name, PHASE, "haproxy", script, tuple(files(spec, node, secrets, tls)))]
