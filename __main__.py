@@ -55,6 +55,7 @@ def main() -> None:
 
     cluster = PghaCluster("pgha", PghaClusterArgs(spec))
     pulumi.export("vip", cluster.vip)
+    pulumi.export("caCertificate", cluster.ca_certificate)
     pulumi.export("primaryPort", cluster.primary_port)
     pulumi.export("replicaPort", cluster.replica_port)
     pulumi.export("primaryConnectionString", cluster.primary_connection_string)

@@ -14,6 +14,7 @@ from .core.topology import failure_domains
 from .network import PrivateNetwork, PrivateNetworkArgs
 from .secrets import ClusterPasswords
 from .steps import RemoteSteps, RemoteStepsArgs
+from .tls import ClusterCertificates, ClusterCertificatesArgs
 from .vm import CloudImage, CloudImageArgs, PghaVm, PghaVmArgs
 
 
@@ -23,18 +24,23 @@ class PghaClusterArgs:
 
 
 def _connection_string(secrets: ClusterSecrets, vip: str, port: int) -> str:
+    """TLS, and the server's certificate checked against the CA (``caCertificate``) and the VIP.
+
+    libpq looks for the CA in ``~/.postgresql/root.crt`` unless ``sslrootcert`` says otherwise.
+    """
     password = quote(secrets.superuser_password, safe="")
-    return f"postgresql://{SUPERUSER}:{password}@{vip}:{port}/postgres?sslmode=prefer"
+    return f"postgresql://{SUPERUSER}:{password}@{vip}:{port}/postgres?sslmode=verify-full"
 
 
 class PghaCluster(pulumi.ComponentResource):
-    """Passwords, network, VMs and the remote steps, wired from one validated spec.
+    """Passwords, certificates, network, VMs and the remote steps, wired from one validated spec.
 
     Pass a Proxmox provider through ``opts`` (``providers=[...]``); every child
     inherits it as ``parent=self``.
     """
 
     vip: pulumi.Output[str]
+    ca_certificate: pulumi.Output[str]
     primary_port: pulumi.Output[int]
     replica_port: pulumi.Output[int]
     primary_connection_string: pulumi.Output[str]
@@ -48,6 +54,7 @@ class PghaCluster(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
 
         self.passwords = ClusterPasswords(name, opts=child)
+        self.certificates = ClusterCertificates(name, ClusterCertificatesArgs(spec), opts=child)
         self.network = PrivateNetwork(name, PrivateNetworkArgs(spec), opts=child)
         self.image = CloudImage(name, CloudImageArgs(spec), opts=child)
         self.vms = {
@@ -70,6 +77,7 @@ class PghaCluster(pulumi.ComponentResource):
             RemoteStepsArgs(
                 spec=spec,
                 secrets=self.passwords.secrets,
+                tls=self.certificates.tls,
                 deploy_private_key=self.passwords.deploy_private_key,
                 vms=[vm.vm for vm in self.vms.values()],
             ),
@@ -79,6 +87,7 @@ class PghaCluster(pulumi.ComponentResource):
         vip = str(spec.vip)
         secrets = self.passwords.secrets
         self.vip = pulumi.Output.from_input(vip)
+        self.ca_certificate = self.certificates.ca_certificate
         self.primary_port = pulumi.Output.from_input(spec.haproxy.primary_port)
         self.replica_port = pulumi.Output.from_input(spec.haproxy.replica_port)
         self.primary_connection_string = pulumi.Output.secret(
@@ -96,6 +105,7 @@ class PghaCluster(pulumi.ComponentResource):
         self.register_outputs(
             {
                 "vip": self.vip,
+                "caCertificate": self.ca_certificate,
                 "primaryPort": self.primary_port,
                 "replicaPort": self.replica_port,
                 "primaryConnectionString": self.primary_connection_string,

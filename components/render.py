@@ -4,7 +4,8 @@
 
 writes ``DIR/<vm>/<path on the VM>`` for each file, ``DIR/<vm>/steps/NN-name.sh``
 for each remote step in order, and ``DIR/<vm>/cloud-init/`` for the NoCloud
-seed. Secrets Pulumi would generate appear as ``PULUMI-SECRET(name)``.
+seed. Secrets Pulumi would generate appear as ``PULUMI-SECRET(name)``, the
+certificates it would issue as ``PULUMI-GENERATED(...)``.
 Exit code 2 and one line per problem on an invalid stack config.
 """
 
@@ -14,22 +15,24 @@ import argparse
 import sys
 from pathlib import Path
 
-from .core import ClusterSecrets, ConfigError, load_stack, node_files, node_steps
+from .core import ClusterSecrets, ClusterTls, ConfigError, load_stack, node_files, node_steps
 from .core.cloudinit import DEPLOY_KEY_PLACEHOLDER, seed
 from .core.spec import ClusterSpec
 
 
-def write_tree(spec: ClusterSpec, secrets: ClusterSecrets, out: Path, deploy_key: str) -> None:
+def write_tree(
+    spec: ClusterSpec, secrets: ClusterSecrets, tls: ClusterTls, out: Path, deploy_key: str
+) -> None:
     for node in spec.nodes:
         root = out / node.name
-        for rendered in node_files(spec, node, secrets):
+        for rendered in node_files(spec, node, secrets, tls):
             target = root / rendered.path.lstrip("/")
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(rendered.content)
             target.chmod(rendered.mode)
         steps_dir = root / "steps"
         steps_dir.mkdir(parents=True, exist_ok=True)
-        for step in node_steps(spec, node, secrets):
+        for step in node_steps(spec, node, secrets, tls):
             script = steps_dir / f"{step.title}.sh"
             script.write_text(step.script)
             script.chmod(0o755)
@@ -56,7 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     except FileNotFoundError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    write_tree(spec, ClusterSecrets.placeholders(), args.out, DEPLOY_KEY_PLACEHOLDER)
+    write_tree(
+        spec, ClusterSecrets.placeholders(), ClusterTls.placeholders(spec), args.out, DEPLOY_KEY_PLACEHOLDER
+    )
     print(f"rendered {len(spec.nodes)} VMs of stack {args.stack} into {args.out}")
     return 0
 

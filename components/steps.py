@@ -9,6 +9,7 @@ import pulumi
 from pulumi_command import remote
 
 from .core.files import Step
+from .core.pki import ClusterTls
 from .core.plan import node_steps, phases
 from .core.secrets import ClusterSecrets
 from .core.spec import ClusterSpec, Node
@@ -22,6 +23,7 @@ PER_DIAL_TIMEOUT_S = 10
 class RemoteStepsArgs:
     spec: ClusterSpec
     secrets: pulumi.Output[ClusterSecrets]
+    tls: pulumi.Output[ClusterTls]
     deploy_private_key: pulumi.Input[str]
     vms: Sequence[pulumi.Resource]
 
@@ -46,10 +48,10 @@ def connection(spec: ClusterSpec, node: Node, private_key: pulumi.Input[str]) ->
 
 
 def _real_steps(
-    spec: ClusterSpec, node: Node, secrets: ClusterSecrets, layout: list[Step]
+    spec: ClusterSpec, node: Node, secrets: ClusterSecrets, tls: ClusterTls, layout: list[Step]
 ) -> dict[str, Step]:
-    """The node's steps with the real secrets, checked against the secret-free layout."""
-    steps = node_steps(spec, node, secrets)
+    """The node's steps with the real secrets and certificates, checked against the secret-free layout."""
+    steps = node_steps(spec, node, secrets, tls)
     if [(s.phase, s.name, s.command) for s in steps] != [(s.phase, s.name, s.command) for s in layout]:
         # The commands are visible in `ps` and in the plan: they must not change with a secret.
         raise ValueError(f"the steps of {node.name} depend on secret values")
@@ -59,9 +61,9 @@ def _real_steps(
 class RemoteSteps(pulumi.ComponentResource):
     """One ``remote.Command`` per node and step, ordered by the core's phases.
 
-    Names, order and scripts come from the core with placeholder secrets; only
-    the stdin bundle (and so the trigger digest) is computed from the real
-    ones, inside ``apply``, so it stays a secret.
+    Names, order and scripts come from the core with placeholder secrets and
+    certificates; only the stdin bundle (and so the trigger digest) is
+    computed from the real ones, inside ``apply``, so it stays a secret.
     """
 
     commands: dict[tuple[str, str], remote.Command]
@@ -70,15 +72,17 @@ class RemoteSteps(pulumi.ComponentResource):
         super().__init__("pgha:index:RemoteSteps", name, None, opts)
         spec = args.spec
         placeholders = ClusterSecrets.placeholders()
-        layout = {node.name: node_steps(spec, node, placeholders) for node in spec.nodes}
+        tls_placeholders = ClusterTls.placeholders(spec)
+        layout = {node.name: node_steps(spec, node, placeholders, tls_placeholders) for node in spec.nodes}
+        material = pulumi.Output.all(args.secrets, args.tls)
         real = {
-            node.name: args.secrets.apply(lambda s, n=node: _real_steps(spec, n, s, layout[n.name]))
+            node.name: material.apply(lambda m, n=node: _real_steps(spec, n, m[0], m[1], layout[n.name]))
             for node in spec.nodes
         }
 
         self.commands = {}
         previous: list[pulumi.Resource] = list(args.vms)
-        for _phase, steps in phases(spec, placeholders):
+        for _phase, steps in phases(spec, placeholders, tls_placeholders):
             current: list[pulumi.Resource] = []
             for step in steps:
                 node = spec.node(step.node)

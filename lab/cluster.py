@@ -11,6 +11,7 @@ import asyncio
 import json
 import os
 import shutil
+import ssl
 import subprocess
 import time
 import urllib.request
@@ -25,6 +26,8 @@ import asyncssh
 from components.core import (
     ClusterSecrets,
     ClusterSpec,
+    ClusterTls,
+    LocalCa,
     Node,
     cloudinit,
     etcd,
@@ -32,6 +35,7 @@ from components.core import (
     load_stack,
     patroni,
     phases,
+    pki,
 )
 from components.core.secrets import SUPERUSER
 
@@ -67,6 +71,11 @@ class Lab:
         self.network = LabNetwork(f"pgha-{stack}")
         self.key_path = self.state_dir / "id_ed25519"
         self.secrets_path = self.state_dir / "secrets.json"
+        self.tls_path = self.state_dir / "tls.json"
+        # Public: what clients (psql, curl, the tests) verify the servers against.
+        self.ca_path = self.state_dir / "ca.crt"
+        # The lab operator's client certificate and key, for etcd.
+        self.operator_pem_path = self.state_dir / "operator.pem"
 
     # ---- identity ------------------------------------------------------------
 
@@ -77,6 +86,40 @@ class Lab:
         generated = ClusterSecrets.generate()
         self._write_private(self.secrets_path, json.dumps(generated.__dict__))
         return generated
+
+    def tls(self) -> ClusterTls:
+        """The lab's CA and node certificates, kept root-only across runs (Pulumi keeps them in state).
+
+        As with Pulumi: a new ``tls.rotation`` re-issues every node's key and
+        certificate, a node without one or whose certificate nears its end
+        gets a new one, and the CA stays.
+        """
+        state = json.loads(self.tls_path.read_text()) if self.tls_path.exists() else None
+        ca = LocalCa(**state["ca"]) if state else LocalCa.create(self.spec)
+        rotation = self.spec.tls.rotation
+        nodes = {}
+        if state and state["rotation"] == rotation:
+            nodes = {name: pki.NodeTls(**pair) for name, pair in state["nodes"].items()}
+        renew = self.spec.tls.renew_before_days
+        stale = [
+            n
+            for n in self.spec.nodes
+            if n.name not in nodes or pki.expires_within(nodes[n.name].certificate, renew)
+        ]
+        for node in stale:
+            nodes[node.name] = ca.issue(pki.node_identity(self.spec, node), self.spec.tls.cert_validity_days)
+        tls = ClusterTls(ca.certificate, nodes)
+        if stale or not self.operator_pem_path.exists() or not self.ca_path.exists():
+            operator = ca.issue(pki.CertIdentity(f"pgha-lab-{self.stack}-operator"), 30)
+            document = {
+                "rotation": rotation,
+                "ca": {"certificate": ca.certificate, "private_key": ca.private_key},
+                "nodes": {name: pair.__dict__ for name, pair in nodes.items()},
+            }
+            self._write_private(self.tls_path, json.dumps(document))
+            self._write_private(self.operator_pem_path, operator.pem_bundle)
+            self.ca_path.write_text(ca.certificate)
+        return tls
 
     def deploy_public_key(self) -> str:
         """The key the steps run with (Pulumi's is a tls.PrivateKey)."""
@@ -129,6 +172,7 @@ class Lab:
         """Bring the stack up, or re-run every step on a running lab (must change nothing)."""
         timings = Timings()
         secrets = self.secrets()
+        tls = self.tls()
         self.deploy_public_key()
         started = time.monotonic()
         image = ensure_image(image_packages(self.spec), log=self.report)
@@ -155,7 +199,7 @@ class Lab:
         self.report("running the program's steps:")
         started = time.monotonic()
         results = asyncio.run(
-            runner.run_phases(phases(self.spec, secrets), self._targets(), report=self.report)
+            runner.run_phases(phases(self.spec, secrets, tls), self._targets(), report=self.report)
         )
         timings.steps = time.monotonic() - started
         started = time.monotonic()
@@ -222,7 +266,8 @@ class Lab:
         return subprocess.run([*command, "--", *argv], **kwargs)
 
     def client_env(self, port: int | None = None) -> dict[str, str]:
-        """libpq environment pointing at the VIP; the password travels in the environment."""
+        """libpq environment: the VIP, TLS verified against the lab's CA, the password in the environment."""
+        self.tls()
         return {
             **os.environ,
             "PGHOST": str(self.spec.vip),
@@ -231,6 +276,8 @@ class Lab:
             "PGDATABASE": "postgres",
             "PGPASSWORD": self.secrets().superuser_password,
             "PGCONNECT_TIMEOUT": "5",
+            "PGSSLMODE": "verify-full",
+            "PGSSLROOTCERT": str(self.ca_path),
         }
 
     def run(self, argv: list[str], port: int | None = None, **kwargs: Any) -> subprocess.CompletedProcess:
@@ -257,8 +304,19 @@ class Lab:
         )
         return result.returncode == 0 and ",UP" in result.stdout
 
-    def http_json(self, url: str, timeout: float = 2.0) -> Any:
-        with inside(self.network.path), urllib.request.urlopen(url, timeout=timeout) as response:
+    def tls_context(self, client_cert: bool = False) -> ssl.SSLContext:
+        """Verifies the servers against the lab's CA; optionally shows the operator's certificate."""
+        context = ssl.create_default_context(cafile=str(self.ca_path))
+        if client_cert:
+            context.load_cert_chain(str(self.operator_pem_path))
+        return context
+
+    def http_json(self, url: str, timeout: float = 2.0, client_cert: bool = False) -> Any:
+        context = self.tls_context(client_cert)
+        with (
+            inside(self.network.path),
+            urllib.request.urlopen(url, timeout=timeout, context=context) as response,
+        ):
             return json.loads(response.read())
 
     def cluster_view(self) -> dict[str, Any] | None:
@@ -284,9 +342,8 @@ class Lab:
         health = {}
         for member in etcd.members(self.spec):
             try:
-                health[member.name] = bool(
-                    self.http_json(etcd.client_url(self.spec, member) + "/health")["health"] in ("true", True)
-                )
+                answer = self.http_json(etcd.client_url(self.spec, member) + "/health", client_cert=True)
+                health[member.name] = answer["health"] in ("true", True)
             except (OSError, ValueError, KeyError):
                 health[member.name] = False
         return health

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from components.core import ClusterSecrets, ClusterSpec, load_spec
-from components.core.stackfile import read_config
+from components.core import ClusterSecrets, ClusterSpec, ClusterTls, LocalCa, load_spec
+from components.core.stackfile import load_stack, read_config
 
 
 @pytest.fixture
@@ -31,3 +31,10 @@ def secrets() -> ClusterSecrets:
         restapi_password="api-Secret-4",
         haproxy_stats_password="stats-Secret-5",
     )
+
+
+@pytest.fixture(scope="session")
+def tls() -> ClusterTls:
+    """Real certificates for the dev stack, issued locally once (the lab's code path)."""
+    spec = load_stack("dev")
+    return LocalCa.create(spec).issue_cluster(spec)

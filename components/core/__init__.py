@@ -6,6 +6,7 @@ renderer and the lab all call these same functions.
 
 from .config import ConfigError, load_spec
 from .files import RenderedFile, Step
+from .pki import ClusterTls, LocalCa
 from .plan import cluster_steps, image_packages, node_files, node_steps, phases
 from .secrets import ClusterSecrets
 from .spec import ClusterSpec, Node
@@ -14,7 +15,9 @@ from .stackfile import load_stack
 __all__ = [
     "ClusterSecrets",
     "ClusterSpec",
+    "ClusterTls",
     "ConfigError",
+    "LocalCa",
     "Node",
     "RenderedFile",
     "Step",

@@ -15,6 +15,7 @@ from collections import Counter
 from ipaddress import IPv4Address, IPv4Network, ip_address
 from typing import Any, Literal, get_args, get_origin
 
+from .patroni import MANAGED_PARAMETERS
 from .spec import (
     IMAGE_POSTGRES_VERSIONS,
     ClusterSpec,
@@ -28,6 +29,7 @@ from .spec import (
     PostgresSpec,
     SdnSpec,
     SshSpec,
+    TlsSpec,
     VmSpec,
 )
 
@@ -44,6 +46,7 @@ KNOWN_KEYS = (
     "keepalived",
     "etcd",
     "vm",
+    "tls",
 )
 _HOSTNAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _PROXMOX_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")
@@ -359,6 +362,17 @@ def _check_patroni(reader: _Reader, patroni: PatroniSpec, replicas: int) -> None
         )
 
 
+def _check_tls(reader: _Reader, tls: TlsSpec) -> None:
+    if tls.cert_validity_days < 1:
+        reader.problem("tls.certValidityDays", f"{tls.cert_validity_days} must be at least 1 day")
+    if tls.ca_validity_days <= tls.cert_validity_days:
+        reader.problem(
+            "tls.caValidityDays",
+            f"{tls.ca_validity_days} days must exceed tls.certValidityDays ({tls.cert_validity_days}): "
+            "a node certificate must not outlive the CA that signed it",
+        )
+
+
 def load_spec(config: dict[str, Any], stack: str) -> ClusterSpec:
     """Validate the ``pgha:`` namespace (keys without prefix) and build the spec."""
     reader = _Reader()
@@ -387,6 +401,7 @@ def load_spec(config: dict[str, Any], stack: str) -> ClusterSpec:
     haproxy = HaproxySpec(**reader.section(config.get("haproxy"), "haproxy", HaproxySpec))
     etcd = EtcdSpec(**reader.section(config.get("etcd"), "etcd", EtcdSpec))
     vm = VmSpec(**reader.section(config.get("vm"), "vm", VmSpec))
+    tls = TlsSpec(**reader.section(config.get("tls"), "tls", TlsSpec))
     keepalived_values = reader.section(config.get("keepalived"), "keepalived", KeepalivedSpec)
     keepalived_values.setdefault("virtual_router_id", int(vip.packed[-1]) if vip else 1)
     keepalived = KeepalivedSpec(**keepalived_values)
@@ -399,6 +414,11 @@ def load_spec(config: dict[str, Any], stack: str) -> ClusterSpec:
             "postgres.version",
             f"PostgreSQL {postgres.version} is not in the {vm.image} image "
             f"(it provides {', '.join(map(str, supported))})",
+        )
+    for name in sorted(set(postgres.parameters) & set(MANAGED_PARAMETERS)):
+        reader.problem(
+            f"postgres.parameters.{name}",
+            "is managed by pgha (TLS, scram-sha-256, listeners) and cannot be overridden",
         )
     if not _HOSTNAME.match(postgres.scope):
         reader.problem("postgres.scope", f"{postgres.scope!r} must be a lowercase name (a-z, 0-9, '-')")
@@ -415,6 +435,7 @@ def load_spec(config: dict[str, Any], stack: str) -> ClusterSpec:
             "ssh_port": ssh.port if ssh else 22,
         },
     )
+    _check_tls(reader, tls)
     if vm.template_vm_id is not None and vm.template_node is None:
         reader.problem("vm.templateNode", "is required with vm.templateVmId (the node holding the template)")
 
@@ -432,4 +453,5 @@ def load_spec(config: dict[str, Any], stack: str) -> ClusterSpec:
         keepalived=keepalived,
         etcd=etcd,
         vm=vm,
+        tls=tls,
     )

@@ -11,6 +11,7 @@ from collections import defaultdict
 
 from . import etcd, haproxy, keepalived, patroni, system
 from .files import RenderedFile, Step
+from .pki import ClusterTls
 from .secrets import ClusterSecrets
 from .spec import ClusterSpec, Node
 
@@ -24,32 +25,32 @@ PHASE_NAMES = {
 }
 
 
-def node_steps(spec: ClusterSpec, node: Node, secrets: ClusterSecrets) -> list[Step]:
+def node_steps(spec: ClusterSpec, node: Node, secrets: ClusterSecrets, tls: ClusterTls) -> list[Step]:
     steps = [
-        *system.steps(spec, node),
-        *etcd.steps(spec, node),
-        *patroni.steps(spec, node, secrets),
-        *haproxy.steps(spec, node, secrets),
+        *system.steps(spec, node, tls),
+        *etcd.steps(spec, node, tls),
+        *patroni.steps(spec, node, secrets, tls),
+        *haproxy.steps(spec, node, secrets, tls),
         *keepalived.steps(spec, node),
     ]
     return sorted(steps, key=lambda s: s.phase)
 
 
-def cluster_steps(spec: ClusterSpec, secrets: ClusterSecrets) -> dict[str, list[Step]]:
-    return {node.name: node_steps(spec, node, secrets) for node in spec.nodes}
+def cluster_steps(spec: ClusterSpec, secrets: ClusterSecrets, tls: ClusterTls) -> dict[str, list[Step]]:
+    return {node.name: node_steps(spec, node, secrets, tls) for node in spec.nodes}
 
 
-def phases(spec: ClusterSpec, secrets: ClusterSecrets) -> list[tuple[int, list[Step]]]:
+def phases(spec: ClusterSpec, secrets: ClusterSecrets, tls: ClusterTls) -> list[tuple[int, list[Step]]]:
     """The steps grouped by phase, in order: what may run at the same time."""
     grouped: dict[int, list[Step]] = defaultdict(list)
-    for steps in cluster_steps(spec, secrets).values():
+    for steps in cluster_steps(spec, secrets, tls).values():
         for step in steps:
             grouped[step.phase].append(step)
     return sorted(grouped.items())
 
 
-def node_files(spec: ClusterSpec, node: Node, secrets: ClusterSecrets) -> list[RenderedFile]:
-    return [f for step in node_steps(spec, node, secrets) for f in step.files]
+def node_files(spec: ClusterSpec, node: Node, secrets: ClusterSecrets, tls: ClusterTls) -> list[RenderedFile]:
+    return [f for step in node_steps(spec, node, secrets, tls) for f in step.files]
 
 
 def image_packages(spec: ClusterSpec) -> tuple[str, ...]:

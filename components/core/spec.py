@@ -133,6 +133,24 @@ class EtcdSpec:
 
 
 @dataclass(frozen=True)
+class TlsSpec:
+    """The private CA's and the node certificates' lifetimes, and the rotation knob.
+
+    Bumping ``rotation`` re-issues every node's key and certificate (the CA
+    stays), and the steps roll them out without a restart of etcd or PostgreSQL.
+    """
+
+    rotation: int = 0
+    cert_validity_days: int = 365
+    ca_validity_days: int = 3650
+
+    @property
+    def renew_before_days(self) -> int:
+        """A certificate this close to its end is re-issued by the next deployment."""
+        return max(1, min(30, self.cert_validity_days // 3))
+
+
+@dataclass(frozen=True)
 class JumpHost:
     host: str
     user: str
@@ -180,6 +198,7 @@ class ClusterSpec:
     keepalived: KeepalivedSpec
     etcd: EtcdSpec
     vm: VmSpec
+    tls: TlsSpec = field(default_factory=TlsSpec)
 
     @property
     def postgres_nodes(self) -> tuple[Node, ...]:

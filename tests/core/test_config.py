@@ -161,3 +161,22 @@ def test_error_message_lists_every_problem(dev_config):
         load_spec(dev_config, "dev")
     text = str(caught.value)
     assert "pgha:vip" in text and "pgha:vms" in text
+
+
+def test_tls_defaults_and_rotation(dev_config):
+    assert load_spec(dev_config, "dev").tls.rotation == 0
+    dev_config["tls"] = {"rotation": 3, "certValidityDays": 90}
+    tls = load_spec(dev_config, "dev").tls
+    assert (tls.rotation, tls.cert_validity_days, tls.ca_validity_days) == (3, 90, 3650)
+    assert tls.renew_before_days == 30
+
+
+def test_certificates_must_not_outlive_the_ca(dev_config):
+    dev_config["tls"] = {"certValidityDays": 4000, "caValidityDays": 3650}
+    assert_problem(dev_config, "pgha:tls.caValidityDays", "3650", "must exceed")
+
+
+def test_tls_rotation_must_be_a_counter(dev_config):
+    dev_config["tls"] = {"rotation": "yesterday", "rotate": 1}
+    assert_problem(dev_config, "pgha:tls.rotation", "'yesterday'")
+    assert_problem(dev_config, "pgha:tls.rotate", "unknown key")

@@ -1,4 +1,4 @@
-"""etcd's environment file: one member per node, the seed's variables, our data dir."""
+"""etcd's environment file: one member per node, the seed's variables, our data dir, TLS only."""
 
 from __future__ import annotations
 
@@ -10,41 +10,68 @@ def env(text: str) -> dict[str, str]:
     return {k: v.strip('"') for k, v in pairs}
 
 
-def test_member_file_per_node(spec):
+def env_file(spec, node, tls):
+    return next(f for f in etcd.files(spec, node, tls) if f.path == etcd.ENV_PATH)
+
+
+def test_member_file_per_node(spec, tls):
     for node in spec.nodes:
-        (rendered,) = etcd.files(spec, node)
+        rendered = env_file(spec, node, tls)
         assert rendered.path == "/etc/default/etcd"
         values = env(rendered.content)
         assert values["ETCD_NAME"] == node.name
-        assert values["ETCD_LISTEN_PEER_URLS"] == f"http://{node.ip}:2380"
-        assert values["ETCD_ADVERTISE_CLIENT_URLS"] == f"http://{node.ip}:2379"
-        assert f"http://{node.ip}:2379" in values["ETCD_LISTEN_CLIENT_URLS"].split(",")
+        assert values["ETCD_LISTEN_PEER_URLS"] == f"https://{node.ip}:2380"
+        assert values["ETCD_ADVERTISE_CLIENT_URLS"] == f"https://{node.ip}:2379"
         assert values["ETCD_INITIAL_CLUSTER"] == (
-            "psql-01=http://10.0.0.4:2380,psql-02=http://10.0.0.3:2380,psql-03=http://10.0.0.2:2380"
+            "psql-01=https://10.0.0.4:2380,psql-02=https://10.0.0.3:2380,psql-03=https://10.0.0.2:2380"
         )
         assert values["ETCD_INITIAL_CLUSTER_STATE"] == "new"
         assert values["ETCD_DATA_DIR"] == etcd.DATA_DIR != "/var/lib/etcd/default"
         assert not rendered.secret
 
 
-def test_token_is_the_same_everywhere(spec):
-    tokens = {env(etcd.files(spec, n)[0].content)["ETCD_INITIAL_CLUSTER_TOKEN"] for n in spec.nodes}
+def test_tls_only_with_client_certificates_and_no_loopback(spec, tls):
+    values = env(env_file(spec, spec.nodes[0], tls).content)
+    # One listener per kind, on the private IP, TLS: no http://, no 127.0.0.1.
+    assert values["ETCD_LISTEN_CLIENT_URLS"] == "https://10.0.0.4:2379"
+    assert values["ETCD_LISTEN_PEER_URLS"] == "https://10.0.0.4:2380"
+    assert values["ETCD_CLIENT_CERT_AUTH"] == values["ETCD_PEER_CLIENT_CERT_AUTH"] == "true"
+    assert values["ETCD_TRUSTED_CA_FILE"] == values["ETCD_PEER_TRUSTED_CA_FILE"] == "/etc/pgha/tls/ca.crt"
+    for key in ("ETCD_CERT_FILE", "ETCD_KEY_FILE", "ETCD_PEER_CERT_FILE", "ETCD_PEER_KEY_FILE"):
+        assert values[key] == etcd.PEM_PATH
+    assert not any("http://" in v for v in values.values())
+
+
+def test_key_file_is_etcds_own(spec, tls):
+    node = spec.nodes[1]
+    pem = next(f for f in etcd.files(spec, node, tls) if f.path == etcd.PEM_PATH)
+    assert (pem.owner, pem.group, pem.mode, pem.secret) == ("etcd", "etcd", 0o600, True)
+    assert pem.content == tls.node(node).pem_bundle
+
+
+def test_token_is_the_same_everywhere(spec, tls):
+    tokens = {env(env_file(spec, n, tls).content)["ETCD_INITIAL_CLUSTER_TOKEN"] for n in spec.nodes}
     assert len(tokens) == 1
 
 
-def test_witness_gives_one_member_per_host(dev_config):
+def test_witness_gives_one_member_per_host(dev_config, tls):
     dev_config["witness"] = {"name": "witness", "host": "pve3", "ip": "10.0.0.6"}
     spec = load_spec(dev_config, "dev")
     members = [m.name for m in etcd.members(spec)]
     assert members == ["psql-01", "psql-02", "witness"]
     assert etcd.client_endpoints(spec) == ["10.0.0.4:2379", "10.0.0.3:2379", "10.0.0.6:2379"]
-    (absent,) = etcd.steps(spec, spec.node("psql-03"))
+    (absent,) = etcd.steps(spec, spec.node("psql-03"), tls)
     assert "systemctl disable -q --now etcd" in absent.script and not absent.files
 
 
-def test_steps_start_without_blocking_and_wait_for_health(spec):
-    install, health = etcd.steps(spec, spec.node("psql-02"))
+def test_steps_start_without_blocking_and_wait_for_health(spec, tls):
+    install, health = etcd.steps(spec, spec.node("psql-02"), tls)
     assert install.phase < health.phase
     assert "systemctl restart --no-block etcd" in install.script
+    # A rotated certificate alone restarts nothing: etcd reads it on each handshake.
+    assert "if changed /etc/default/etcd || ! systemctl is-active -q etcd; then" in install.script
     assert "endpoint health --cluster" in health.script
-    assert "--endpoints=http://10.0.0.3:2379" in health.script
+    assert (
+        "--endpoints=https://10.0.0.3:2379 --cacert=/etc/pgha/tls/ca.crt "
+        "--cert=/etc/pgha/tls/etcd.pem --key=/etc/pgha/tls/etcd.pem"
+    ) in health.script

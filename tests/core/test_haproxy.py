@@ -20,9 +20,15 @@ def sections(text: str) -> dict[str, list[str]]:
     return parsed
 
 
+def config_file(spec, node, secrets):
+    from components.core import ClusterTls
+
+    files = haproxy.files(spec, node, secrets, ClusterTls.placeholders(spec))
+    return next(f for f in files if f.path == haproxy.CONFIG_PATH)
+
+
 def config(spec, node, secrets) -> dict[str, list[str]]:
-    (rendered,) = haproxy.files(spec, node, secrets)
-    return sections(rendered.content)
+    return sections(config_file(spec, node, secrets).content)
 
 
 def test_primary_listener(spec, secrets):
@@ -41,6 +47,17 @@ def test_primary_listener(spec, secrets):
     assert all("check port 8008" in line for line in primary if line.startswith("server "))
 
 
+def test_health_checks_are_https_verified_against_the_ca_and_the_name(spec, secrets):
+    for section in ("listen primary", "listen replicas"):
+        for line in config(spec, spec.nodes[0], secrets)[section]:
+            if line.startswith("server "):
+                name = line.split()[1]
+                check = "check port 8008 check-ssl verify required ca-file /etc/pgha/tls/ca.crt"
+                assert line.endswith(f"{check} verifyhost {name}"), line
+                # Client traffic itself is TCP passthrough: PostgreSQL's own TLS, end to end.
+                assert " ssl " not in f" {line} "
+
+
 def test_replica_listener(spec, secrets):
     replicas = config(spec, spec.nodes[1], secrets)["listen replicas"]
     assert "bind 10.0.0.3:5433" in replicas and "bind 10.0.0.10:5433" in replicas
@@ -50,7 +67,7 @@ def test_replica_listener(spec, secrets):
 
 def test_stats_and_prometheus_on_private_ip(spec, secrets):
     stats = config(spec, spec.nodes[2], secrets)["frontend stats"]
-    assert "bind 10.0.0.2:7000" in stats
+    assert "bind 10.0.0.2:7000 ssl crt /etc/pgha/tls/haproxy.pem" in stats
     assert "http-request use-service prometheus-exporter if { path /metrics }" in stats
     assert "monitor-uri /health" in stats
     assert "stats auth stats:stats-Secret-5" in stats
@@ -60,6 +77,35 @@ def test_tcp_mode(spec, secrets):
     assert "mode tcp" in config(spec, spec.nodes[0], secrets)["defaults"]
 
 
-def test_file_is_not_world_readable(spec, secrets):
-    (rendered,) = haproxy.files(spec, spec.nodes[0], secrets)
-    assert rendered.mode & 0o007 == 0 and rendered.group == "haproxy" and rendered.secret
+def test_files_are_not_world_readable(spec, secrets, tls):
+    config_file, pem, *_ = haproxy.files(spec, spec.nodes[0], secrets, tls)
+    assert config_file.mode == 0o640 and config_file.group == "haproxy" and config_file.secret
+    assert (pem.path, pem.owner, pem.mode, pem.secret) == ("/etc/pgha/tls/haproxy.pem", "root", 0o600, True)
+
+
+def test_keepalived_and_the_step_check_haproxy_over_verified_https(spec, secrets, tls):
+    (step,) = haproxy.steps(spec, spec.nodes[0], secrets, tls)
+    assert "curl -fsS -o /dev/null --cacert /etc/pgha/tls/ca.crt https://10.0.0.4:7000/health" in step.script
+
+
+def test_reloads_keep_the_servers_check_states(spec, secrets, tls):
+    """Otherwise every server starts UP after a reload: a write could reach a replica."""
+    parsed = config(spec, spec.nodes[0], secrets)
+    assert "server-state-file /var/lib/haproxy/server-state" in parsed["global"]
+    assert "load-server-state-from-file global" in parsed["defaults"]
+    files = {f.path: f for f in haproxy.files(spec, spec.nodes[0], secrets, tls)}
+    dropin = files["/etc/systemd/system/haproxy.service.d/pgha.conf"].content
+    reload = [line for line in dropin.splitlines() if line.startswith("ExecReload=")]
+    # Check the config, save the states, then signal the master: in that order.
+    assert reload == [
+        "ExecReload=",
+        "ExecReload=/usr/sbin/haproxy -Ws -f $CONFIG -c $EXTRAOPTS",
+        "ExecReload=/usr/local/lib/pgha/haproxy-save-state",
+        "ExecReload=/bin/kill -USR2 $MAINPID",
+    ]
+    assert "ExecStartPre=/bin/rm -f /var/lib/haproxy/server-state" in dropin
+    saver = files["/usr/local/lib/pgha/haproxy-save-state"]
+    assert saver.mode == 0o755 and b"show servers state" in saver.content.encode()
+    compile(saver.content, saver.path, "exec")
+    (step,) = haproxy.steps(spec, spec.nodes[0], secrets, tls)
+    assert "if changed /etc/systemd/system/haproxy.service.d/pgha.conf; then" in step.script

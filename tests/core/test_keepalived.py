@@ -22,6 +22,7 @@ def test_instance_per_node(spec):
         assert "interface ens18" in text
         assert "virtual_router_id 10" in text
         assert "state BACKUP" in text and "nopreempt" in text
+        assert "check_unicast_src" in text
 
 
 def test_tracks_haproxy_with_script_security(spec):
@@ -29,11 +30,12 @@ def test_tracks_haproxy_with_script_security(spec):
     assert "enable_script_security" in text and "script_user keepalived_script" in text
     assert re.search(r"track_script \{\s*chk_haproxy\s*\}", text)
     check = next(f for f in keepalived.files(spec, spec.nodes[0]) if f.path == keepalived.CHECK_PATH)
-    assert check.mode == 0o755 and "http://10.0.0.4:7000/health" in check.content
+    assert check.mode == 0o755
+    assert "--cacert /etc/pgha/tls/ca.crt https://10.0.0.4:7000/health" in check.content
 
 
-def test_haproxy_may_bind_the_vip(spec):
+def test_haproxy_may_bind_the_vip(spec, tls):
     from components.core import system
 
-    (sysctl,) = system.files(spec, spec.nodes[0])
+    sysctl, _ = system.files(spec, spec.nodes[0], tls)
     assert "net.ipv4.ip_nonlocal_bind = 1" in sysctl.content

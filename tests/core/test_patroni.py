@@ -8,8 +8,15 @@ from components.core import patroni
 
 
 def parsed(spec, node, secrets) -> dict:
-    config_file = next(f for f in patroni.files(spec, node, secrets) if f.path == patroni.CONFIG_PATH)
-    return yaml.safe_load(config_file.content)
+    return yaml.safe_load(config_file(spec, node, secrets).content)
+
+
+def config_file(spec, node, secrets):
+    # The config holds no certificate, only paths: any key pair will do here.
+    from components.core import ClusterTls
+
+    placeholders = ClusterTls.placeholders(spec)
+    return next(f for f in patroni.files(spec, node, secrets, placeholders) if f.path == patroni.CONFIG_PATH)
 
 
 def test_node_identity_and_addresses(spec, secrets):
@@ -19,7 +26,9 @@ def test_node_identity_and_addresses(spec, secrets):
         assert config["scope"] == "pgha"
         assert config["restapi"]["listen"] == f"{node.ip}:8008"
         assert config["postgresql"]["connect_address"] == f"{node.ip}:5442"
-        assert config["postgresql"]["listen"] == f"127.0.0.1,{node.ip}:5442"
+        # No loopback listener: Patroni's own connections use the Unix socket.
+        assert config["postgresql"]["listen"] == f"{node.ip}:5442"
+        assert config["postgresql"]["use_unix_socket"] is True
         assert config["etcd3"]["hosts"] == ["10.0.0.4:2379", "10.0.0.3:2379", "10.0.0.2:2379"]
 
 
@@ -35,20 +44,47 @@ def test_dcs_settings(spec, secrets):
 
 def test_users_and_passwords(spec, secrets):
     auth = parsed(spec, spec.nodes[0], secrets)["postgresql"]["authentication"]
+    verified = {"sslmode": "verify-full", "sslrootcert": "/etc/pgha/tls/ca.crt"}
     assert auth["superuser"] == {"username": "postgres", "password": "su-Secret-1"}
-    assert auth["replication"] == {"username": "replicator", "password": "repl-Secret-2"}
-    assert auth["rewind"] == {"username": "rewind_user", "password": "rewind-Secret-3"}
+    assert auth["replication"] == {"username": "replicator", "password": "repl-Secret-2", **verified}
+    assert auth["rewind"] == {"username": "rewind_user", "password": "rewind-Secret-3", **verified}
 
 
-def test_pg_hba_is_private_and_scram(spec, secrets):
+def test_pg_hba_is_private_tls_and_scram(spec, secrets):
     hba = parsed(spec, spec.nodes[0], secrets)["postgresql"]["pg_hba"]
-    assert hba[0] == "local all all peer"
-    for line in hba[1:]:
-        fields = line.split()
-        assert fields[0] == "host" and fields[-1] == "scram-sha-256"
-        assert fields[3] in ("127.0.0.1/32", "::1/128", "10.0.0.0/24")
-    assert "host replication replicator 10.0.0.0/24 scram-sha-256" in hba
-    assert not any("0.0.0.0/0" in line for line in hba)
+    assert hba == [
+        "local all all peer",
+        "hostssl replication replicator 10.0.0.0/24 scram-sha-256",
+        "hostssl all all 10.0.0.0/24 scram-sha-256",
+    ]
+
+
+def test_postgresql_serves_tls_with_the_nodes_certificate(spec, secrets):
+    parameters = parsed(spec, spec.nodes[0], secrets)["postgresql"]["parameters"]
+    assert parameters["ssl"] == "on"
+    assert parameters["ssl_cert_file"] == parameters["ssl_key_file"] == "/etc/pgha/tls/postgres.pem"
+    assert parameters["ssl_min_protocol_version"] == "TLSv1.2"
+
+
+def test_rest_api_is_https_with_a_password(spec, secrets):
+    restapi = parsed(spec, spec.nodes[0], secrets)["restapi"]
+    assert restapi["certfile"] == restapi["keyfile"] == "/etc/pgha/tls/postgres.pem"
+    assert restapi["cafile"] == "/etc/pgha/tls/ca.crt"
+    assert restapi["authentication"] == {"username": "patroni", "password": "api-Secret-4"}
+
+
+def test_etcd_over_tls_with_a_client_certificate(spec, secrets):
+    etcd3 = parsed(spec, spec.nodes[0], secrets)["etcd3"]
+    assert etcd3["protocol"] == "https"
+    assert etcd3["cacert"] == "/etc/pgha/tls/ca.crt"
+    assert etcd3["cert"] == etcd3["key"] == "/etc/pgha/tls/postgres.pem"
+
+
+def test_key_file_belongs_to_postgres(spec, secrets, tls):
+    node = spec.nodes[2]
+    pem = next(f for f in patroni.files(spec, node, secrets, tls) if f.path == patroni.PEM_PATH)
+    assert (pem.owner, pem.group, pem.mode, pem.secret) == ("postgres", "postgres", 0o600, True)
+    assert pem.content == tls.node(node).pem_bundle
 
 
 def test_watchdog_automatic(spec, secrets):
@@ -56,10 +92,8 @@ def test_watchdog_automatic(spec, secrets):
 
 
 def test_config_file_is_private(spec, secrets):
-    config_file = next(
-        f for f in patroni.files(spec, spec.nodes[0], secrets) if f.path == patroni.CONFIG_PATH
-    )
-    assert (config_file.mode, config_file.owner, config_file.secret) == (0o600, "postgres", True)
+    rendered = config_file(spec, spec.nodes[0], secrets)
+    assert (rendered.mode, rendered.owner, rendered.secret) == (0o600, "postgres", True)
 
 
 def test_parameters_from_config_override_defaults(dev_config, secrets):
@@ -71,11 +105,11 @@ def test_parameters_from_config_override_defaults(dev_config, secrets):
     assert parameters["max_connections"] == 500 and parameters["work_mem"] == "8MB"
 
 
-def test_step_drops_debian_cluster_and_waits(spec, secrets):
-    (step,) = patroni.steps(spec, spec.nodes[0], secrets)
+def test_step_drops_debian_cluster_and_waits(spec, secrets, tls):
+    (step,) = patroni.steps(spec, spec.nodes[0], secrets, tls)
     assert "pg_dropcluster --stop 17 main" in step.script
     assert "create_main_cluster = false" in step.stdin
-    assert "http://10.0.0.4:8008/health" in step.script
+    assert "--cacert /etc/pgha/tls/ca.crt https://10.0.0.4:8008/health" in step.script
 
 
 def test_every_replica_is_synchronous_by_default(spec, secrets):
@@ -92,3 +126,18 @@ def test_synchronous_node_count_is_bounded(dev_config):
     with pytest.raises(ConfigError) as caught:
         load_spec(dev_config, "dev")
     assert any("pgha:patroni.synchronousNodeCount: 3" in p for p in caught.value.problems)
+
+
+def test_security_parameters_cannot_be_overridden(dev_config):
+    import pytest
+
+    from components.core import ConfigError, load_spec
+
+    dev_config["postgres"] = {"parameters": {"ssl": "off", "password_encryption": "md5", "work_mem": "8MB"}}
+    with pytest.raises(ConfigError) as caught:
+        load_spec(dev_config, "dev")
+    assert sorted(p.split(":")[1] for p in caught.value.problems) == [
+        "postgres.parameters.password_encryption",
+        "postgres.parameters.ssl",
+    ]
+    assert all("managed by pgha" in p for p in caught.value.problems)

@@ -5,50 +5,83 @@ from __future__ import annotations
 import json
 import subprocess
 
-from components.core import cluster_steps, node_steps, phases
+from components.core import ClusterTls, cluster_steps, node_steps, phases
 from components.core.plan import PHASE_NAMES
 
 
-def test_phase_order(spec, secrets):
+def test_phase_order(spec, secrets, tls):
     for node in spec.nodes:
-        names = [s.name for s in node_steps(spec, node, secrets)]
+        names = [s.name for s in node_steps(spec, node, secrets, tls)]
         assert names == ["system", "etcd", "etcd-health", "patroni", "haproxy", "keepalived"]
-    assert [p for p, _ in phases(spec, secrets)] == sorted(PHASE_NAMES)
-    for _, steps in phases(spec, secrets):
+    assert [p for p, _ in phases(spec, secrets, tls)] == sorted(PHASE_NAMES)
+    for _, steps in phases(spec, secrets, tls):
         assert {s.node for s in steps} == {n.name for n in spec.nodes}
 
 
-def test_no_secret_outside_the_files_meant_for_it(spec, secrets):
-    for steps in cluster_steps(spec, secrets).values():
+def test_no_secret_outside_the_files_meant_for_it(spec, secrets, tls):
+    generated = [*secrets.values(), *tls.private_keys()]
+    secret_paths = set()
+    for steps in cluster_steps(spec, secrets, tls).values():
         for step in steps:
-            for value in secrets.values():
+            for value in generated:
                 assert value not in step.command and value not in step.script
             for rendered in step.files:
-                holds_secret = any(v in rendered.content for v in secrets.values())
+                holds_secret = any(v in rendered.content for v in generated)
                 assert holds_secret == rendered.secret, rendered.path
                 if holds_secret:
-                    assert rendered.mode & 0o007 == 0, rendered.path
+                    assert rendered.mode in (0o600, 0o640), rendered.path
+                    secret_paths.add(rendered.path)
+    assert secret_paths == {
+        "/etc/patroni/config.yml",
+        "/etc/haproxy/haproxy.cfg",
+        "/etc/pgha/tls/etcd.pem",
+        "/etc/pgha/tls/postgres.pem",
+        "/etc/pgha/tls/haproxy.pem",
+    }
 
 
-def test_stdin_is_the_bundle_of_files(spec, secrets):
-    step = node_steps(spec, spec.nodes[0], secrets)[3]
+def test_each_node_gets_only_its_own_key(spec, secrets, tls):
+    for node in spec.nodes:
+        bundle = "".join(s.stdin for s in node_steps(spec, node, secrets, tls))
+        for other in spec.nodes:
+            key = tls.node(other).private_key.replace("\n", "\\n")  # as JSON writes it
+            assert (key in bundle) == (other == node), (node.name, other.name)
+
+
+def test_each_key_copy_belongs_to_the_service_that_reads_it(spec, secrets, tls):
+    owners = {
+        f.path: (f.owner, f.group, f.mode)
+        for s in node_steps(spec, spec.nodes[0], secrets, tls)
+        for f in s.files
+        if f.path.startswith("/etc/pgha/tls/")
+    }
+    assert owners == {
+        "/etc/pgha/tls/ca.crt": ("root", "root", 0o644),
+        "/etc/pgha/tls/etcd.pem": ("etcd", "etcd", 0o600),
+        "/etc/pgha/tls/postgres.pem": ("postgres", "postgres", 0o600),
+        "/etc/pgha/tls/haproxy.pem": ("root", "root", 0o600),
+    }
+
+
+def test_stdin_is_the_bundle_of_files(spec, secrets, tls):
+    step = node_steps(spec, spec.nodes[0], secrets, tls)[3]
     bundle = json.loads(step.stdin)
     assert [f["path"] for f in bundle["files"]] == [f.path for f in step.files]
-    assert node_steps(spec, spec.nodes[0], secrets)[2].stdin == ""
+    assert node_steps(spec, spec.nodes[0], secrets, tls)[2].stdin == ""
 
 
-def test_digest_follows_content(spec, secrets, dev_config):
+def test_digest_follows_content(spec, secrets, tls, dev_config):
     from components.core import load_spec
 
-    before = {s.title: s.digest for s in node_steps(spec, spec.nodes[0], secrets)}
+    before = {s.title: s.digest for s in node_steps(spec, spec.nodes[0], secrets, tls)}
     dev_config["haproxy"] = {"checkRise": 3}
     changed = load_spec(dev_config, "dev")
-    after = {s.title: s.digest for s in node_steps(changed, changed.nodes[0], secrets)}
+    after = {s.title: s.digest for s in node_steps(changed, changed.nodes[0], secrets, tls)}
     assert {t for t in before if before[t] != after[t]} == {"05-haproxy"}
 
 
-def test_scripts_parse_and_reload_only_on_change(spec, secrets):
-    for steps in cluster_steps(spec, secrets).values():
+def test_scripts_parse_and_reload_only_on_change(spec, secrets, tls):
+    for steps in cluster_steps(spec, secrets, tls).values():
         for step in steps:
             subprocess.run(["bash", "-n"], input=step.script, text=True, check=True)
             assert step.script.startswith("#!/bin/bash\n")
@@ -58,11 +91,11 @@ def test_scripts_parse_and_reload_only_on_change(spec, secrets):
             assert step.command.startswith("sudo -n /bin/bash -c ")
 
 
-def test_steps_reload_only_when_files_changed(spec, secrets):
+def test_steps_reload_only_when_files_changed(spec, secrets, tls):
     """Idempotency, read off the scripts: every restart/reload sits under a guard
     on what changed or on the service being down."""
-    library = node_steps(spec, spec.nodes[0], secrets)[0].script.split("# --- end of library ---")[0]
-    for steps in cluster_steps(spec, secrets).values():
+    library = node_steps(spec, spec.nodes[0], secrets, tls)[0].script.split("# --- end of library ---")[0]
+    for steps in cluster_steps(spec, secrets, tls).values():
         for step in steps:
             for script in (step.script.split("# --- end of library ---")[1], library):
                 guard = ""
@@ -71,4 +104,15 @@ def test_steps_reload_only_when_files_changed(spec, secrets):
                     if stripped.startswith(("if ", "elif ")):
                         guard = stripped
                     if "systemctl restart" in stripped or "systemctl reload" in stripped:
-                        assert "CHANGED" in guard or "is-active" in guard, (step.title, line)
+                        guarded = any(g in guard for g in ("CHANGED", "changed ", "is-active"))
+                        assert guarded, (step.title, line)
+
+
+def test_a_new_certificate_reruns_only_the_steps_holding_it(spec, secrets, tls):
+    """What a rotation re-runs: etcd, Patroni and HAProxy (each holds a copy), not system or keepalived."""
+    node = spec.nodes[0]
+    # Any other key pair will do: here, another node's.
+    reissued = ClusterTls(tls.ca_certificate, {**tls.nodes, node.name: tls.nodes[spec.nodes[1].name]})
+    before = {s.title: s.digest for s in node_steps(spec, node, secrets, tls)}
+    after = {s.title: s.digest for s in node_steps(spec, node, secrets, reissued)}
+    assert {t for t in before if before[t] != after[t]} == {"02-etcd", "04-patroni", "05-haproxy"}

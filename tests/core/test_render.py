@@ -46,6 +46,12 @@ def test_dev_tree(tmp_path):
         "06-keepalived.sh",
     ]
     assert "PULUMI-SECRET(superuser_password)" in (root / "etc/patroni/config.yml").read_text()
+    assert (root / "etc/pgha/tls/ca.crt").read_text() == "PULUMI-GENERATED(ca-certificate)\n"
+    pem = root / "etc/pgha/tls/postgres.pem"
+    assert pem.read_text() == "PULUMI-GENERATED(certificate psql-01)\nPULUMI-SECRET(private-key psql-01)\n"
+    assert pem.stat().st_mode & 0o777 == 0o600
+    listing = (root / "steps/04-patroni.files").read_text()
+    assert "0600 postgres:postgres /etc/pgha/tls/postgres.pem" in listing
     assert 'ETCD_NAME="psql-02"' in (tmp_path / "psql-02/etc/default/etcd").read_text()
 
 

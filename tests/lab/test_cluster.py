@@ -18,7 +18,7 @@ def test_etcd_has_three_healthy_members(lab):
     node = lab.spec.nodes[0]
     result = lab.exec(
         node.name,
-        ["etcdctl", f"--endpoints={etcd.client_url(lab.spec, node)}", "endpoint", "health", "--cluster"],
+        ["etcdctl", *etcd.etcdctl_flags(lab.spec, node), "endpoint", "health", "--cluster"],
         capture_output=True,
         text=True,
     )
@@ -73,8 +73,9 @@ def test_consecutive_replica_connections_alternate(lab):
 
 def test_haproxy_metrics_and_patroni_api_on_every_node(lab):
     for node in lab.spec.postgres_nodes:
-        url = f"http://{node.ip}:{lab.spec.haproxy.stats_port}{haproxy.METRICS_PATH}"
-        with_metrics = lab.run(["curl", "-fsS", url], capture_output=True, text=True, check=True).stdout
+        url = haproxy.stats_url(lab.spec, node) + haproxy.METRICS_PATH
+        curl = ["curl", "-fsS", "--cacert", str(lab.ca_path), url]
+        with_metrics = lab.run(curl, capture_output=True, text=True, check=True).stdout
         assert "haproxy_backend_status" in with_metrics or "haproxy_process_" in with_metrics
         state = lab.http_json(patroni.rest_api_url(lab.spec, node) + "/patroni")
         assert state["state"] == "running" and state["patroni"]["name"] == node.name
@@ -86,10 +87,10 @@ def test_exactly_one_vip_holder(lab):
 
 def _fingerprint(lab) -> dict[str, str]:
     """Checksums of every file the steps write, and each service's start time."""
-    secrets = lab.secrets()
+    secrets, tls = lab.secrets(), lab.tls()
     prints = {}
     for node in lab.spec.nodes:
-        paths = [f.path for f in node_files(lab.spec, node, secrets)]
+        paths = [f.path for f in node_files(lab.spec, node, secrets, tls)]
         sums = lab.exec(node.name, ["sha256sum", *paths], capture_output=True, text=True, check=True).stdout
         starts = lab.exec(
             node.name,

@@ -19,6 +19,7 @@ from typing import Any
 
 import pulumi
 import yaml
+from google.protobuf import json_format
 from pulumi.runtime import rpc
 from pulumi.runtime.mocks import MockCallArgs, MockMonitor, MockResourceArgs
 from pulumi.runtime.settings import ROOT
@@ -44,6 +45,10 @@ IMAGE = "proxmoxve:download/file:File"
 COMMAND = "command:remote:Command"
 PASSWORD = "random:index/randomPassword:RandomPassword"
 PRIVATE_KEY = "tls:index/privateKey:PrivateKey"
+SELF_SIGNED_CERT = "tls:index/selfSignedCert:SelfSignedCert"
+CERT_REQUEST = "tls:index/certRequest:CertRequest"
+LOCALLY_SIGNED_CERT = "tls:index/locallySignedCert:LocallySignedCert"
+TLS_TYPES = (PRIVATE_KEY, SELF_SIGNED_CERT, CERT_REQUEST, LOCALLY_SIGNED_CERT)
 SDN_ZONE_VLAN = "proxmoxve:sdn/zone/vlan:Vlan"
 SDN_VNET = "proxmoxve:sdn/vnet:Vnet"
 SDN_SUBNET = "proxmoxve:sdn/subnet:Subnet"
@@ -53,6 +58,17 @@ DEPLOY_PUBLIC_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMockDeployKeyMockDeplo
 DEPLOY_PRIVATE_KEY = (
     "-----BEGIN OPENSSH PRIVATE KEY-----\nMOCKdeployPRIVATEkey7f3a9c\n-----END OPENSSH PRIVATE KEY-----\n"
 )
+DEPLOY_KEY_NAME = "pgha-deploy-key"
+
+
+def mock_key_pem(name: str) -> str:
+    """A distinctive stand-in for the private key of resource ``name``: easy to find if it leaks."""
+    body = "MOCKtlsKEY" + hashlib.sha256(name.encode()).hexdigest()[:24]
+    return f"-----BEGIN PRIVATE KEY-----\n{body}\n-----END PRIVATE KEY-----\n"
+
+
+def mock_cert_pem(name: str) -> str:
+    return f"-----BEGIN CERTIFICATE-----\nMOCKcert{name}\n-----END CERTIFICATE-----\n"
 
 
 def is_secret(value: Any) -> bool:
@@ -86,6 +102,7 @@ class PghaMocks(pulumi.runtime.Mocks):
 
     def __init__(self) -> None:
         self.passwords: dict[str, str] = {}
+        self.tls_keys: dict[str, str] = {}  # resource name -> its mock private key
         self._vm_ids = itertools.count(100)
 
     def secrets(self) -> ClusterSecrets:
@@ -103,12 +120,21 @@ class PghaMocks(pulumi.runtime.Mocks):
             password = "Mockpw" + hashlib.sha256(args.name.encode()).hexdigest()[:26]
             self.passwords[args.name] = password
             state["result"] = password
-        elif args.typ == PRIVATE_KEY:
+        elif args.typ == PRIVATE_KEY and args.name == DEPLOY_KEY_NAME:
             state.update(
                 publicKeyOpenssh=DEPLOY_PUBLIC_KEY,
                 privateKeyOpenssh=DEPLOY_PRIVATE_KEY,
                 privateKeyPem=DEPLOY_PRIVATE_KEY,
             )
+        elif args.typ == PRIVATE_KEY:
+            key = mock_key_pem(args.name)
+            self.tls_keys[args.name] = key
+            # The provider gives the same key as SEC1 and as PKCS#8; one stand-in for both.
+            state.update(privateKeyPem=key, privateKeyPemPkcs8=key, publicKeyPem=f"PUBLIC {args.name}")
+        elif args.typ in (SELF_SIGNED_CERT, LOCALLY_SIGNED_CERT):
+            state["certPem"] = mock_cert_pem(args.name)
+        elif args.typ == CERT_REQUEST:
+            state["certRequestPem"] = f"CSR {args.name}"
         elif args.typ == IMAGE:
             resource_id = f"{inputs['datastoreId']}:import/{inputs['fileName']}"
         elif args.typ == SNIPPET:
@@ -134,6 +160,7 @@ class Registration:
     dependencies: set[str]
     provider: str
     ignore_changes: list[str]
+    replacement_trigger: Any = None
 
 
 class RecordingMonitor(MockMonitor):
@@ -156,6 +183,11 @@ class RecordingMonitor(MockMonitor):
                 dependencies=set(request.dependencies),
                 provider=request.provider,
                 ignore_changes=list(request.ignoreChanges),
+                replacement_trigger=(
+                    json_format.MessageToDict(request.replacement_trigger)
+                    if request.HasField("replacement_trigger")
+                    else None
+                ),
             )
         return response
 

@@ -15,22 +15,29 @@ import pytest
 import yaml
 
 from components.cluster import PghaCluster, PghaClusterArgs
-from components.core import ClusterSecrets, ClusterSpec, load_spec, node_steps, phases
+from components.core import ClusterSecrets, ClusterSpec, ClusterTls, load_spec, node_steps, phases, pki
 from tests.pulumi.harness import (
+    CERT_REQUEST,
     COMMAND,
     DEPLOY_PRIVATE_KEY,
     DEPLOY_PUBLIC_KEY,
     IMAGE,
+    LOCALLY_SIGNED_CERT,
     PASSWORD,
+    PRIVATE_KEY,
     SDN_APPLIER,
     SDN_SUBNET,
     SDN_VNET,
     SDN_ZONE_VLAN,
+    SELF_SIGNED_CERT,
     SNIPPET,
+    TLS_TYPES,
     VM,
     ProgramRun,
     clear_strings,
     is_secret,
+    mock_cert_pem,
+    mock_key_pem,
     run_program,
     stack_file_config,
     unwrap,
@@ -38,6 +45,21 @@ from tests.pulumi.harness import (
 )
 
 PLACEHOLDERS = ClusterSecrets.placeholders()
+
+
+def tls_placeholders(spec: ClusterSpec) -> ClusterTls:
+    return ClusterTls.placeholders(spec)
+
+
+def mock_tls(spec: ClusterSpec) -> ClusterTls:
+    """What ClusterCertificates hands the steps, given the mocks' certificates and keys."""
+    return ClusterTls(
+        ca_certificate=mock_cert_pem("pgha-ca"),
+        nodes={
+            n.name: pki.NodeTls(mock_cert_pem(f"{n.name}-tls-cert"), mock_key_pem(f"{n.name}-tls-key"))
+            for n in spec.nodes
+        },
+    )
 
 
 def pgha_namespace(config: dict[str, Any]) -> dict[str, Any]:
@@ -139,7 +161,7 @@ def test_a_command_for_every_node_and_step_running_the_core_script(
     expected = {
         command_name(node.name, step.title): step
         for node in dev_spec.nodes
-        for step in node_steps(dev_spec, node, PLACEHOLDERS)
+        for step in node_steps(dev_spec, node, PLACEHOLDERS, tls_placeholders(dev_spec))
     }
     commands = {r.name: r for r in dev_run.of_type(COMMAND)}
     assert set(commands) == set(expected)
@@ -153,7 +175,8 @@ def test_dependencies_follow_the_phase_order(dev_run: ProgramRun, dev_spec: Clus
     assert len(vm_urns) == 3
     urn = {r.name: r.urn for r in dev_run.of_type(COMMAND)}
     ordered = [
-        {urn[command_name(s.node, s.title)] for s in steps} for _, steps in phases(dev_spec, PLACEHOLDERS)
+        {urn[command_name(s.node, s.title)] for s in steps}
+        for _, steps in phases(dev_spec, PLACEHOLDERS, tls_placeholders(dev_spec))
     ]
     assert len(ordered) == 6
     previous = vm_urns
@@ -167,11 +190,13 @@ def test_dependencies_follow_the_phase_order(dev_run: ProgramRun, dev_spec: Clus
         previous = current
 
 
-def test_stdin_bundles_use_the_real_passwords_and_stay_secret(dev_run: ProgramRun, dev_spec: ClusterSpec):
+def test_stdin_bundles_use_the_real_secrets_and_stay_secret(dev_run: ProgramRun, dev_spec: ClusterSpec):
     real = dev_run.mocks.secrets()
+    real_tls = mock_tls(dev_spec)
+    generated = [*real.values(), *real_tls.private_keys()]
     secret_steps = 0
     for node in dev_spec.nodes:
-        for step in node_steps(dev_spec, node, real):
+        for step in node_steps(dev_spec, node, real, real_tls):
             inputs = dev_run.named(COMMAND, command_name(node.name, step.title)).inputs
             assert is_secret(inputs["connection"])
             assert is_secret(inputs["stdin"])
@@ -180,8 +205,8 @@ def test_stdin_bundles_use_the_real_passwords_and_stay_secret(dev_run: ProgramRu
             assert inputs["triggers"] == [step.digest]
             secret_steps += step.has_secrets
             if step.has_secrets:
-                assert any(pw in step.stdin for pw in real.values())
-    assert secret_steps == 6  # patroni and haproxy on each of the three VMs
+                assert any(v.replace("\n", "\\n") in step.stdin for v in generated)
+    assert secret_steps == 9  # etcd (its key), Patroni and HAProxy on each of the three VMs
 
 
 def test_the_connection_uses_the_deploy_key_on_the_private_ip(dev_run: ProgramRun, dev_spec: ClusterSpec):
@@ -198,15 +223,77 @@ def test_no_generated_secret_appears_in_clear_in_any_input(dev_run: ProgramRun):
     passwords = list(dev_run.mocks.passwords.values())
     assert len(passwords) == 5
     assert len(dev_run.of_type(PASSWORD)) == 5
-    secrets = [*passwords, DEPLOY_PRIVATE_KEY.splitlines()[1]]
+    tls_keys = [key.splitlines()[1] for key in dev_run.mocks.tls_keys.values()]
+    assert len(tls_keys) == 4  # the CA's and one per VM
+    secrets = [*passwords, DEPLOY_PRIVATE_KEY.splitlines()[1], *tls_keys]
     registrations = list(dev_run.monitor.registrations.values())
-    assert len(registrations) > 40
+    assert len(registrations) > 50
     for registration in registrations:
         for text in clear_strings(registration.inputs):
             for secret in secrets:
                 assert secret not in text, f"{registration.name} shows a secret in clear"
     for command in dev_run.of_type(COMMAND):
         assert not any(pw in command.inputs["create"] for pw in passwords)
+
+
+# --- Certificates ----------------------------------------------------------------------
+
+
+def test_a_private_ca_signs_one_certificate_per_vm(dev_run: ProgramRun, dev_spec: ClusterSpec):
+    ca = unwrap(dev_run.named(SELF_SIGNED_CERT, "pgha-ca").inputs)
+    assert ca["isCaCertificate"] is True
+    assert ca["allowedUses"] == ["cert_signing", "crl_signing", "digital_signature"]
+    assert ca["subject"]["commonName"] == "pgha dev pgha CA"
+    assert ca["validityPeriodHours"] == 3650 * 24
+    assert ca["privateKeyPem"] == mock_key_pem("pgha-ca-key")
+    for node in dev_spec.nodes:
+        key = unwrap(dev_run.named(PRIVATE_KEY, f"{node.name}-tls-key").inputs)
+        assert (key["algorithm"], key["ecdsaCurve"]) == ("ECDSA", "P256")
+        request = unwrap(dev_run.named(CERT_REQUEST, f"{node.name}-tls-request").inputs)
+        assert request["privateKeyPem"] == mock_key_pem(f"{node.name}-tls-key")
+        assert request["subject"]["commonName"] == node.name
+        assert request["dnsNames"] == [node.name]
+        assert request["ipAddresses"] == [str(node.ip), "10.0.0.10"]
+        cert = unwrap(dev_run.named(LOCALLY_SIGNED_CERT, f"{node.name}-tls-cert").inputs)
+        assert cert["certRequestPem"] == f"CSR {node.name}-tls-request"
+        assert cert["caCertPem"] == mock_cert_pem("pgha-ca")
+        assert cert["caPrivateKeyPem"] == mock_key_pem("pgha-ca-key")
+        assert cert["allowedUses"] == ["digital_signature", "server_auth", "client_auth"]
+        assert cert["validityPeriodHours"] == 365 * 24
+        assert cert["earlyRenewalHours"] == 30 * 24
+
+
+def test_every_secret_bearing_input_arrives_as_a_secret(dev_run: ProgramRun):
+    secret_inputs = {
+        SELF_SIGNED_CERT: ["privateKeyPem"],
+        CERT_REQUEST: ["privateKeyPem"],
+        LOCALLY_SIGNED_CERT: ["caPrivateKeyPem"],
+        COMMAND: ["stdin", "connection"],
+    }
+    checked = 0
+    for typ, keys in secret_inputs.items():
+        for registration in dev_run.of_type(typ):
+            for key in keys:
+                assert is_secret(registration.inputs[key]), (registration.name, key)
+                checked += 1
+    assert checked == 1 + 3 + 3 + 2 * 18
+
+
+def test_rotation_replaces_every_node_key_and_only_those():
+    def triggers(run: ProgramRun) -> dict[str, object]:
+        tls = [r for r in run.monitor.registrations.values() if r.typ in TLS_TYPES]
+        return {r.name: r.replacement_trigger for r in tls}
+
+    before = run_program(stack_file_config())
+    config = stack_file_config()
+    config["pgha:tls"] = {"rotation": 2}
+    after = run_program(config)
+    assert after.error is None, after.errors
+    changed = {name for name, value in triggers(after).items() if triggers(before)[name] != value}
+    assert changed == {"psql-01-tls-key", "psql-02-tls-key", "psql-03-tls-key"}
+    assert {triggers(after)[n] for n in changed} == {2}
+    # The CA's key has no trigger: a rotation keeps the CA every node trusts.
+    assert triggers(after)["pgha-ca-key"] is None
 
 
 # --- Exports -------------------------------------------------------------------------
@@ -219,11 +306,14 @@ def test_exports(dev_run: ProgramRun):
     assert exports["primaryPort"] == 5432
     assert exports["replicaPort"] == 5433
     assert exports["primaryConnectionString"] == (
-        f"postgresql://postgres:{superuser}@10.0.0.10:5432/postgres?sslmode=prefer"
+        f"postgresql://postgres:{superuser}@10.0.0.10:5432/postgres?sslmode=verify-full"
     )
     assert exports["replicaConnectionString"] == (
-        f"postgresql://postgres:{superuser}@10.0.0.10:5433/postgres?sslmode=prefer"
+        f"postgresql://postgres:{superuser}@10.0.0.10:5433/postgres?sslmode=verify-full"
     )
+    # What clients verify the VIP's certificate against: public, so not a secret.
+    assert exports["caCertificate"] == mock_cert_pem("pgha-ca")
+    assert not dev_run.secret_exports["caCertificate"]
     assert dev_run.secret_exports["primaryConnectionString"]
     assert dev_run.secret_exports["replicaConnectionString"]
     assert not dev_run.secret_exports["vip"]

@@ -32,6 +32,8 @@ import yaml
 from components.core import (
     ClusterSecrets,
     ClusterSpec,
+    ClusterTls,
+    LocalCa,
     Node,
     RenderedFile,
     etcd,
@@ -192,12 +194,13 @@ class NodeSandbox:
     """
 
     def __init__(
-        self, lower: Path, spec: ClusterSpec, node: Node, index: int, secrets: ClusterSecrets
+        self, lower: Path, spec: ClusterSpec, node: Node, index: int, secrets: ClusterSecrets, tls: ClusterTls
     ) -> None:
         self.lower = lower
         self.spec = spec
         self.node = node
-        self.files = node_files(spec, node, secrets)
+        # Real certificates and keys: HAProxy loads them, Patroni checks they exist.
+        self.files = node_files(spec, node, secrets, tls)
         self.netns = f"{NETNS_PREFIX}{os.getpid()}-{index}"
         self.lan_netns = f"{self.netns}-lan"
         self.dir = Path(tempfile.mkdtemp(prefix=f"{NETNS_PREFIX}{os.getpid()}-{node.name}-", dir=TMP_PARENT))
@@ -343,10 +346,11 @@ def sandboxes() -> Iterator[dict[str, NodeSandbox]]:
     lower = ensure_image(image_packages(SPEC))
     _clean_stale()
     secrets = ClusterSecrets.generate()
+    tls = LocalCa.create(SPEC).issue_cluster(SPEC)
     with contextlib.ExitStack() as stack:
         boxes: dict[str, NodeSandbox] = {}
         for index, node in enumerate(SPEC.postgres_nodes):
-            box = NodeSandbox(lower, SPEC, node, index, secrets)
+            box = NodeSandbox(lower, SPEC, node, index, secrets, tls)
             stack.callback(box.close)
             box.setup()
             boxes[node.name] = box

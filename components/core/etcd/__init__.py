@@ -4,12 +4,16 @@ Configured the Debian way, through the environment file ``/etc/default/etcd``
 that ``etcd.service`` reads. Our data directory is not Debian's default one,
 so the throwaway single-node member the package bootstraps never mixes with
 the cluster's.
+
+Clients and peers speak TLS only, on the private IP only, and must show a
+certificate from the cluster's CA: there is no plaintext or loopback listener.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from .. import pki
 from ..files import RenderedFile, Step, render_script, render_template
 from ..spec import ClusterSpec, Node
 
@@ -19,6 +23,8 @@ HEALTH_PHASE = 3
 PACKAGES = ("etcd-server", "etcd-client")
 ENV_PATH = "/etc/default/etcd"
 DATA_DIR = "/var/lib/etcd/pgha"
+# etcd's own copy of the node's certificate and key, for serving and for its peers.
+PEM_PATH = f"{pki.TLS_DIR}/etcd.pem"
 
 
 def members(spec: ClusterSpec) -> tuple[Node, ...]:
@@ -37,7 +43,11 @@ def members(spec: ClusterSpec) -> tuple[Node, ...]:
 
 
 def client_url(spec: ClusterSpec, node: Node) -> str:
-    return f"http://{node.ip}:{spec.etcd.client_port}"
+    return f"https://{node.ip}:{spec.etcd.client_port}"
+
+
+def peer_url(spec: ClusterSpec, node: Node) -> str:
+    return f"https://{node.ip}:{spec.etcd.peer_port}"
 
 
 def client_endpoints(spec: ClusterSpec) -> list[str]:
@@ -45,34 +55,45 @@ def client_endpoints(spec: ClusterSpec) -> list[str]:
     return [f"{n.ip}:{spec.etcd.client_port}" for n in members(spec)]
 
 
-def files(spec: ClusterSpec, node: Node) -> list[RenderedFile]:
-    peers = ",".join(f"{m.name}=http://{m.ip}:{spec.etcd.peer_port}" for m in members(spec))
+def files(spec: ClusterSpec, node: Node, tls: pki.ClusterTls) -> list[RenderedFile]:
+    peers = ",".join(f"{m.name}={peer_url(spec, m)}" for m in members(spec))
     content = render_template(
         HERE,
         "etcd.env.j2",
         node=node,
+        client_url=client_url(spec, node),
+        peer_url=peer_url(spec, node),
         spec=spec,
         data_dir=DATA_DIR,
         initial_cluster=peers,
         token=f"pgha-{spec.stack}-{spec.postgres.scope}",
+        pem_path=PEM_PATH,
+        ca_path=pki.CA_PATH,
     )
-    return [RenderedFile(ENV_PATH, content)]
+    return [RenderedFile(ENV_PATH, content), pki.key_file(PEM_PATH, tls.node(node), owner="etcd")]
 
 
-def steps(spec: ClusterSpec, node: Node) -> list[Step]:
+def etcdctl_flags(spec: ClusterSpec, node: Node) -> list[str]:
+    """How root on a member reaches the cluster: over TLS, with etcd's own certificate."""
+    return [
+        f"--endpoints={client_url(spec, node)}",
+        f"--cacert={pki.CA_PATH}",
+        f"--cert={PEM_PATH}",
+        f"--key={PEM_PATH}",
+    ]
+
+
+def steps(spec: ClusterSpec, node: Node, tls: pki.ClusterTls) -> list[Step]:
     if node not in members(spec):
         # Not a member (one member per host once a witness exists): an etcd
         # the package may have started here would only be a stray cluster.
         script = render_script(HERE, "etcd-absent.sh.j2", "etcd")
         return [Step(node.name, PHASE, "etcd", script)]
-    install = render_script(HERE, "etcd.sh.j2", "etcd", packages=PACKAGES, data_dir=DATA_DIR)
-    health = render_script(
-        HERE,
-        "etcd-health.sh.j2",
-        "etcd-health",
-        endpoint=client_url(spec, node),
+    install = render_script(
+        HERE, "etcd.sh.j2", "etcd", packages=PACKAGES, data_dir=DATA_DIR, env_path=ENV_PATH
     )
+    health = render_script(HERE, "etcd-health.sh.j2", "etcd-health", flags=etcdctl_flags(spec, node))
     return [
-        Step(node.name, PHASE, "etcd", install, tuple(files(spec, node))),
+        Step(node.name, PHASE, "etcd", install, tuple(files(spec, node, tls))),
         Step(node.name, HEALTH_PHASE, "etcd-health", health),
     ]

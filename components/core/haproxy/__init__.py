@@ -1,14 +1,21 @@
 """HAProxy on every VM: 5432 to the primary, 5433 to the replicas.
 
 Who is primary is Patroni's to say: HAProxy asks each node's REST API
-(``OPTIONS /primary``, ``/replica?lag=``) and routes accordingly, so any
-VM's HAProxy (and hence the VIP, wherever it is) reaches the right server.
+(``OPTIONS /primary``, ``/replica?lag=``) over HTTPS, verifying its
+certificate against the cluster's CA and its name, and routes accordingly,
+so any VM's HAProxy (and hence the VIP, wherever it is) reaches the right
+server. 5432/5433 pass TCP through: the TLS clients see is PostgreSQL's own.
+A reload keeps the servers' check states (a saved server-state file), so
+neither a config change nor a rotated certificate routes a write astray.
+The stats page, Prometheus metrics and the liveness URL are HTTPS with the
+node's certificate, on the private IP only; the stats page needs a password.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from .. import pki
 from ..files import RenderedFile, Step, render_script, render_template
 from ..secrets import HAPROXY_STATS_USER, ClusterSecrets
 from ..spec import ClusterSpec, Node
@@ -19,14 +26,25 @@ PACKAGES = ("haproxy",)
 CONFIG_PATH = "/etc/haproxy/haproxy.cfg"
 HEALTH_PATH = "/health"
 METRICS_PATH = "/metrics"
+STATS_PATH = "/stats"
+ADMIN_SOCKET = "/run/haproxy/admin.sock"
+STATE_FILE = "/var/lib/haproxy/server-state"
+SAVE_STATE_PATH = "/usr/local/lib/pgha/haproxy-save-state"
+DROPIN_PATH = "/etc/systemd/system/haproxy.service.d/pgha.conf"
+# Read by HAProxy's master process, which runs as root: nobody else needs it.
+PEM_PATH = f"{pki.TLS_DIR}/haproxy.pem"
+
+
+def stats_url(spec: ClusterSpec, node: Node) -> str:
+    return f"https://{node.ip}:{spec.haproxy.stats_port}"
 
 
 def health_url(spec: ClusterSpec, node: Node) -> str:
     """Answers 200 while this HAProxy runs: what keepalived tracks."""
-    return f"http://{node.ip}:{spec.haproxy.stats_port}{HEALTH_PATH}"
+    return stats_url(spec, node) + HEALTH_PATH
 
 
-def files(spec: ClusterSpec, node: Node, secrets: ClusterSecrets) -> list[RenderedFile]:
+def files(spec: ClusterSpec, node: Node, secrets: ClusterSecrets, tls: pki.ClusterTls) -> list[RenderedFile]:
     content = render_template(
         HERE,
         "haproxy.cfg.j2",
@@ -37,11 +55,22 @@ def files(spec: ClusterSpec, node: Node, secrets: ClusterSecrets) -> list[Render
         stats_password=secrets.haproxy_stats_password,
         health_path=HEALTH_PATH,
         metrics_path=METRICS_PATH,
+        stats_path=STATS_PATH,
+        pem_path=PEM_PATH,
+        ca_path=pki.CA_PATH,
+        admin_socket=ADMIN_SOCKET,
+        state_file=STATE_FILE,
     )
-    return [RenderedFile(CONFIG_PATH, content, mode=0o640, group="haproxy", secret=True)]
+    paths = {"admin_socket": ADMIN_SOCKET, "state_file": STATE_FILE, "save_state_path": SAVE_STATE_PATH}
+    return [
+        RenderedFile(CONFIG_PATH, content, mode=0o640, group="haproxy", secret=True),
+        pki.key_file(PEM_PATH, tls.node(node), owner="root"),
+        RenderedFile(SAVE_STATE_PATH, render_template(HERE, "save-state.py.j2", **paths), mode=0o755),
+        RenderedFile(DROPIN_PATH, render_template(HERE, "haproxy.service.conf.j2", **paths)),
+    ]
 
 
-def steps(spec: ClusterSpec, node: Node, secrets: ClusterSecrets) -> list[Step]:
+def steps(spec: ClusterSpec, node: Node, secrets: ClusterSecrets, tls: pki.ClusterTls) -> list[Step]:
     if not node.runs_postgres:
         return []
     script = render_script(
@@ -51,5 +80,7 @@ def steps(spec: ClusterSpec, node: Node, secrets: ClusterSecrets) -> list[Step]:
         packages=PACKAGES,
         config_path=CONFIG_PATH,
         health_url=health_url(spec, node),
+        ca_path=pki.CA_PATH,
+        dropin_path=DROPIN_PATH,
     )
-    return [Step(node.name, PHASE, "haproxy", script, tuple(files(spec, node, secrets)))]
+    return [Step(node.name, PHASE, "haproxy", script, tuple(files(spec, node, secrets, tls)))]

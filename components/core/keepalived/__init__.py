@@ -3,14 +3,17 @@
 Every node starts as BACKUP with the same priority and ``nopreempt``, so the
 VIP stays where it is until its holder fails; a failing HAProxy check puts
 that node in FAULT, which hands the VIP over. Peers talk unicast over the
-private network, so nothing depends on multicast reaching across hosts.
+private network, so nothing depends on multicast reaching across hosts, and
+only the listed peers' adverts count. VRRP carries no secret; a forged
+advert could at worst move the VIP, and clients that check PostgreSQL's
+certificate (``sslmode=verify-full``) would then refuse the impostor.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from .. import haproxy
+from .. import haproxy, pki
 from ..files import RenderedFile, Step, render_script, render_template
 from ..spec import ClusterSpec, Node
 
@@ -34,7 +37,9 @@ def files(spec: ClusterSpec, node: Node) -> list[RenderedFile]:
         script_user=SCRIPT_USER,
         vip=spec.network.interface_address(spec.vip),
     )
-    check = render_template(HERE, "check-haproxy.sh.j2", url=haproxy.health_url(spec, node))
+    check = render_template(
+        HERE, "check-haproxy.sh.j2", url=haproxy.health_url(spec, node), ca_path=pki.CA_PATH
+    )
     return [
         RenderedFile(CHECK_PATH, check, mode=0o755),
         RenderedFile(CONFIG_PATH, config, mode=0o640),

@@ -3,6 +3,15 @@
 Patroni's YAML is built as data and dumped with PyYAML. Debian's
 ``patroni.service`` reads ``/etc/patroni/config.yml`` and restarts on
 failure (unlike ``patroni@.service``, which does not), so that is the unit.
+
+Every network path is TLS with the cluster's CA: PostgreSQL accepts only
+``hostssl`` from the private network (scram-sha-256), replicas and pg_rewind
+verify the primary's certificate, Patroni's REST API is HTTPS with a password
+on its unsafe endpoints, and Patroni reaches etcd with its client certificate.
+Patroni itself uses the Unix socket (peer authentication), so PostgreSQL has
+no loopback listener. ``systemctl reload patroni`` (SIGHUP) makes Patroni load
+a re-issued certificate in its REST API and reload PostgreSQL, which then
+serves new connections with it: a rotation needs no restart.
 """
 
 from __future__ import annotations
@@ -12,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from .. import etcd
+from .. import etcd, pki
 from ..files import RenderedFile, Step, render_script, render_template
 from ..secrets import REPLICATION_USER, RESTAPI_USER, REWIND_USER, SUPERUSER, ClusterSecrets
 from ..spec import ClusterSpec, Node
@@ -24,6 +33,10 @@ CONFIG_PATH = "/etc/patroni/config.yml"
 CREATECLUSTER_PATH = "/etc/postgresql-common/createcluster.d/pgha.conf"
 WATCHDOG_RULE_PATH = "/etc/udev/rules.d/60-pgha-watchdog.rules"
 SOFTDOG_PATH = "/etc/modules-load.d/pgha-softdog.conf"
+# The postgres user's copy of the node's certificate and key: PostgreSQL's
+# server certificate, the REST API's, and Patroni's client certificate for etcd.
+PEM_PATH = f"{pki.TLS_DIR}/postgres.pem"
+SOCKET_DIR = "/var/run/postgresql"
 
 # Parameters every node starts with; stack config ``postgres.parameters`` wins.
 DEFAULT_PARAMETERS: dict[str, Any] = {
@@ -40,27 +53,46 @@ DEFAULT_PARAMETERS: dict[str, Any] = {
 }
 
 
+# What pgha's security rests on: stack config may not override these.
+MANAGED_PARAMETERS = (
+    "listen_addresses",
+    "port",
+    "hba_file",
+    "ssl",
+    "ssl_cert_file",
+    "ssl_key_file",
+    "ssl_ca_file",
+    "ssl_min_protocol_version",
+    "password_encryption",
+    "unix_socket_directories",
+)
+
+
 def server_packages(spec: ClusterSpec) -> tuple[str, ...]:
     return (f"postgresql-{spec.postgres.version}",)
 
 
 def rest_api_url(spec: ClusterSpec, node: Node) -> str:
-    return f"http://{node.ip}:{spec.patroni.rest_api_port}"
+    return f"https://{node.ip}:{spec.patroni.rest_api_port}"
 
 
 def pg_hba(spec: ClusterSpec) -> list[str]:
-    """Local peer for the postgres OS user, scram-sha-256 from the private network only.
+    """Peer on the Unix socket; from the private network TLS and scram-sha-256, nothing else.
 
-    Patroni itself connects over loopback (IPv4 or IPv6, depending on how
-    ``localhost`` resolves), hence the loopback lines for both.
+    No line matches a plaintext TCP connection, so PostgreSQL refuses it
+    before any password is exchanged. Patroni itself uses the socket.
     """
     cidr = spec.network.cidr
-    lines = ["local all all peer"]
-    for source in ("127.0.0.1/32", "::1/128", str(cidr)):
-        lines.append(f"host replication {REPLICATION_USER} {source} scram-sha-256")
-    for source in ("127.0.0.1/32", "::1/128", str(cidr)):
-        lines.append(f"host all all {source} scram-sha-256")
-    return lines
+    return [
+        "local all all peer",
+        f"hostssl replication {REPLICATION_USER} {cidr} scram-sha-256",
+        f"hostssl all all {cidr} scram-sha-256",
+    ]
+
+
+def verified_tls() -> dict[str, str]:
+    """libpq settings for a node's connections to a peer: TLS, the peer's certificate checked."""
+    return {"sslmode": "verify-full", "sslrootcert": pki.CA_PATH}
 
 
 def config(spec: ClusterSpec, node: Node, secrets: ClusterSecrets) -> dict[str, Any]:
@@ -73,9 +105,20 @@ def config(spec: ClusterSpec, node: Node, secrets: ClusterSecrets) -> dict[str, 
         "restapi": {
             "listen": f"{node.ip}:{patroni.rest_api_port}",
             "connect_address": f"{node.ip}:{patroni.rest_api_port}",
+            "certfile": PEM_PATH,
+            "keyfile": PEM_PATH,
+            # Patroni verifies its peers' REST APIs (failsafe, leader race) against it.
+            "cafile": pki.CA_PATH,
+            # Unsafe endpoints (switchover, restart, reinitialize, config) need this.
             "authentication": {"username": RESTAPI_USER, "password": secrets.restapi_password},
         },
-        "etcd3": {"hosts": etcd.client_endpoints(spec)},
+        "etcd3": {
+            "hosts": etcd.client_endpoints(spec),
+            "protocol": "https",
+            "cacert": pki.CA_PATH,
+            "cert": PEM_PATH,
+            "key": PEM_PATH,
+        },
         "bootstrap": {
             "dcs": {
                 "ttl": patroni.ttl,
@@ -95,20 +138,30 @@ def config(spec: ClusterSpec, node: Node, secrets: ClusterSecrets) -> dict[str, 
             "initdb": [{"encoding": "UTF8"}, {"locale": "C.UTF-8"}, "data-checksums"],
         },
         "postgresql": {
-            "listen": f"127.0.0.1,{node.ip}:{pg.port}",
+            "listen": f"{node.ip}:{pg.port}",
             "connect_address": f"{node.ip}:{pg.port}",
+            # Patroni's own connections: the socket, as the postgres OS user (peer).
+            "use_unix_socket": True,
             "data_dir": pg.data_dir,
             "bin_dir": pg.bin_dir,
             "pgpass": "/var/lib/postgresql/.pgpass.patroni",
             "authentication": {
                 "superuser": {"username": SUPERUSER, "password": secrets.superuser_password},
+                # Replicas and pg_rewind reach the primary by its IP: verify-full checks it.
                 "replication": {
                     "username": REPLICATION_USER,
                     "password": secrets.replication_password,
+                    **verified_tls(),
                 },
-                "rewind": {"username": REWIND_USER, "password": secrets.rewind_password},
+                "rewind": {"username": REWIND_USER, "password": secrets.rewind_password, **verified_tls()},
             },
-            "parameters": {"unix_socket_directories": "/var/run/postgresql"},
+            "parameters": {
+                "unix_socket_directories": SOCKET_DIR,
+                "ssl": "on",
+                "ssl_cert_file": PEM_PATH,
+                "ssl_key_file": PEM_PATH,
+                "ssl_min_protocol_version": "TLSv1.2",
+            },
             "pg_hba": pg_hba(spec),
         },
         # No /dev/watchdog (a container, a VM without softdog) is not fatal in
@@ -118,7 +171,7 @@ def config(spec: ClusterSpec, node: Node, secrets: ClusterSecrets) -> dict[str, 
     }
 
 
-def files(spec: ClusterSpec, node: Node, secrets: ClusterSecrets) -> list[RenderedFile]:
+def files(spec: ClusterSpec, node: Node, secrets: ClusterSecrets, tls: pki.ClusterTls) -> list[RenderedFile]:
     document = yaml.safe_dump(config(spec, node, secrets), sort_keys=False, default_flow_style=False)
     return [
         RenderedFile(
@@ -135,10 +188,11 @@ def files(spec: ClusterSpec, node: Node, secrets: ClusterSecrets) -> list[Render
             group="postgres",
             secret=True,
         ),
+        pki.key_file(PEM_PATH, tls.node(node), owner="postgres"),
     ]
 
 
-def steps(spec: ClusterSpec, node: Node, secrets: ClusterSecrets) -> list[Step]:
+def steps(spec: ClusterSpec, node: Node, secrets: ClusterSecrets, tls: pki.ClusterTls) -> list[Step]:
     if not node.runs_postgres:
         return []
     script = render_script(
@@ -149,5 +203,6 @@ def steps(spec: ClusterSpec, node: Node, secrets: ClusterSecrets) -> list[Step]:
         packages=PACKAGES,
         server_packages=server_packages(spec),
         health_url=rest_api_url(spec, node) + "/health",
+        ca_path=pki.CA_PATH,
     )
-    return [Step(node.name, PHASE, "patroni", script, tuple(files(spec, node, secrets)))]
+    return [Step(node.name, PHASE, "patroni", script, tuple(files(spec, node, secrets, tls)))]

@@ -1,0 +1,86 @@
+"""The CA and node certificates the lab issues: what they name, what they may do, that they chain."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from components.core import ClusterTls, LocalCa, load_spec, pki
+
+
+def cert(pem: str) -> x509.Certificate:
+    return x509.load_pem_x509_certificate(pem.encode())
+
+
+def test_identity_names_node_ip_and_the_vip_where_postgres_answers(dev_config):
+    dev_config["witness"] = {"name": "witness", "host": "pve3", "ip": "10.0.0.6"}
+    spec = load_spec(dev_config, "dev")
+    assert pki.node_identity(spec, spec.node("psql-02")) == pki.CertIdentity(
+        "psql-02", ("psql-02",), ("10.0.0.3", "10.0.0.10")
+    )
+    # The witness runs only etcd: it never answers on the VIP.
+    assert pki.node_identity(spec, spec.node("witness")).ip_addresses == ("10.0.0.6",)
+
+
+def test_node_certificates_chain_to_the_ca_and_name_the_node(spec, tls):
+    ca = cert(tls.ca_certificate)
+    assert ca.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    for node in spec.nodes:
+        leaf = cert(tls.node(node).certificate)
+        leaf.verify_directly_issued_by(ca)
+        assert not leaf.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+        sans = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        assert sans.get_values_for_type(x509.DNSName) == [node.name]
+        assert sans.get_values_for_type(x509.IPAddress) == [node.ip, ipaddress.ip_address("10.0.0.10")]
+        uses = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+        assert set(uses) == {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH}
+        validity = leaf.not_valid_after_utc - leaf.not_valid_before_utc
+        assert validity.days == spec.tls.cert_validity_days  # plus the hour of clock slack
+
+
+def test_each_key_matches_its_certificate_and_is_distinct(spec, tls):
+    seen = set()
+    for node in spec.nodes:
+        pair = tls.node(node)
+        key = serialization.load_pem_private_key(pair.private_key.encode(), password=None)
+        assert isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.name == "secp256r1"
+        assert key.public_key() == cert(pair.certificate).public_key()
+        seen.add(pair.private_key)
+    assert len(seen) == len(spec.nodes)
+
+
+def test_pem_bundle_is_certificate_then_key():
+    pair = pki.NodeTls("-----CERT-----\n", "-----KEY-----")
+    assert pair.pem_bundle == "-----CERT-----\n-----KEY-----\n"
+
+
+def test_reissuing_keeps_the_ca(spec, tls):
+    ca = LocalCa.create(spec)
+    first, second = ca.issue_cluster(spec), ca.issue_cluster(spec)
+    assert first.ca_certificate == second.ca_certificate == ca.certificate
+    for node in spec.nodes:
+        assert pki.serial_number(first.node(node).certificate) != pki.serial_number(
+            second.node(node).certificate
+        )
+        assert first.node(node).private_key != second.node(node).private_key
+
+
+def test_expiry_window(spec):
+    ca = LocalCa.create(spec)
+    pair = ca.issue(pki.CertIdentity("short-lived"), validity_days=10)
+    assert pki.expires_within(pair.certificate, 30)
+    assert not pki.expires_within(pair.certificate, 5)
+
+
+def test_placeholders_are_marked(spec):
+    placeholders = ClusterTls.placeholders(spec)
+    assert placeholders.ca_certificate.startswith("PULUMI-GENERATED(")
+    for node in spec.nodes:
+        assert placeholders.node(node).private_key == f"PULUMI-SECRET(private-key {node.name})\n"
+    with pytest.raises(KeyError):
+        placeholders.nodes["nobody"]
