@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -478,6 +479,52 @@ def planned_switchover(lab: Lab, to: str | None = None) -> dict[str, Any]:
     return run.result()
 
 
+def _host_with_most_etcd_members(lab: Lab) -> str:
+    counts = Counter(m.host for m in etcd.members(lab.spec))
+    return counts.most_common(1)[0][0]
+
+
+def quorum_host_crash(lab: Lab, host: str | None = None, hold: float | None = None) -> dict[str, Any]:
+    """(7) The host carrying two etcd members crashes: etcd loses its quorum.
+
+    The primary is put on the surviving host first: the hard case, a live
+    primary that can no longer renew its leader key. Nothing can be elected
+    while the host is down; what must hold is that no acknowledged write is
+    lost and no second primary appears, and that the cluster heals by itself
+    once the host boots again.
+    """
+    host = host or _host_with_most_etcd_members(lab)
+    hold = hold if hold is not None else lab.spec.patroni.ttl + 20
+    victims = [n for n in lab.spec.nodes if n.host == host]
+    survivors = [n.name for n in lab.spec.postgres_nodes if n.host != host]
+    lab.wait_ready(timeout=READY_TIMEOUT)
+    if leader(lab) not in survivors:
+        switchover(lab, to=survivors[0])
+        lab.wait_ready(timeout=READY_TIMEOUT)
+    with scenario(lab, f"quorum_host_crash_{host}") as run:
+        machines = [lab.machine(n) for n in victims]
+        try:
+            since = run.inject(lambda: [m.kill() for m in machines])
+            _sleep_until(since + hold)
+            during = lab.status()
+            run.extra["status_during"] = {
+                "etcd": during["etcd"],
+                "roles": {n["name"]: n["role"] for n in during["nodes"]},
+                "vipHolder": during["vipHolder"],
+            }
+            # Once the leader key has expired, no write may be acknowledged anywhere.
+            quiet_from = since + lab.spec.patroni.ttl
+            run.extra["acks_without_quorum"] = sum(1 for a in run.writer.snapshot()[0] if a.at > quiet_from)
+        finally:
+            restarted = time.monotonic()
+            for m in machines:
+                m.start()
+        run.extra["host"] = host
+        run.extra["vms"] = [n.name for n in victims]
+        run.rejoin_s = wait_serving(lab, _require(run.old_primary), restarted)
+    return run.result()
+
+
 SCENARIOS: dict[str, Callable[[Lab], dict[str, Any]]] = {
     "1": primary_power_off,
     "2": postmaster_sigkill,
@@ -486,6 +533,7 @@ SCENARIOS: dict[str, Callable[[Lab], dict[str, Any]]] = {
     "5a": vip_holder_loses_haproxy,
     "5b": vip_holder_dies,
     "6": host_crash,
+    "7": quorum_host_crash,
     "8": planned_switchover,
 }
 

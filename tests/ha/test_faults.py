@@ -82,3 +82,17 @@ def test_host_crash_with_the_primary(lab: Lab) -> None:
 
 def test_planned_switchover(lab: Lab) -> None:
     _check(lab, faults.planned_switchover(lab), failover=True)
+
+
+def test_loss_of_the_host_with_two_etcd_members(lab: Lab) -> None:
+    """(7) Without a witness the quorum goes with that host: nothing may be elected,
+    nothing acknowledged may be lost, and the cluster must heal when it returns."""
+    result = faults.quorum_host_crash(lab)
+    print(json.dumps({k: v for k, v in result.items() if k != "patroni_logs"}))
+    message = _report(result)
+    during = result["status_during"]
+    assert sum(during["etcd"].values()) < len(during["etcd"]) // 2 + 1, message  # no quorum, visibly
+    assert "leader" not in during["roles"].values(), message
+    assert result["acks_without_quorum"] == 0, message
+    assert result["lost"] == 0 and not result["split_brain"], message
+    assert lab.is_healthy(lab.status()), message
