@@ -43,6 +43,7 @@ def summarise(fault: str, results: list[dict[str, Any]]) -> dict[str, Any]:
         "acked": sum(r["acked"] for r in results),
         "lost": sum(r["lost"] for r in results),
         "split_brain": any(r["split_brain"] for r in results),
+        # Fault 2 usually keeps its primary (then: until it leads again); 5b: the dead VIP holder.
         "old_primary_streaming_again_s": _spread(r["rejoin_s"] for r in results),
         "per_run": [
             {
@@ -51,7 +52,7 @@ def summarise(fault: str, results: list[dict[str, Any]]) -> dict[str, Any]:
                 "rejoin_s": r["rejoin_s"],
                 "old_primary": r["old_primary"],
                 "new_primary": r["new_primary"],
-                **({"vip_moved_s": r["vip_moved_s"]} if "vip_moved_s" in r else {}),
+                **{k: r[k] for k in ("vip_moved_s", "rejoin_of") if k in r},
             }
             for r in results
         ],

@@ -143,11 +143,13 @@ def patroni_logs(lab: Lab, since: float | None = None, lines: int = 150) -> dict
 
 
 def _etcdctl(lab: Lab, via: str, args: list[str], endpoints: list[str] | None = None) -> Any:
-    """etcdctl with JSON output, run inside the machine ``via``."""
+    """etcdctl with JSON output, run inside the etcd member ``via`` with that member's TLS identity."""
     urls = endpoints or [etcd.client_url(lab.spec, m) for m in etcd.members(lab.spec)]
+    flags = etcd.etcdctl_flags(lab.spec, lab.spec.node(via))
+    identity = [f for f in flags if not f.startswith("--endpoints=")]
     result = lab.exec(
         via,
-        ["etcdctl", f"--endpoints={','.join(urls)}", "--command-timeout=5s", *args, "-w", "json"],
+        ["etcdctl", *identity, f"--endpoints={','.join(urls)}", "--command-timeout=5s", *args, "-w", "json"],
         capture_output=True,
         text=True,
         timeout=30,
@@ -159,7 +161,7 @@ def _etcdctl(lab: Lab, via: str, args: list[str], endpoints: list[str] | None = 
 
 def etcd_leader(lab: Lab, via: str | None = None) -> str | None:
     """The etcd member that leads raft, by name."""
-    via = via or lab.spec.postgres_nodes[0].name
+    via = via or etcd.members(lab.spec)[0].name
     listed = _etcdctl(lab, via, ["member", "list"])
     names = {m["ID"]: m["name"] for m in listed["members"]}
     for status in _etcdctl(lab, via, ["endpoint", "status"]):
@@ -434,6 +436,7 @@ def vip_holder_dies(lab: Lab) -> dict[str, Any]:
             restarted = time.monotonic()
             machine.start()
         run.rejoin_s = wait_serving(lab, holder, restarted, as_replica=True)
+        run.extra["rejoin_of"] = holder  # here rejoin_s is the dead VIP holder's, not a primary's
         run.extra["new_vip_holder"] = _single_holder(lab)
     return run.result()
 
@@ -509,7 +512,11 @@ def quorum_host_crash(lab: Lab, host: str | None = None, hold: float | None = No
             during = lab.status()
             run.extra["status_during"] = {
                 "etcd": during["etcd"],
-                "roles": {n["name"]: n["role"] for n in during["nodes"]},
+                # The DCS view is frozen without a quorum: ask each survivor itself.
+                "dcs_roles": {n["name"]: n["role"] for n in during["nodes"]},
+                "own_roles": {
+                    n.name: own_state(lab, n.name).get("role", "unreachable") for n in lab.spec.postgres_nodes
+                },
                 "vipHolder": during["vipHolder"],
             }
             # Once the leader key has expired, no write may be acknowledged anywhere.

@@ -461,7 +461,13 @@ def test_certificate_rotation_rolls_out_without_downtime(lab):
     assert traffic.done > 20, traffic.done
     changed = sorted({r.step.name for r in results if r.changed})
     assert changed == ["etcd", "haproxy", "patroni"], changed
+    # Reloads are signals (SIGHUP to Patroni, HAProxy's reload): give the
+    # services a moment to pick the new files up, under a loaded CI machine.
+    deadline = time.monotonic() + 30
     serials_after = served_serials(lab)
+    while time.monotonic() < deadline and any(serials_after[k] == serials_before[k] for k in serials_after):
+        time.sleep(1)
+        serials_after = served_serials(lab)
     tls = lab.tls()
     for (name, role), serial in serials_after.items():
         assert serial != serials_before[(name, role)], (name, role)
