@@ -89,9 +89,11 @@ class PostgresSpec:
 @dataclass(frozen=True)
 class PatroniSpec:
     rest_api_port: int = 8008
-    ttl: int = 30
-    loop_wait: int = 10
-    retry_timeout: int = 10
+    # Tuned in the lab (README, "Failover timing"): within the maintainers' safe
+    # range (ttl >= 20, loop_wait + 2 x retry_timeout <= ttl).
+    ttl: int = 20
+    loop_wait: int = 5
+    retry_timeout: int = 7
     maximum_lag_on_failover: int = 1048576
     synchronous_mode: bool = True
     # None: every replica is synchronous, so any survivor may be promoted
@@ -106,8 +108,11 @@ class HaproxySpec:
     primary_port: int = 5432
     replica_port: int = 5433
     stats_port: int = 7000
-    check_inter_ms: int = 3000
+    check_inter_ms: int = 2000
     check_fastinter_ms: int = 1000
+    # A DOWN server (a replica on the primary port) is checked this often, so a
+    # newly promoted primary is found within rise x downinter.
+    check_downinter_ms: int = 500
     check_fall: int = 3
     check_rise: int = 2
     max_replica_lag_bytes: int = 16 * 1024 * 1024
@@ -121,7 +126,7 @@ class HaproxySpec:
 class KeepalivedSpec:
     virtual_router_id: int
     advert_int: int = 1
-    check_interval: int = 2
+    check_interval: int = 1
     check_fall: int = 2
     check_rise: int = 2
 

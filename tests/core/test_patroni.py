@@ -34,7 +34,7 @@ def test_node_identity_and_addresses(spec, secrets):
 
 def test_dcs_settings(spec, secrets):
     dcs = parsed(spec, spec.nodes[0], secrets)["bootstrap"]["dcs"]
-    assert (dcs["ttl"], dcs["loop_wait"], dcs["retry_timeout"]) == (30, 10, 10)
+    assert (dcs["ttl"], dcs["loop_wait"], dcs["retry_timeout"]) == (20, 5, 7)
     assert dcs["failsafe_mode"] is True
     assert dcs["synchronous_mode"] is True and dcs["synchronous_mode_strict"] is False
     assert dcs["postgresql"]["use_pg_rewind"] is True
