@@ -210,6 +210,9 @@ def switchover(lab: Lab, to: str | None = None, timeout: float = 60.0) -> str:
     if old is None:
         raise RuntimeError("no running leader to switch over from")
     candidate = to or sync_standby(lab)
+    if candidate is None and not lab.spec.patroni.synchronous_mode:
+        # Asynchronous replication: any streaming replica is a candidate.
+        candidate = next((n.name for n in lab.spec.postgres_nodes if is_streaming(lab, n.name)), None)
     if candidate is None:
         raise RuntimeError("no synchronous standby to switch over to; name one with --to")
     if candidate == old:
