@@ -75,3 +75,8 @@ def test_steps_start_without_blocking_and_wait_for_health(spec, tls):
         "--endpoints=https://10.0.0.3:2379 --cacert=/etc/pgha/tls/ca.crt "
         "--cert=/etc/pgha/tls/etcd.pem --key=/etc/pgha/tls/etcd.pem"
     ) in health.script
+
+
+def test_v2_api_is_enabled_for_patroni(spec, tls):
+    """Patroni's DCS is etcd's v2 API (no leases a stale leader could revoke)."""
+    assert env(env_file(spec, spec.nodes[0], tls).content)["ETCD_ENABLE_V2"] == "true"

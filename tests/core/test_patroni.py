@@ -29,7 +29,7 @@ def test_node_identity_and_addresses(spec, secrets):
         # No loopback listener: Patroni's own connections use the Unix socket.
         assert config["postgresql"]["listen"] == f"{node.ip}:5442"
         assert config["postgresql"]["use_unix_socket"] is True
-        assert config["etcd3"]["hosts"] == ["10.0.0.4:2379", "10.0.0.3:2379", "10.0.0.2:2379"]
+        assert config["etcd"]["hosts"] == ["10.0.0.4:2379", "10.0.0.3:2379", "10.0.0.2:2379"]
 
 
 def test_dcs_settings(spec, secrets):
@@ -74,7 +74,7 @@ def test_rest_api_is_https_with_a_password(spec, secrets):
 
 
 def test_etcd_over_tls_with_a_client_certificate(spec, secrets):
-    etcd3 = parsed(spec, spec.nodes[0], secrets)["etcd3"]
+    etcd3 = parsed(spec, spec.nodes[0], secrets)["etcd"]
     assert etcd3["protocol"] == "https"
     assert etcd3["cacert"] == "/etc/pgha/tls/ca.crt"
     assert etcd3["cert"] == etcd3["key"] == "/etc/pgha/tls/postgres.pem"
@@ -141,3 +141,8 @@ def test_security_parameters_cannot_be_overridden(dev_config):
         "postgres.parameters.ssl",
     ]
     assert all("managed by pgha" in p for p in caught.value.problems)
+
+
+def test_dcs_is_etcd_v2_not_etcd3(spec, secrets):
+    config = parsed(spec, spec.nodes[0], secrets)
+    assert "etcd" in config and "etcd3" not in config

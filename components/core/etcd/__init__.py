@@ -51,7 +51,7 @@ def peer_url(spec: ClusterSpec, node: Node) -> str:
 
 
 def client_endpoints(spec: ClusterSpec) -> list[str]:
-    """host:port of every member, as Patroni's etcd3 section wants them."""
+    """host:port of every member, as Patroni's etcd section wants them."""
     return [f"{n.ip}:{spec.etcd.client_port}" for n in members(spec)]
 
 
