@@ -21,6 +21,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from .mounts import mounts_under
+
 # Bump whenever the build steps change in a way that changes the result, so
 # that old cached images are not reused.
 BUILDER_VERSION = 1
@@ -208,23 +210,11 @@ def _clean_stale_builds(log: Callable[[str], None]) -> None:
         _safe_rmtree(stale)
 
 
-def _mounts_under(path: Path) -> list[str]:
-    """Mount points at or below path, deepest first, from our mount table."""
-    prefix = str(path.resolve())
-    found = []
-    with open("/proc/self/mountinfo") as fh:
-        for line in fh:
-            point = line.split()[4].replace("\\040", " ")
-            if point == prefix or point.startswith(prefix + "/"):
-                found.append(point)
-    return sorted(found, key=len, reverse=True)
-
-
 def _safe_rmtree(path: Path) -> None:
     """rmtree that first unmounts anything below path: never delete through a bind of /dev."""
-    for point in _mounts_under(path):
+    for point in mounts_under(path):
         subprocess.run(["umount", "-l", point], check=False)
-    if _mounts_under(path):
+    if mounts_under(path):
         raise RuntimeError(f"refusing to delete {path}: mounts remain below it")
     shutil.rmtree(path)
 

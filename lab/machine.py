@@ -27,6 +27,8 @@ from pathlib import Path
 
 from lab.netns import LabNetwork
 
+from .mounts import mounts_under
+
 SEED_DIR = "var/lib/cloud/seed/nocloud"
 SEED_FILES = ("user-data", "meta-data", "network-config", "vendor-data")
 CGROUP_PREFIX = "pgha-lab"
@@ -167,7 +169,7 @@ class Machine:
                 with contextlib.suppress(OSError):
                     parent.rmdir()  # only succeeds once the last machine is gone
         if self.dir.exists():
-            if _mounts_under(self.dir):
+            if mounts_under(self.dir):
                 raise MachineError(f"{self.dir}: mounts remain, not deleting")
             shutil.rmtree(self.dir)
 
@@ -637,20 +639,8 @@ def _rmdir_cgroup_tree(top: Path, keep_top: bool = False) -> None:
             os.rmdir(dirpath)
 
 
-def _mounts_under(path: Path) -> list[str]:
-    """Mount points at or below path, deepest first."""
-    prefix = str(Path(path).resolve())
-    found = []
-    with open("/proc/self/mountinfo") as fh:
-        for line in fh:
-            point = line.split()[4].replace("\\040", " ")
-            if point == prefix or point.startswith(prefix + "/"):
-                found.append(point)
-    return sorted(found, key=len, reverse=True)
-
-
 def _umount_all_under(path: Path) -> None:
     """Unmount the overlay (and anything else) below a machine dir before deleting it."""
-    for point in _mounts_under(path):
+    for point in mounts_under(path):
         if subprocess.run(["umount", point], check=False, capture_output=True).returncode:
             subprocess.run(["umount", "-l", point], check=False)
