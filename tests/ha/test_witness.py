@@ -10,7 +10,7 @@ import pytest
 
 from lab import faults
 from lab.cluster import Lab
-from tests.lab.conftest import lab_unavailable
+from tests.lab.conftest import running_lab
 
 from .test_faults import _check
 
@@ -19,16 +19,7 @@ pytestmark = pytest.mark.lab
 
 @pytest.fixture(scope="module")
 def witness_lab() -> Iterator[Lab]:
-    reason = lab_unavailable()
-    if reason:
-        pytest.skip(reason)
-    cluster = Lab(os.environ.get("PGHA_WITNESS_STACK", "witness"))
-    cluster.down()
-    try:
-        cluster.up()
-        yield cluster
-    finally:
-        cluster.down()
+    yield from running_lab(os.environ.get("PGHA_WITNESS_STACK", "witness"))
 
 
 @pytest.mark.parametrize("host", ["pve1", "pve2"])

@@ -20,16 +20,21 @@ def lab_unavailable() -> str | None:
     return f"missing {', '.join(missing)} (run ./setup.sh)" if missing else None
 
 
-@pytest.fixture(scope="session")
-def lab() -> Iterator[Lab]:
+def running_lab(stack: str) -> Iterator[Lab]:
+    """A stack's lab, up for the caller and torn down even when tests fail."""
     reason = lab_unavailable()
     if reason:
         pytest.skip(reason)
-    # Another stack (same layout, own namespace) lets two checkouts test side by side.
-    cluster = Lab(os.environ.get("PGHA_LAB_STACK", "dev"))
+    cluster = Lab(stack)
     cluster.down()  # leftovers of a crashed run
     try:
         cluster.up()
         yield cluster
     finally:
         cluster.down()
+
+
+@pytest.fixture(scope="session")
+def lab() -> Iterator[Lab]:
+    # Another stack (same layout, own namespace) lets two checkouts test side by side.
+    yield from running_lab(os.environ.get("PGHA_LAB_STACK", "dev"))
