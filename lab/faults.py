@@ -142,29 +142,41 @@ def patroni_logs(lab: Lab, since: float | None = None, lines: int = 150) -> dict
     return logs
 
 
-def _etcdctl(lab: Lab, via: str, args: list[str], endpoints: list[str] | None = None) -> Any:
-    """etcdctl with JSON output, run inside the etcd member ``via`` with that member's TLS identity."""
+def _etcdctl(
+    lab: Lab, via: str, args: list[str], endpoints: list[str] | None = None, retry_for: float = 0.0
+) -> Any:
+    """etcdctl with JSON output, run inside the etcd member ``via`` with that member's TLS identity.
+
+    ``retry_for`` seconds of retries suit read-only queries: right after a fault
+    or a heal, etcd may be electing a leader and answers "leader changed".
+    """
     urls = endpoints or [etcd.client_url(lab.spec, m) for m in etcd.members(lab.spec)]
     flags = etcd.etcdctl_flags(lab.spec, lab.spec.node(via))
     identity = [f for f in flags if not f.startswith("--endpoints=")]
-    result = lab.exec(
-        via,
-        ["etcdctl", *identity, f"--endpoints={','.join(urls)}", "--command-timeout=5s", *args, "-w", "json"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    if result.returncode != 0:
-        raise RuntimeError(f"etcdctl {' '.join(args)}: {result.stderr.strip()}")
-    return json.loads(result.stdout) if result.stdout.strip().startswith(("[", "{")) else None
+    command = ["etcdctl", *identity, f"--endpoints={','.join(urls)}", "--command-timeout=5s"]
+    command += [*args, "-w", "json"]
+    deadline = time.monotonic() + retry_for
+    while True:
+        result = lab.exec(
+            via,
+            command,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        if result.returncode == 0:
+            return json.loads(result.stdout) if result.stdout.strip().startswith(("[", "{")) else None
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"etcdctl {' '.join(args)}: {result.stderr.strip()}")
+        time.sleep(1.0)
 
 
 def etcd_leader(lab: Lab, via: str | None = None) -> str | None:
     """The etcd member that leads raft, by name."""
     via = via or etcd.members(lab.spec)[0].name
-    listed = _etcdctl(lab, via, ["member", "list"])
+    listed = _etcdctl(lab, via, ["member", "list"], retry_for=30.0)
     names = {m["ID"]: m["name"] for m in listed["members"]}
-    for status in _etcdctl(lab, via, ["endpoint", "status"]):
+    for status in _etcdctl(lab, via, ["endpoint", "status"], retry_for=30.0):
         leader_id = status["Status"]["leader"]
         if leader_id in names:
             return names[leader_id]
@@ -179,7 +191,7 @@ def move_etcd_leader(lab: Lab, to: str) -> bool:
     """
     if to not in {m.name for m in etcd.members(lab.spec)}:
         return False
-    listed = _etcdctl(lab, to, ["member", "list"])
+    listed = _etcdctl(lab, to, ["member", "list"], retry_for=30.0)
     ids = {m["name"]: m["ID"] for m in listed["members"]}
     current = etcd_leader(lab, via=to)
     if current == to:
