@@ -176,11 +176,17 @@ def etcd_leader(lab: Lab, via: str | None = None) -> str | None:
     via = via or etcd.members(lab.spec)[0].name
     listed = _etcdctl(lab, via, ["member", "list"], retry_for=30.0)
     names = {m["ID"]: m["name"] for m in listed["members"]}
-    for status in _etcdctl(lab, via, ["endpoint", "status"], retry_for=30.0):
-        leader_id = status["Status"]["leader"]
-        if leader_id in names:
-            return names[leader_id]
-    return None
+    # Mid-election a member reports no leader (the JSON then has no "leader"):
+    # give raft the few seconds it needs, as a client would.
+    deadline = time.monotonic() + 30.0
+    while True:
+        for status in _etcdctl(lab, via, ["endpoint", "status"], retry_for=30.0):
+            leader_id = status["Status"].get("leader")
+            if leader_id in names:
+                return names[leader_id]
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(1.0)
 
 
 def move_etcd_leader(lab: Lab, to: str) -> bool:
