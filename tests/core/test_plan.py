@@ -10,12 +10,22 @@ from components.core.plan import PHASE_NAMES
 
 
 def test_phase_order(spec, secrets, tls):
+    expected = {
+        "postgres": ["system", "etcd", "etcd-health", "patroni", "haproxy", "keepalived", "backup"],
+        # The repository VM takes the backups: it alone creates the stanza.
+        "repository": ["system", "etcd", "backup", "backup-stanza"],
+    }
     for node in spec.nodes:
         names = [s.name for s in node_steps(spec, node, secrets, tls)]
-        assert names == ["system", "etcd", "etcd-health", "patroni", "haproxy", "keepalived"]
+        assert names == expected[node.role], node.name
     assert [p for p, _ in phases(spec, secrets, tls)] == sorted(PHASE_NAMES)
-    for _, steps in phases(spec, secrets, tls):
-        assert {s.node for s in steps} == {n.name for n in spec.nodes}
+    for phase, steps in phases(spec, secrets, tls):
+        if PHASE_NAMES[phase] == "backup-stanza":
+            assert {s.node for s in steps} == {"backup-01"}
+        elif PHASE_NAMES[phase] in ("etcd-health", "patroni", "haproxy", "keepalived"):
+            assert {s.node for s in steps} == {n.name for n in spec.postgres_nodes}
+        else:
+            assert {s.node for s in steps} == {n.name for n in spec.nodes}
 
 
 def test_no_secret_outside_the_files_meant_for_it(spec, secrets, tls):
@@ -37,6 +47,7 @@ def test_no_secret_outside_the_files_meant_for_it(spec, secrets, tls):
         "/etc/pgha/tls/etcd.pem",
         "/etc/pgha/tls/postgres.pem",
         "/etc/pgha/tls/haproxy.pem",
+        "/etc/pgha/tls/pgbackrest.pem",
     }
 
 

@@ -41,6 +41,7 @@ LISTENERS = {
     "restapi": ("patroni", "HTTPS; unsafe endpoints need a password"),
     "etcd-client": ("etcd", "TLS with client certificates from the cluster's CA"),
     "etcd-peer": ("etcd", "TLS with client certificates from the cluster's CA"),
+    "pgbackrest": ("pgbackrest", "TLS; only the certificate names in tls-server-auth get in"),
 }
 
 
@@ -55,6 +56,7 @@ def ports(lab) -> dict[int, str]:
         spec.patroni.rest_api_port: "restapi",
         spec.etcd.client_port: "etcd-client",
         spec.etcd.peer_port: "etcd-peer",
+        **({spec.backup.tls_port: "pgbackrest"} if spec.backup else {}),
     }
 
 
@@ -282,6 +284,7 @@ CONFIG_DIRS = (
     "/etc/keepalived",
     "/etc/default",
     "/var/lib/postgresql",
+    "/etc/pgbackrest.conf",
 )
 
 
@@ -360,6 +363,8 @@ def test_every_listener_is_intended_and_protected(lab):
             expected |= {lab.spec.etcd.client_port, lab.spec.etcd.peer_port}
         if node.runs_postgres:
             expected |= {p for p, r in names.items() if r not in ("ssh", "etcd-client", "etcd-peer")}
+        if node.role == "repository":
+            expected |= {p for p, r in names.items() if r == "pgbackrest"}
         assert seen[node.name] == expected, node.name
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from .. import etcd, pki
+from .. import backup, etcd, pki
 from ..files import RenderedFile, Step, render_script, render_template
 from ..secrets import REPLICATION_USER, RESTAPI_USER, REWIND_USER, SUPERUSER, ClusterSecrets
 from ..spec import ClusterSpec, Node
@@ -97,7 +97,7 @@ def verified_tls() -> dict[str, str]:
 
 def config(spec: ClusterSpec, node: Node, secrets: ClusterSecrets) -> dict[str, Any]:
     pg, patroni = spec.postgres, spec.patroni
-    parameters = {**DEFAULT_PARAMETERS, **pg.parameters}
+    parameters = {**DEFAULT_PARAMETERS, **backup.postgres_parameters(spec), **pg.parameters}
     return {
         "scope": pg.scope,
         "namespace": "/service/",
@@ -168,12 +168,18 @@ def config(spec: ClusterSpec, node: Node, secrets: ClusterSecrets) -> dict[str, 
                 "ssl_min_protocol_version": "TLSv1.2",
             },
             "pg_hba": pg_hba(spec),
+            **_recovery(spec),
         },
         # No /dev/watchdog (a container, a VM without softdog) is not fatal in
         # "automatic"; where it exists Patroni uses it to fence a hung primary.
         "watchdog": {"mode": patroni.watchdog, "device": "/dev/watchdog", "safety_margin": 5},
         "tags": {"nofailover": False, "noloadbalance": False, "clonefrom": False, "nosync": False},
     }
+
+
+def _recovery(spec: ClusterSpec) -> dict[str, Any]:
+    command = backup.restore_command(spec)
+    return {"recovery_conf": {"restore_command": command}} if command else {}
 
 
 def files(spec: ClusterSpec, node: Node, secrets: ClusterSecrets, tls: pki.ClusterTls) -> list[RenderedFile]:
