@@ -60,7 +60,7 @@ def test_repository_vm_backs_up_every_database_from_a_standby_over_tls(spec, sec
     for index, node in enumerate(spec.postgres_nodes, start=1):
         assert stanza[f"pg{index}-host"] == [str(node.ip)]
         assert stanza[f"pg{index}-host-type"] == ["tls"]
-        assert stanza[f"pg{index}-host-cert-file"] == [backup.REPOSITORY_PEM_PATH]
+        assert stanza[f"pg{index}-host-cert-file"] == [backup.PEM_PATH]
         assert stanza[f"pg{index}-path"] == ["/var/lib/postgresql/17/pgha"]
 
 
@@ -68,7 +68,7 @@ def test_database_vms_push_wal_to_the_repository_and_trust_only_it(spec, secrets
     for node in spec.postgres_nodes:
         options = conf(spec, node, secrets)["global"]
         assert options["repo1-host"] == ["10.0.0.7"]
-        assert options["repo1-host-cert-file"] == [patroni.PEM_PATH]
+        assert options["repo1-host-cert-file"] == [backup.PEM_PATH]
         assert options["tls-server-address"] == [str(node.ip)]
         assert options["tls-server-auth"] == ["backup-01=pgha"]
         assert "repo1-path" not in options

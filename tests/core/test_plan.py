@@ -71,6 +71,7 @@ def test_each_key_copy_belongs_to_the_service_that_reads_it(spec, secrets, tls):
         "/etc/pgha/tls/etcd.pem": ("etcd", "etcd", 0o600),
         "/etc/pgha/tls/postgres.pem": ("postgres", "postgres", 0o600),
         "/etc/pgha/tls/haproxy.pem": ("root", "root", 0o600),
+        "/etc/pgha/tls/pgbackrest.pem": ("postgres", "postgres", 0o600),
     }
 
 
@@ -120,10 +121,15 @@ def test_steps_reload_only_when_files_changed(spec, secrets, tls):
 
 
 def test_a_new_certificate_reruns_only_the_steps_holding_it(spec, secrets, tls):
-    """What a rotation re-runs: etcd, Patroni and HAProxy (each holds a copy), not system or keepalived."""
+    """What a rotation re-runs: each service holding a copy (etcd, Patroni, HAProxy, pgBackRest)."""
     node = spec.nodes[0]
     # Any other key pair will do: here, another node's.
     reissued = ClusterTls(tls.ca_certificate, {**tls.nodes, node.name: tls.nodes[spec.nodes[1].name]})
     before = {s.title: s.digest for s in node_steps(spec, node, secrets, tls)}
     after = {s.title: s.digest for s in node_steps(spec, node, secrets, reissued)}
-    assert {t for t in before if before[t] != after[t]} == {"02-etcd", "04-patroni", "05-haproxy"}
+    assert {t for t in before if before[t] != after[t]} == {
+        "02-etcd",
+        "04-patroni",
+        "05-haproxy",
+        "07-backup",
+    }

@@ -212,8 +212,8 @@ def test_stdin_bundles_use_the_real_secrets_and_stay_secret(dev_run: ProgramRun,
             secret_steps += step.has_secrets
             if step.has_secrets:
                 assert any(v.replace("\n", "\\n") in step.stdin for v in generated)
-    # etcd (its key), Patroni and HAProxy on each of the three VMs; the repository's backup step (its key).
-    assert secret_steps == 10
+    # etcd (its key), Patroni, HAProxy and pgBackRest on each of the three VMs; the repository's backup step.
+    assert secret_steps == 13
 
 
 def test_the_connection_uses_the_deploy_key_on_the_private_ip(dev_run: ProgramRun, dev_spec: ClusterSpec):

@@ -33,8 +33,9 @@ RESTORE_PATH = "/usr/local/sbin/pgha-restore"
 UNIT_DIR = "/etc/systemd/system"
 SERVICE_UNIT = "pgha-backup@.service"
 CHECK_TIMER = "pgha-backup-check.timer"
-# The repository VM's copy of its certificate and key (database VMs use Patroni's).
-REPOSITORY_PEM_PATH = f"{pki.TLS_DIR}/pgbackrest.pem"
+# pgBackRest's own copy of the VM's certificate and key: its step then sees a
+# rotation and reloads the TLS server (one copy per service that reads it).
+PEM_PATH = f"{pki.TLS_DIR}/pgbackrest.pem"
 # The certificate name a restore machine presents to the repository VM.
 RESTORE_CLIENT = "pgha-restore"
 RESTORE_DIR = "/var/lib/postgresql/pgha-restore"
@@ -165,17 +166,17 @@ def config_sections(
             *_repository(backup, secrets),
             *_retention(backup),
             *common,
-            *_tls_server(node, REPOSITORY_PEM_PATH, backup.tls_port, clients, name),
+            *_tls_server(node, PEM_PATH, backup.tls_port, clients, name),
         ]
-        stanza_options = _remote_pgs(spec, list(spec.postgres_nodes), REPOSITORY_PEM_PATH, first=1)
+        stanza_options = _remote_pgs(spec, list(spec.postgres_nodes), PEM_PATH, first=1)
     elif backup.repository == "host":
         repository = spec.repository_node
         assert repository is not None
         global_options = [
             ("repo1-host", str(repository.ip)),
-            *_tls_client("repo1", patroni.PEM_PATH, backup.tls_port),
+            *_tls_client("repo1", PEM_PATH, backup.tls_port),
             *common,
-            *_tls_server(node, patroni.PEM_PATH, backup.tls_port, [repository.name], name),
+            *_tls_server(node, PEM_PATH, backup.tls_port, [repository.name], name),
         ]
         stanza_options = _local_pg(spec)
     else:
@@ -186,9 +187,9 @@ def config_sections(
             *_repository(backup, secrets),
             *_retention(backup),
             *common,
-            *_tls_server(node, patroni.PEM_PATH, backup.tls_port, others, name),
+            *_tls_server(node, PEM_PATH, backup.tls_port, others, name),
         ]
-        stanza_options = _local_pg(spec) + _remote_pgs(spec, peers, patroni.PEM_PATH, first=2)
+        stanza_options = _local_pg(spec) + _remote_pgs(spec, peers, PEM_PATH, first=2)
     return [("global", global_options), (name, stanza_options)]
 
 
@@ -290,8 +291,10 @@ def files(spec: ClusterSpec, node: Node, secrets: ClusterSecrets, tls: pki.Clust
         ),
         *tool_files(spec, node),
     ]
-    if node.role == "repository":
-        result.append(pki.key_file(REPOSITORY_PEM_PATH, tls.node(node), owner="postgres"))
+    result.append(pki.key_file(PEM_PATH, tls.node(node), owner="postgres"))
+    if not node.runs_postgres:
+        # No Patroni here to stop Debian's server package from creating a cluster.
+        result.append(patroni.createcluster_file())
     if runs_backups(spec, node):
         result += timer_files(spec)
     return result
@@ -308,7 +311,9 @@ def steps(spec: ClusterSpec, node: Node, secrets: ClusterSecrets, tls: pki.Clust
         HERE,
         "backup.sh.j2",
         "backup",
-        packages=PACKAGES,
+        # The repository VM gets the server binaries too: pgha-restore runs there.
+        packages=PACKAGES if node.runs_postgres else (*PACKAGES, *patroni.server_packages(spec)),
+        postgres_version=None if node.runs_postgres else spec.postgres.version,
         repo_dir=repo_dir,
         units=[f.path for f in node_files if f.path.startswith(UNIT_DIR)],
         tls_port=backup.tls_port,
@@ -336,6 +341,7 @@ def restore_files(spec: ClusterSpec, tls: pki.ClusterTls, client: pki.NodeTls) -
     assert node is not None
     return [
         pki.ca_file(tls),
+        patroni.createcluster_file(),
         pki.key_file(pem_path, client, owner="postgres"),
         RenderedFile(CONFIG_PATH, conf, mode=0o640, owner="root", group="postgres"),
         *tool_files(spec, node),
@@ -353,5 +359,6 @@ def restore_step(
         packages=(*PACKAGES, *patroni.server_packages(spec)),
         restore_path=RESTORE_PATH,
         target_time=target_time,
+        postgres_version=spec.postgres.version,
     )
     return Step(machine, STANZA_PHASE + 1, "restore", script, tuple(restore_files(spec, tls, client)))

@@ -177,6 +177,15 @@ def config(spec: ClusterSpec, node: Node, secrets: ClusterSecrets) -> dict[str, 
     }
 
 
+def createcluster_file() -> RenderedFile:
+    """Stops Debian's server package from creating and starting a 'main' cluster of its own."""
+    return RenderedFile(
+        CREATECLUSTER_PATH,
+        "# Managed by pgha: Patroni or pgha-restore creates clusters, Debian must not.\n"
+        "create_main_cluster = false\n",
+    )
+
+
 def _recovery(spec: ClusterSpec) -> dict[str, Any]:
     command = backup.restore_command(spec)
     return {"recovery_conf": {"restore_command": command}} if command else {}
@@ -185,10 +194,7 @@ def _recovery(spec: ClusterSpec) -> dict[str, Any]:
 def files(spec: ClusterSpec, node: Node, secrets: ClusterSecrets, tls: pki.ClusterTls) -> list[RenderedFile]:
     document = yaml.safe_dump(config(spec, node, secrets), sort_keys=False, default_flow_style=False)
     return [
-        RenderedFile(
-            CREATECLUSTER_PATH,
-            "# Managed by pgha: Patroni creates the cluster, Debian must not.\ncreate_main_cluster = false\n",
-        ),
+        createcluster_file(),
         RenderedFile(SOFTDOG_PATH, "# Managed by pgha: a watchdog for Patroni.\nsoftdog\n"),
         RenderedFile(WATCHDOG_RULE_PATH, render_template(HERE, "watchdog.rules.j2")),
         RenderedFile(
