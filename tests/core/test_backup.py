@@ -74,15 +74,14 @@ def test_database_vms_push_wal_to_the_repository_and_trust_only_it(spec, secrets
         assert "repo1-path" not in options
 
 
-def test_patroni_archives_through_pgbackrest_and_replicas_can_restore_from_it(spec, secrets):
+def test_patroni_archives_through_pgbackrest_and_promotions_never_wait_for_it(spec, secrets):
     document = yaml.safe_load(patroni.files(spec, spec.postgres_nodes[0], secrets, _tls(spec))[3].content)
     parameters = document["bootstrap"]["dcs"]["postgresql"]["parameters"]
     assert parameters["archive_mode"] == "on"
     assert parameters["archive_command"] == "pgbackrest --stanza=pgha archive-push %p"
     assert parameters["archive_timeout"] == 60
-    assert document["postgresql"]["recovery_conf"]["restore_command"] == (
-        'pgbackrest --stanza=pgha archive-get %f "%p"'
-    )
+    # A dead repository must not stall a promotion (see components/core/backup).
+    assert "recovery_conf" not in document["postgresql"]
 
 
 def test_without_backup_nothing_is_archived_or_installed(dev_config, secrets):

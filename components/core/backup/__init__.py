@@ -11,6 +11,12 @@ Who takes the backups, one at a time for the whole cluster:
 - repository ``host``: the repository VM, the only one with timers;
 - repository ``path`` or ``s3``: every database VM has the timers and only
   the current primary acts, so a failover moves the job with the role.
+
+No ``restore_command`` on the replicas: a promotion asks it for timeline
+history files, and with the repository down each call waited for pgBackRest's
+timeout; in the lab, losing the host of the primary and the repository
+stalled the failover for 143 s instead of 19. Replication slots keep the WAL
+replicas need, so they never have to read the archive.
 """
 
 from __future__ import annotations
@@ -55,13 +61,6 @@ def postgres_parameters(spec: ClusterSpec) -> dict[str, str | int]:
         "archive_command": f"pgbackrest --stanza={stanza(spec)} archive-push %p",
         "archive_timeout": spec.backup.archive_timeout_s,
     }
-
-
-def restore_command(spec: ClusterSpec) -> str | None:
-    """A replica that fell behind its slot can still catch up from the archive."""
-    if spec.backup is None:
-        return None
-    return f'pgbackrest --stanza={stanza(spec)} archive-get %f "%p"'
 
 
 def runs_backups(spec: ClusterSpec, node: Node) -> bool:

@@ -168,7 +168,6 @@ def config(spec: ClusterSpec, node: Node, secrets: ClusterSecrets) -> dict[str, 
                 "ssl_min_protocol_version": "TLSv1.2",
             },
             "pg_hba": pg_hba(spec),
-            **_recovery(spec),
         },
         # No /dev/watchdog (a container, a VM without softdog) is not fatal in
         # "automatic"; where it exists Patroni uses it to fence a hung primary.
@@ -184,11 +183,6 @@ def createcluster_file() -> RenderedFile:
         "# Managed by pgha: Patroni or pgha-restore creates clusters, Debian must not.\n"
         "create_main_cluster = false\n",
     )
-
-
-def _recovery(spec: ClusterSpec) -> dict[str, Any]:
-    command = backup.restore_command(spec)
-    return {"recovery_conf": {"restore_command": command}} if command else {}
 
 
 def files(spec: ClusterSpec, node: Node, secrets: ClusterSecrets, tls: pki.ClusterTls) -> list[RenderedFile]:
