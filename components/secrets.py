@@ -12,7 +12,8 @@ import pulumi
 import pulumi_random
 import pulumi_tls
 
-from .core.secrets import ClusterSecrets
+from .core.config import NAMESPACE
+from .core.secrets import SUPPLIED, ClusterSecrets
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,11 @@ class ClusterPasswords(pulumi.ComponentResource):
             )
             for field in ClusterSecrets.names()
         }
-        values = pulumi.Output.all(**{field: pw.result for field, pw in self.passwords.items()})
+        generated = {field: pw.result for field, pw in self.passwords.items()}
+        # Operator-supplied secrets (the S3 key pair) come from secret config.
+        config = pulumi.Config(NAMESPACE)
+        supplied = {field: config.get_secret(key) or "" for field, key in SUPPLIED.items()}
+        values = pulumi.Output.all(**generated, **supplied)
         self.secrets = pulumi.Output.secret(values.apply(lambda v: ClusterSecrets(**v)))
 
         self.deploy_key = pulumi_tls.PrivateKey(f"{name}-deploy-key", algorithm="ED25519", opts=child)

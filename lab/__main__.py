@@ -11,6 +11,8 @@ crash-host HOST         kill every machine of that Proxmox host
 partition|heal NODE     cut / restore its private link
 freeze|thaw NODE        stop / resume every process of the machine
 switchover [--to NODE]  planned switchover with patronictl, run inside a node
+backup [--type full|diff|incr]   one pgBackRest backup, as its timer takes it
+restore-drill [--time T] [--sql Q] [--keep]   restore onto a fresh machine, check it
 bench failover [--runs N] | bench proxy [--seconds S]   (lab/bench.py)
 """
 
@@ -24,6 +26,7 @@ import time
 
 from components.core import ConfigError
 
+from . import backups
 from .bench import FAILOVER_FAULTS, failover, proxy
 from .cluster import Lab
 from .faults import switchover
@@ -50,6 +53,14 @@ def _render_status(status: dict) -> str:
         identity = f"{n['name']:<10} {n['host']:<8} {n['ip']:<12}"
         lines.append(f"{identity} {n['role']:<13} {n['state']:<12} {lag:>8}  {n['machine']}")
     etcd = status["etcd"]
+    backup = status.get("backup")
+    if backup is not None:
+        last = backup.get("lastBackup") or {}
+        verdict = "ok" if backup.get("ok") else "PROBLEM: " + "; ".join(backup.get("problems", []))
+        lines.append(
+            f"backups: {backup.get('backups', 0)}, newest {last.get('label')} ({last.get('type')}, "
+            f"{last.get('ageHours')} h old), WAL archived up to {backup.get('archiveMax')}: {verdict}"
+        )
     healthy = sum(etcd.values())
     quorum = len(etcd) // 2 + 1
     verdict = "quorum" if healthy >= quorum else "NO QUORUM: no failover possible"
@@ -80,6 +91,12 @@ def main(argv: list[str] | None = None) -> int:
         verbs.add_parser(verb).add_argument("node")
     verbs.add_parser("crash-host").add_argument("host")
     verbs.add_parser("switchover").add_argument("--to", metavar="NODE", help="default: the sync standby")
+    take = verbs.add_parser("backup")
+    take.add_argument("--type", default="full", choices=("full", "diff", "incr"))
+    drill = verbs.add_parser("restore-drill")
+    drill.add_argument("--time", help="PITR target, e.g. '2026-11-26 15:04:05+00' (default: latest)")
+    drill.add_argument("--sql", help="a query to run on the restored copy")
+    drill.add_argument("--keep", action="store_true", help="leave the restore machine running")
     bench = verbs.add_parser("bench").add_subparsers(dest="bench", required=True)
     bench_failover = bench.add_parser("failover")
     bench_failover.add_argument("--runs", type=int, default=3)
@@ -108,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"lab {args.stack} is down")
     elif args.verb == "status":
         view = lab.status()
+        if lab.spec.backup is not None:
+            view["backup"] = backups.status(lab)
         print(json.dumps(view, indent=2) if args.json else _render_status(view))
     elif args.verb == "exec":
         cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
@@ -134,6 +153,15 @@ def main(argv: list[str] | None = None) -> int:
         except RuntimeError as error:
             print(f"error: {error}", file=sys.stderr)
             return 1
+    elif args.verb == "backup":
+        result = backups.take(lab, args.type)
+        print(result.stdout + result.stderr, end="")
+        return result.returncode
+    elif args.verb == "restore-drill":
+        drilled = backups.restore_drill(lab, args.time, args.sql, keep=args.keep)
+        print(drilled.output, end="")
+        if drilled.answer is not None:
+            print(drilled.answer)
     elif args.verb == "bench" and args.bench == "failover":
         faults = [f for f in args.faults.split(",") if f]
         failover(lab, args.runs, faults, emit=lambda summary: print(json.dumps(summary), flush=True))

@@ -96,6 +96,17 @@ class Lab:
         """
         state = json.loads(self.tls_path.read_text()) if self.tls_path.exists() else None
         ca = LocalCa(**state["ca"]) if state else LocalCa.create(self.spec)
+        return self._issue(state, ca)
+
+    def ca(self) -> LocalCa:
+        """The lab's CA with its key (Pulumi keeps it in state): what the restore drill issues from."""
+        self.tls()
+        return LocalCa(**json.loads(self.tls_path.read_text())["ca"])
+
+    def image_packages(self) -> tuple[str, ...]:
+        return image_packages(self.spec)
+
+    def _issue(self, state: dict[str, Any] | None, ca: LocalCa) -> ClusterTls:
         rotation = self.spec.tls.rotation
         nodes = {}
         if state and state["rotation"] == rotation:
@@ -175,7 +186,7 @@ class Lab:
         tls = self.tls()
         self.deploy_public_key()
         started = time.monotonic()
-        image = ensure_image(image_packages(self.spec), log=self.report)
+        image = ensure_image(self.image_packages(), log=self.report)
         timings.image = time.monotonic() - started
 
         started = time.monotonic()
@@ -219,7 +230,8 @@ class Lab:
             time.sleep(1)
 
     def is_healthy(self, status: dict[str, Any]) -> bool:
-        postgres = [n for n in status["nodes"] if n["role"] != "witness"]
+        databases = {n.name for n in self.spec.postgres_nodes}
+        postgres = [n for n in status["nodes"] if n["name"] in databases]
         leaders = [n for n in postgres if n["role"] == "leader" and n["state"] == "running"]
         streaming = [n for n in postgres if n["role"] != "leader" and n["state"] == "streaming"]
         # Synchronous standbys are what make a failover lossless: wait for all of them.
@@ -256,14 +268,18 @@ class Lab:
         if self.state_dir.exists():
             shutil.rmtree(self.state_dir)
 
-    def exec(self, node_name: str, argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess:
+    def exec(self, node: str | Node, argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess:
         """Run a command inside a machine (all its namespaces), even when cut off the network."""
-        machine = self.machine(self.spec.node(node_name))
-        _, init_pid = machine.pids()
+        return subprocess.run(self.exec_args(node, argv), **kwargs)
+
+    def exec_args(self, node: str | Node, argv: list[str]) -> list[str]:
+        """The command line that runs ``argv`` in a machine (a stack node, or the restore drill's)."""
+        node = self.spec.node(node) if isinstance(node, str) else node
+        _, init_pid = self.machine(node).pids()
         if init_pid is None:
-            raise RuntimeError(f"{node_name} is not running")
+            raise RuntimeError(f"{node.name} is not running")
         command = ["nsenter", f"--target={init_pid}", "--mount", "--uts", "--ipc", "--net", "--pid"]
-        return subprocess.run([*command, "--", *argv], **kwargs)
+        return [*command, "--", *argv]
 
     def client_env(self, port: int | None = None) -> dict[str, str]:
         """libpq environment: the VIP, TLS verified against the lab's CA, the password in the environment."""
@@ -369,7 +385,7 @@ class Lab:
                     "name": node.name,
                     "host": node.host,
                     "ip": str(node.ip),
-                    "role": member.get("role", "witness" if not node.runs_postgres else "unknown"),
+                    "role": member.get("role", node.role if not node.runs_postgres else "unknown"),
                     "state": member.get("state", self._absent_state(node, machine_state)),
                     "lagBytes": lag if isinstance(lag, int) else None,
                     "machine": machine_state,

@@ -614,8 +614,9 @@ def _first_ack_elsewhere(writer: Writer, old_ip: str) -> float | None:
 
 
 def _host_with_one_vm(lab: Lab) -> str:
+    """The host with a single PostgreSQL VM (it may also carry the backup repository)."""
     for host in lab.spec.hosts:
-        vms = [n for n in lab.spec.nodes if n.host == host]
-        if len(vms) == 1 and vms[0].runs_postgres:
+        databases = [n for n in lab.spec.postgres_nodes if n.host == host]
+        if len(databases) == 1:
             return host
     raise RuntimeError("no Proxmox host carries exactly one PostgreSQL VM")

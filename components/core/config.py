@@ -18,6 +18,7 @@ from typing import Any, Literal, get_args, get_origin
 from .patroni import MANAGED_PARAMETERS
 from .spec import (
     IMAGE_POSTGRES_VERSIONS,
+    BackupSpec,
     ClusterSpec,
     EtcdSpec,
     HaproxySpec,
@@ -47,6 +48,10 @@ KNOWN_KEYS = (
     "etcd",
     "vm",
     "tls",
+    "backup",
+    # Secret config (pulumi config set --secret): the S3 repository's key pair.
+    "backupS3Key",
+    "backupS3KeySecret",
 )
 _HOSTNAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _PROXMOX_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")
@@ -280,6 +285,12 @@ def _read_nodes(reader: _Reader, config: dict[str, Any], cidr: IPv4Network | Non
             )
     everyone = vms + ([witness] if witness else [])
     labels = [f"vms[{i}]" for i in range(len(vms))] + (["witness"] if witness else [])
+    backup = config.get("backup")
+    if isinstance(backup, dict) and backup.get("repository") == "host":
+        repository = _read_node(reader, backup.get("repositoryVm"), "backup.repositoryVm", cidr, "repository")
+        if repository is not None:
+            everyone.append(repository)
+            labels.append("backup.repositoryVm")
     for attr in ("name", "ip", "vm_id"):
         counts = Counter(getattr(n, attr) for n in everyone if getattr(n, attr) is not None)
         for node, label in zip(everyone, labels, strict=True):
@@ -332,6 +343,8 @@ def _check_ports(reader: _Reader, spec: dict[str, Any]) -> None:
         "etcd.peerPort": spec["etcd"].peer_port,
         "ssh.port": spec["ssh_port"],
     }
+    if spec["backup_tls_port"] is not None:
+        ports["backup.tlsPort"] = spec["backup_tls_port"]
     for key, port in ports.items():
         _check_port(reader, key, port)
     seen: dict[int, str] = {}
@@ -360,6 +373,48 @@ def _check_patroni(reader: _Reader, patroni: PatroniSpec, replicas: int) -> None
             f"loopWait + 2 x retryTimeout = {patroni.loop_wait + 2 * patroni.retry_timeout} s "
             f"exceeds ttl {patroni.ttl} s: a leader could lose its lock while still retrying",
         )
+
+
+def _read_backup(reader: _Reader, raw: Any, config: dict[str, Any]) -> BackupSpec | None:
+    """The pgBackRest section; its repository VM is read with the other nodes."""
+    if raw is None:
+        return None
+    values = reader.section(raw, "backup", BackupSpec, skip=("repository_vm",))
+    kind = values.get("repository")
+    if kind is None:
+        reader.problem("backup.repository", "is required: host, path or s3")
+        return None
+    data = reader.mapping(raw, "backup")
+    if kind == "host" and data.get("repositoryVm") is None:
+        reader.problem("backup.repositoryVm", "is required with repository host (an object: name, host, ip)")
+    if kind != "host" and data.get("repositoryVm") is not None:
+        reader.problem("backup.repositoryVm", f"only applies to repository host, not {kind}")
+    path = values.get("path", BackupSpec.path)
+    if not str(path).startswith("/") or any(c in str(path) for c in " \n'\"$`"):
+        reader.problem("backup.path", f"{path!r} must be an absolute path without spaces or quotes")
+    if kind == "s3":
+        for key in ("s3Bucket", "s3Endpoint", "s3Region"):
+            if not values.get(_snake(key)):
+                reader.problem(f"backup.{key}", "is required with repository s3")
+        for key in ("backupS3Key", "backupS3KeySecret"):
+            if not config.get(key):
+                reader.problem(
+                    key, f"is required with repository s3: pulumi config set --secret pgha:{key} ..."
+                )
+    for key in ("retention_full", "retention_diff", "max_age_hours", "archive_timeout_s"):
+        if key in values and values[key] is not None and values[key] < 1:
+            reader.problem(f"backup.{_camel(key)}", f"{values[key]} must be at least 1")
+    for key in ("full_schedule", "diff_schedule"):
+        schedule = values.get(key)
+        if schedule is not None and not re.fullmatch(r"[A-Za-z0-9 ,.:*/~+-]+", schedule):
+            reader.problem(f"backup.{_camel(key)}", f"{schedule!r} is not a systemd OnCalendar expression")
+    if any(p.startswith(f"{NAMESPACE}:backup") for p in reader.problems):
+        return None
+    return BackupSpec(**values)
+
+
+def _snake(camel: str) -> str:
+    return re.sub(r"([A-Z])", lambda m: "_" + m.group(1).lower(), camel)
 
 
 def _check_tls(reader: _Reader, tls: TlsSpec) -> None:
@@ -423,6 +478,7 @@ def load_spec(config: dict[str, Any], stack: str) -> ClusterSpec:
     if not _HOSTNAME.match(postgres.scope):
         reader.problem("postgres.scope", f"{postgres.scope!r} must be a lowercase name (a-z, 0-9, '-')")
     _check_patroni(reader, patroni, len([n for n in nodes if n.runs_postgres]) - 1)
+    backup = _read_backup(reader, config.get("backup"), config)
     if haproxy.check_fall < 1 or haproxy.check_rise < 1:
         reader.problem("haproxy.checkFall", "checkFall and checkRise must be at least 1")
     _check_ports(
@@ -433,6 +489,7 @@ def load_spec(config: dict[str, Any], stack: str) -> ClusterSpec:
             "haproxy": haproxy,
             "etcd": etcd,
             "ssh_port": ssh.port if ssh else 22,
+            "backup_tls_port": backup.tls_port if backup else None,
         },
     )
     _check_tls(reader, tls)
@@ -454,4 +511,5 @@ def load_spec(config: dict[str, Any], stack: str) -> ClusterSpec:
         etcd=etcd,
         vm=vm,
         tls=tls,
+        backup=backup,
     )

@@ -18,15 +18,20 @@ class ClusterSecrets:
     rewind_password: str
     restapi_password: str
     haproxy_stats_password: str
+    # Supplied by the operator as secret config, not generated: the S3
+    # backup repository's key pair (empty unless the repository is s3).
+    backup_s3_key: str = ""
+    backup_s3_key_secret: str = ""
 
     @classmethod
     def names(cls) -> tuple[str, ...]:
-        return tuple(f.name for f in fields(cls))
+        """The generated secrets (one RandomPassword each in Pulumi)."""
+        return tuple(f.name for f in fields(cls) if f.name not in SUPPLIED)
 
     @classmethod
     def placeholders(cls) -> ClusterSecrets:
         """Clearly marked stand-ins for the offline render: never valid passwords."""
-        return cls(**{name: f"PULUMI-SECRET({name})" for name in cls.names()})
+        return cls(**{f.name: f"PULUMI-SECRET({f.name})" for f in fields(cls)})
 
     @classmethod
     def generate(cls) -> ClusterSecrets:
@@ -34,8 +39,12 @@ class ClusterSecrets:
         return cls(**{name: _random.token_urlsafe(24) for name in cls.names()})
 
     def values(self) -> tuple[str, ...]:
-        return tuple(getattr(self, name) for name in self.names())
+        """Every secret value this cluster has, for leak checks."""
+        return tuple(getattr(self, f.name) for f in fields(self) if getattr(self, f.name))
 
+
+# Secret config keys (pgha:<camelCase>) behind the supplied fields.
+SUPPLIED = {"backup_s3_key": "backupS3Key", "backup_s3_key_secret": "backupS3KeySecret"}
 
 # Fixed role names: they appear in pg_hba and in every node's Patroni config.
 SUPERUSER = "postgres"

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from typing import Literal
 
-NodeRole = Literal["postgres", "witness"]
+NodeRole = Literal["postgres", "witness", "repository", "restore"]
 
 # PostgreSQL major versions each VM image ships in its own archive. Debian 13
 # carries exactly one server version; anything else would need the PGDG repo.
@@ -189,6 +189,34 @@ class VmSpec:
 
 
 @dataclass(frozen=True)
+class BackupSpec:
+    """pgBackRest: where the repository lives, how long backups live, when they run.
+
+    ``repository`` is ``host`` (a VM of its own, the program's ``repository``
+    node, reached over pgBackRest's TLS protocol), ``path`` (a directory
+    every VM mounts, e.g. NFS or Proxmox-side storage) or ``s3`` (a bucket;
+    its key pair comes from secret config).
+    """
+
+    repository: Literal["host", "path", "s3"]
+    path: str = "/var/lib/pgbackrest"
+    s3_bucket: str | None = None
+    s3_endpoint: str | None = None
+    s3_region: str | None = None
+    s3_uri_style: Literal["host", "path"] = "host"
+    retention_full: int = 2
+    retention_diff: int = 6
+    # systemd OnCalendar expressions, in the VMs' time zone (UTC by default).
+    full_schedule: str = "Sun *-*-* 01:00:00"
+    diff_schedule: str = "Mon..Sat *-*-* 01:00:00"
+    # The check fails once the newest backup is older than this.
+    max_age_hours: int = 26
+    # A WAL segment is archived at least this often, bounding what PITR can miss.
+    archive_timeout_s: int = 60
+    tls_port: int = 8432
+
+
+@dataclass(frozen=True)
 class ClusterSpec:
     """Everything the renderers need, for one stack."""
 
@@ -204,6 +232,7 @@ class ClusterSpec:
     etcd: EtcdSpec
     vm: VmSpec
     tls: TlsSpec = field(default_factory=TlsSpec)
+    backup: BackupSpec | None = None
 
     @property
     def postgres_nodes(self) -> tuple[Node, ...]:
@@ -230,3 +259,12 @@ class ClusterSpec:
     @property
     def hosts(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(n.host for n in self.nodes))
+
+    @property
+    def quorum_nodes(self) -> tuple[Node, ...]:
+        """The nodes etcd may live on: database nodes and the witness, not the backup repository."""
+        return tuple(n for n in self.nodes if n.role != "repository")
+
+    @property
+    def repository_node(self) -> Node | None:
+        return next((n for n in self.nodes if n.role == "repository"), None)

@@ -22,7 +22,8 @@ def assert_problem(config: dict[str, Any], *fragments: str) -> None:
 
 def test_dev_stack_is_valid(dev_config):
     spec = load_spec(dev_config, "dev")
-    assert [n.name for n in spec.nodes] == ["psql-01", "psql-02", "psql-03"]
+    assert [n.name for n in spec.postgres_nodes] == ["psql-01", "psql-02", "psql-03"]
+    assert spec.repository_node is not None and spec.repository_node.name == "backup-01"
     assert str(spec.vip) == "10.0.0.10"
     assert spec.keepalived.virtual_router_id == 10
 

@@ -12,12 +12,12 @@ def conf(spec, node) -> str:
 
 
 def test_instance_per_node(spec):
-    for node in spec.nodes:
+    for node in spec.postgres_nodes:
         text = conf(spec, node)
         assert f"router_id {node.name}" in text
         assert f"unicast_src_ip {node.ip}" in text
         peers = re.search(r"unicast_peer \{([^}]*)\}", text).group(1).split()
-        assert sorted(peers) == sorted(str(n.ip) for n in spec.nodes if n != node)
+        assert sorted(peers) == sorted(str(n.ip) for n in spec.postgres_nodes if n != node)
         assert "10.0.0.10/24 dev ens18" in text
         assert "interface ens18" in text
         assert "virtual_router_id 10" in text

@@ -107,7 +107,7 @@ def test_parameters_from_config_override_defaults(dev_config, secrets):
 
 def test_step_drops_debian_cluster_and_waits(spec, secrets, tls):
     (step,) = patroni.steps(spec, spec.nodes[0], secrets, tls)
-    assert "pg_dropcluster --stop 17 main" in step.script
+    assert "drop_default_cluster 17" in step.script
     assert "create_main_cluster = false" in step.stdin
     assert "--cacert /etc/pgha/tls/ca.crt https://10.0.0.4:8008/health" in step.script
 

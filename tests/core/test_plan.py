@@ -10,12 +10,22 @@ from components.core.plan import PHASE_NAMES
 
 
 def test_phase_order(spec, secrets, tls):
+    expected = {
+        "postgres": ["system", "etcd", "etcd-health", "patroni", "haproxy", "keepalived", "backup"],
+        # The repository VM takes the backups: it alone creates the stanza.
+        "repository": ["system", "etcd", "backup", "backup-stanza"],
+    }
     for node in spec.nodes:
         names = [s.name for s in node_steps(spec, node, secrets, tls)]
-        assert names == ["system", "etcd", "etcd-health", "patroni", "haproxy", "keepalived"]
+        assert names == expected[node.role], node.name
     assert [p for p, _ in phases(spec, secrets, tls)] == sorted(PHASE_NAMES)
-    for _, steps in phases(spec, secrets, tls):
-        assert {s.node for s in steps} == {n.name for n in spec.nodes}
+    for phase, steps in phases(spec, secrets, tls):
+        if PHASE_NAMES[phase] == "backup-stanza":
+            assert {s.node for s in steps} == {"backup-01"}
+        elif PHASE_NAMES[phase] in ("etcd-health", "patroni", "haproxy", "keepalived"):
+            assert {s.node for s in steps} == {n.name for n in spec.postgres_nodes}
+        else:
+            assert {s.node for s in steps} == {n.name for n in spec.nodes}
 
 
 def test_no_secret_outside_the_files_meant_for_it(spec, secrets, tls):
@@ -37,6 +47,7 @@ def test_no_secret_outside_the_files_meant_for_it(spec, secrets, tls):
         "/etc/pgha/tls/etcd.pem",
         "/etc/pgha/tls/postgres.pem",
         "/etc/pgha/tls/haproxy.pem",
+        "/etc/pgha/tls/pgbackrest.pem",
     }
 
 
@@ -60,6 +71,7 @@ def test_each_key_copy_belongs_to_the_service_that_reads_it(spec, secrets, tls):
         "/etc/pgha/tls/etcd.pem": ("etcd", "etcd", 0o600),
         "/etc/pgha/tls/postgres.pem": ("postgres", "postgres", 0o600),
         "/etc/pgha/tls/haproxy.pem": ("root", "root", 0o600),
+        "/etc/pgha/tls/pgbackrest.pem": ("postgres", "postgres", 0o600),
     }
 
 
@@ -109,10 +121,15 @@ def test_steps_reload_only_when_files_changed(spec, secrets, tls):
 
 
 def test_a_new_certificate_reruns_only_the_steps_holding_it(spec, secrets, tls):
-    """What a rotation re-runs: etcd, Patroni and HAProxy (each holds a copy), not system or keepalived."""
+    """What a rotation re-runs: each service holding a copy (etcd, Patroni, HAProxy, pgBackRest)."""
     node = spec.nodes[0]
     # Any other key pair will do: here, another node's.
     reissued = ClusterTls(tls.ca_certificate, {**tls.nodes, node.name: tls.nodes[spec.nodes[1].name]})
     before = {s.title: s.digest for s in node_steps(spec, node, secrets, tls)}
     after = {s.title: s.digest for s in node_steps(spec, node, secrets, reissued)}
-    assert {t for t in before if before[t] != after[t]} == {"02-etcd", "04-patroni", "05-haproxy"}
+    assert {t for t in before if before[t] != after[t]} == {
+        "02-etcd",
+        "04-patroni",
+        "05-haproxy",
+        "07-backup",
+    }

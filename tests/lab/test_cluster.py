@@ -103,6 +103,7 @@ def _fingerprint(lab) -> dict[str, str]:
                 "patroni",
                 "haproxy",
                 "keepalived",
+                "pgbackrest",
             ],
             capture_output=True,
             text=True,

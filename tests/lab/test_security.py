@@ -14,6 +14,7 @@ import json
 import socket
 import ssl
 import struct
+import subprocess
 import threading
 import time
 import urllib.error
@@ -23,7 +24,7 @@ from ipaddress import ip_address
 import psycopg
 import pytest
 
-from components.core import LocalCa, etcd, haproxy, node_files, patroni, pki
+from components.core import LocalCa, backup, etcd, haproxy, node_files, patroni, pki
 from components.core.secrets import HAPROXY_STATS_USER, RESTAPI_USER
 from lab.client import connect
 from lab.inside import inside
@@ -41,6 +42,7 @@ LISTENERS = {
     "restapi": ("patroni", "HTTPS; unsafe endpoints need a password"),
     "etcd-client": ("etcd", "TLS with client certificates from the cluster's CA"),
     "etcd-peer": ("etcd", "TLS with client certificates from the cluster's CA"),
+    "pgbackrest": ("pgbackrest", "TLS; only the certificate names in tls-server-auth get in"),
 }
 
 
@@ -55,6 +57,7 @@ def ports(lab) -> dict[int, str]:
         spec.patroni.rest_api_port: "restapi",
         spec.etcd.client_port: "etcd-client",
         spec.etcd.peer_port: "etcd-peer",
+        **({spec.backup.tls_port: "pgbackrest"} if spec.backup else {}),
     }
 
 
@@ -175,6 +178,39 @@ def test_etcd_refuses_clients_without_a_certificate(lab):
     assert status == 0 and "is healthy" in output, output
 
 
+def pgbackrest_info_via(lab, node, server) -> subprocess.CompletedProcess:
+    """pgbackrest info run on ``node``, treating ``server``'s TLS server as the repository."""
+    options = [
+        f"--repo1-host={server.ip}",
+        "--repo1-host-type=tls",
+        f"--repo1-host-port={lab.spec.backup.tls_port}",
+        f"--repo1-host-ca-file={pki.CA_PATH}",
+        f"--repo1-host-cert-file={backup.PEM_PATH}",
+        f"--repo1-host-key-file={backup.PEM_PATH}",
+    ]
+    return lab.exec(
+        node.name,
+        ["runuser", "-u", "postgres", "--", "pgbackrest", "--stanza=pgha", *options, "info"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_pgbackrest_servers_admit_only_the_certificate_names_they_list(lab):
+    if lab.spec.repository_node is None:
+        pytest.skip("no repository VM in this stack")
+    first, second = lab.spec.postgres_nodes[:2]
+    # The repository lists every database VM: allowed.
+    allowed = pgbackrest_info_via(lab, second, lab.spec.repository_node)
+    assert allowed.returncode == 0, allowed.stdout + allowed.stderr
+    # A database VM lists only the repository: its peer, with a valid CA-signed certificate, is refused.
+    refused = pgbackrest_info_via(lab, second, first)
+    # info reports the repository's error in its output (and exits 0).
+    assert "access denied" in refused.stdout + refused.stderr, refused.stdout + refused.stderr
+    assert "access denied" not in allowed.stdout + allowed.stderr
+
+
 def test_etcd_peer_port_asks_for_a_certificate_too(lab):
     node = etcd.members(lab.spec)[0]
     url = f"https://{node.ip}:{lab.spec.etcd.peer_port}/members"
@@ -282,6 +318,7 @@ CONFIG_DIRS = (
     "/etc/keepalived",
     "/etc/default",
     "/var/lib/postgresql",
+    "/etc/pgbackrest.conf",
 )
 
 
@@ -360,6 +397,8 @@ def test_every_listener_is_intended_and_protected(lab):
             expected |= {lab.spec.etcd.client_port, lab.spec.etcd.peer_port}
         if node.runs_postgres:
             expected |= {p for p, r in names.items() if r not in ("ssh", "etcd-client", "etcd-peer")}
+        if node.role == "repository":
+            expected |= {p for p, r in names.items() if r == "pgbackrest"}
         assert seen[node.name] == expected, node.name
 
 
@@ -403,9 +442,14 @@ class Traffic:
 def served_serials(lab) -> dict[tuple[str, str], int]:
     """The serial of the certificate each TLS service presents right now."""
     serials = {}
+    members = etcd.members(lab.spec)
     for node in lab.spec.nodes:
         ip = str(node.ip)
-        services = {"etcd-client": lab.spec.etcd.client_port, "etcd-peer": lab.spec.etcd.peer_port}
+        services = {}
+        if node in members:
+            services |= {"etcd-client": lab.spec.etcd.client_port, "etcd-peer": lab.spec.etcd.peer_port}
+        if lab.spec.backup is not None:
+            services["pgbackrest"] = lab.spec.backup.tls_port
         if node.runs_postgres:
             services |= {
                 "restapi": lab.spec.patroni.rest_api_port,
@@ -422,7 +466,7 @@ def service_starts(lab) -> dict[str, str]:
     """When etcd, Patroni and PostgreSQL last started on each machine: a restart changes it."""
     starts = {}
     for node in lab.spec.nodes:
-        units = ["etcd", "patroni"] if node.runs_postgres else ["etcd"]
+        units = ["etcd", "patroni", "pgbackrest"] if node.runs_postgres else ["etcd", "pgbackrest"]
         out = lab.exec(
             node.name,
             ["systemctl", "show", "-p", "ExecMainStartTimestampMonotonic", *units],
@@ -460,7 +504,8 @@ def test_certificate_rotation_rolls_out_without_downtime(lab):
     assert traffic.failures == [], traffic.failures[:5]
     assert traffic.done > 20, traffic.done
     changed = sorted({r.step.name for r in results if r.changed})
-    assert changed == ["etcd", "haproxy", "patroni"], changed
+    expected = ["backup", "etcd", "haproxy", "patroni"] if lab.spec.backup else ["etcd", "haproxy", "patroni"]
+    assert changed == expected, changed
     # Reloads are signals (SIGHUP to Patroni, HAProxy's reload): give the
     # services a moment to pick the new files up, under a loaded CI machine.
     deadline = time.monotonic() + 30

@@ -91,6 +91,7 @@ def test_three_vms_on_the_configured_hosts_with_their_macs(dev_run: ProgramRun, 
         "psql-01": "pve1",
         "psql-02": "pve2",
         "psql-03": "pve1",
+        "backup-01": "pve2",
     }
     for node in dev_spec.nodes:
         vm = vms[node.name]
@@ -129,7 +130,12 @@ def test_each_vm_boots_from_its_own_snippets(dev_run: ProgramRun, dev_spec: Clus
 
 
 def test_network_config_snippets_carry_the_configured_ips(dev_run: ProgramRun, dev_spec: ClusterSpec):
-    expected = {"psql-01": "10.0.0.4/24", "psql-02": "10.0.0.3/24", "psql-03": "10.0.0.2/24"}
+    expected = {
+        "psql-01": "10.0.0.4/24",
+        "psql-02": "10.0.0.3/24",
+        "psql-03": "10.0.0.2/24",
+        "backup-01": "10.0.0.7/24",
+    }
     for node in dev_spec.nodes:
         data = unwrap(dev_run.named(SNIPPET, f"{node.name}-network-config").inputs)["sourceRaw"]["data"]
         nic = yaml.safe_load(data)["ethernets"]["private"]
@@ -172,13 +178,13 @@ def test_a_command_for_every_node_and_step_running_the_core_script(
 
 def test_dependencies_follow_the_phase_order(dev_run: ProgramRun, dev_spec: ClusterSpec):
     vm_urns = {r.urn for r in dev_run.of_type(VM)}
-    assert len(vm_urns) == 3
+    assert len(vm_urns) == 4  # three database VMs and the backup repository
     urn = {r.name: r.urn for r in dev_run.of_type(COMMAND)}
     ordered = [
         {urn[command_name(s.node, s.title)] for s in steps}
         for _, steps in phases(dev_spec, PLACEHOLDERS, tls_placeholders(dev_spec))
     ]
-    assert len(ordered) == 6
+    assert len(ordered) == 8
     previous = vm_urns
     for index, current in enumerate(ordered):
         later = set().union(*ordered[index:])
@@ -206,7 +212,8 @@ def test_stdin_bundles_use_the_real_secrets_and_stay_secret(dev_run: ProgramRun,
             secret_steps += step.has_secrets
             if step.has_secrets:
                 assert any(v.replace("\n", "\\n") in step.stdin for v in generated)
-    assert secret_steps == 9  # etcd (its key), Patroni and HAProxy on each of the three VMs
+    # etcd (its key), Patroni, HAProxy and pgBackRest on each of the three VMs; the repository's backup step.
+    assert secret_steps == 13
 
 
 def test_the_connection_uses_the_deploy_key_on_the_private_ip(dev_run: ProgramRun, dev_spec: ClusterSpec):
@@ -224,7 +231,7 @@ def test_no_generated_secret_appears_in_clear_in_any_input(dev_run: ProgramRun):
     assert len(passwords) == 5
     assert len(dev_run.of_type(PASSWORD)) == 5
     tls_keys = [key.splitlines()[1] for key in dev_run.mocks.tls_keys.values()]
-    assert len(tls_keys) == 4  # the CA's and one per VM
+    assert len(tls_keys) == 5  # the CA's and one per VM
     secrets = [*passwords, DEPLOY_PRIVATE_KEY.splitlines()[1], *tls_keys]
     registrations = list(dev_run.monitor.registrations.values())
     assert len(registrations) > 50
@@ -253,7 +260,7 @@ def test_a_private_ca_signs_one_certificate_per_vm(dev_run: ProgramRun, dev_spec
         assert request["privateKeyPem"] == mock_key_pem(f"{node.name}-tls-key")
         assert request["subject"]["commonName"] == node.name
         assert request["dnsNames"] == [node.name]
-        assert request["ipAddresses"] == [str(node.ip), "10.0.0.10"]
+        assert request["ipAddresses"] == [str(node.ip), *(["10.0.0.10"] if node.runs_postgres else [])]
         cert = unwrap(dev_run.named(LOCALLY_SIGNED_CERT, f"{node.name}-tls-cert").inputs)
         assert cert["certRequestPem"] == f"CSR {node.name}-tls-request"
         assert cert["caCertPem"] == mock_cert_pem("pgha-ca")
@@ -276,7 +283,8 @@ def test_every_secret_bearing_input_arrives_as_a_secret(dev_run: ProgramRun):
             for key in keys:
                 assert is_secret(registration.inputs[key]), (registration.name, key)
                 checked += 1
-    assert checked == 1 + 3 + 3 + 2 * 18
+    # The CA; a key request and a cert per VM (four); stdin and connection of 3 x 7 + 4 commands.
+    assert checked == 1 + 4 + 4 + 2 * 25
 
 
 def test_rotation_replaces_every_node_key_and_only_those():
@@ -290,7 +298,7 @@ def test_rotation_replaces_every_node_key_and_only_those():
     after = run_program(config)
     assert after.error is None, after.errors
     changed = {name for name, value in triggers(after).items() if triggers(before)[name] != value}
-    assert changed == {"psql-01-tls-key", "psql-02-tls-key", "psql-03-tls-key"}
+    assert changed == {"psql-01-tls-key", "psql-02-tls-key", "psql-03-tls-key", "backup-01-tls-key"}
     assert {triggers(after)[n] for n in changed} == {2}
     # The CA's key has no trigger: a rotation keeps the CA every node trusts.
     assert triggers(after)["pgha-ca-key"] is None
@@ -321,6 +329,7 @@ def test_exports(dev_run: ProgramRun):
         {"name": "psql-01", "host": "pve1", "ip": "10.0.0.4", "role": "postgres"},
         {"name": "psql-02", "host": "pve2", "ip": "10.0.0.3", "role": "postgres"},
         {"name": "psql-03", "host": "pve1", "ip": "10.0.0.2", "role": "postgres"},
+        {"name": "backup-01", "host": "pve2", "ip": "10.0.0.7", "role": "repository"},
     ]
     domains = exports["failureDomains"]
     assert domains["pve1"].startswith("NOT survived")
@@ -402,7 +411,8 @@ def test_template_clones_download_no_image():
     run = run_program(config)
     assert run.error is None, run.errors
     assert run.of_type(IMAGE) == []
-    for index, vm in enumerate(sorted(run.of_type(VM), key=lambda r: r.name)):
+    database_vms = [r for r in run.of_type(VM) if r.name.startswith("psql-")]
+    for index, vm in enumerate(sorted(database_vms, key=lambda r: r.name)):
         inputs = unwrap(vm.inputs)
         assert inputs["vmId"] == 201 + index
         assert inputs["clone"] == {
@@ -451,7 +461,7 @@ def test_an_explicit_provider_reaches_every_proxmox_resource():
     def check(urn: str) -> None:
         proxmox = [r for r in monitor.registrations.values() if r.typ.startswith("proxmoxve:") and r.custom]
         proxmox = [r for r in proxmox if r.typ != "pulumi:providers:proxmoxve"]
-        assert len(proxmox) == 3 + 9 + 2  # VMs, snippets, images
+        assert len(proxmox) == 4 + 12 + 2  # VMs, snippets, images
         for registration in proxmox:
             assert registration.provider.startswith(urn + "::"), registration.name
         commands = [r for r in monitor.registrations.values() if r.typ == COMMAND]

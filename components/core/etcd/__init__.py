@@ -34,10 +34,11 @@ def members(spec: ClusterSpec) -> tuple[Node, ...]:
     the quorum. Once a witness (or a third VM host) adds a third failure
     domain, one member per host lets the cluster survive the loss of any one.
     """
-    if len(spec.hosts) < 3:
-        return spec.nodes
+    candidates = spec.quorum_nodes
+    if len({n.host for n in candidates}) < 3:
+        return candidates
     first_per_host: dict[str, Node] = {}
-    for node in spec.nodes:
+    for node in candidates:
         first_per_host.setdefault(node.host, node)
     return tuple(first_per_host.values())
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from .. import etcd, pki
+from .. import backup, etcd, pki
 from ..files import RenderedFile, Step, render_script, render_template
 from ..secrets import REPLICATION_USER, RESTAPI_USER, REWIND_USER, SUPERUSER, ClusterSecrets
 from ..spec import ClusterSpec, Node
@@ -97,7 +97,7 @@ def verified_tls() -> dict[str, str]:
 
 def config(spec: ClusterSpec, node: Node, secrets: ClusterSecrets) -> dict[str, Any]:
     pg, patroni = spec.postgres, spec.patroni
-    parameters = {**DEFAULT_PARAMETERS, **pg.parameters}
+    parameters = {**DEFAULT_PARAMETERS, **backup.postgres_parameters(spec), **pg.parameters}
     return {
         "scope": pg.scope,
         "namespace": "/service/",
@@ -176,13 +176,19 @@ def config(spec: ClusterSpec, node: Node, secrets: ClusterSecrets) -> dict[str, 
     }
 
 
+def createcluster_file() -> RenderedFile:
+    """Stops Debian's server package from creating and starting a 'main' cluster of its own."""
+    return RenderedFile(
+        CREATECLUSTER_PATH,
+        "# Managed by pgha: Patroni or pgha-restore creates clusters, Debian must not.\n"
+        "create_main_cluster = false\n",
+    )
+
+
 def files(spec: ClusterSpec, node: Node, secrets: ClusterSecrets, tls: pki.ClusterTls) -> list[RenderedFile]:
     document = yaml.safe_dump(config(spec, node, secrets), sort_keys=False, default_flow_style=False)
     return [
-        RenderedFile(
-            CREATECLUSTER_PATH,
-            "# Managed by pgha: Patroni creates the cluster, Debian must not.\ncreate_main_cluster = false\n",
-        ),
+        createcluster_file(),
         RenderedFile(SOFTDOG_PATH, "# Managed by pgha: a watchdog for Patroni.\nsoftdog\n"),
         RenderedFile(WATCHDOG_RULE_PATH, render_template(HERE, "watchdog.rules.j2")),
         RenderedFile(

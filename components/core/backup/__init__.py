@@ -1,0 +1,363 @@
+"""pgBackRest: WAL archiving from the primary, backups read from a standby.
+
+Every database VM archives its WAL when it is primary (Patroni sets
+``archive_command`` on all of them; only a primary archives) and runs
+pgBackRest's TLS server, so the node that takes backups can reach every
+PostgreSQL with the cluster's certificates: no SSH between VMs. Backups use
+``backup-standby``: the files come from a replica, as the seed wanted, and
+only the start/stop calls touch the primary.
+
+Who takes the backups, one at a time for the whole cluster:
+- repository ``host``: the repository VM, the only one with timers;
+- repository ``path`` or ``s3``: every database VM has the timers and only
+  the current primary acts, so a failover moves the job with the role.
+
+No ``restore_command`` on the replicas: a promotion asks it for timeline
+history files, and with the repository down each call waited for pgBackRest's
+timeout; in the lab, losing the host of the primary and the repository
+stalled the failover for 143 s instead of 19. Replication slots keep the WAL
+replicas need, so they never have to read the archive.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .. import patroni, pki
+from ..files import RenderedFile, Step, render_script, render_template
+from ..secrets import ClusterSecrets
+from ..spec import BackupSpec, ClusterSpec, Node
+
+HERE = Path(__file__).resolve().parent
+PHASE = 7
+STANZA_PHASE = 8
+PACKAGES = ("pgbackrest",)
+CONFIG_PATH = "/etc/pgbackrest.conf"  # Debian's, read by its pgbackrest.service
+BACKUP_PATH = "/usr/local/sbin/pgha-backup"
+STATUS_PATH = "/usr/local/sbin/pgha-backup-status"
+RESTORE_PATH = "/usr/local/sbin/pgha-restore"
+UNIT_DIR = "/etc/systemd/system"
+SERVICE_UNIT = "pgha-backup@.service"
+CHECK_TIMER = "pgha-backup-check.timer"
+# pgBackRest's own copy of the VM's certificate and key: its step then sees a
+# rotation and reloads the TLS server (one copy per service that reads it).
+PEM_PATH = f"{pki.TLS_DIR}/pgbackrest.pem"
+# The certificate name a restore machine presents to the repository VM.
+RESTORE_CLIENT = "pgha-restore"
+RESTORE_DIR = "/var/lib/postgresql/pgha-restore"
+RESTORE_PORT = 5499
+
+
+def stanza(spec: ClusterSpec) -> str:
+    return spec.postgres.scope
+
+
+def postgres_parameters(spec: ClusterSpec) -> dict[str, str | int]:
+    """What PostgreSQL needs for archiving; an empty dict without backups."""
+    if spec.backup is None:
+        return {}
+    return {
+        "archive_mode": "on",
+        "archive_command": f"pgbackrest --stanza={stanza(spec)} archive-push %p",
+        "archive_timeout": spec.backup.archive_timeout_s,
+    }
+
+
+def runs_backups(spec: ClusterSpec, node: Node) -> bool:
+    """Whether the node carries the backup timers (gated to the primary unless it is the repository)."""
+    if spec.backup is None:
+        return False
+    if spec.backup.repository == "host":
+        return node.role == "repository"
+    return node.runs_postgres
+
+
+def _tls_client(prefix: str, pem_path: str, port: int) -> list[tuple[str, str]]:
+    return [
+        (f"{prefix}-host-type", "tls"),
+        (f"{prefix}-host-port", str(port)),
+        (f"{prefix}-host-ca-file", pki.CA_PATH),
+        (f"{prefix}-host-cert-file", pem_path),
+        (f"{prefix}-host-key-file", pem_path),
+    ]
+
+
+def _tls_server(
+    node: Node, pem_path: str, port: int, clients: list[str], stanza_name: str
+) -> list[tuple[str, str]]:
+    return [
+        ("tls-server-address", str(node.ip)),
+        ("tls-server-port", str(port)),
+        ("tls-server-ca-file", pki.CA_PATH),
+        ("tls-server-cert-file", pem_path),
+        ("tls-server-key-file", pem_path),
+        *(("tls-server-auth", f"{client}={stanza_name}") for client in clients),
+    ]
+
+
+def _repository(backup: BackupSpec, secrets: ClusterSecrets) -> list[tuple[str, str]]:
+    """Where the repository is, for the nodes that write it directly (not through the repository VM)."""
+    if backup.repository == "s3":
+        assert backup.s3_bucket and backup.s3_endpoint and backup.s3_region
+        return [
+            ("repo1-type", "s3"),
+            ("repo1-path", backup.path),
+            ("repo1-s3-bucket", backup.s3_bucket),
+            ("repo1-s3-endpoint", backup.s3_endpoint),
+            ("repo1-s3-region", backup.s3_region),
+            ("repo1-s3-uri-style", backup.s3_uri_style),
+            ("repo1-s3-key", secrets.backup_s3_key),
+            ("repo1-s3-key-secret", secrets.backup_s3_key_secret),
+        ]
+    return [("repo1-path", backup.path)]
+
+
+def _retention(backup: BackupSpec) -> list[tuple[str, str]]:
+    return [
+        ("repo1-retention-full", str(backup.retention_full)),
+        ("repo1-retention-diff", str(backup.retention_diff)),
+    ]
+
+
+def _local_pg(spec: ClusterSpec) -> list[tuple[str, str]]:
+    return [
+        ("pg1-path", spec.postgres.data_dir),
+        ("pg1-port", str(spec.postgres.port)),
+        ("pg1-socket-path", patroni.SOCKET_DIR),
+    ]
+
+
+def _remote_pgs(spec: ClusterSpec, nodes: list[Node], pem_path: str, first: int) -> list[tuple[str, str]]:
+    options: list[tuple[str, str]] = []
+    for index, peer in enumerate(nodes, start=first):
+        prefix = f"pg{index}"
+        options += [
+            (f"{prefix}-host", str(peer.ip)),
+            *_tls_client(prefix, pem_path, spec.backup.tls_port if spec.backup else 0),
+            (f"{prefix}-path", spec.postgres.data_dir),
+            (f"{prefix}-port", str(spec.postgres.port)),
+            (f"{prefix}-socket-path", patroni.SOCKET_DIR),
+        ]
+    return options
+
+
+def config_sections(
+    spec: ClusterSpec, node: Node, secrets: ClusterSecrets
+) -> list[tuple[str, list[tuple[str, str]]]]:
+    """pgbackrest.conf of one VM, as ordered (section, options) pairs."""
+    backup = spec.backup
+    assert backup is not None
+    name = stanza(spec)
+    common = [
+        ("compress-type", "zst"),
+        ("log-level-console", "info"),
+        ("log-level-file", "detail"),
+        ("start-fast", "y"),
+        ("backup-standby", "y"),
+        # Parallel copy from the standby: two processes suit a 2-core VM.
+        ("process-max", "2"),
+    ]
+    others = [n.name for n in spec.postgres_nodes if n != node]
+    if node.role == "repository":
+        # The repository VM holds the files and takes the backups through the databases' TLS servers.
+        clients = [n.name for n in spec.postgres_nodes] + [RESTORE_CLIENT]
+        global_options = [
+            *_repository(backup, secrets),
+            *_retention(backup),
+            *common,
+            *_tls_server(node, PEM_PATH, backup.tls_port, clients, name),
+        ]
+        stanza_options = _remote_pgs(spec, list(spec.postgres_nodes), PEM_PATH, first=1)
+    elif backup.repository == "host":
+        repository = spec.repository_node
+        assert repository is not None
+        global_options = [
+            ("repo1-host", str(repository.ip)),
+            *_tls_client("repo1", PEM_PATH, backup.tls_port),
+            *common,
+            *_tls_server(node, PEM_PATH, backup.tls_port, [repository.name], name),
+        ]
+        stanza_options = _local_pg(spec)
+    else:
+        # path or s3: each database VM writes the repository itself, and as
+        # primary takes backups reading its peers through their TLS servers.
+        peers = [n for n in spec.postgres_nodes if n != node]
+        global_options = [
+            *_repository(backup, secrets),
+            *_retention(backup),
+            *common,
+            *_tls_server(node, PEM_PATH, backup.tls_port, others, name),
+        ]
+        stanza_options = _local_pg(spec) + _remote_pgs(spec, peers, PEM_PATH, first=2)
+    return [("global", global_options), (name, stanza_options)]
+
+
+def restore_client_sections(spec: ClusterSpec, pem_path: str) -> list[tuple[str, list[tuple[str, str]]]]:
+    """pgbackrest.conf of a restore machine that reads the repository VM (certificate CN pgha-restore)."""
+    backup, repository = spec.backup, spec.repository_node
+    assert backup is not None and repository is not None
+    global_options = [
+        ("repo1-host", str(repository.ip)),
+        *_tls_client("repo1", pem_path, backup.tls_port),
+        ("log-level-console", "info"),
+        ("process-max", "2"),
+    ]
+    return [("global", global_options), (stanza(spec), [("pg1-path", RESTORE_DIR)])]
+
+
+def render_config(spec: ClusterSpec, sections: list[tuple[str, list[tuple[str, str]]]], role: str) -> str:
+    return render_template(HERE, "pgbackrest.conf.j2", stanza=stanza(spec), role=role, sections=sections)
+
+
+def _gate_context(spec: ClusterSpec, node: Node) -> dict[str, object]:
+    return {
+        "gated": node.runs_postgres,
+        "ca_path": pki.CA_PATH,
+        "primary_url": patroni.rest_api_url(spec, node) + "/primary",
+    }
+
+
+def tool_files(spec: ClusterSpec, node: Node) -> list[RenderedFile]:
+    """The backup, status and restore commands, the same on every VM that has pgBackRest."""
+    backup = spec.backup
+    assert backup is not None
+    context = {"stanza": stanza(spec), "status_path": STATUS_PATH, **_gate_context(spec, node)}
+    return [
+        RenderedFile(BACKUP_PATH, render_template(HERE, "pgha-backup.sh.j2", **context), mode=0o755),
+        RenderedFile(
+            STATUS_PATH,
+            render_template(
+                HERE, "pgha-backup-status.py.j2", stanza=stanza(spec), max_age_hours=backup.max_age_hours
+            ),
+            mode=0o755,
+        ),
+        RenderedFile(
+            RESTORE_PATH,
+            render_template(
+                HERE,
+                "pgha-restore.sh.j2",
+                stanza=stanza(spec),
+                restore_dir=RESTORE_DIR,
+                restore_port=RESTORE_PORT,
+                bin_dir=spec.postgres.bin_dir,
+                cluster_data_dir=spec.postgres.data_dir,
+                patroni_config=patroni.CONFIG_PATH,
+                socket_dir=patroni.SOCKET_DIR,
+            ),
+            mode=0o755,
+        ),
+    ]
+
+
+def timer_files(spec: ClusterSpec) -> list[RenderedFile]:
+    backup = spec.backup
+    assert backup is not None
+    timers = [
+        ("full", "full backup", backup.full_schedule),
+        ("diff", "differential backup", backup.diff_schedule),
+        ("check", "backup and WAL-archive check", "hourly"),
+    ]
+    files = [
+        RenderedFile(
+            f"{UNIT_DIR}/{SERVICE_UNIT}",
+            render_template(HERE, "pgha-backup@.service.j2", backup_path=BACKUP_PATH),
+        )
+    ]
+    for kind, description, schedule in timers:
+        files.append(
+            RenderedFile(
+                f"{UNIT_DIR}/{timer_name(kind)}",
+                render_template(
+                    HERE, "pgha-backup.timer.j2", kind=kind, description=description, schedule=schedule
+                ),
+            )
+        )
+    return files
+
+
+def timer_name(kind: str) -> str:
+    return f"pgha-backup-{kind}.timer"
+
+
+def files(spec: ClusterSpec, node: Node, secrets: ClusterSecrets, tls: pki.ClusterTls) -> list[RenderedFile]:
+    backup = spec.backup
+    assert backup is not None
+    conf = render_config(spec, config_sections(spec, node, secrets), node.role)
+    # Group postgres: pgBackRest runs as postgres; the S3 key pair makes it a secret.
+    result = [
+        RenderedFile(
+            CONFIG_PATH, conf, mode=0o640, owner="root", group="postgres", secret=backup.repository == "s3"
+        ),
+        *tool_files(spec, node),
+    ]
+    result.append(pki.key_file(PEM_PATH, tls.node(node), owner="postgres"))
+    if not node.runs_postgres:
+        # No Patroni here to stop Debian's server package from creating a cluster.
+        result.append(patroni.createcluster_file())
+    if runs_backups(spec, node):
+        result += timer_files(spec)
+    return result
+
+
+def steps(spec: ClusterSpec, node: Node, secrets: ClusterSecrets, tls: pki.ClusterTls) -> list[Step]:
+    backup = spec.backup
+    if backup is None or not (node.runs_postgres or node.role == "repository"):
+        return []
+    node_files = tuple(files(spec, node, secrets, tls))
+    repo_dir = backup.path if node.role == "repository" or backup.repository == "path" else None
+    runner = runs_backups(spec, node)
+    install = render_script(
+        HERE,
+        "backup.sh.j2",
+        "backup",
+        # The repository VM gets the server binaries too: pgha-restore runs there.
+        packages=PACKAGES if node.runs_postgres else (*PACKAGES, *patroni.server_packages(spec)),
+        postgres_version=None if node.runs_postgres else spec.postgres.version,
+        repo_dir=repo_dir,
+        units=[f.path for f in node_files if f.path.startswith(UNIT_DIR)],
+        tls_port=backup.tls_port,
+        timers=[timer_name(k) for k in ("full", "diff", "check")] if runner else [],
+    )
+    result = [Step(node.name, PHASE, "backup", install, node_files)]
+    if runner:
+        stanza_script = render_script(
+            HERE,
+            "stanza.sh.j2",
+            "backup-stanza",
+            stanza=stanza(spec),
+            backup_path=BACKUP_PATH,
+            **_gate_context(spec, node),
+        )
+        result.append(Step(node.name, STANZA_PHASE, "backup-stanza", stanza_script))
+    return result
+
+
+def restore_files(spec: ClusterSpec, tls: pki.ClusterTls, client: pki.NodeTls) -> list[RenderedFile]:
+    """What a fresh restore machine needs: the CA, its pgha-restore certificate, config and tools."""
+    pem_path = f"{pki.TLS_DIR}/pgha-restore.pem"
+    conf = render_config(spec, restore_client_sections(spec, pem_path), "restore")
+    node = spec.repository_node
+    assert node is not None
+    return [
+        pki.ca_file(tls),
+        patroni.createcluster_file(),
+        pki.key_file(pem_path, client, owner="postgres"),
+        RenderedFile(CONFIG_PATH, conf, mode=0o640, owner="root", group="postgres"),
+        *tool_files(spec, node),
+    ]
+
+
+def restore_step(
+    spec: ClusterSpec, machine: str, tls: pki.ClusterTls, client: pki.NodeTls, target_time: str | None
+) -> Step:
+    """Restore the latest backup, or the state at ``target_time``, on a fresh machine: the drill."""
+    script = render_script(
+        HERE,
+        "restore.sh.j2",
+        "restore",
+        packages=(*PACKAGES, *patroni.server_packages(spec)),
+        restore_path=RESTORE_PATH,
+        target_time=target_time,
+        postgres_version=spec.postgres.version,
+    )
+    return Step(machine, STANZA_PHASE + 1, "restore", script, tuple(restore_files(spec, tls, client)))
