@@ -11,6 +11,7 @@ crash-host HOST         kill every machine of that Proxmox host
 partition|heal NODE     cut / restore its private link
 freeze|thaw NODE        stop / resume every process of the machine
 switchover [--to NODE]  planned switchover with patronictl, run inside a node
+rolling-update          rolling package update, one VM at a time (the upgrade steps)
 bench failover [--runs N] | bench proxy [--seconds S]   (lab/bench.py)
 """
 
@@ -27,6 +28,7 @@ from components.core import ConfigError
 from .bench import FAILOVER_FAULTS, failover, proxy
 from .cluster import Lab
 from .faults import switchover
+from .ssh import StepError
 
 
 def _print_outputs(lab: Lab) -> None:
@@ -80,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         verbs.add_parser(verb).add_argument("node")
     verbs.add_parser("crash-host").add_argument("host")
     verbs.add_parser("switchover").add_argument("--to", metavar="NODE", help="default: the sync standby")
+    verbs.add_parser("rolling-update")
     bench = verbs.add_parser("bench").add_subparsers(dest="bench", required=True)
     bench_failover = bench.add_parser("failover")
     bench_failover.add_argument("--runs", type=int, default=3)
@@ -134,6 +137,15 @@ def main(argv: list[str] | None = None) -> int:
         except RuntimeError as error:
             print(f"error: {error}", file=sys.stderr)
             return 1
+    elif args.verb == "rolling-update":
+        started = time.monotonic()
+        try:
+            lab.rolling_update()
+        except StepError as error:
+            print(f"error: rolling update stopped: {error}", file=sys.stderr)
+            return 1
+        print(f"rolling update done in {time.monotonic() - started:.1f} s")
+        print(_render_status(lab.status()))
     elif args.verb == "bench" and args.bench == "failover":
         faults = [f for f in args.faults.split(",") if f]
         failover(lab, args.runs, faults, emit=lambda summary: print(json.dumps(summary), flush=True))

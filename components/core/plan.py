@@ -1,7 +1,8 @@
 """The ordered remote steps of the whole cluster: one place decides the order.
 
 Phases run cluster-wide: every VM finishes phase N before any starts N+1
-(cloud-init → etcd → etcd healthy → Patroni → HAProxy → keepalived). Pulumi
+(cloud-init → etcd → etcd healthy → Patroni → HAProxy → keepalived → Patroni's
+dynamic config, on one VM only → a rolling package update, when asked for). Pulumi
 turns that into ``depends_on``; the lab runs each phase in parallel over SSH.
 """
 
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from . import etcd, haproxy, keepalived, patroni, system
+from . import etcd, haproxy, keepalived, maintenance, patroni, system
 from .files import RenderedFile, Step
 from .pki import ClusterTls
 from .secrets import ClusterSecrets
@@ -22,6 +23,8 @@ PHASE_NAMES = {
     patroni.PHASE: "patroni",
     haproxy.PHASE: "haproxy",
     keepalived.PHASE: "keepalived",
+    maintenance.CONFIG_PHASE: "patroni-config",
+    maintenance.UPGRADE_PHASE: "upgrade",
 }
 
 
@@ -32,6 +35,7 @@ def node_steps(spec: ClusterSpec, node: Node, secrets: ClusterSecrets, tls: Clus
         *patroni.steps(spec, node, secrets, tls),
         *haproxy.steps(spec, node, secrets, tls),
         *keepalived.steps(spec, node),
+        *maintenance.steps(spec, node),
     ]
     return sorted(steps, key=lambda s: s.phase)
 

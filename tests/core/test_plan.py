@@ -12,10 +12,26 @@ from components.core.plan import PHASE_NAMES
 def test_phase_order(spec, secrets, tls):
     for node in spec.nodes:
         names = [s.name for s in node_steps(spec, node, secrets, tls)]
-        assert names == ["system", "etcd", "etcd-health", "patroni", "haproxy", "keepalived"]
-    assert [p for p, _ in phases(spec, secrets, tls)] == sorted(PHASE_NAMES)
-    for _, steps in phases(spec, secrets, tls):
-        assert {s.node for s in steps} == {n.name for n in spec.nodes}
+        expected = ["system", "etcd", "etcd-health", "patroni", "haproxy", "keepalived"]
+        # Cluster-wide changes are applied once, from the first PostgreSQL VM.
+        assert names == expected + (["patroni-config"] if node == spec.nodes[0] else [])
+    # No upgrade phase until maintenance.upgrade asks for one.
+    assert [p for p, _ in phases(spec, secrets, tls)] == sorted(PHASE_NAMES)[:-1]
+    for phase, steps in phases(spec, secrets, tls):
+        nodes = {s.node for s in steps}
+        assert nodes == (
+            {"psql-01"} if PHASE_NAMES[phase] == "patroni-config" else {n.name for n in spec.nodes}
+        )
+
+
+def test_an_upgrade_generation_adds_the_upgrade_phase_last(dev_config, secrets, tls):
+    from components.core import load_spec
+
+    dev_config["maintenance"] = {"upgrade": 1}
+    upgrading = load_spec(dev_config, "dev")
+    last_phase, steps = phases(upgrading, secrets, tls)[-1]
+    assert PHASE_NAMES[last_phase] == "upgrade"
+    assert sorted(s.node for s in steps) == sorted(n.name for n in upgrading.nodes)
 
 
 def test_no_secret_outside_the_files_meant_for_it(spec, secrets, tls):

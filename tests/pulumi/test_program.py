@@ -178,7 +178,7 @@ def test_dependencies_follow_the_phase_order(dev_run: ProgramRun, dev_spec: Clus
         {urn[command_name(s.node, s.title)] for s in steps}
         for _, steps in phases(dev_spec, PLACEHOLDERS, tls_placeholders(dev_spec))
     ]
-    assert len(ordered) == 6
+    assert len(ordered) == 7  # the upgrade phase only exists once maintenance.upgrade is set
     previous = vm_urns
     for index, current in enumerate(ordered):
         later = set().union(*ordered[index:])
@@ -276,7 +276,7 @@ def test_every_secret_bearing_input_arrives_as_a_secret(dev_run: ProgramRun):
             for key in keys:
                 assert is_secret(registration.inputs[key]), (registration.name, key)
                 checked += 1
-    assert checked == 1 + 3 + 3 + 2 * 18
+    assert checked == 1 + 3 + 3 + 2 * 19  # 6 steps per VM, and patroni-config on one
 
 
 def test_rotation_replaces_every_node_key_and_only_those():
@@ -438,6 +438,26 @@ def test_a_witness_gets_a_vm_and_etcd_but_no_postgres():
     witness_steps = sorted(r.name for r in run.of_type(COMMAND) if r.name.startswith("witness-"))
     assert witness_steps == ["witness-01-system", "witness-02-etcd", "witness-03-etcd-health"]
     assert all(text.startswith("survived") for text in run.exports["failureDomains"].values())
+
+
+def test_an_upgrade_generation_runs_a_rolling_update_step_on_every_vm_last():
+    config = stack_file_config()
+    config["pgha:maintenance"] = {"upgrade": 1}
+    run = run_program(config)
+    assert run.error is None, run.errors
+    urn = {r.name: r.urn for r in run.of_type(COMMAND)}
+    upgrades = sorted(name for name in urn if name.endswith("-08-upgrade"))
+    assert upgrades == ["psql-01-08-upgrade", "psql-02-08-upgrade", "psql-03-08-upgrade"]
+    for name in upgrades:
+        # After the config phase (one command), and all three at once: they take turns themselves.
+        deps = run.monitor.registrations[urn[name]].dependencies
+        assert urn["psql-01-07-patroni-config"] in deps
+        assert not deps & {urn[u] for u in upgrades}
+    config["pgha:maintenance"] = {"upgrade": 2}
+    bumped = run_program(config)
+    for name in upgrades:
+        # A new generation is a new trigger: pulumi up runs the step again.
+        assert bumped.named(COMMAND, name).inputs["triggers"] != run.named(COMMAND, name).inputs["triggers"]
 
 
 @pulumi.runtime.test
