@@ -90,6 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     bench_proxy = bench.add_parser("proxy")
     bench_proxy.add_argument("--seconds", type=int, default=20)
     bench_proxy.add_argument("--clients", type=int, default=8)
+    for sub in verbs.choices.values():
+        # `python -m lab up --stack ops` as well as `python -m lab --stack ops up`.
+        sub.add_argument("--stack", default=argparse.SUPPRESS, help="the stack (default: dev)")
     args = parser.parse_args(argv)
 
     try:

@@ -108,6 +108,35 @@ class LongSession(threading.Thread):
         self.conn.close()
 
 
+SHOW_INFO = """
+import socket
+with socket.socket(socket.AF_UNIX) as admin:
+    admin.connect("/run/haproxy/admin.sock")
+    admin.sendall(b"show info\\n")
+    chunks = []
+    while chunk := admin.recv(65536):
+        chunks.append(chunk)
+print(b"".join(chunks).decode())
+"""
+
+
+def haproxy_info(lab: Lab, node: str) -> dict[str, str]:
+    """HAProxy's running settings (``show info`` on its admin socket), not its file's."""
+    result = lab.exec(node, ["python3", "-c", SHOW_INFO], capture_output=True, text=True, check=True)
+    return dict(line.split(": ", 1) for line in result.stdout.splitlines() if ": " in line)
+
+
+def reloads_since(lab: Lab, node: str, unit: str, since: float) -> int:
+    """How many reloads systemd logged for ``unit`` since the epoch ``since``."""
+    result = lab.exec(
+        node,
+        ["journalctl", "-u", unit, "--since", f"@{int(since)}", "--no-pager", "-o", "cat"],
+        capture_output=True,
+        text=True,
+    )
+    return sum(1 for line in result.stdout.splitlines() if line.startswith("Reloaded "))
+
+
 def service_pid(lab: Lab, node: str, unit: str) -> str:
     result = lab.exec(node, ["systemctl", "show", "-P", "MainPID", unit], capture_output=True, text=True)
     return result.stdout.strip()
@@ -118,6 +147,8 @@ def test_reload_only_change_fails_no_request(ops_lab: Lab) -> None:
     spec = spec_with(lab, RELOAD_ONLY)
     starts_before = on_every_node(lab, "select pg_postmaster_start_time()")
     pids_before = {n.name: service_pid(lab, n.name, "keepalived") for n in lab.spec.postgres_nodes}
+    holder = lab.status()["vipHolder"]
+    started = time.time()
     with faults.scenario(lab, "reload_only_change") as run:
         session = LongSession(lab)
         session.start()
@@ -142,11 +173,12 @@ def test_reload_only_change_fails_no_request(ops_lab: Lab) -> None:
     assert set(on_every_node(lab, "show log_min_duration_statement").values()) == {"250ms"}
     assert on_every_node(lab, "select pg_postmaster_start_time()") == starts_before  # reload, no restart
     for node in lab.spec.postgres_nodes:
-        config = lab.exec(node.name, ["cat", "/etc/haproxy/haproxy.cfg"], capture_output=True, text=True)
-        assert "maxconn 900" in config.stdout
+        assert haproxy_info(lab, node.name)["Maxconn"] == "900"  # the reloaded HAProxy runs it
         # keepalived reloaded in place: same main process, the VIP where it was.
+        assert reloads_since(lab, node.name, "keepalived", started) >= 1
         assert service_pid(lab, node.name, "keepalived") == pids_before[node.name]
-    assert lab.is_healthy(lab.status())
+    status = lab.status()
+    assert lab.is_healthy(status) and status["vipHolder"] == holder
 
 
 def test_restart_needing_change_costs_one_switchover(ops_lab: Lab) -> None:
