@@ -158,6 +158,7 @@ def test_a_failed_turn_or_an_unhealthy_cluster_stops_everyone(tmp_path, dev_conf
         tool.wait_turn()
     broken = _view("psql-01", {"psql-02": "streaming", "psql-03": "stopped"})
     module, tool = _tool(tmp_path, spec, "psql-02", {}, broken)
+    module.START_GRACE = -1  # no time to settle
     with pytest.raises(module.Stop, match=r"cluster unhealthy before the rolling update.*psql-03 is stopped"):
         tool.wait_turn()
 
@@ -206,3 +207,26 @@ def test_parameters_must_be_scalars_with_postgresql_names(dev_config):
     dev_config["postgres"] = {"parameters": {"jit": False, "auto_explain.log_min_duration": 100}}
     parameters = load_spec(dev_config, "dev").postgres.parameters
     assert parameters == {"jit": "off", "auto_explain.log_min_duration": 100}  # YAML's `off` is PostgreSQL's
+
+
+def test_config_step_acts_only_on_a_difference_and_only_on_a_healthy_cluster(tmp_path, spec):
+    module = tool_module(tmp_path)
+    plan = maintenance.config_plan(spec)
+    plan["ca"] = None
+    tool = module.Tool(plan)
+    calls: list[tuple[str, str]] = []
+    current = json.loads(json.dumps(plan["dynamic"]))
+
+    def call(url: str, method: str = "GET", *args: Any, **kwargs: Any) -> tuple[int, Any]:
+        calls.append((method, url))
+        return 200, current
+
+    tool.call = call
+    tool.cluster = lambda: _view("psql-01", {"psql-02": "streaming", "psql-03": "stopped"})
+    tool.apply_config()  # in step: nothing to do, even with a replica down
+    assert calls == [("GET", "https://10.0.0.4:8008/config")]
+    current["postgresql"]["parameters"]["max_connections"] = 100
+    module.START_GRACE = -1
+    with pytest.raises(module.Stop, match=r"not healthy before the configuration change.*psql-03 is stopped"):
+        tool.apply_config()
+    assert ("PATCH", "https://10.0.0.4:8008/config") not in calls

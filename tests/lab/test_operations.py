@@ -29,6 +29,7 @@ from components.core.stackfile import read_config
 from lab import faults
 from lab.client import connect
 from lab.cluster import Lab
+from lab.ssh import StepError
 from lab.workload import CLIENT_OPTIONS, Writer
 from tests.lab.conftest import running_lab
 
@@ -225,3 +226,29 @@ def test_rolling_update_restarts_every_node_once(ops_lab: Lab) -> None:
     assert result["unavailability_s"] < 15, result
     assert all(starts_after[n] != starts_before[n] for n in starts_before), (starts_before, starts_after)
     assert lab.is_healthy(lab.status())
+
+
+def test_rolling_update_stops_on_an_unhealthy_cluster(ops_lab: Lab) -> None:
+    """A replica down: every VM's turn is refused with the reason, and nothing restarts."""
+    lab = ops_lab
+    lab.wait_ready()
+    leader = faults.leader(lab)
+    replica = next(n.name for n in lab.spec.postgres_nodes if n.name != leader)
+    lab.exec(replica, ["systemctl", "stop", "patroni"], check=True)
+    lines: list[str] = []
+    report, lab.report = lab.report, lines.append
+    try:
+        running = [n for n in lab.spec.postgres_nodes if n.name != replica]
+        starts = {n.name: faults.own_state(lab, n.name).get("postmaster_start_time") for n in running}
+        with pytest.raises(StepError):
+            lab.rolling_update()
+        assert {n.name: faults.own_state(lab, n.name).get("postmaster_start_time") for n in running} == starts
+        assert faults.leader(lab) == leader
+    finally:
+        lab.report = report
+        lab.exec(replica, ["systemctl", "start", "patroni"], check=True)
+        lab.wait_ready(timeout=180)
+    text = "\n".join(lines)
+    print(text[-2000:])
+    assert "STOPPED: cluster unhealthy before the rolling update" in text, text
+    assert f"{replica} is not in the cluster" in text or f"{replica} is stopped" in text, text
