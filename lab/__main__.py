@@ -13,6 +13,7 @@ freeze|thaw NODE        stop / resume every process of the machine
 switchover [--to NODE]  planned switchover with patronictl, run inside a node
 backup [--type full|diff|incr]   one pgBackRest backup, as its timer takes it
 restore-drill [--time T] [--sql Q] [--keep]   restore onto a fresh machine, check it
+rolling-update          rolling package update, one VM at a time (the upgrade steps)
 bench failover [--runs N] | bench proxy [--seconds S]   (lab/bench.py)
 """
 
@@ -30,6 +31,7 @@ from . import backups
 from .bench import FAILOVER_FAULTS, failover, proxy
 from .cluster import Lab
 from .faults import switchover
+from .ssh import StepError
 
 
 def _print_outputs(lab: Lab) -> None:
@@ -97,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     drill.add_argument("--time", help="PITR target, e.g. '2026-11-26 15:04:05+00' (default: latest)")
     drill.add_argument("--sql", help="a query to run on the restored copy")
     drill.add_argument("--keep", action="store_true", help="leave the restore machine running")
+    verbs.add_parser("rolling-update")
     bench = verbs.add_parser("bench").add_subparsers(dest="bench", required=True)
     bench_failover = bench.add_parser("failover")
     bench_failover.add_argument("--runs", type=int, default=3)
@@ -104,6 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     bench_proxy = bench.add_parser("proxy")
     bench_proxy.add_argument("--seconds", type=int, default=20)
     bench_proxy.add_argument("--clients", type=int, default=8)
+    for sub in verbs.choices.values():
+        # `python -m lab up --stack ops` as well as `python -m lab --stack ops up`.
+        sub.add_argument("--stack", default=argparse.SUPPRESS, help="the stack (default: dev)")
     args = parser.parse_args(argv)
 
     try:
@@ -162,6 +168,15 @@ def main(argv: list[str] | None = None) -> int:
         print(drilled.output, end="")
         if drilled.answer is not None:
             print(drilled.answer)
+    elif args.verb == "rolling-update":
+        started = time.monotonic()
+        try:
+            lab.rolling_update()
+        except StepError as error:
+            print(f"error: rolling update stopped: {error}", file=sys.stderr)
+            return 1
+        print(f"rolling update done in {time.monotonic() - started:.1f} s")
+        print(_render_status(lab.status()))
     elif args.verb == "bench" and args.bench == "failover":
         faults = [f for f in args.faults.split(",") if f]
         failover(lab, args.runs, faults, emit=lambda summary: print(json.dumps(summary), flush=True))

@@ -8,6 +8,7 @@ Pulumi components send them.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import shutil
@@ -33,11 +34,13 @@ from components.core import (
     etcd,
     image_packages,
     load_stack,
+    maintenance,
     patroni,
     phases,
     pki,
 )
 from components.core.secrets import SUPERUSER
+from components.core.spec import MaintenanceSpec
 
 from .image import ensure_image
 from .inside import inside
@@ -217,6 +220,29 @@ class Lab:
         self.wait_ready()
         timings.ready = time.monotonic() - started
         return timings, results
+
+    def apply(self, spec: ClusterSpec) -> list[StepResult]:
+        """Run every phase again with ``spec``, a changed config of this stack: what
+        ``pulumi up`` does after ``pulumi config set`` (the lab re-runs every step;
+        the unchanged ones change nothing). The lab keeps ``spec`` afterwards."""
+        if spec.stack != self.stack:
+            raise ValueError(f"spec of stack {spec.stack}, lab of stack {self.stack}")
+        self.spec = spec
+        plan = phases(spec, self.secrets(), self.tls())
+        return asyncio.run(self.runner().run_phases(plan, self._targets(), report=self.report))
+
+    def rolling_update(self, generation: int | None = None) -> list[StepResult]:
+        """The rolling package update: the upgrade phase's steps as a new
+        ``maintenance.upgrade`` generation renders them (default: now, in seconds).
+
+        The lab's machines reach no mirror, so apt works from the package lists
+        of the image (already current): the apt part is a no-op, the restarts
+        and the switchover happen as on Proxmox.
+        """
+        chosen = MaintenanceSpec(upgrade=generation or int(time.time()), apt_update=False)
+        spec = dataclasses.replace(self.spec, maintenance=chosen)
+        plan = [(p, s) for p, s in phases(spec, self.secrets(), self.tls()) if p == maintenance.UPGRADE_PHASE]
+        return asyncio.run(self.runner().run_phases(plan, self._targets(), report=self.report))
 
     def wait_ready(self, timeout: float = 120.0) -> dict[str, Any]:
         """Until one leader, every other PostgreSQL node streaming, and one VIP holder."""

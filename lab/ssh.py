@@ -48,7 +48,10 @@ class StepResult:
         return [
             line
             for line in self.stderr.splitlines()
-            if "] changed:" in line or "] starting" in line or "] reloading" in line or "(re)starting" in line
+            if any(
+                mark in line
+                for mark in ("] changed:", "] starting", "] reloading", "(re)starting", "] switching")
+            )
         ]
 
 

@@ -4,6 +4,7 @@ No Pulumi imports here (a test checks it): the Pulumi components, the offline
 renderer and the lab all call these same functions.
 """
 
+from . import maintenance
 from .config import ConfigError, load_spec
 from .files import RenderedFile, Step
 from .pki import ClusterTls, LocalCa
@@ -25,6 +26,7 @@ __all__ = [
     "image_packages",
     "load_spec",
     "load_stack",
+    "maintenance",
     "node_files",
     "node_steps",
     "phases",

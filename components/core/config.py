@@ -24,6 +24,7 @@ from .spec import (
     HaproxySpec,
     JumpHost,
     KeepalivedSpec,
+    MaintenanceSpec,
     NetworkSpec,
     Node,
     PatroniSpec,
@@ -52,9 +53,11 @@ KNOWN_KEYS = (
     # Secret config (pulumi config set --secret): the S3 repository's key pair.
     "backupS3Key",
     "backupS3KeySecret",
+    "maintenance",
 )
 _HOSTNAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _PROXMOX_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")
+_PG_PARAMETER = re.compile(r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?$")
 _SSH_KEY = re.compile(
     r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com"
     r"|sk-ecdsa-sha2-nistp256@openssh\.com) [A-Za-z0-9+/]+={0,3}( .*)?$"
@@ -417,6 +420,23 @@ def _snake(camel: str) -> str:
     return re.sub(r"([A-Z])", lambda m: "_" + m.group(1).lower(), camel)
 
 
+def _read_parameters(reader: _Reader, parameters: dict[str, Any]) -> dict[str, str | int | float]:
+    """PostgreSQL settings: names with scalar values, since they go into Patroni's dynamic
+    config and are compared with the running cluster's. YAML booleans (``on`` unquoted)
+    become PostgreSQL's ``on``/``off``."""
+    values: dict[str, str | int | float] = {}
+    for name, value in parameters.items():
+        if not isinstance(name, str) or not _PG_PARAMETER.match(name):
+            reader.problem(f"postgres.parameters.{name}", "is not a PostgreSQL parameter name")
+        elif isinstance(value, bool):
+            values[name] = "on" if value else "off"
+        elif not isinstance(value, (str, int, float)) or value == "":
+            reader.problem(f"postgres.parameters.{name}", f"expected a string or a number, got {value!r}")
+        else:
+            values[name] = value
+    return values
+
+
 def _check_tls(reader: _Reader, tls: TlsSpec) -> None:
     if tls.cert_validity_days < 1:
         reader.problem("tls.certValidityDays", f"{tls.cert_validity_days} must be at least 1 day")
@@ -451,12 +471,15 @@ def load_spec(config: dict[str, Any], stack: str) -> ClusterSpec:
         reader.problem("network.gateway", f"{network.gateway} is also the VIP or a VM's IP")
 
     ssh = _read_ssh(reader, config.get("ssh"))
-    postgres = PostgresSpec(**reader.section(config.get("postgres"), "postgres", PostgresSpec))
+    postgres_values = reader.section(config.get("postgres"), "postgres", PostgresSpec)
+    postgres_values["parameters"] = _read_parameters(reader, postgres_values.get("parameters") or {})
+    postgres = PostgresSpec(**postgres_values)
     patroni = PatroniSpec(**reader.section(config.get("patroni"), "patroni", PatroniSpec))
     haproxy = HaproxySpec(**reader.section(config.get("haproxy"), "haproxy", HaproxySpec))
     etcd = EtcdSpec(**reader.section(config.get("etcd"), "etcd", EtcdSpec))
     vm = VmSpec(**reader.section(config.get("vm"), "vm", VmSpec))
     tls = TlsSpec(**reader.section(config.get("tls"), "tls", TlsSpec))
+    maintenance = MaintenanceSpec(**reader.section(config.get("maintenance"), "maintenance", MaintenanceSpec))
     keepalived_values = reader.section(config.get("keepalived"), "keepalived", KeepalivedSpec)
     keepalived_values.setdefault("virtual_router_id", int(vip.packed[-1]) if vip else 1)
     keepalived = KeepalivedSpec(**keepalived_values)
@@ -512,4 +535,5 @@ def load_spec(config: dict[str, Any], stack: str) -> ClusterSpec:
         vm=vm,
         tls=tls,
         backup=backup,
+        maintenance=maintenance,
     )

@@ -1,8 +1,9 @@
 """The ordered remote steps of the whole cluster: one place decides the order.
 
 Phases run cluster-wide: every VM finishes phase N before any starts N+1
-(cloud-init → etcd → etcd healthy → Patroni → HAProxy → keepalived →
-pgBackRest → its stanza and first backup). Pulumi
+(cloud-init → etcd → etcd healthy → Patroni → HAProxy → keepalived → Patroni's
+dynamic config, on one VM only → pgBackRest → its stanza and first backup →
+a rolling package update, when asked for). Pulumi
 turns that into ``depends_on``; the lab runs each phase in parallel over SSH.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from . import backup, etcd, haproxy, keepalived, patroni, system
+from . import backup, etcd, haproxy, keepalived, maintenance, patroni, system
 from .files import RenderedFile, Step
 from .pki import ClusterTls
 from .secrets import ClusterSecrets
@@ -23,8 +24,10 @@ PHASE_NAMES = {
     patroni.PHASE: "patroni",
     haproxy.PHASE: "haproxy",
     keepalived.PHASE: "keepalived",
+    maintenance.CONFIG_PHASE: "patroni-config",
     backup.PHASE: "backup",
     backup.STANZA_PHASE: "backup-stanza",
+    maintenance.UPGRADE_PHASE: "upgrade",
 }
 
 
@@ -36,6 +39,7 @@ def node_steps(spec: ClusterSpec, node: Node, secrets: ClusterSecrets, tls: Clus
         *haproxy.steps(spec, node, secrets, tls),
         *keepalived.steps(spec, node),
         *backup.steps(spec, node, secrets, tls),
+        *maintenance.steps(spec, node),
     ]
     return sorted(steps, key=lambda s: s.phase)
 

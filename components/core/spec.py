@@ -75,7 +75,7 @@ class PostgresSpec:
     version: int = 17
     port: int = 5442
     scope: str = "pgha"
-    parameters: dict[str, str | int] = field(default_factory=dict)
+    parameters: dict[str, str | int | float] = field(default_factory=dict)
 
     @property
     def bin_dir(self) -> str:
@@ -156,6 +156,21 @@ class TlsSpec:
 
 
 @dataclass(frozen=True)
+class MaintenanceSpec:
+    """Operator-triggered maintenance, reachable from stack config.
+
+    ``upgrade`` is a generation: any new value makes the next deployment run
+    a rolling package update (one VM at a time, replicas first, then a
+    switchover, then the old primary). ``apt_update`` refreshes the package
+    lists first; without it the upgrade uses the lists already on the VMs
+    (a VM without a mirror, such as the lab's machines).
+    """
+
+    upgrade: int = 0
+    apt_update: bool = True
+
+
+@dataclass(frozen=True)
 class JumpHost:
     host: str
     user: str
@@ -233,6 +248,7 @@ class ClusterSpec:
     vm: VmSpec
     tls: TlsSpec = field(default_factory=TlsSpec)
     backup: BackupSpec | None = None
+    maintenance: MaintenanceSpec = field(default_factory=MaintenanceSpec)
 
     @property
     def postgres_nodes(self) -> tuple[Node, ...]:

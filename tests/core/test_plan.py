@@ -10,22 +10,36 @@ from components.core.plan import PHASE_NAMES
 
 
 def test_phase_order(spec, secrets, tls):
-    expected = {
-        "postgres": ["system", "etcd", "etcd-health", "patroni", "haproxy", "keepalived", "backup"],
-        # The repository VM takes the backups: it alone creates the stanza.
-        "repository": ["system", "etcd", "backup", "backup-stanza"],
-    }
     for node in spec.nodes:
         names = [s.name for s in node_steps(spec, node, secrets, tls)]
+        # Cluster-wide changes are applied once, from the first PostgreSQL VM.
+        config = ["patroni-config"] if node == spec.nodes[0] else []
+        postgres = ["system", "etcd", "etcd-health", "patroni", "haproxy", "keepalived", *config, "backup"]
+        # The repository VM takes the backups: it alone creates the stanza.
+        expected = {"postgres": postgres, "repository": ["system", "etcd", "backup", "backup-stanza"]}
         assert names == expected[node.role], node.name
-    assert [p for p, _ in phases(spec, secrets, tls)] == sorted(PHASE_NAMES)
+    # No upgrade phase until maintenance.upgrade asks for one.
+    assert [p for p, _ in phases(spec, secrets, tls)] == sorted(PHASE_NAMES)[:-1]
     for phase, steps in phases(spec, secrets, tls):
+        nodes = {s.node for s in steps}
         if PHASE_NAMES[phase] == "backup-stanza":
-            assert {s.node for s in steps} == {"backup-01"}
+            assert nodes == {"backup-01"}
+        elif PHASE_NAMES[phase] == "patroni-config":
+            assert nodes == {"psql-01"}
         elif PHASE_NAMES[phase] in ("etcd-health", "patroni", "haproxy", "keepalived"):
-            assert {s.node for s in steps} == {n.name for n in spec.postgres_nodes}
+            assert nodes == {n.name for n in spec.postgres_nodes}
         else:
-            assert {s.node for s in steps} == {n.name for n in spec.nodes}
+            assert nodes == {n.name for n in spec.nodes}
+
+
+def test_an_upgrade_generation_adds_the_upgrade_phase_last(dev_config, secrets, tls):
+    from components.core import load_spec
+
+    dev_config["maintenance"] = {"upgrade": 1}
+    upgrading = load_spec(dev_config, "dev")
+    last_phase, steps = phases(upgrading, secrets, tls)[-1]
+    assert PHASE_NAMES[last_phase] == "upgrade"
+    assert sorted(s.node for s in steps) == sorted(n.name for n in upgrading.nodes)
 
 
 def test_no_secret_outside_the_files_meant_for_it(spec, secrets, tls):
@@ -131,5 +145,5 @@ def test_a_new_certificate_reruns_only_the_steps_holding_it(spec, secrets, tls):
         "02-etcd",
         "04-patroni",
         "05-haproxy",
-        "07-backup",
+        "08-backup",
     }

@@ -44,8 +44,10 @@ def test_dev_tree(tmp_path):
         "04-patroni.sh",
         "05-haproxy.sh",
         "06-keepalived.sh",
-        "07-backup.sh",
+        "07-patroni-config.sh",
+        "08-backup.sh",
     ]
+    assert not (tmp_path / "psql-02/steps/07-patroni-config.sh").exists()  # one VM applies it
     assert "PULUMI-SECRET(superuser_password)" in (root / "etc/patroni/config.yml").read_text()
     assert (root / "etc/pgha/tls/ca.crt").read_text() == "PULUMI-GENERATED(ca-certificate)\n"
     pem = root / "etc/pgha/tls/postgres.pem"

@@ -184,7 +184,7 @@ def test_dependencies_follow_the_phase_order(dev_run: ProgramRun, dev_spec: Clus
         {urn[command_name(s.node, s.title)] for s in steps}
         for _, steps in phases(dev_spec, PLACEHOLDERS, tls_placeholders(dev_spec))
     ]
-    assert len(ordered) == 8
+    assert len(ordered) == 9  # the upgrade phase only exists once maintenance.upgrade is set
     previous = vm_urns
     for index, current in enumerate(ordered):
         later = set().union(*ordered[index:])
@@ -283,8 +283,8 @@ def test_every_secret_bearing_input_arrives_as_a_secret(dev_run: ProgramRun):
             for key in keys:
                 assert is_secret(registration.inputs[key]), (registration.name, key)
                 checked += 1
-    # The CA; a key request and a cert per VM (four); stdin and connection of 3 x 7 + 4 commands.
-    assert checked == 1 + 4 + 4 + 2 * 25
+    # The CA; a key request and a cert per VM (four); stdin and connection of 3 x 7 + 4 + 1 commands.
+    assert checked == 1 + 4 + 4 + 2 * 26
 
 
 def test_rotation_replaces_every_node_key_and_only_those():
@@ -448,6 +448,31 @@ def test_a_witness_gets_a_vm_and_etcd_but_no_postgres():
     witness_steps = sorted(r.name for r in run.of_type(COMMAND) if r.name.startswith("witness-"))
     assert witness_steps == ["witness-01-system", "witness-02-etcd", "witness-03-etcd-health"]
     assert all(text.startswith("survived") for text in run.exports["failureDomains"].values())
+
+
+def test_an_upgrade_generation_runs_a_rolling_update_step_on_every_vm_last():
+    config = stack_file_config()
+    config["pgha:maintenance"] = {"upgrade": 1}
+    run = run_program(config)
+    assert run.error is None, run.errors
+    urn = {r.name: r.urn for r in run.of_type(COMMAND)}
+    upgrades = sorted(name for name in urn if name.endswith("-10-upgrade"))
+    assert upgrades == [
+        "backup-01-10-upgrade",
+        "psql-01-10-upgrade",
+        "psql-02-10-upgrade",
+        "psql-03-10-upgrade",
+    ]
+    for name in upgrades:
+        # After the last phase (the backup stanza, one command), all at once: they take turns themselves.
+        deps = run.monitor.registrations[urn[name]].dependencies
+        assert urn["backup-01-09-backup-stanza"] in deps
+        assert not deps & {urn[u] for u in upgrades}
+    config["pgha:maintenance"] = {"upgrade": 2}
+    bumped = run_program(config)
+    for name in upgrades:
+        # A new generation is a new trigger: pulumi up runs the step again.
+        assert bumped.named(COMMAND, name).inputs["triggers"] != run.named(COMMAND, name).inputs["triggers"]
 
 
 @pulumi.runtime.test

@@ -29,8 +29,8 @@ from ..secrets import ClusterSecrets
 from ..spec import BackupSpec, ClusterSpec, Node
 
 HERE = Path(__file__).resolve().parent
-PHASE = 7
-STANZA_PHASE = 8
+PHASE = 8
+STANZA_PHASE = 9
 PACKAGES = ("pgbackrest",)
 CONFIG_PATH = "/etc/pgbackrest.conf"  # Debian's, read by its pgbackrest.service
 BACKUP_PATH = "/usr/local/sbin/pgha-backup"

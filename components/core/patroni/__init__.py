@@ -95,9 +95,36 @@ def verified_tls() -> dict[str, str]:
     return {"sslmode": "verify-full", "sslrootcert": pki.CA_PATH}
 
 
+def dynamic_config(spec: ClusterSpec) -> dict[str, Any]:
+    """Patroni's cluster-wide (DCS) configuration: the one place that decides it.
+
+    The same document seeds a new cluster (``bootstrap.dcs``) and is applied
+    to a running one (``PATCH /config``), so both always agree.
+    """
+    patroni = spec.patroni
+    return {
+        "ttl": patroni.ttl,
+        "loop_wait": patroni.loop_wait,
+        "retry_timeout": patroni.retry_timeout,
+        "maximum_lag_on_failover": patroni.maximum_lag_on_failover,
+        "failsafe_mode": patroni.failsafe_mode,
+        "synchronous_mode": patroni.synchronous_mode,
+        "synchronous_mode_strict": False,
+        "synchronous_node_count": spec.sync_standbys,
+        "postgresql": {
+            "use_pg_rewind": True,
+            "use_slots": True,
+            "parameters": {
+                **DEFAULT_PARAMETERS,
+                **backup.postgres_parameters(spec),
+                **spec.postgres.parameters,
+            },
+        },
+    }
+
+
 def config(spec: ClusterSpec, node: Node, secrets: ClusterSecrets) -> dict[str, Any]:
     pg, patroni = spec.postgres, spec.patroni
-    parameters = {**DEFAULT_PARAMETERS, **backup.postgres_parameters(spec), **pg.parameters}
     return {
         "scope": pg.scope,
         "namespace": "/service/",
@@ -125,21 +152,10 @@ def config(spec: ClusterSpec, node: Node, secrets: ClusterSecrets) -> dict[str, 
             "key": PEM_PATH,
         },
         "bootstrap": {
-            "dcs": {
-                "ttl": patroni.ttl,
-                "loop_wait": patroni.loop_wait,
-                "retry_timeout": patroni.retry_timeout,
-                "maximum_lag_on_failover": patroni.maximum_lag_on_failover,
-                "failsafe_mode": patroni.failsafe_mode,
-                "synchronous_mode": patroni.synchronous_mode,
-                "synchronous_mode_strict": False,
-                "synchronous_node_count": spec.sync_standbys,
-                "postgresql": {
-                    "use_pg_rewind": True,
-                    "use_slots": True,
-                    "parameters": parameters,
-                },
-            },
+            # Patroni reads this once, when it creates the cluster; later
+            # changes reach the running cluster through the patroni-config
+            # step, which PATCHes the same dynamic_config() into /config.
+            "dcs": dynamic_config(spec),
             "initdb": [{"encoding": "UTF8"}, {"locale": "C.UTF-8"}, "data-checksums"],
         },
         "postgresql": {

@@ -1,0 +1,110 @@
+"""Changes that reach running PostgreSQL: dynamic config, rolling restarts, rolling updates.
+
+Two steps, both driving one script (``rolling.py.j2``, shipped in the step's
+bundle) that talks to Patroni's REST API:
+
+- ``patroni-config`` (every deployment, on the first PostgreSQL VM only):
+  PATCHes Patroni's dynamic config to :func:`patroni.dynamic_config` where it
+  differs, then restarts the members left ``pending_restart``: the replicas
+  one at a time, a switchover to a synchronous standby, the old primary.
+- ``upgrade`` (on every VM, when ``maintenance.upgrade`` is set): a rolling
+  package update. The steps start together; each VM waits for its turn
+  (the VMs without PostgreSQL, i.e. witness and backup repository, then
+  replicas by name, then the primary, decided anew from Patroni's roles
+  each round and marked in etcd), so exactly one VM at a time
+  upgrades and restarts, the primary only after a switchover.
+
+Neither script nor command line holds a secret: the REST API password is read
+from Patroni's config file on the VM when the script needs it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .. import backup, etcd, patroni, pki
+from ..files import RenderedFile, Step, render_script, render_template
+from ..spec import ClusterSpec, Node
+
+HERE = Path(__file__).resolve().parent
+CONFIG_PHASE = 7
+UPGRADE_PHASE = 10
+TOOL_PATH = "/usr/local/lib/pgha/pgha-rolling"
+CONFIG_PLAN_PATH = "/etc/pgha/patroni-dynamic.json"
+UPGRADE_PLAN_PATH = "/etc/pgha/upgrade.json"
+
+
+def tool_file() -> RenderedFile:
+    return RenderedFile(
+        TOOL_PATH, render_template(HERE, "rolling.py.j2", patroni_config=patroni.CONFIG_PATH), mode=0o755
+    )
+
+
+def _cluster_plan(spec: ClusterSpec, step: str) -> dict[str, Any]:
+    """What every use of the tool needs: who the members are and how healthy looks."""
+    return {
+        "step": step,
+        "ca": pki.CA_PATH,
+        "rest_api_urls": {n.name: patroni.rest_api_url(spec, n) for n in spec.postgres_nodes},
+        "members": [n.name for n in spec.postgres_nodes],
+        "without_postgres": [n.name for n in spec.nodes if not n.runs_postgres],
+        "synchronous_mode": spec.patroni.synchronous_mode,
+        "sync_standbys": spec.sync_standbys if spec.patroni.synchronous_mode else 0,
+        "loop_wait": spec.patroni.loop_wait,
+    }
+
+
+def config_plan(spec: ClusterSpec) -> dict[str, Any]:
+    return {**_cluster_plan(spec, "patroni-config"), "dynamic": patroni.dynamic_config(spec)}
+
+
+def config_node(spec: ClusterSpec) -> Node:
+    """The one VM that applies cluster-wide changes (any would do; the first is stable)."""
+    return spec.postgres_nodes[0]
+
+
+def upgrade_plan(spec: ClusterSpec, node: Node) -> dict[str, Any]:
+    member = node in etcd.members(spec)
+    return {
+        **_cluster_plan(spec, "upgrade"),
+        "node": node.name,
+        "generation": spec.maintenance.upgrade,
+        "apt_update": spec.maintenance.apt_update,
+        "etcd_urls": [etcd.client_url(spec, m) for m in etcd.members(spec)],
+        "own_etcd_url": etcd.client_url(spec, node) if member else None,
+        # Any certificate of the cluster's CA opens etcd; this VM's own copy for root.
+        "client_pem": _client_pem(spec, node),
+        "marker_prefix": f"/pgha-maintenance/{spec.postgres.scope}/upgrade",
+    }
+
+
+def _client_pem(spec: ClusterSpec, node: Node) -> str:
+    """A copy of the VM's certificate and key that exists on it: Patroni's, etcd's, or pgBackRest's."""
+    if node.runs_postgres:
+        return patroni.PEM_PATH
+    if node in etcd.members(spec):
+        return etcd.PEM_PATH
+    return backup.PEM_PATH
+
+
+def _json_file(path: str, document: dict[str, Any]) -> RenderedFile:
+    return RenderedFile(path, json.dumps(document, indent=1, sort_keys=True) + "\n", mode=0o600)
+
+
+def steps(spec: ClusterSpec, node: Node) -> list[Step]:
+    found = []
+    if node == config_node(spec):
+        script = render_script(
+            HERE, "apply-config.sh.j2", "patroni-config", tool_path=TOOL_PATH, plan_path=CONFIG_PLAN_PATH
+        )
+        files = (tool_file(), _json_file(CONFIG_PLAN_PATH, config_plan(spec)))
+        found.append(Step(node.name, CONFIG_PHASE, "patroni-config", script, files))
+    if spec.maintenance.upgrade:
+        script = render_script(
+            HERE, "upgrade.sh.j2", "upgrade", tool_path=TOOL_PATH, plan_path=UPGRADE_PLAN_PATH
+        )
+        files = (tool_file(), _json_file(UPGRADE_PLAN_PATH, upgrade_plan(spec, node)))
+        found.append(Step(node.name, UPGRADE_PHASE, "upgrade", script, files))
+    return found

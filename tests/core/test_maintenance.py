@@ -1,0 +1,240 @@
+"""The maintenance steps: Patroni's dynamic config applied, rolling restarts, rolling updates."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import types
+from typing import Any
+
+import pytest
+import yaml
+
+from components.core import ConfigError, load_spec, maintenance, node_steps, patroni
+from components.core.files import RenderedFile
+
+
+def tool_module(tmp_path) -> types.ModuleType:
+    """The rendered pgha-rolling script, imported as a module (it is stdlib-only Python)."""
+    path = tmp_path / "pgha_rolling.py"
+    path.write_text(maintenance.tool_file().content)
+    module = types.ModuleType("pgha_rolling")
+    exec(compile(path.read_text(), str(path), "exec"), module.__dict__)
+    return module
+
+
+def files_of(step) -> dict[str, RenderedFile]:
+    return {f.path: f for f in step.files}
+
+
+def test_bootstrap_and_patch_come_from_one_function(spec, secrets, tls):
+    (step,) = [s for s in node_steps(spec, spec.nodes[0], secrets, tls) if s.name == "patroni-config"]
+    plan = json.loads(files_of(step)[maintenance.CONFIG_PLAN_PATH].content)
+    config_file = next(
+        f for f in patroni.files(spec, spec.nodes[0], secrets, tls) if f.path == patroni.CONFIG_PATH
+    )
+    bootstrap = yaml.safe_load(config_file.content)["bootstrap"]["dcs"]
+    assert plan["dynamic"] == bootstrap == patroni.dynamic_config(spec)
+    assert plan["rest_api_urls"] == {
+        "psql-01": "https://10.0.0.4:8008",
+        "psql-02": "https://10.0.0.3:8008",
+        "psql-03": "https://10.0.0.2:8008",
+    }
+    assert plan["sync_standbys"] == 2
+
+
+def test_config_step_runs_on_one_vm_and_holds_no_secret(spec, secrets, tls):
+    steps = [s for n in spec.nodes for s in node_steps(spec, n, secrets, tls) if s.name == "patroni-config"]
+    assert [s.node for s in steps] == ["psql-01"]
+    (step,) = steps
+    assert step.phase == maintenance.CONFIG_PHASE and not step.has_secrets
+    for value in secrets.values():
+        assert value not in step.command and value not in step.stdin
+    # The password comes from Patroni's own root/postgres-only config, on the VM.
+    tool = files_of(step)[maintenance.TOOL_PATH]
+    assert f'PATRONI_CONFIG = "{patroni.CONFIG_PATH}"' in tool.content
+    assert tool.mode == 0o755
+    assert files_of(step)[maintenance.CONFIG_PLAN_PATH].mode == 0o600
+    assert f"python3 {maintenance.TOOL_PATH} apply-config {maintenance.CONFIG_PLAN_PATH}" in step.script
+
+
+def test_a_parameter_change_reruns_the_config_step(spec, secrets, tls, dev_config):
+    before = {s.title: s.digest for s in node_steps(spec, spec.nodes[0], secrets, tls)}
+    dev_config["postgres"] = {"parameters": {"log_min_duration_statement": 250}}
+    changed = load_spec(dev_config, "dev")
+    after = {s.title: s.digest for s in node_steps(changed, changed.nodes[0], secrets, tls)}
+    # bootstrap.dcs in config.yml (a reload) and the PATCH.
+    assert {t for t in before if before[t] != after[t]} == {"04-patroni", "07-patroni-config"}
+
+
+def test_upgrade_steps_only_with_a_generation(spec, secrets, tls, dev_config):
+    assert not any(s.name == "upgrade" for n in spec.nodes for s in node_steps(spec, n, secrets, tls))
+    dev_config["maintenance"] = {"upgrade": 3, "aptUpdate": False}
+    upgrading = load_spec(dev_config, "dev")
+    for node in upgrading.nodes:
+        (step,) = [s for s in node_steps(upgrading, node, secrets, tls) if s.name == "upgrade"]
+        plan = json.loads(files_of(step)[maintenance.UPGRADE_PLAN_PATH].content)
+        assert (plan["node"], plan["generation"], plan["apt_update"]) == (node.name, 3, False)
+        pem = "postgres.pem" if node.runs_postgres else "pgbackrest.pem"  # the repository VM: no etcd here
+        assert plan["client_pem"] == f"/etc/pgha/tls/{pem}"
+        assert plan["marker_prefix"] == "/pgha-maintenance/pgha/upgrade"
+        assert not step.has_secrets
+        subprocess.run(["bash", "-n"], input=step.script, text=True, check=True)
+
+
+def test_a_witness_takes_its_turn_with_its_etcd_certificate(dev_config, secrets):
+    from components.core import LocalCa
+
+    dev_config["witness"] = {"name": "witness", "host": "pve3", "ip": "10.0.0.5"}
+    dev_config["maintenance"] = {"upgrade": 1}
+    spec = load_spec(dev_config, "dev")
+    tls = LocalCa.create(spec).issue_cluster(spec)
+    steps = node_steps(spec, spec.node("witness"), secrets, tls)
+    (step,) = [s for s in steps if s.name == "upgrade"]
+    plan = json.loads(files_of(step)[maintenance.UPGRADE_PLAN_PATH].content)
+    assert plan["client_pem"] == "/etc/pgha/tls/etcd.pem"
+    assert plan["without_postgres"] == ["witness", "backup-01"] and "witness" not in plan["members"]
+
+
+def test_tool_patches_only_what_differs(tmp_path, spec):
+    tool = tool_module(tmp_path)
+    desired = patroni.dynamic_config(spec)
+    current = json.loads(json.dumps(desired))
+    assert tool.difference(desired, current) == {}
+    # Patroni keeps what it was given: '200' and 200 are one setting, True and 'on' too.
+    current["postgresql"]["parameters"]["max_connections"] = "200"
+    current["failsafe_mode"] = "true"
+    assert tool.difference(desired, current) == {}
+    current["postgresql"]["parameters"]["work_mem"] = "64MB"  # no longer set by pgha
+    current["loop_wait"] = 10
+    current["slots"] = {"keep": {"type": "physical"}}  # not pgha's: left alone
+    assert tool.difference(desired, current) == {
+        "loop_wait": 5,
+        "postgresql": {"parameters": {"work_mem": None}},
+    }
+    assert list(tool.describe({"postgresql": {"parameters": {"work_mem": None}}})) == [
+        "postgresql.parameters.work_mem=(removed)"
+    ]
+
+
+def _view(leader: str, replicas: dict[str, str], pending: tuple[str, ...] = ()) -> dict[str, Any]:
+    members = [{"name": leader, "role": "leader", "state": "running"}]
+    members += [{"name": n, "role": "sync_standby", "state": s} for n, s in replicas.items()]
+    for member in members:
+        if member["name"] in pending:
+            member["pending_restart"] = True
+    return {"members": members}
+
+
+def _tool(tmp_path, spec, node: str, markers: dict[str, str], view: dict[str, Any]):
+    module = tool_module(tmp_path)
+    plan = maintenance.upgrade_plan(spec, spec.node(node))
+    plan["ca"] = None  # no CA file here: nothing is fetched
+    tool = module.Tool(plan)
+    tool.markers = lambda: dict(markers)
+    tool.cluster = lambda: view
+    return module, tool
+
+
+def test_turns_go_to_replicas_by_name_then_the_primary(tmp_path, dev_config):
+    dev_config["maintenance"] = {"upgrade": 7}
+    spec = load_spec(dev_config, "dev")
+    healthy = _view("psql-01", {"psql-02": "streaming", "psql-03": "streaming"})
+    module, repository = _tool(tmp_path, spec, "psql-02", {}, healthy)
+    module.TURN_TIMEOUT = -1
+    with pytest.raises(module.Stop, match="not my turn"):
+        repository.wait_turn()  # the VMs without PostgreSQL (here backup-01) go first
+    done = {"backup-01": "done 7"}
+    _, first = _tool(tmp_path, spec, "psql-02", done, healthy)
+    first.wait_turn()  # returns at once: psql-02 is the first replica by name
+    _, later = _tool(tmp_path, spec, "psql-03", {**done, "psql-02": "done 7"}, healthy)
+    later.wait_turn()
+    module, primary = _tool(
+        tmp_path, spec, "psql-01", {**done, "psql-02": "done 7", "psql-03": "done 6"}, healthy
+    )
+    module.TURN_TIMEOUT = -1  # give up on the first round instead of waiting
+    with pytest.raises(module.Stop, match="not my turn"):
+        primary.wait_turn()  # psql-03 has not done generation 7 yet
+
+
+def test_a_failed_turn_or_an_unhealthy_cluster_stops_everyone(tmp_path, dev_config):
+    dev_config["maintenance"] = {"upgrade": 7}
+    spec = load_spec(dev_config, "dev")
+    healthy = _view("psql-01", {"psql-02": "streaming", "psql-03": "streaming"})
+    module, tool = _tool(tmp_path, spec, "psql-03", {"psql-02": "failed 7: apt-get failed"}, healthy)
+    with pytest.raises(module.Stop, match="rolling update stopped: psql-02 failed 7"):
+        tool.wait_turn()
+    broken = _view("psql-01", {"psql-02": "streaming", "psql-03": "stopped"})
+    module, tool = _tool(tmp_path, spec, "psql-02", {}, broken)
+    module.START_GRACE = -1  # no time to settle
+    with pytest.raises(module.Stop, match=r"cluster unhealthy before the rolling update.*psql-03 is stopped"):
+        tool.wait_turn()
+
+
+def test_health_needs_one_leader_streaming_replicas_and_sync_standbys(tmp_path, spec):
+    module = tool_module(tmp_path)
+    plan = maintenance.config_plan(spec)
+    plan["ca"] = None
+    tool = module.Tool(plan)
+    assert tool.problems(_view("psql-01", {"psql-02": "streaming", "psql-03": "streaming"})) == []
+    lagging = _view("psql-01", {"psql-02": "streaming", "psql-03": "starting"})
+    assert tool.problems(lagging) == ["psql-03 is starting, not streaming"]
+    async_view = _view("psql-01", {"psql-02": "streaming", "psql-03": "streaming"})
+    async_view["members"][2]["role"] = "replica"
+    assert tool.problems(async_view) == ["1 synchronous standby(s) of 2"]
+    assert tool.problems(None) == ["no Patroni REST API answers"]
+
+
+@pytest.mark.parametrize(
+    ("section", "value", "message"),
+    [
+        ({"upgrade": "soon"}, None, "pgha:maintenance.upgrade: expected an integer, got 'soon'"),
+        ({"upgrade": -1}, None, "pgha:maintenance.upgrade: must not be negative, got -1"),
+        ({"aptUpdate": "maybe"}, None, "pgha:maintenance.aptUpdate: expected true or false, got 'maybe'"),
+        ({"reboot": True}, None, "pgha:maintenance.reboot: unknown key (known: aptUpdate, upgrade)"),
+    ],
+)
+def test_bad_maintenance_values_are_named(dev_config, section, value, message):
+    dev_config["maintenance"] = section
+    with pytest.raises(ConfigError) as caught:
+        load_spec(dev_config, "dev")
+    assert message in caught.value.problems
+
+
+def test_parameters_must_be_scalars_with_postgresql_names(dev_config):
+    dev_config["postgres"] = {
+        "parameters": {"shared_preload_libraries": ["pg_stat_statements"], "Work-Mem": "8MB", "jit": False}
+    }
+    with pytest.raises(ConfigError) as caught:
+        load_spec(dev_config, "dev")
+    assert caught.value.problems == [
+        "pgha:postgres.parameters.shared_preload_libraries: expected a string or a number, "
+        "got ['pg_stat_statements']",
+        "pgha:postgres.parameters.Work-Mem: is not a PostgreSQL parameter name",
+    ]
+    dev_config["postgres"] = {"parameters": {"jit": False, "auto_explain.log_min_duration": 100}}
+    parameters = load_spec(dev_config, "dev").postgres.parameters
+    assert parameters == {"jit": "off", "auto_explain.log_min_duration": 100}  # YAML's `off` is PostgreSQL's
+
+
+def test_config_step_acts_only_on_a_difference_and_only_on_a_healthy_cluster(tmp_path, spec):
+    module = tool_module(tmp_path)
+    plan = maintenance.config_plan(spec)
+    plan["ca"] = None
+    tool = module.Tool(plan)
+    calls: list[tuple[str, str]] = []
+    current = json.loads(json.dumps(plan["dynamic"]))
+
+    def call(url: str, method: str = "GET", *args: Any, **kwargs: Any) -> tuple[int, Any]:
+        calls.append((method, url))
+        return 200, current
+
+    tool.call = call
+    tool.cluster = lambda: _view("psql-01", {"psql-02": "streaming", "psql-03": "stopped"})
+    tool.apply_config()  # in step: nothing to do, even with a replica down
+    assert calls == [("GET", "https://10.0.0.4:8008/config")]
+    current["postgresql"]["parameters"]["max_connections"] = 100
+    module.START_GRACE = -1
+    with pytest.raises(module.Stop, match=r"not healthy before the configuration change.*psql-03 is stopped"):
+        tool.apply_config()
+    assert ("PATCH", "https://10.0.0.4:8008/config") not in calls
