@@ -44,6 +44,7 @@ def test_dev_tree(tmp_path):
         "04-patroni.sh",
         "05-haproxy.sh",
         "06-keepalived.sh",
+        "leave.sh",
     ]
     assert "PULUMI-SECRET(superuser_password)" in (root / "etc/patroni/config.yml").read_text()
     assert (root / "etc/pgha/tls/ca.crt").read_text() == "PULUMI-GENERATED(ca-certificate)\n"

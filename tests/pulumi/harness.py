@@ -161,6 +161,7 @@ class Registration:
     provider: str
     ignore_changes: list[str]
     replacement_trigger: Any = None
+    replace_with: list[str] = field(default_factory=list)
 
 
 class RecordingMonitor(MockMonitor):
@@ -188,6 +189,7 @@ class RecordingMonitor(MockMonitor):
                     if request.HasField("replacement_trigger")
                     else None
                 ),
+                replace_with=list(request.replace_with),
             )
         return response
 

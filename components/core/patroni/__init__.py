@@ -172,7 +172,11 @@ def config(spec: ClusterSpec, node: Node, secrets: ClusterSecrets) -> dict[str, 
         # No /dev/watchdog (a container, a VM without softdog) is not fatal in
         # "automatic"; where it exists Patroni uses it to fence a hung primary.
         "watchdog": {"mode": patroni.watchdog, "device": "/dev/watchdog", "safety_margin": 5},
-        "tags": {"nofailover": False, "noloadbalance": False, "clonefrom": False, "nosync": False},
+        # clonefrom: a new or replaced member takes its base backup from a
+        # running replica with this tag, picked at random (Patroni excludes the
+        # leader from these), and from the leader only when there is none: a
+        # scale-out does not load the primary.
+        "tags": {"nofailover": False, "noloadbalance": False, "clonefrom": True, "nosync": False},
     }
 
 
@@ -209,5 +213,7 @@ def steps(spec: ClusterSpec, node: Node, secrets: ClusterSecrets, tls: pki.Clust
         server_packages=server_packages(spec),
         health_url=rest_api_url(spec, node) + "/health",
         ca_path=pki.CA_PATH,
+        config_path=CONFIG_PATH,
+        sync_standbys=spec.sync_standbys if spec.patroni.synchronous_mode else None,
     )
     return [Step(node.name, PHASE, "patroni", script, tuple(files(spec, node, secrets, tls)))]
