@@ -16,6 +16,7 @@ import yaml
 
 from components.core import (
     ClusterSpec,
+    ConfigError,
     LocalCa,
     cluster_steps,
     etcd,
@@ -189,15 +190,50 @@ def test_synchronous_standbys_follow_the_vm_count(spec, spec5, secrets, tls5):
     """synchronous_node_count sits in the DCS from bootstrap on: the step reconciles it."""
     for current, wanted in ((spec, 2), (spec5, 4)):
         (step,) = patroni.steps(current, current.nodes[0], secrets, tls5)
-        assert f"-s synchronous_node_count={wanted}" in step.script
-        assert f'if [ "$(sync_count)" != {wanted} ]; then' in step.script
+        assert f"set_dcs synchronous_node_count {wanted}" in step.script
+        # Every VM's step may try at once: a compare-and-set loser retries.
+        assert 'edit-config --force --quiet -s "$1=$2"' in step.script
+        assert f'if [ "$(dcs_setting synchronous_node_count)" != {wanted} ]; then' in step.script
+        subprocess.run(["bash", "-n"], input=step.script, text=True, check=True)
 
 
-def test_no_reconcile_without_synchronous_mode(dev_config, secrets, tls):
+def test_no_synchronous_count_without_synchronous_mode(dev_config, secrets, tls):
     dev_config["patroni"] = {"synchronousMode": False}
     spec = load_spec(dev_config, "dev")
     (step,) = patroni.steps(spec, spec.nodes[0], secrets, tls)
     assert "synchronous_node_count" not in step.script
+    assert patroni.dynamic_settings(spec) == {"member_slots_ttl": 1800}
+
+
+def test_member_slots_ttl_is_bootstrapped_and_kept_in_line(dev_config, secrets, tls):
+    """How long a removed or dead member's slot stays (Patroni 4's default: 30 min)."""
+    spec = load_spec(dev_config, "dev")
+    assert patroni.config(spec, spec.nodes[0], secrets)["bootstrap"]["dcs"]["member_slots_ttl"] == 1800
+    dev_config["patroni"] = {"memberSlotsTtl": 60}
+    spec = load_spec(dev_config, "dev")
+    (step,) = patroni.steps(spec, spec.nodes[0], secrets, tls)
+    assert "set_dcs member_slots_ttl 60" in step.script
+    assert patroni.config(spec, spec.nodes[0], secrets)["bootstrap"]["dcs"]["member_slots_ttl"] == 60
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (5, "pgha:patroni.memberSlotsTtl: 5 s is shorter than pgha:patroni.ttl (20 s)"),
+        (-1, "pgha:patroni.memberSlotsTtl: must not be negative, got -1"),
+        ("soon", "pgha:patroni.memberSlotsTtl: expected an integer, got 'soon'"),
+    ],
+)
+def test_member_slots_ttl_validation(dev_config, value, message):
+    dev_config["patroni"] = {"memberSlotsTtl": value}
+    with pytest.raises(ConfigError) as error:
+        load_spec(dev_config, "dev")
+    assert any(p.startswith(message) for p in error.value.problems), error.value.problems
+
+
+def test_member_slots_ttl_zero_is_allowed(dev_config):
+    dev_config["patroni"] = {"memberSlotsTtl": 0}
+    assert load_spec(dev_config, "dev").patroni.member_slots_ttl == 0
 
 
 def test_new_members_clone_from_a_replica(spec5, secrets):

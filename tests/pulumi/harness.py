@@ -162,6 +162,7 @@ class Registration:
     ignore_changes: list[str]
     replacement_trigger: Any = None
     replace_with: list[str] = field(default_factory=list)
+    delete_before_replace: bool = False
 
 
 class RecordingMonitor(MockMonitor):
@@ -190,6 +191,7 @@ class RecordingMonitor(MockMonitor):
                     else None
                 ),
                 replace_with=list(request.replace_with),
+                delete_before_replace=request.deleteBeforeReplace,
             )
         return response
 

@@ -222,6 +222,8 @@ def test_a_replaced_vm_gets_all_its_steps_again(dev_run: ProgramRun, dev_spec: C
             assert command.replace_with == [vms[node.name]]
     for leave in (r for r in dev_run.of_type(COMMAND) if r.name.endswith("-leave")):
         assert leave.replace_with == []  # a dead VM cannot run its leave step
+    # Same MAC, IP and name: the replacement boots only once the old VM is gone.
+    assert all(vm.delete_before_replace for vm in dev_run.of_type(VM))
 
 
 def test_stdin_bundles_use_the_real_secrets_and_stay_secret(dev_run: ProgramRun, dev_spec: ClusterSpec):

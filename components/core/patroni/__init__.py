@@ -131,6 +131,7 @@ def config(spec: ClusterSpec, node: Node, secrets: ClusterSecrets) -> dict[str, 
                 "retry_timeout": patroni.retry_timeout,
                 "maximum_lag_on_failover": patroni.maximum_lag_on_failover,
                 "failsafe_mode": patroni.failsafe_mode,
+                "member_slots_ttl": patroni.member_slots_ttl,
                 "synchronous_mode": patroni.synchronous_mode,
                 "synchronous_mode_strict": False,
                 "synchronous_node_count": spec.sync_standbys,
@@ -180,6 +181,19 @@ def config(spec: ClusterSpec, node: Node, secrets: ClusterSecrets) -> dict[str, 
     }
 
 
+def dynamic_settings(spec: ClusterSpec) -> dict[str, int]:
+    """DCS settings the patroni step keeps in line with the spec, not only at bootstrap.
+
+    Patroni reads ``bootstrap.dcs`` once, when it creates the cluster; these
+    change with the number of VMs (or are tuned for scale-in) afterwards.
+    """
+    settings = {"member_slots_ttl": spec.patroni.member_slots_ttl}
+    if spec.patroni.synchronous_mode:
+        # Every replica synchronous by default: the count follows the VM count.
+        settings["synchronous_node_count"] = spec.sync_standbys
+    return settings
+
+
 def files(spec: ClusterSpec, node: Node, secrets: ClusterSecrets, tls: pki.ClusterTls) -> list[RenderedFile]:
     document = yaml.safe_dump(config(spec, node, secrets), sort_keys=False, default_flow_style=False)
     return [
@@ -214,6 +228,6 @@ def steps(spec: ClusterSpec, node: Node, secrets: ClusterSecrets, tls: pki.Clust
         health_url=rest_api_url(spec, node) + "/health",
         ca_path=pki.CA_PATH,
         config_path=CONFIG_PATH,
-        sync_standbys=spec.sync_standbys if spec.patroni.synchronous_mode else None,
+        dynamic=dynamic_settings(spec),
     )
     return [Step(node.name, PHASE, "patroni", script, tuple(files(spec, node, secrets, tls)))]
