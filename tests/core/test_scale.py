@@ -122,6 +122,8 @@ def test_the_join_helper_of_a_new_vm(spec5):
     assert 'member add "$NAME" --peer-urls="$PEER_URL" --learner' in text
     assert 'ctl member promote "$id"' in text
     assert "write_env existing" in text and "write_env new" in text
+    # The first deployment (no etcd listening anywhere else) founds the cluster without waiting.
+    assert "if other_listening; then" in text
     # A replaced VM: a started member under its name or address is removed first.
     assert '($3 == n || $4 == p) && $2 == "started"' in text
 
