@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+
 from components.core import etcd, load_spec, membership
 
 
@@ -73,7 +75,8 @@ def test_steps_start_without_blocking_and_wait_for_health(spec, tls):
     assert install.phase < health.phase
     assert "systemctl restart --no-block etcd" in install.script
     # A rotated certificate alone restarts nothing: etcd reads it on each handshake.
-    assert "elif changed /etc/default/etcd || ! systemctl is-active -q etcd; then" in install.script
+    guard = 'elif [ "$(runtime_settings)" != "$before" ] || ! systemctl is-active -q etcd; then'
+    assert guard in install.script
     assert "endpoint health --cluster" in health.script
     assert (
         "--endpoints=https://10.0.0.3:2379 --cacert=/etc/pgha/tls/ca.crt "
@@ -84,3 +87,28 @@ def test_steps_start_without_blocking_and_wait_for_health(spec, tls):
 def test_v2_api_is_enabled_for_patroni(spec, tls):
     """Patroni's DCS is etcd's v2 API (no leases a stale leader could revoke)."""
     assert env(env_file(spec, spec.nodes[0], tls).content)["ETCD_ENABLE_V2"] == "true"
+
+
+def test_only_runtime_settings_restart_etcd(spec, tls, tmp_path):
+    """Comments and the founding settings older versions kept in the file restart nothing."""
+    node = spec.node("psql-01")
+    install, _ = etcd.steps(spec, node, tls, membership.helper(spec, node))
+    body = install.script.split("# --- end of library ---")[1]
+    function = body[body.index("runtime_settings() {") : body.index("\n}\n") + 3]
+    current = env_file(spec, node, tls).content
+    older = current.replace(
+        'ETCD_INITIAL_CLUSTER_TOKEN="pgha-dev-pgha"\n',
+        'ETCD_INITIAL_CLUSTER="psql-01=https://10.0.0.4:2380"\nETCD_INITIAL_CLUSTER_STATE="new"\n'
+        '# a comment\nETCD_INITIAL_CLUSTER_TOKEN="pgha-dev-pgha"\n',
+    )
+    assert older != current
+
+    def settings(text: str) -> str:
+        path = tmp_path / "etcd"
+        path.write_text(text)
+        script = function.replace(etcd.ENV_PATH, str(path)) + "runtime_settings\n"
+        return subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True).stdout
+
+    assert settings(older) == settings(current)
+    changed = current.replace('ETCD_ENABLE_V2="true"', 'ETCD_ENABLE_V2="false"')
+    assert settings(current) != settings(changed)
