@@ -79,7 +79,7 @@ class PghaCluster(pulumi.ComponentResource):
                 secrets=self.passwords.secrets,
                 tls=self.certificates.tls,
                 deploy_private_key=self.passwords.deploy_private_key,
-                vms=[vm.vm for vm in self.vms.values()],
+                vms={name: vm.vm for name, vm in self.vms.items()},
             ),
             opts=child,
         )

@@ -15,7 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .core import ClusterSecrets, ClusterTls, ConfigError, load_stack, node_files, node_steps
+from .core import ClusterSecrets, ClusterTls, ConfigError, leave_step, load_stack, node_files, node_steps
 from .core.cloudinit import DEPLOY_KEY_PLACEHOLDER, seed
 from .core.spec import ClusterSpec
 
@@ -39,6 +39,10 @@ def write_tree(
             (steps_dir / f"{step.title}.files").write_text(
                 "".join(f"{f.mode:04o} {f.owner}:{f.group} {f.path}\n" for f in step.files)
             )
+        # Not a phase: what runs on the VM before it is deleted (scale-in).
+        leave = steps_dir / "leave.sh"
+        leave.write_text(leave_step(spec, node).script)
+        leave.chmod(0o755)
         seed_dir = root / "cloud-init"
         seed_dir.mkdir(parents=True, exist_ok=True)
         for name, content in seed(spec, node, deploy_key).items():

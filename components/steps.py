@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pulumi
@@ -10,7 +10,7 @@ from pulumi_command import remote
 
 from .core.files import Step
 from .core.pki import ClusterTls
-from .core.plan import node_steps, phases
+from .core.plan import leave_step, node_steps, phases
 from .core.secrets import ClusterSecrets
 from .core.spec import ClusterSpec, Node
 
@@ -25,7 +25,8 @@ class RemoteStepsArgs:
     secrets: pulumi.Output[ClusterSecrets]
     tls: pulumi.Output[ClusterTls]
     deploy_private_key: pulumi.Input[str]
-    vms: Sequence[pulumi.Resource]
+    # Each node's VM, by node name: its steps re-run when it is replaced.
+    vms: Mapping[str, pulumi.Resource]
 
 
 def connection(spec: ClusterSpec, node: Node, private_key: pulumi.Input[str]) -> remote.ConnectionArgs:
@@ -67,6 +68,7 @@ class RemoteSteps(pulumi.ComponentResource):
     """
 
     commands: dict[tuple[str, str], remote.Command]
+    leave: dict[str, remote.Command]
 
     def __init__(self, name: str, args: RemoteStepsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("pgha:index:RemoteSteps", name, None, opts)
@@ -81,7 +83,7 @@ class RemoteSteps(pulumi.ComponentResource):
         }
 
         self.commands = {}
-        previous: list[pulumi.Resource] = list(args.vms)
+        previous: list[pulumi.Resource] = list(args.vms.values())
         for _phase, steps in phases(spec, placeholders, tls_placeholders):
             current: list[pulumi.Resource] = []
             for step in steps:
@@ -98,10 +100,29 @@ class RemoteSteps(pulumi.ComponentResource):
                     logging=remote.Logging.NONE if step.has_secrets else remote.Logging.STDOUT_AND_STDERR,
                     # Debian's sshd accepts no PULUMI_COMMAND_* variables: skip the warnings.
                     add_previous_output_in_env=False,
-                    opts=pulumi.ResourceOptions(parent=self, depends_on=previous),
+                    # A replaced VM (pulumi up --replace, a dead VM rebuilt) is a
+                    # fresh disk: its steps must run on it again, unchanged or not.
+                    opts=pulumi.ResourceOptions(
+                        parent=self, depends_on=previous, replace_with=[args.vms[node.name]]
+                    ),
                 )
                 self.commands[(node.name, step.name)] = command
                 current.append(command)
             previous = current
+
+        # Scale-in: a VM dropped from pgha:vms leaves the cluster (VIP, primary,
+        # Patroni, etcd membership) before Pulumi deletes it. Deleting this command
+        # runs that; depending on the VM makes Pulumi delete it first.
+        self.leave = {}
+        for node in spec.nodes:
+            leave = leave_step(spec, node)
+            self.leave[node.name] = remote.Command(
+                f"{node.name}-{leave.name}",
+                connection=connection(spec, node, args.deploy_private_key),
+                delete=leave.command,
+                logging=remote.Logging.STDOUT_AND_STDERR,
+                add_previous_output_in_env=False,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[args.vms[node.name]]),
+            )
 
         self.register_outputs({"commands": [c.urn for c in self.commands.values()]})

@@ -154,7 +154,11 @@ class PghaVm(pulumi.ComponentResource):
             tags=["pgha", spec.stack],
             # The image only matters when the disk is created: a new one must
             # never replace a running database VM.
-            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["disks[0].importFrom"]),
+            # A replacement (``pulumi up --replace``, a dead VM rebuilt) has the
+            # same MAC, IP and name: the old VM must be gone before it boots.
+            opts=pulumi.ResourceOptions(
+                parent=self, ignore_changes=["disks[0].importFrom"], delete_before_replace=True
+            ),
         )
         self.ip = str(node.ip)
         self.register_outputs({"vmId": self.vm.vm_id, "host": node.host, "ip": self.ip})

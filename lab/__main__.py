@@ -3,6 +3,7 @@
 up [--stack dev]        build/boot/seed the machines and run every step
 status [--json]         roles, lag, VIP holder, etcd health
 down                    stop everything, remove namespace and overlays
+replace NODE            destroy a VM's disk and rebuild it (a dead VM replaced)
 exec NODE -- CMD        run CMD inside a machine
 run -- CMD              run CMD inside the lab network (libpq env → VIP:5432)
 psql [--replica]        psql on the VIP
@@ -92,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     for verb in ("kill", "start", "partition", "heal", "freeze", "thaw"):
         verbs.add_parser(verb).add_argument("node")
     verbs.add_parser("crash-host").add_argument("host")
+    verbs.add_parser("replace").add_argument("node")
     verbs.add_parser("switchover").add_argument("--to", metavar="NODE", help="default: the sync standby")
     take = verbs.add_parser("backup")
     take.add_argument("--type", default="full", choices=("full", "diff", "incr"))
@@ -125,6 +127,11 @@ def main(argv: list[str] | None = None) -> int:
         changed = [r for r in results if r.changed]
         print(f"\nlab up in {time.monotonic() - started:.1f} s: {json.dumps(timings.as_dict())}")
         print(f"steps that changed something: {len(changed)} of {len(results)}")
+        _print_outputs(lab)
+    elif args.verb == "replace":
+        started = time.monotonic()
+        lab.replace(args.node)
+        print(f"\n{args.node} replaced in {time.monotonic() - started:.1f} s")
         _print_outputs(lab)
     elif args.verb == "down":
         lab.down()

@@ -33,6 +33,7 @@ from components.core import (
     cloudinit,
     etcd,
     image_packages,
+    leave_step,
     load_stack,
     maintenance,
     patroni,
@@ -46,7 +47,7 @@ from .image import ensure_image
 from .inside import inside
 from .machine import Machine, MachineSpec
 from .netns import LabNetwork
-from .ssh import SshRunner, StepResult, Target
+from .ssh import SshRunner, StepError, StepResult, Target
 
 STATE_ROOT = Path("/var/lib/pgha-lab")
 
@@ -79,6 +80,8 @@ class Lab:
         self.ca_path = self.state_dir / "ca.crt"
         # The lab operator's client certificate and key, for etcd.
         self.operator_pem_path = self.state_dir / "operator.pem"
+        # Each machine's leave command, kept as Pulumi keeps a Command's ``delete``.
+        self.leave_dir = self.state_dir / "leave"
 
     # ---- identity ------------------------------------------------------------
 
@@ -194,6 +197,8 @@ class Lab:
 
         started = time.monotonic()
         self.network.create(str(self.spec.network.cidr), str(self.bridge_ip()))
+        runner = self.runner()
+        self._remove_absent(runner)
         for node in self.spec.nodes:
             machine = self.machine(node)
             if machine.is_running():
@@ -205,9 +210,9 @@ class Lab:
                 machine.boot(image)
         timings.boot = time.monotonic() - started
 
-        runner = self.runner()
         started = time.monotonic()
         asyncio.run(self._wait_all_ssh(runner))
+        self._save_leave_steps()
         timings.ssh = time.monotonic() - started
 
         self.report("running the program's steps:")
@@ -221,15 +226,80 @@ class Lab:
         timings.ready = time.monotonic() - started
         return timings, results
 
-    def apply(self, spec: ClusterSpec) -> list[StepResult]:
-        """Run every phase again with ``spec``, a changed config of this stack: what
-        ``pulumi up`` does after ``pulumi config set`` (the lab re-runs every step;
-        the unchanged ones change nothing). The lab keeps ``spec`` afterwards."""
+    def apply(self, spec: ClusterSpec) -> tuple[Timings, list[StepResult]]:
+        """Make the lab match ``spec``, a new config of this stack, as ``pulumi up`` after an edit.
+
+        VMs absent from ``spec`` leave the cluster (their saved leave step) and
+        are removed; new ones boot; every step runs again on the others.
+        """
         if spec.stack != self.stack:
-            raise ValueError(f"spec of stack {spec.stack}, lab of stack {self.stack}")
+            raise ValueError(f"spec of stack {spec.stack!r} applied to the lab of {self.stack!r}")
         self.spec = spec
-        plan = phases(spec, self.secrets(), self.tls())
-        return asyncio.run(self.runner().run_phases(plan, self._targets(), report=self.report))
+        return self.up()
+
+    def replace(self, node_name: str) -> tuple[Timings, list[StepResult]]:
+        """A dead VM rebuilt under the same name: its disk is destroyed, a fresh one boots.
+
+        As ``pulumi up --replace`` on the VM: no leave step runs (the VM is
+        presumed dead); the fresh machine's etcd step removes the stale member
+        and joins anew, and Patroni clones it.
+        """
+        node = self.spec.node(node_name)
+        self.report(f"replacing {node.name}: destroying its machine and disk")
+        self.machine(node).remove()
+        return self.up()
+
+    def _save_leave_steps(self) -> None:
+        """Each VM's leave command as of this config: what runs if a later config drops it."""
+        self.leave_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        for node in self.spec.nodes:
+            step = leave_step(self.spec, node)
+            record = {"command": step.command, **self.target(node).__dict__}
+            (self.leave_dir / f"{node.name}.json").write_text(json.dumps(record))
+
+    def _remove_absent(self, runner: SshRunner) -> None:
+        """Machines of this stack that ``self.spec`` no longer has: leave, then go.
+
+        Their leave steps run concurrently, as Pulumi deletes them; the
+        membership lock on etcd makes them take turns.
+        """
+        machines_dir = self.state_dir / "machines"
+        wanted = {n.name for n in self.spec.nodes}
+        absent = sorted(p.name for p in machines_dir.iterdir() if p.is_dir()) if machines_dir.exists() else []
+        absent = [name for name in absent if name not in wanted]
+        if not absent:
+            return
+        leaving = {}
+        for name in absent:
+            path = self.leave_dir / f"{name}.json"
+            machine = self._stale_machine(name)
+            if path.exists() and machine.is_running():
+                leaving[name] = json.loads(path.read_text())
+        if leaving:
+            self.report(f"leaving the cluster: {', '.join(leaving)}")
+            outcomes = asyncio.run(self._run_leave(runner, leaving))
+            for name, (status, _out, err) in zip(leaving, outcomes, strict=True):
+                for line in err.splitlines():
+                    if line.startswith("[pgha"):
+                        self.report(f"  {name}: {line}")
+                if status != 0:
+                    raise StepError(f"leave failed on {name} (exit {status}):\n{err[-3000:]}")
+        for name in absent:
+            self.report(f"removing {name}")
+            self._stale_machine(name).remove()
+            (self.leave_dir / f"{name}.json").unlink(missing_ok=True)
+
+    async def _run_leave(self, runner: SshRunner, leaving: dict[str, dict[str, Any]]) -> list[tuple]:
+        calls = []
+        for record in leaving.values():
+            target = Target(record["host"], record["port"], record["user"])
+            calls.append(runner.run(target, record["command"]))
+        return list(await asyncio.gather(*calls))
+
+    def _stale_machine(self, name: str) -> Machine:
+        """A machine known only by its directory (its VM is gone from the config)."""
+        stale = MachineSpec(name, "", "0.0.0.0", 32, "00:00:00:00:00:00", "eth0")
+        return Machine(stale, self.state_dir / "machines", self.network)
 
     def rolling_update(self, generation: int | None = None) -> list[StepResult]:
         """The rolling package update: the upgrade phase's steps as a new
@@ -284,11 +354,8 @@ class Lab:
             names |= {p.name for p in machines_dir.iterdir() if p.is_dir()}
         for name in sorted(names):
             node = next((n for n in self.spec.nodes if n.name == name), None)
-            if node is not None:
-                machine = self.machine(node)
-            else:  # a machine of an older config of this stack
-                stale = MachineSpec(name, "", "0.0.0.0", 32, "00:00:00:00:00:00", "eth0")
-                machine = Machine(stale, machines_dir, self.network)
+            # A machine of an older config of this stack is known by its directory only.
+            machine = self.machine(node) if node is not None else self._stale_machine(name)
             machine.remove()
         self.network.destroy()
         if self.state_dir.exists():

@@ -8,7 +8,7 @@ from . import maintenance
 from .config import ConfigError, load_spec
 from .files import RenderedFile, Step
 from .pki import ClusterTls, LocalCa
-from .plan import cluster_steps, image_packages, node_files, node_steps, phases
+from .plan import cluster_steps, image_packages, leave_step, node_files, node_steps, phases
 from .secrets import ClusterSecrets
 from .spec import ClusterSpec, Node
 from .stackfile import load_stack
@@ -24,6 +24,7 @@ __all__ = [
     "Step",
     "cluster_steps",
     "image_packages",
+    "leave_step",
     "load_spec",
     "load_stack",
     "maintenance",

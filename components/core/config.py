@@ -370,6 +370,12 @@ def _check_patroni(reader: _Reader, patroni: PatroniSpec, replicas: int) -> None
         )
     if patroni.loop_wait < 1 or patroni.retry_timeout < 1:
         reader.problem("patroni.loopWait", "loopWait and retryTimeout must be at least 1 s")
+    if 0 < patroni.member_slots_ttl < patroni.ttl:
+        reader.problem(
+            "patroni.memberSlotsTtl",
+            f"{patroni.member_slots_ttl} s is shorter than pgha:patroni.ttl ({patroni.ttl} s), after which "
+            "a silent member's key expires: use 0 (drop its slot then) or at least the ttl",
+        )
     if patroni.loop_wait + 2 * patroni.retry_timeout > patroni.ttl:
         reader.problem(
             "patroni.ttl",

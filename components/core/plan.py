@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from . import backup, etcd, haproxy, keepalived, maintenance, patroni, system
+from . import backup, etcd, haproxy, keepalived, maintenance, membership, patroni, system
 from .files import RenderedFile, Step
 from .pki import ClusterTls
 from .secrets import ClusterSecrets
@@ -34,7 +34,7 @@ PHASE_NAMES = {
 def node_steps(spec: ClusterSpec, node: Node, secrets: ClusterSecrets, tls: ClusterTls) -> list[Step]:
     steps = [
         *system.steps(spec, node, tls),
-        *etcd.steps(spec, node, tls),
+        *etcd.steps(spec, node, tls, membership.helper(spec, node)),
         *patroni.steps(spec, node, secrets, tls),
         *haproxy.steps(spec, node, secrets, tls),
         *keepalived.steps(spec, node),
@@ -55,6 +55,11 @@ def phases(spec: ClusterSpec, secrets: ClusterSecrets, tls: ClusterTls) -> list[
         for step in steps:
             grouped[step.phase].append(step)
     return sorted(grouped.items())
+
+
+def leave_step(spec: ClusterSpec, node: Node) -> Step:
+    """Run on a VM before it is deleted (scale-in); not a phase: see components.core.membership."""
+    return membership.leave_step(spec, node)
 
 
 def node_files(spec: ClusterSpec, node: Node, secrets: ClusterSecrets, tls: ClusterTls) -> list[RenderedFile]:

@@ -100,6 +100,11 @@ class PatroniSpec:
     # without losing an acknowledged commit (see sync_standbys()).
     synchronous_node_count: int | None = None
     failsafe_mode: bool = True
+    # Seconds the leader keeps the replication slot of a member whose key is
+    # gone (Patroni 4's member_slots_ttl, its default): a crashed replica
+    # finds its WAL when it returns; a VM removed by a scale-in loses its slot
+    # only then. 0 drops slots as soon as a member's key expires.
+    member_slots_ttl: int = 1800
     watchdog: Literal["off", "automatic", "required"] = "automatic"
 
 

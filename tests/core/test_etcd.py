@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from components.core import etcd, load_spec
+import subprocess
+
+from components.core import etcd, load_spec, membership
 
 
 def env(text: str) -> dict[str, str]:
@@ -22,10 +24,11 @@ def test_member_file_per_node(spec, tls):
         assert values["ETCD_NAME"] == node.name
         assert values["ETCD_LISTEN_PEER_URLS"] == f"https://{node.ip}:2380"
         assert values["ETCD_ADVERTISE_CLIENT_URLS"] == f"https://{node.ip}:2379"
-        assert values["ETCD_INITIAL_CLUSTER"] == (
+        # Founding or joining is decided on the VM (components.core.membership).
+        assert "ETCD_INITIAL_CLUSTER" not in values and "ETCD_INITIAL_CLUSTER_STATE" not in values
+        assert etcd.initial_cluster(spec) == (
             "psql-01=https://10.0.0.4:2380,psql-02=https://10.0.0.3:2380,psql-03=https://10.0.0.2:2380"
         )
-        assert values["ETCD_INITIAL_CLUSTER_STATE"] == "new"
         assert values["ETCD_DATA_DIR"] == etcd.DATA_DIR != "/var/lib/etcd/default"
         assert not rendered.secret
 
@@ -60,16 +63,20 @@ def test_witness_gives_one_member_per_host(dev_config, tls):
     members = [m.name for m in etcd.members(spec)]
     assert members == ["psql-01", "psql-02", "witness"]
     assert etcd.client_endpoints(spec) == ["10.0.0.4:2379", "10.0.0.3:2379", "10.0.0.6:2379"]
-    (absent,) = etcd.steps(spec, spec.node("psql-03"), tls)
-    assert "systemctl disable -q --now etcd" in absent.script and not absent.files
+    node = spec.node("psql-03")
+    (absent,) = etcd.steps(spec, node, tls, membership.helper(spec, node))
+    assert "systemctl disable -q --now etcd" in absent.script
+    assert [f.path for f in absent.files] == [membership.HELPER_PATH]
 
 
 def test_steps_start_without_blocking_and_wait_for_health(spec, tls):
-    install, health = etcd.steps(spec, spec.node("psql-02"), tls)
+    node = spec.node("psql-02")
+    install, health = etcd.steps(spec, node, tls, membership.helper(spec, node))
     assert install.phase < health.phase
     assert "systemctl restart --no-block etcd" in install.script
     # A rotated certificate alone restarts nothing: etcd reads it on each handshake.
-    assert "if changed /etc/default/etcd || ! systemctl is-active -q etcd; then" in install.script
+    guard = 'elif [ "$(runtime_settings)" != "$before" ] || ! systemctl is-active -q etcd; then'
+    assert guard in install.script
     assert "endpoint health --cluster" in health.script
     assert (
         "--endpoints=https://10.0.0.3:2379 --cacert=/etc/pgha/tls/ca.crt "
@@ -80,3 +87,28 @@ def test_steps_start_without_blocking_and_wait_for_health(spec, tls):
 def test_v2_api_is_enabled_for_patroni(spec, tls):
     """Patroni's DCS is etcd's v2 API (no leases a stale leader could revoke)."""
     assert env(env_file(spec, spec.nodes[0], tls).content)["ETCD_ENABLE_V2"] == "true"
+
+
+def test_only_runtime_settings_restart_etcd(spec, tls, tmp_path):
+    """Comments and the founding settings older versions kept in the file restart nothing."""
+    node = spec.node("psql-01")
+    install, _ = etcd.steps(spec, node, tls, membership.helper(spec, node))
+    body = install.script.split("# --- end of library ---")[1]
+    function = body[body.index("runtime_settings() {") : body.index("\n}\n") + 3]
+    current = env_file(spec, node, tls).content
+    older = current.replace(
+        'ETCD_INITIAL_CLUSTER_TOKEN="pgha-dev-pgha"\n',
+        'ETCD_INITIAL_CLUSTER="psql-01=https://10.0.0.4:2380"\nETCD_INITIAL_CLUSTER_STATE="new"\n'
+        '# a comment\nETCD_INITIAL_CLUSTER_TOKEN="pgha-dev-pgha"\n',
+    )
+    assert older != current
+
+    def settings(text: str) -> str:
+        path = tmp_path / "etcd"
+        path.write_text(text)
+        script = function.replace(etcd.ENV_PATH, str(path)) + "runtime_settings\n"
+        return subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True).stdout
+
+    assert settings(older) == settings(current)
+    changed = current.replace('ETCD_ENABLE_V2="true"', 'ETCD_ENABLE_V2="false"')
+    assert settings(current) != settings(changed)

@@ -161,6 +161,8 @@ class Registration:
     provider: str
     ignore_changes: list[str]
     replacement_trigger: Any = None
+    replace_with: list[str] = field(default_factory=list)
+    delete_before_replace: bool = False
 
 
 class RecordingMonitor(MockMonitor):
@@ -188,6 +190,8 @@ class RecordingMonitor(MockMonitor):
                     if request.HasField("replacement_trigger")
                     else None
                 ),
+                replace_with=list(request.replace_with),
+                delete_before_replace=request.deleteBeforeReplace,
             )
         return response
 

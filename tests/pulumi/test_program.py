@@ -15,7 +15,16 @@ import pytest
 import yaml
 
 from components.cluster import PghaCluster, PghaClusterArgs
-from components.core import ClusterSecrets, ClusterSpec, ClusterTls, load_spec, node_steps, phases, pki
+from components.core import (
+    ClusterSecrets,
+    ClusterSpec,
+    ClusterTls,
+    leave_step,
+    load_spec,
+    node_steps,
+    phases,
+    pki,
+)
 from tests.pulumi.harness import (
     CERT_REQUEST,
     COMMAND,
@@ -169,7 +178,7 @@ def test_a_command_for_every_node_and_step_running_the_core_script(
         for node in dev_spec.nodes
         for step in node_steps(dev_spec, node, PLACEHOLDERS, tls_placeholders(dev_spec))
     }
-    commands = {r.name: r for r in dev_run.of_type(COMMAND)}
+    commands = {r.name: r for r in dev_run.of_type(COMMAND) if not r.name.endswith("-leave")}
     assert set(commands) == set(expected)
     for name, step in expected.items():
         assert commands[name].inputs["create"] == step.command
@@ -194,6 +203,33 @@ def test_dependencies_follow_the_phase_order(dev_run: ProgramRun, dev_spec: Clus
             # Same-phase steps run in parallel; nothing waits for a later phase.
             assert not deps & later, command
         previous = current
+
+
+def test_each_vm_leaves_the_cluster_before_it_is_deleted(dev_run: ProgramRun, dev_spec: ClusterSpec):
+    """Scale-in: deleting a VM's leave command runs the core's leave step on it, and
+    depending on the VM makes Pulumi delete the command (run it) before the VM."""
+    vms = {r.name: r.urn for r in dev_run.of_type(VM)}
+    for node in dev_spec.nodes:
+        leave = dev_run.named(COMMAND, f"{node.name}-leave")
+        assert leave.inputs["delete"] == leave_step(dev_spec, node).command
+        assert "create" not in leave.inputs and "stdin" not in leave.inputs
+        assert unwrap(leave.inputs["connection"])["host"] == str(node.ip)
+        deps = dev_run.monitor.registrations[leave.urn].dependencies
+        assert deps & set(vms.values()) == {vms[node.name]}
+        assert not any("Command" in d for d in deps)  # no step waits for it, it waits for none
+
+
+def test_a_replaced_vm_gets_all_its_steps_again(dev_run: ProgramRun, dev_spec: ClusterSpec):
+    """``pulumi up --replace`` of a VM (a dead one rebuilt) replaces, i.e. re-runs, its steps."""
+    vms = {r.name: r.urn for r in dev_run.of_type(VM)}
+    for node in dev_spec.nodes:
+        for step in node_steps(dev_spec, node, PLACEHOLDERS, tls_placeholders(dev_spec)):
+            command = dev_run.named(COMMAND, command_name(node.name, step.title))
+            assert command.replace_with == [vms[node.name]]
+    for leave in (r for r in dev_run.of_type(COMMAND) if r.name.endswith("-leave")):
+        assert leave.replace_with == []  # a dead VM cannot run its leave step
+    # Same MAC, IP and name: the replacement boots only once the old VM is gone.
+    assert all(vm.delete_before_replace for vm in dev_run.of_type(VM))
 
 
 def test_stdin_bundles_use_the_real_secrets_and_stay_secret(dev_run: ProgramRun, dev_spec: ClusterSpec):
@@ -240,7 +276,8 @@ def test_no_generated_secret_appears_in_clear_in_any_input(dev_run: ProgramRun):
             for secret in secrets:
                 assert secret not in text, f"{registration.name} shows a secret in clear"
     for command in dev_run.of_type(COMMAND):
-        assert not any(pw in command.inputs["create"] for pw in passwords)
+        script = command.inputs.get("create", "") + command.inputs.get("delete", "")
+        assert script and not any(pw in script for pw in passwords)
 
 
 # --- Certificates ----------------------------------------------------------------------
@@ -281,10 +318,14 @@ def test_every_secret_bearing_input_arrives_as_a_secret(dev_run: ProgramRun):
     for typ, keys in secret_inputs.items():
         for registration in dev_run.of_type(typ):
             for key in keys:
+                if key == "stdin" and registration.name.endswith("-leave"):
+                    assert key not in registration.inputs  # a leave step installs nothing
+                    continue
                 assert is_secret(registration.inputs[key]), (registration.name, key)
                 checked += 1
-    # The CA; a key request and a cert per VM (four); stdin and connection of 3 x 7 + 4 + 1 commands.
-    assert checked == 1 + 4 + 4 + 2 * 26
+    # The CA; a key request and a cert per VM (four); stdin and connection of 3 x 7 + 4 + 1 step
+    # commands; the connection of each VM's leave command (four).
+    assert checked == 1 + 4 + 4 + 2 * 26 + 4
 
 
 def test_rotation_replaces_every_node_key_and_only_those():
@@ -446,7 +487,12 @@ def test_a_witness_gets_a_vm_and_etcd_but_no_postgres():
     assert unwrap(run.named(VM, "witness").inputs)["nodeName"] == "pve3"
     assert {unwrap(r.inputs)["nodeName"] for r in run.of_type(IMAGE)} == {"pve1", "pve2", "pve3"}
     witness_steps = sorted(r.name for r in run.of_type(COMMAND) if r.name.startswith("witness-"))
-    assert witness_steps == ["witness-01-system", "witness-02-etcd", "witness-03-etcd-health"]
+    assert witness_steps == [
+        "witness-01-system",
+        "witness-02-etcd",
+        "witness-03-etcd-health",
+        "witness-leave",
+    ]
     assert all(text.startswith("survived") for text in run.exports["failureDomains"].values())
 
 

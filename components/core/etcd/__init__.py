@@ -22,6 +22,10 @@ PHASE = 2
 HEALTH_PHASE = 3
 PACKAGES = ("etcd-server", "etcd-client")
 ENV_PATH = "/etc/default/etcd"
+# ETCD_INITIAL_CLUSTER{,_STATE} for a member's first start: found or join (see membership).
+BOOTSTRAP_ENV_PATH = "/var/lib/pgha/etcd-bootstrap.env"
+DROPIN_PATH = "/etc/systemd/system/etcd.service.d/pgha.conf"
+MEMBERSHIP_PATH = "/usr/local/lib/pgha/membership"
 DATA_DIR = "/var/lib/etcd/pgha"
 # etcd's own copy of the node's certificate and key, for serving and for its peers.
 PEM_PATH = f"{pki.TLS_DIR}/etcd.pem"
@@ -33,6 +37,9 @@ def members(spec: ClusterSpec) -> tuple[Node, ...]:
     With two hosts one of them must carry two members, and losing it loses
     the quorum. Once a witness (or a third VM host) adds a third failure
     domain, one member per host lets the cluster survive the loss of any one.
+    Scaling out on two hosts therefore adds members (5 VMs: 5 members, still
+    tolerating two lost members but not the host carrying three); with three
+    or more hosts new VMs on existing hosts join Patroni only.
     """
     candidates = spec.quorum_nodes
     if len({n.host for n in candidates}) < 3:
@@ -56,8 +63,12 @@ def client_endpoints(spec: ClusterSpec) -> list[str]:
     return [f"{n.ip}:{spec.etcd.client_port}" for n in members(spec)]
 
 
+def initial_cluster(spec: ClusterSpec) -> str:
+    """name=peer URL of every member: the founding list (ETCD_INITIAL_CLUSTER)."""
+    return ",".join(f"{m.name}={peer_url(spec, m)}" for m in members(spec))
+
+
 def files(spec: ClusterSpec, node: Node, tls: pki.ClusterTls) -> list[RenderedFile]:
-    peers = ",".join(f"{m.name}={peer_url(spec, m)}" for m in members(spec))
     content = render_template(
         HERE,
         "etcd.env.j2",
@@ -66,12 +77,20 @@ def files(spec: ClusterSpec, node: Node, tls: pki.ClusterTls) -> list[RenderedFi
         peer_url=peer_url(spec, node),
         spec=spec,
         data_dir=DATA_DIR,
-        initial_cluster=peers,
         token=f"pgha-{spec.stack}-{spec.postgres.scope}",
         pem_path=PEM_PATH,
         ca_path=pki.CA_PATH,
+        membership_path=MEMBERSHIP_PATH,
+        bootstrap_env=BOOTSTRAP_ENV_PATH,
     )
-    return [RenderedFile(ENV_PATH, content), pki.key_file(PEM_PATH, tls.node(node), owner="etcd")]
+    dropin = render_template(
+        HERE, "etcd.service.conf.j2", membership_path=MEMBERSHIP_PATH, bootstrap_env=BOOTSTRAP_ENV_PATH
+    )
+    return [
+        RenderedFile(ENV_PATH, content),
+        RenderedFile(DROPIN_PATH, dropin),
+        pki.key_file(PEM_PATH, tls.node(node), owner="etcd"),
+    ]
 
 
 def etcdctl_flags(spec: ClusterSpec, node: Node) -> list[str]:
@@ -84,17 +103,26 @@ def etcdctl_flags(spec: ClusterSpec, node: Node) -> list[str]:
     ]
 
 
-def steps(spec: ClusterSpec, node: Node, tls: pki.ClusterTls) -> list[Step]:
+def steps(spec: ClusterSpec, node: Node, tls: pki.ClusterTls, membership: RenderedFile) -> list[Step]:
+    """``membership`` is the node's join/leave helper (components.core.membership): installed
+    here, since a member's first start needs it, and on non-members too, for leaving."""
     if node not in members(spec):
         # Not a member (one member per host once a witness exists): an etcd
         # the package may have started here would only be a stray cluster.
         script = render_script(HERE, "etcd-absent.sh.j2", "etcd")
-        return [Step(node.name, PHASE, "etcd", script)]
+        return [Step(node.name, PHASE, "etcd", script, (membership,))]
     install = render_script(
-        HERE, "etcd.sh.j2", "etcd", packages=PACKAGES, data_dir=DATA_DIR, env_path=ENV_PATH
+        HERE,
+        "etcd.sh.j2",
+        "etcd",
+        packages=PACKAGES,
+        data_dir=DATA_DIR,
+        env_path=ENV_PATH,
+        dropin_path=DROPIN_PATH,
+        membership_path=MEMBERSHIP_PATH,
     )
     health = render_script(HERE, "etcd-health.sh.j2", "etcd-health", flags=etcdctl_flags(spec, node))
     return [
-        Step(node.name, PHASE, "etcd", install, tuple(files(spec, node, tls))),
+        Step(node.name, PHASE, "etcd", install, (*files(spec, node, tls), membership)),
         Step(node.name, HEALTH_PHASE, "etcd-health", health),
     ]

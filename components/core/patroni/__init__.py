@@ -108,6 +108,7 @@ def dynamic_config(spec: ClusterSpec) -> dict[str, Any]:
         "retry_timeout": patroni.retry_timeout,
         "maximum_lag_on_failover": patroni.maximum_lag_on_failover,
         "failsafe_mode": patroni.failsafe_mode,
+        "member_slots_ttl": patroni.member_slots_ttl,
         "synchronous_mode": patroni.synchronous_mode,
         "synchronous_mode_strict": False,
         "synchronous_node_count": spec.sync_standbys,
@@ -188,7 +189,11 @@ def config(spec: ClusterSpec, node: Node, secrets: ClusterSecrets) -> dict[str, 
         # No /dev/watchdog (a container, a VM without softdog) is not fatal in
         # "automatic"; where it exists Patroni uses it to fence a hung primary.
         "watchdog": {"mode": patroni.watchdog, "device": "/dev/watchdog", "safety_margin": 5},
-        "tags": {"nofailover": False, "noloadbalance": False, "clonefrom": False, "nosync": False},
+        # clonefrom: a new or replaced member takes its base backup from a
+        # running replica with this tag, picked at random (Patroni excludes the
+        # leader from these), and from the leader only when there is none: a
+        # scale-out does not load the primary.
+        "tags": {"nofailover": False, "noloadbalance": False, "clonefrom": True, "nosync": False},
     }
 
 
@@ -199,6 +204,21 @@ def createcluster_file() -> RenderedFile:
         "# Managed by pgha: Patroni or pgha-restore creates clusters, Debian must not.\n"
         "create_main_cluster = false\n",
     )
+
+
+def dynamic_settings(spec: ClusterSpec) -> dict[str, int]:
+    """DCS settings the patroni step keeps in line with the spec, not only at bootstrap.
+
+    Patroni reads ``bootstrap.dcs`` once, when it creates the cluster; these
+    change with the number of VMs (or are tuned for scale-in) afterwards.
+    """
+    # A subset of dynamic_config(), the one place that decides them.
+    dynamic = dynamic_config(spec)
+    settings = {"member_slots_ttl": dynamic["member_slots_ttl"]}
+    if spec.patroni.synchronous_mode:
+        # Every replica synchronous by default: the count follows the VM count.
+        settings["synchronous_node_count"] = dynamic["synchronous_node_count"]
+    return settings
 
 
 def files(spec: ClusterSpec, node: Node, secrets: ClusterSecrets, tls: pki.ClusterTls) -> list[RenderedFile]:
@@ -231,5 +251,7 @@ def steps(spec: ClusterSpec, node: Node, secrets: ClusterSecrets, tls: pki.Clust
         server_packages=server_packages(spec),
         health_url=rest_api_url(spec, node) + "/health",
         ca_path=pki.CA_PATH,
+        config_path=CONFIG_PATH,
+        dynamic=dynamic_settings(spec),
     )
     return [Step(node.name, PHASE, "patroni", script, tuple(files(spec, node, secrets, tls)))]

@@ -1,0 +1,62 @@
+"""Joining and leaving the running cluster: scale-out, scale-in, a replaced VM.
+
+Rendering stays deterministic: the files and scripts depend on the spec only.
+What depends on the running cluster (found it or join it, a stale member of a
+replaced VM to remove) is decided on the VM by the helper this module renders,
+which asks the other etcd members with the VM's own certificate. The helper
+changes etcd's membership one VM at a time, under an etcd lock: a new member
+is added as a learner (outside the quorum) and promoted once it has caught
+up; a leaving one first hands over the VIP and the primary, leaves Patroni's
+synchronous set, stops Patroni and then leaves etcd.
+
+The leave step is not part of the phases: Pulumi runs it as the ``delete`` of
+a per-VM command just before deleting the VM, and the lab runs it on each
+machine that is absent from the new spec before removing the machine.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .. import etcd, haproxy, patroni, pki
+from ..files import RenderedFile, Step, render_script, render_template
+from ..spec import ClusterSpec, Node
+
+HERE = Path(__file__).resolve().parent
+HELPER_PATH = etcd.MEMBERSHIP_PATH
+# Patroni's leader key lives in etcd's v2 keyspace; this lock in v3's.
+LOCK = "pgha/membership"
+LOCK_TIMEOUT_S = 900
+LEAVE_STEP = "leave"
+
+
+def helper(spec: ClusterSpec, node: Node) -> RenderedFile:
+    """The node's join/leave helper, installed by the etcd step (its join runs there)."""
+    members = etcd.members(spec)
+    others = [m for m in members if m != node]
+    content = render_template(
+        HERE,
+        "membership.sh.j2",
+        node=node,
+        etcd_member=node in members,
+        peer_url=etcd.peer_url(spec, node),
+        client_url=etcd.client_url(spec, node),
+        initial_cluster=etcd.initial_cluster(spec),
+        others=",".join(etcd.client_url(spec, m) for m in others),
+        data_dir=etcd.DATA_DIR,
+        bootstrap_env=etcd.BOOTSTRAP_ENV_PATH,
+        lock=LOCK,
+        lock_timeout=LOCK_TIMEOUT_S,
+        tls_flags=[f for f in etcd.etcdctl_flags(spec, node) if not f.startswith("--endpoints=")],
+        patroni_config=patroni.CONFIG_PATH,
+        patroni_url=patroni.rest_api_url(spec, node),
+        haproxy_config=haproxy.CONFIG_PATH,
+        ca_path=pki.CA_PATH,
+    )
+    return RenderedFile(HELPER_PATH, content, mode=0o755)
+
+
+def leave_step(spec: ClusterSpec, node: Node) -> Step:
+    """What runs on a VM before it is deleted; no files, no secret: safe to keep in state."""
+    script = render_script(HERE, "leave.sh.j2", LEAVE_STEP, helper_path=HELPER_PATH)
+    return Step(node.name, 0, LEAVE_STEP, script)
