@@ -379,17 +379,9 @@ def primary_partition(lab: Lab, hold: float | None = None, etcd_leader_too: bool
     """
     hold = hold if hold is not None else lab.spec.patroni.ttl + 15
     with scenario(lab, "primary_partition") as run:
-        machine = lab.machine(lab.spec.node(_require(run.old_primary)))
-        run.extra["etcd_leader_at_fault"] = _etcd_leader_on(lab, _require(run.old_primary), etcd_leader_too)
-        try:
-            since = run.inject(machine.partition)
-            run.writer.wait_resumed(since, hold)
-            _sleep_until(since + hold)
-        finally:
-            healed = time.monotonic()
-            machine.heal()
-        run.rejoin_s = wait_serving(lab, _require(run.old_primary), healed, as_replica=True)
-        run.extra["held_s"] = round(healed - since, 1)
+        old = _require(run.old_primary)
+        machine = lab.machine(lab.spec.node(old))
+        _hold_out(lab, run, old, machine.partition, machine.heal, hold, etcd_leader_too)
     return run.result()
 
 
@@ -403,16 +395,7 @@ def primary_freeze(lab: Lab, hold: float | None = None, etcd_leader_too: bool = 
     with scenario(lab, "primary_freeze") as run:
         old = _require(run.old_primary)
         machine = lab.machine(lab.spec.node(old))
-        run.extra["etcd_leader_at_fault"] = _etcd_leader_on(lab, old, etcd_leader_too)
-        try:
-            since = run.inject(machine.freeze)
-            run.writer.wait_resumed(since, hold)
-            _sleep_until(since + hold)
-        finally:
-            thawed = time.monotonic()
-            machine.thaw()
-        run.rejoin_s = wait_serving(lab, old, thawed, as_replica=True)
-        run.extra["held_s"] = round(thawed - since, 1)
+        _hold_out(lab, run, old, machine.freeze, machine.thaw, hold, etcd_leader_too)
     result = run.result()
     old_ip = node_ip(lab, old)
     takeover = _first_ack_elsewhere(run.writer, old_ip)
@@ -580,6 +563,31 @@ def _etcd_leader_on(lab: Lab, node: str, wanted: bool) -> str | None:
     if wanted:
         move_etcd_leader(lab, node)
     return etcd_leader(lab)
+
+
+def _hold_out(
+    lab: Lab,
+    run: Run,
+    old: str,
+    cut: Callable[[], None],
+    restore: Callable[[], None],
+    hold: float,
+    etcd_leader_too: bool,
+) -> None:
+    """Cut the primary ``old`` off for ``hold`` seconds, then bring it back: it must rejoin as a replica.
+
+    The partition and the freeze differ only in how the machine is cut off.
+    """
+    run.extra["etcd_leader_at_fault"] = _etcd_leader_on(lab, old, etcd_leader_too)
+    try:
+        since = run.inject(cut)
+        run.writer.wait_resumed(since, hold)
+        _sleep_until(since + hold)
+    finally:
+        restored = time.monotonic()
+        restore()
+    run.rejoin_s = wait_serving(lab, old, restored, as_replica=True)
+    run.extra["held_s"] = round(restored - since, 1)
 
 
 def _sleep_until(deadline: float) -> None:

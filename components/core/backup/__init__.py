@@ -127,13 +127,15 @@ def _local_pg(spec: ClusterSpec) -> list[tuple[str, str]]:
     ]
 
 
-def _remote_pgs(spec: ClusterSpec, nodes: list[Node], pem_path: str, first: int) -> list[tuple[str, str]]:
+def _remote_pgs(
+    spec: ClusterSpec, nodes: list[Node], pem_path: str, port: int, first: int
+) -> list[tuple[str, str]]:
     options: list[tuple[str, str]] = []
     for index, peer in enumerate(nodes, start=first):
         prefix = f"pg{index}"
         options += [
             (f"{prefix}-host", str(peer.ip)),
-            *_tls_client(prefix, pem_path, spec.backup.tls_port if spec.backup else 0),
+            *_tls_client(prefix, pem_path, port),
             (f"{prefix}-path", spec.postgres.data_dir),
             (f"{prefix}-port", str(spec.postgres.port)),
             (f"{prefix}-socket-path", patroni.SOCKET_DIR),
@@ -167,7 +169,7 @@ def config_sections(
             *common,
             *_tls_server(node, PEM_PATH, backup.tls_port, clients, name),
         ]
-        stanza_options = _remote_pgs(spec, list(spec.postgres_nodes), PEM_PATH, first=1)
+        stanza_options = _remote_pgs(spec, list(spec.postgres_nodes), PEM_PATH, backup.tls_port, first=1)
     elif backup.repository == "host":
         repository = spec.repository_node
         assert repository is not None
@@ -188,7 +190,7 @@ def config_sections(
             *common,
             *_tls_server(node, PEM_PATH, backup.tls_port, others, name),
         ]
-        stanza_options = _local_pg(spec) + _remote_pgs(spec, peers, PEM_PATH, first=2)
+        stanza_options = _local_pg(spec) + _remote_pgs(spec, peers, PEM_PATH, backup.tls_port, first=2)
     return [("global", global_options), (name, stanza_options)]
 
 
