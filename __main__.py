@@ -15,7 +15,7 @@ import pulumi
 from pulumi.runtime import config as runtime_config
 
 from components.cluster import PghaCluster, PghaClusterArgs
-from components.core.config import NAMESPACE, ConfigError, load_spec
+from pgha.config import NAMESPACE, ConfigError, load_spec
 
 
 def namespace_config(namespace: str) -> dict[str, Any]:

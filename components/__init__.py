@@ -1,4 +1,1 @@
-"""pgha's components: the pure core (``components.core``) and the Pulumi shell.
-
-Kept import-free so ``python -m components.render`` works without Pulumi.
-"""
+"""pgha's Pulumi shell: ComponentResources that wire the pure core (``pgha``) to Proxmox and SSH."""

@@ -8,9 +8,10 @@ from urllib.parse import quote
 
 import pulumi
 
-from .core.secrets import SUPERUSER, ClusterSecrets
-from .core.spec import ClusterSpec
-from .core.topology import failure_domains
+from pgha.secrets import SUPERUSER, ClusterSecrets
+from pgha.spec import ClusterSpec
+from pgha.topology import failure_domains
+
 from .network import PrivateNetwork, PrivateNetworkArgs
 from .secrets import ClusterPasswords
 from .steps import RemoteSteps, RemoteStepsArgs

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_proxmoxve as proxmoxve
 
-from .core.spec import ClusterSpec
+from pgha.spec import ClusterSpec
 
 
 @dataclass(frozen=True)

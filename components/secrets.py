@@ -12,8 +12,8 @@ import pulumi
 import pulumi_random
 import pulumi_tls
 
-from .core.config import NAMESPACE
-from .core.secrets import SUPPLIED, ClusterSecrets
+from pgha.config import NAMESPACE
+from pgha.secrets import SUPPLIED, ClusterSecrets
 
 
 @dataclass(frozen=True)

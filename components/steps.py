@@ -8,11 +8,11 @@ from dataclasses import dataclass
 import pulumi
 from pulumi_command import remote
 
-from .core.files import Step
-from .core.pki import ClusterTls
-from .core.plan import leave_step, node_steps, phases
-from .core.secrets import ClusterSecrets
-from .core.spec import ClusterSpec, Node
+from pgha.files import Step
+from pgha.pki import ClusterTls
+from pgha.plan import leave_step, node_steps, phases
+from pgha.secrets import ClusterSecrets
+from pgha.spec import ClusterSpec, Node
 
 # A fresh VM answers SSH only once cloud-init has run: keep dialing for ~5 minutes.
 DIAL_ERROR_LIMIT = 30

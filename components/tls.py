@@ -2,7 +2,7 @@
 
 Everything lives in the stack's state, private keys as secrets; the CA's key
 never leaves it. What each certificate names comes from the core
-(:func:`components.core.pki.node_identity`), the same answer the lab's
+(:func:`pgha.pki.node_identity`), the same answer the lab's
 locally issued certificates get.
 
 Rotation: bumping ``pgha:tls.rotation`` replaces every node's private key
@@ -18,9 +18,9 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_tls
 
-from .core import pki
-from .core.pki import ClusterTls, NodeTls
-from .core.spec import ClusterSpec
+from pgha import pki
+from pgha.pki import ClusterTls, NodeTls
+from pgha.spec import ClusterSpec
 
 HOURS_PER_DAY = 24
 

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_proxmoxve as proxmoxve
 
-from .core import cloudinit
-from .core.spec import ClusterSpec, Node
+from pgha import cloudinit
+from pgha.spec import ClusterSpec, Node
 
 # Portable across CPU generations, so a VM can live-migrate between the two hosts.
 CPU_TYPE = "x86-64-v2-AES"

@@ -26,7 +26,7 @@ import subprocess
 import sys
 import time
 
-from components.core import ConfigError
+from pgha import ConfigError
 
 from . import backups
 from .bench import FAILOVER_FAULTS, failover, proxy

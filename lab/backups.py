@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address
 from typing import Any
 
-from components.core import backup, patroni, pki
-from components.core.spec import Node
+from pgha import backup, patroni, pki
+from pgha.spec import Node
 
 from .cluster import Lab
 from .image import ensure_image

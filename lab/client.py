@@ -6,7 +6,7 @@ from typing import Any
 
 import psycopg
 
-from components.core.secrets import SUPERUSER
+from pgha.secrets import SUPERUSER
 
 from .cluster import Lab
 from .inside import inside

@@ -1,7 +1,7 @@
 """The lab: one local Debian 13 machine per VM of a stack, driven like Proxmox.
 
 Only machines, network and the SSH executor are the lab's own; the seed
-(cloud-init) and every step come from ``components.core``, exactly as the
+(cloud-init) and every step come from ``pgha``, exactly as the
 Pulumi components send them.
 """
 
@@ -24,7 +24,7 @@ from typing import Any
 
 import asyncssh
 
-from components.core import (
+from pgha import (
     ClusterSecrets,
     ClusterSpec,
     ClusterTls,
@@ -40,8 +40,8 @@ from components.core import (
     phases,
     pki,
 )
-from components.core.secrets import SUPERUSER
-from components.core.spec import MaintenanceSpec
+from pgha.secrets import SUPERUSER
+from pgha.spec import MaintenanceSpec
 
 from .image import ensure_image
 from .inside import inside
@@ -65,14 +65,19 @@ class Timings:
 
 
 class Lab:
-    """A stack's lab: state under /var/lib/pgha-lab/<stack>, namespace pgha-<stack>."""
+    """A stack's lab: state under /var/lib/pgha-lab/<name>, namespace pgha-<name>.
+
+    <name> is the stack, prefixed by $PGHA_LAB_PREFIX when set, so two checkouts
+    can each run the same stack's lab side by side without touching the other's.
+    """
 
     def __init__(self, stack: str = "dev", report: Callable[[str], None] = print) -> None:
         self.stack = stack
         self.spec: ClusterSpec = load_stack(stack)
         self.report = report
-        self.state_dir = STATE_ROOT / stack
-        self.network = LabNetwork(f"pgha-{stack}")
+        self.name = os.environ.get("PGHA_LAB_PREFIX", "") + stack
+        self.state_dir = STATE_ROOT / self.name
+        self.network = LabNetwork(f"pgha-{self.name}")
         self.key_path = self.state_dir / "id_ed25519"
         self.secrets_path = self.state_dir / "secrets.json"
         self.tls_path = self.state_dir / "tls.json"

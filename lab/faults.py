@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from components.core import etcd, patroni
+from pgha import etcd, patroni
 
 from .cluster import Lab
 from .workload import Reader, Writer, ensure_ledger

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import asyncssh
 
-from components.core import Step
+from pgha import Step
 
 from .inside import connect
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from components.core import ClusterSecrets, ClusterSpec, ClusterTls, LocalCa, load_spec
-from components.core.stackfile import load_stack, read_config
+from pgha import ClusterSecrets, ClusterSpec, ClusterTls, LocalCa, load_spec
+from pgha.stackfile import load_stack, read_config
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from components.core import ConfigError, backup, load_spec, patroni
+from pgha import ConfigError, backup, load_spec, patroni
 
 
 def ini(text: str) -> dict[str, dict[str, list[str]]]:
@@ -32,7 +32,7 @@ def conf(spec, node, secrets) -> dict[str, dict[str, list[str]]]:
 
 
 def _tls(spec):
-    from components.core import ClusterTls
+    from pgha import ClusterTls
 
     return ClusterTls.placeholders(spec)
 
@@ -80,7 +80,7 @@ def test_patroni_archives_through_pgbackrest_and_promotions_never_wait_for_it(sp
     assert parameters["archive_mode"] == "on"
     assert parameters["archive_command"] == "pgbackrest --stanza=pgha archive-push %p"
     assert parameters["archive_timeout"] == 60
-    # A dead repository must not stall a promotion (see components/core/backup).
+    # A dead repository must not stall a promotion (see pgha/backup).
     assert "recovery_conf" not in document["postgresql"]
 
 

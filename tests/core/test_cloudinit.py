@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import yaml
 
-from components.core import cloudinit
+from pgha import cloudinit
 
 
 def test_user_data(spec):

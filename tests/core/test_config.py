@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from components.core import ConfigError, load_spec
+from pgha import ConfigError, load_spec
 
 
 def problems(config: dict[str, Any]) -> list[str]:

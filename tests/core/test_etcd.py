@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 
-from components.core import etcd, load_spec, membership
+from pgha import etcd, load_spec, membership
 
 
 def env(text: str) -> dict[str, str]:
@@ -24,7 +24,7 @@ def test_member_file_per_node(spec, tls):
         assert values["ETCD_NAME"] == node.name
         assert values["ETCD_LISTEN_PEER_URLS"] == f"https://{node.ip}:2380"
         assert values["ETCD_ADVERTISE_CLIENT_URLS"] == f"https://{node.ip}:2379"
-        # Founding or joining is decided on the VM (components.core.membership).
+        # Founding or joining is decided on the VM (pgha.membership).
         assert "ETCD_INITIAL_CLUSTER" not in values and "ETCD_INITIAL_CLUSTER_STATE" not in values
         assert etcd.initial_cluster(spec) == (
             "psql-01=https://10.0.0.4:2380,psql-02=https://10.0.0.3:2380,psql-03=https://10.0.0.2:2380"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from components.core import haproxy
+from pgha import haproxy
 
 
 def sections(text: str) -> dict[str, list[str]]:
@@ -21,7 +21,7 @@ def sections(text: str) -> dict[str, list[str]]:
 
 
 def config_file(spec, node, secrets):
-    from components.core import ClusterTls
+    from pgha import ClusterTls
 
     files = haproxy.files(spec, node, secrets, ClusterTls.placeholders(spec))
     return next(f for f in files if f.path == haproxy.CONFIG_PATH)

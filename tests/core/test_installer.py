@@ -8,7 +8,7 @@ import stat
 import subprocess
 import sys
 
-from components.core.cloudinit import CLOUD_INIT_DIR
+from pgha.cloudinit import CLOUD_INIT_DIR
 
 INSTALLER = CLOUD_INIT_DIR / "pgha-install-files"
 

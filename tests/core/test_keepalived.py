@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from components.core import keepalived
+from pgha import keepalived
 
 
 def conf(spec, node) -> str:
@@ -35,7 +35,7 @@ def test_tracks_haproxy_with_script_security(spec):
 
 
 def test_haproxy_may_bind_the_vip(spec, tls):
-    from components.core import system
+    from pgha import system
 
     sysctl, _ = system.files(spec, spec.nodes[0], tls)
     assert "net.ipv4.ip_nonlocal_bind = 1" in sysctl.content

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
-from components.core import ConfigError, load_spec, maintenance, node_steps, patroni
-from components.core.files import RenderedFile
+from pgha import ConfigError, load_spec, maintenance, node_steps, patroni
+from pgha.files import RenderedFile
 
 
 def tool_module(tmp_path) -> types.ModuleType:
@@ -83,7 +83,7 @@ def test_upgrade_steps_only_with_a_generation(spec, secrets, tls, dev_config):
 
 
 def test_a_witness_takes_its_turn_with_its_etcd_certificate(dev_config, secrets):
-    from components.core import LocalCa
+    from pgha import LocalCa
 
     dev_config["witness"] = {"name": "witness", "host": "pve3", "ip": "10.0.0.5"}
     dev_config["maintenance"] = {"upgrade": 1}

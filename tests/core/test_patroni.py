@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import yaml
 
-from components.core import patroni
+from pgha import patroni
 
 
 def parsed(spec, node, secrets) -> dict:
@@ -13,7 +13,7 @@ def parsed(spec, node, secrets) -> dict:
 
 def config_file(spec, node, secrets):
     # The config holds no certificate, only paths: any key pair will do here.
-    from components.core import ClusterTls
+    from pgha import ClusterTls
 
     placeholders = ClusterTls.placeholders(spec)
     return next(f for f in patroni.files(spec, node, secrets, placeholders) if f.path == patroni.CONFIG_PATH)
@@ -97,7 +97,7 @@ def test_config_file_is_private(spec, secrets):
 
 
 def test_parameters_from_config_override_defaults(dev_config, secrets):
-    from components.core import load_spec
+    from pgha import load_spec
 
     dev_config["postgres"] = {"parameters": {"max_connections": 500, "work_mem": "8MB"}}
     spec = load_spec(dev_config, "dev")
@@ -120,7 +120,7 @@ def test_every_replica_is_synchronous_by_default(spec, secrets):
 def test_synchronous_node_count_is_bounded(dev_config):
     import pytest
 
-    from components.core import ConfigError, load_spec
+    from pgha import ConfigError, load_spec
 
     dev_config["patroni"] = {"synchronousNodeCount": 3}
     with pytest.raises(ConfigError) as caught:
@@ -131,7 +131,7 @@ def test_synchronous_node_count_is_bounded(dev_config):
 def test_security_parameters_cannot_be_overridden(dev_config):
     import pytest
 
-    from components.core import ConfigError, load_spec
+    from pgha import ConfigError, load_spec
 
     dev_config["postgres"] = {"parameters": {"ssl": "off", "password_encryption": "md5", "work_mem": "8MB"}}
     with pytest.raises(ConfigError) as caught:

@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from components.core import ClusterTls, LocalCa, load_spec, pki
+from pgha import ClusterTls, LocalCa, load_spec, pki
 
 
 def cert(pem: str) -> x509.Certificate:

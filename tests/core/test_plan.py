@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import subprocess
 
-from components.core import ClusterTls, cluster_steps, node_steps, phases
-from components.core.plan import PHASE_NAMES
+from pgha import ClusterTls, cluster_steps, node_steps, phases
+from pgha.plan import PHASE_NAMES
 
 
 def test_phase_order(spec, secrets, tls):
@@ -33,7 +33,7 @@ def test_phase_order(spec, secrets, tls):
 
 
 def test_an_upgrade_generation_adds_the_upgrade_phase_last(dev_config, secrets, tls):
-    from components.core import load_spec
+    from pgha import load_spec
 
     dev_config["maintenance"] = {"upgrade": 1}
     upgrading = load_spec(dev_config, "dev")
@@ -97,7 +97,7 @@ def test_stdin_is_the_bundle_of_files(spec, secrets, tls):
 
 
 def test_digest_follows_content(spec, secrets, tls, dev_config):
-    from components.core import load_spec
+    from pgha import load_spec
 
     before = {s.title: s.digest for s in node_steps(spec, spec.nodes[0], secrets, tls)}
     dev_config["haproxy"] = {"checkRise": 3}

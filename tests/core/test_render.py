@@ -8,12 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from components.core.files import REPO_DIR
+from pgha.files import REPO_DIR
 
 
 def render(*args: str, cwd: Path = REPO_DIR) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "components.render", *args],
+        [sys.executable, "-m", "pgha.render", *args],
         cwd=cwd,
         capture_output=True,
         text=True,
@@ -60,12 +60,12 @@ def test_dev_tree(tmp_path):
 
 
 def test_invalid_stack_exits_2_with_messages(tmp_path):
-    shutil.copytree(REPO_DIR / "components", tmp_path / "components")
+    shutil.copytree(REPO_DIR / "pgha", tmp_path / "pgha")
     shutil.copytree(REPO_DIR / "cloud-init", tmp_path / "cloud-init")
     text = (REPO_DIR / "Pulumi.dev.yaml").read_text().replace("pgha:vip: 10.0.0.10", "pgha:vip: 10.9.0.10")
     (tmp_path / "Pulumi.bad.yaml").write_text(text)
     result = subprocess.run(
-        [sys.executable, "-m", "components.render", "--stack", "bad", "--out", str(tmp_path / "out")],
+        [sys.executable, "-m", "pgha.render", "--stack", "bad", "--out", str(tmp_path / "out")],
         cwd=tmp_path,
         capture_output=True,
         text=True,

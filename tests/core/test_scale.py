@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from components.core import (
+from pgha import (
     ClusterSpec,
     ConfigError,
     LocalCa,
@@ -47,7 +47,7 @@ def spec5(dev_config) -> ClusterSpec:
 
 @pytest.fixture(scope="module")
 def tls5():
-    from components.core.stackfile import read_config
+    from pgha.stackfile import read_config
 
     spec = five(read_config("dev"))
     return LocalCa.create(spec).issue_cluster(spec)
@@ -251,6 +251,6 @@ def test_every_step_of_five_vms_parses(spec5, secrets, tls5):
 
 
 def _secrets():
-    from components.core import ClusterSecrets
+    from pgha import ClusterSecrets
 
     return ClusterSecrets.placeholders()

@@ -21,11 +21,11 @@ from typing import Any
 
 import pytest
 
-from components.core import ClusterSpec, etcd, haproxy, keepalived, load_spec
-from components.core.stackfile import read_config
 from lab import faults
 from lab.client import connect
 from lab.cluster import Lab
+from pgha import ClusterSpec, etcd, haproxy, keepalived, load_spec
+from pgha.stackfile import read_config
 from tests.lab.conftest import running_lab
 
 from .test_faults import _check, _report

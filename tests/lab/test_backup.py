@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from components.core import backup
 from lab import backups, faults
 from lab.client import connect
+from pgha import backup
 
 pytestmark = pytest.mark.lab
 

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from components.core import etcd, haproxy, node_files, patroni
 from lab.client import connect
+from pgha import etcd, haproxy, node_files, patroni
 
 pytestmark = pytest.mark.lab
 

@@ -24,13 +24,13 @@ from typing import Any
 import psycopg
 import pytest
 
-from components.core import load_spec
-from components.core.stackfile import read_config
 from lab import faults
 from lab.client import connect
 from lab.cluster import Lab
 from lab.ssh import StepError
 from lab.workload import CLIENT_OPTIONS, Writer
+from pgha import load_spec
+from pgha.stackfile import read_config
 from tests.lab.conftest import running_lab
 
 pytestmark = pytest.mark.lab

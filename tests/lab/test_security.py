@@ -24,10 +24,10 @@ from ipaddress import ip_address
 import psycopg
 import pytest
 
-from components.core import LocalCa, backup, etcd, haproxy, node_files, patroni, pki
-from components.core.secrets import HAPROXY_STATS_USER, RESTAPI_USER
 from lab.client import connect
 from lab.inside import inside
+from pgha import LocalCa, backup, etcd, haproxy, node_files, patroni, pki
+from pgha.secrets import HAPROXY_STATS_USER, RESTAPI_USER
 
 pytestmark = pytest.mark.lab
 

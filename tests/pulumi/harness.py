@@ -24,8 +24,8 @@ from pulumi.runtime import rpc
 from pulumi.runtime.mocks import MockCallArgs, MockMonitor, MockResourceArgs
 from pulumi.runtime.settings import ROOT
 
-from components.core.files import REPO_DIR
-from components.core.secrets import ClusterSecrets
+from pgha.files import REPO_DIR
+from pgha.secrets import ClusterSecrets
 
 # pulumi_command.remote loads its modules lazily, on first use, and the deprecated
 # CopyFile's module warns then: load it quietly once so `-W error` runs pass too.

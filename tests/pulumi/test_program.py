@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from components.cluster import PghaCluster, PghaClusterArgs
-from components.core import (
+from pgha import (
     ClusterSecrets,
     ClusterSpec,
     ClusterTls,

@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.core import (
+from pgha import (
     ClusterSecrets,
     ClusterSpec,
     ClusterTls,
@@ -41,8 +41,8 @@ from components.core import (
     load_stack,
     node_files,
 )
-from components.core.files import REPO_DIR
-from components.core.keepalived import SCRIPT_USER
+from pgha.files import REPO_DIR
+from pgha.keepalived import SCRIPT_USER
 
 pytestmark = pytest.mark.validators
 

@@ -1,6 +1,6 @@
 """The typed cluster spec: the one object every renderer reads.
 
-It is built only by :func:`components.core.config.load_spec`, after validation,
+It is built only by :func:`pgha.config.load_spec`, after validation,
 so renderers may trust every field (addresses parse, ports differ, and so on).
 """
 

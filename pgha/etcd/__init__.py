@@ -104,7 +104,7 @@ def etcdctl_flags(spec: ClusterSpec, node: Node) -> list[str]:
 
 
 def steps(spec: ClusterSpec, node: Node, tls: pki.ClusterTls, membership: RenderedFile) -> list[Step]:
-    """``membership`` is the node's join/leave helper (components.core.membership): installed
+    """``membership`` is the node's join/leave helper (pgha.membership): installed
     here, since a member's first start needs it, and on non-members too, for leaving."""
     if node not in members(spec):
         # Not a member (one member per host once a witness exists): an etcd

@@ -58,7 +58,7 @@ def phases(spec: ClusterSpec, secrets: ClusterSecrets, tls: ClusterTls) -> list[
 
 
 def leave_step(spec: ClusterSpec, node: Node) -> Step:
-    """Run on a VM before it is deleted (scale-in); not a phase: see components.core.membership."""
+    """Run on a VM before it is deleted (scale-in); not a phase: see pgha.membership."""
     return membership.leave_step(spec, node)
 
 

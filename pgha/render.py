@@ -1,6 +1,6 @@
 """Offline render, like ``helm template``: every file and step of every VM.
 
-    python -m components.render --stack dev --out DIR
+    python -m pgha.render --stack dev --out DIR
 
 writes ``DIR/<vm>/<path on the VM>`` for each file, ``DIR/<vm>/steps/NN-name.sh``
 for each remote step in order, and ``DIR/<vm>/cloud-init/`` for the NoCloud
@@ -15,9 +15,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from .core import ClusterSecrets, ClusterTls, ConfigError, leave_step, load_stack, node_files, node_steps
-from .core.cloudinit import DEPLOY_KEY_PLACEHOLDER, seed
-from .core.spec import ClusterSpec
+from . import ClusterSecrets, ClusterTls, ConfigError, leave_step, load_stack, node_files, node_steps
+from .cloudinit import DEPLOY_KEY_PLACEHOLDER, seed
+from .spec import ClusterSpec
 
 
 def write_tree(
@@ -50,7 +50,7 @@ def write_tree(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m components.render", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m pgha.render", description=__doc__.split("\n")[0])
     parser.add_argument("--stack", default="dev")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)

@@ -18,7 +18,7 @@ from pathlib import Path
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 CORE_DIR = Path(__file__).resolve().parent
-REPO_DIR = CORE_DIR.parent.parent
+REPO_DIR = CORE_DIR.parent
 INSTALLER_PATH = "/usr/local/sbin/pgha-install-files"
 
 
