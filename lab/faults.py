@@ -26,6 +26,8 @@ from typing import Any
 from pgha import etcd, patroni
 
 from .cluster import Lab
+from .netfaults import drop, undrop
+from .probe import DirectProbe
 from .workload import Reader, Writer, ensure_ledger
 
 STEADY_ACKS = 50  # acknowledged writes before the fault: the writer is in steady state
@@ -54,7 +56,7 @@ def leader(lab: Lab) -> str | None:
 
 def sync_standby(lab: Lab) -> str | None:
     for name, member in members(lab).items():
-        if member.get("role") == "sync_standby" and member.get("state") == "streaming":
+        if member.get("role") in ("sync_standby", "quorum_standby") and member.get("state") == "streaming":
             return name
     return None
 
@@ -295,6 +297,8 @@ class Run:
             "old_primary": self.old_primary,
             "new_primary": new_primary,
             "unavailability_s": round(writer.unavailability(since=self.fault_at), 2),
+            # Commits that only waited count too: the longest time without an acknowledgement.
+            "max_gap_s": round(writer.max_gap(since=self.fault_at), 2),
             "windows": [
                 {
                     "start_s": round(w.start - self.fault_at, 2),
@@ -382,6 +386,15 @@ def primary_partition(lab: Lab, hold: float | None = None, etcd_leader_too: bool
         old = _require(run.old_primary)
         machine = lab.machine(lab.spec.node(old))
         _hold_out(lab, run, old, machine.partition, machine.heal, hold, etcd_leader_too)
+    return run.result()
+
+
+def primary_drop(lab: Lab, hold: float | None = None, etcd_leader_too: bool = True) -> dict[str, Any]:
+    """(3d) Drop every packet of the primary for ttl + 15 s; its link keeps carrier (lab/netfaults.py)."""
+    hold = hold if hold is not None else lab.spec.patroni.ttl + 15
+    with scenario(lab, "primary_drop") as run:
+        old = _require(run.old_primary)
+        _hold_out(lab, run, old, lambda: drop(lab, old), lambda: undrop(lab, old), hold, etcd_leader_too)
     return run.result()
 
 
@@ -540,6 +553,7 @@ SCENARIOS: dict[str, Callable[[Lab], dict[str, Any]]] = {
     "1": primary_power_off,
     "2": postmaster_sigkill,
     "3": primary_partition,
+    "3d": primary_drop,
     "4": primary_freeze,
     "5a": vip_holder_loses_haproxy,
     "5b": vip_holder_dies,
@@ -579,6 +593,7 @@ def _hold_out(
     The partition and the freeze differ only in how the machine is cut off.
     """
     run.extra["etcd_leader_at_fault"] = _etcd_leader_on(lab, old, etcd_leader_too)
+    probe = DirectProbe(lab, old).start()  # split brain, asked of every node itself
     try:
         since = run.inject(cut)
         run.writer.wait_resumed(since, hold)
@@ -586,7 +601,8 @@ def _hold_out(
     finally:
         restored = time.monotonic()
         restore()
-    run.rejoin_s = wait_serving(lab, old, restored, as_replica=True)
+        run.rejoin_s = wait_serving(lab, old, restored, as_replica=True)
+        run.extra["direct_probe"] = probe.stop()
     run.extra["held_s"] = round(restored - since, 1)
 
 

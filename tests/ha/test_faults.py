@@ -16,6 +16,8 @@ import pytest
 from lab import faults
 from lab.cluster import Lab
 
+from .limits import limit
+
 pytestmark = pytest.mark.lab
 
 
@@ -36,6 +38,14 @@ def _check(lab: Lab, result: dict[str, Any], failover: bool) -> None:
     assert result["lost"] == 0, message
     assert not result["split_brain"], message
     assert all(w["seconds"] is not None for w in result["windows"]), message  # writes came back
+    allowed = limit(result["fault"])
+    if allowed is not None:
+        gap = result["max_gap_s"]
+        assert gap <= allowed, f"{gap} s without an acknowledged write > {allowed} s\n{message}"
+    probe = result.get("direct_probe")
+    if probe is not None:  # split brain asked of every node itself
+        assert probe["answered"] > 0, message
+        assert probe["old_primary_acks_after_promotion"] == 0, message
     if failover:
         assert result["new_primary"] != result["old_primary"], message
         assert result["rejoin_s"] is not None, message  # the old primary streams again
@@ -54,6 +64,13 @@ def test_postmaster_sigkill(lab: Lab) -> None:
 
 def test_primary_partition(lab: Lab) -> None:
     _check(lab, faults.primary_partition(lab), failover=True)
+
+
+def test_primary_drop_with_carrier_up(lab: Lab) -> None:
+    """(3d) Packets dropped, link up: only timeouts can tell."""
+    result = faults.primary_drop(lab, hold=lab.spec.patroni.ttl + 10)
+    _check(lab, result, failover=True)
+    assert result["direct_probe"]["other_node_promoted"], _report(result)
 
 
 def test_primary_freeze(lab: Lab) -> None:

@@ -1,0 +1,37 @@
+"""How long each fault may keep writes from being acknowledged: one table for every HA test.
+
+Measured as ``max_gap_s`` (lab/workload.py): the longest time without any
+acknowledged write after the fault, failed attempts or mere waiting alike.
+The goals of issue 12 (docs/ha-durability.md) with a margin for a loaded lab;
+slower machines scale every limit with PGHA_TIMEOUT_FACTOR.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+
+# Read in this one place; the lab's own factor (lab/, "labshape") replaces it once on main.
+TIMEOUT_FACTOR = float(os.environ.get("PGHA_TIMEOUT_FACTOR", "1"))
+
+# Scenario name pattern -> seconds. Primary faults wait for the leader key's ttl (20 s).
+LIMITS_S: dict[str, float] = {
+    "primary_power_off": 30,
+    "postmaster_sigkill": 10,
+    "primary_partition": 30,
+    "primary_drop": 30,
+    "primary_freeze": 30,
+    "host_crash_*": 30,
+    "vip_holder_loses_haproxy": 5,
+    "vip_holder_dies": 5,
+    "planned_switchover": 5,
+    "standby_*": 5,
+}
+
+
+def limit(fault: str) -> float | None:
+    """The scaled limit for a scenario name; None when the table has none (e.g. quorum loss)."""
+    for pattern, seconds in LIMITS_S.items():
+        if fnmatch.fnmatchcase(fault, pattern):
+            return seconds * TIMEOUT_FACTOR
+    return None
