@@ -22,7 +22,9 @@ from .standby import SCENARIOS as STANDBY_FAULTS
 
 SCENARIOS = {**PRIMARY_FAULTS, **STANDBY_FAULTS, **CONTROLS}
 
-PER_RUN_EXTRAS = ("vip_moved_s", "rejoin_of", "victim", "direct_probe", "split_brain")
+PER_RUN_EXTRAS = (
+    *("vip_moved_s", "rejoin_of", "victim", "direct_probe", "split_brain", "fault_at_utc", "errors"),
+)
 FAILOVER_FAULTS = ("1", "2", "5a", "5b", "8")
 TPS_RE = re.compile(r"^tps = ([0-9.]+) \(without initial connection time\)", re.MULTILINE)
 

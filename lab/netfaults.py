@@ -1,12 +1,14 @@
-"""A partition that keeps carrier up: every packet to and from a machine dropped on its bridge port.
+"""A partition that keeps carrier up: the machine's bridge port stops forwarding, its link stays up.
 
 ``Machine.partition`` takes the bridge port down, so the NIC inside shows
 NO-CARRIER and the kernel fails sockets fast; a dead switch or a firewall
 mistake drops packets while the link stays up, and then only timeouts
 (TCP retransmission, keepalives, wal_sender_timeout, etcd's heartbeats) notice.
-This does that with tc on the machine's port inside the lab namespace: netem
-loses 100 % of what leaves towards the machine, an ingress filter drops what
-comes from it. Lab traffic only: nothing outside the namespace is touched.
+This sets the port's bridge state to ``disabled`` (as a switch blocking a
+port; the bridge runs without STP, so the state is ours to set): the bridge
+forwards nothing to or from it, and both ends of the veth keep carrier.
+(tc netem and matchall, the other way, are not in this host's kernel.)
+Lab traffic only: nothing outside the lab's namespace is touched.
 """
 
 from __future__ import annotations
@@ -15,25 +17,22 @@ import subprocess
 
 from .cluster import Lab
 
+DISABLED, FORWARDING = "0", "3"  # bridge port states (BR_STATE_*)
 
-def _tc(lab: Lab, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run(["tc", "-n", lab.network.name, *args], capture_output=True, text=True, check=check)
+
+def _port_state(lab: Lab, node: str, state: str) -> None:
+    port = lab.machine(lab.spec.node(node)).host_ifname
+    subprocess.run(["bridge", "-n", lab.network.name, "link", "set", "dev", port, "state", state], check=True)
 
 
 def drop(lab: Lab, node: str) -> None:
-    """Drop every packet to and from ``node``; its link stays up."""
-    port = lab.machine(lab.spec.node(node)).host_ifname
-    _tc(lab, "qdisc", "replace", "dev", port, "root", "netem", "loss", "100%")
-    _tc(lab, "qdisc", "del", "dev", port, "ingress", check=False)
-    _tc(lab, "qdisc", "add", "dev", port, "ingress")
-    _tc(lab, "filter", "add", "dev", port, "parent", "ffff:", "matchall", "action", "drop")
+    """Drop every frame to and from ``node``; its link stays up."""
+    _port_state(lab, node, DISABLED)
 
 
 def undrop(lab: Lab, node: str) -> None:
-    """Undo drop(); harmless when nothing was dropped."""
-    port = lab.machine(lab.spec.node(node)).host_ifname
-    _tc(lab, "qdisc", "del", "dev", port, "root", check=False)
-    _tc(lab, "qdisc", "del", "dev", port, "ingress", check=False)
+    """Undo drop()."""
+    _port_state(lab, node, FORWARDING)
 
 
 def carrier(lab: Lab, node: str) -> bool:

@@ -120,7 +120,9 @@ class HaproxySpec:
     replica_port: int = 5433
     stats_port: int = 7000
     check_inter_ms: int = 2000
-    check_fastinter_ms: int = 1000
+    # A server in transition (DOWN going UP: a new primary) is re-checked this
+    # soon, so it is UP rise checks later: 2 x 250 ms after its first success.
+    check_fastinter_ms: int = 250
     # A DOWN server (a replica on the primary port) is checked this often, so a
     # newly promoted primary is found within rise x downinter.
     check_downinter_ms: int = 500

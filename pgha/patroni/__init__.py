@@ -65,8 +65,9 @@ DEFAULT_PARAMETERS: dict[str, Any] = {
     # A synchronous standby that stopped answering (frozen, cut off, powered
     # off without a FIN) holds every commit until its walsender gives up and
     # Patroni drops it from the synchronous set: this bounds the first half.
-    # The walsender asks for a reply after half of it without one.
-    "wal_sender_timeout": "1500ms",
+    # The walsender asks for a reply after half of it without one (1.5 s
+    # measured 1.7-4.2 s per fault here, 1 s: see docs/ha-durability.md).
+    "wal_sender_timeout": "1s",
 }
 
 
@@ -141,6 +142,13 @@ def dynamic_config(spec: ClusterSpec) -> dict[str, Any]:
     }
 
 
+def etcd_hosts(spec: ClusterSpec, node: Node) -> list[str]:
+    """Every etcd member's host:port, this node's own member first (where it is one)."""
+    hosts = etcd.client_endpoints(spec)
+    own = f"{node.ip}:{spec.etcd.client_port}"
+    return sorted(hosts, key=lambda host: host != own)
+
+
 def config(spec: ClusterSpec, node: Node, secrets: ClusterSecrets) -> dict[str, Any]:
     pg, patroni = spec.postgres, spec.patroni
     return {
@@ -163,7 +171,12 @@ def config(spec: ClusterSpec, node: Node, secrets: ClusterSecrets) -> dict[str, 
         # acknowledged writes in the lab's freeze test; v2 TTL keys expire by
         # clock and have no lease to revoke. etcd 3.6 drops v2: revisit then.
         "etcd": {
-            "hosts": etcd.client_endpoints(spec),
+            "hosts": etcd_hosts(spec, node),
+            # The hosts as listed, no topology discovery: Patroni starts on the
+            # first (its own member) instead of a random one, so a standby whose
+            # etcd freezes does not stall the leader's DCS calls (and with them
+            # the drop of that standby from the synchronous set).
+            "use_proxies": True,
             "protocol": "https",
             "cacert": pki.CA_PATH,
             "cert": PEM_PATH,

@@ -68,7 +68,7 @@ def test_no_watcher_without_synchronous_mode(dev_config, secrets, tls):
 
 def test_wal_sender_gives_up_on_a_silent_standby_quickly(spec, secrets):
     parameters = patroni.dynamic_config(spec)["postgresql"]["parameters"]
-    assert parameters["wal_sender_timeout"] == "1500ms"
+    assert parameters["wal_sender_timeout"] == "1s"
     assert patroni.dynamic_config(spec)["loop_wait"] == 1
 
 

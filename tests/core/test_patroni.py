@@ -29,7 +29,11 @@ def test_node_identity_and_addresses(spec, secrets):
         # No loopback listener: Patroni's own connections use the Unix socket.
         assert config["postgresql"]["listen"] == f"{node.ip}:5442"
         assert config["postgresql"]["use_unix_socket"] is True
-        assert config["etcd"]["hosts"] == ["10.0.0.4:2379", "10.0.0.3:2379", "10.0.0.2:2379"]
+        # Its own etcd member first, used as listed (no discovery of a random one).
+        if node.runs_postgres:
+            assert config["etcd"]["hosts"][0] == f"{node.ip}:2379"
+        assert sorted(config["etcd"]["hosts"]) == ["10.0.0.2:2379", "10.0.0.3:2379", "10.0.0.4:2379"]
+        assert config["etcd"]["use_proxies"] is True
 
 
 def test_dcs_settings(spec, secrets):
