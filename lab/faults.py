@@ -269,7 +269,7 @@ def _hold_out(
     run.extra["etcd_leader_at_fault"] = _etcd_leader_on(lab, old, etcd_leader_too)
     try:
         since = run.inject(cut)
-        run.writer.wait_resumed(since, hold)
+        run.writer.wait_resumed(since, hold, scale=False)  # the fault lasts ``hold``, however slow
         _sleep_until(since + hold)
     finally:
         restored = time.monotonic()

@@ -48,15 +48,18 @@ def wait_until(
     *,
     interval: float = 0.5,
     error: str | Callable[[T], str] | None = None,
+    scale: bool = True,
 ) -> T:
     """Poll ``predicate`` until it returns something truthy, and return that.
 
-    ``timeout`` is nominal seconds, scaled by ``timeout_factor()``. On timeout
+    ``timeout`` is nominal seconds, scaled by ``timeout_factor()`` unless ``scale``
+    is False (a span that is part of an experiment, e.g. how long a fault lasts,
+    not a limit on a slow machine). On timeout
     the last (falsy) answer is returned, or, with ``error``, ``WaitTimeout`` is
     raised with that message (a callable gets the last answer). The predicate
     is always asked at least once, and once more at the deadline.
     """
-    limit = scaled(timeout)
+    limit = scaled(timeout) if scale else timeout
     deadline = time.monotonic() + limit
     while True:
         answer = predicate()

@@ -228,8 +228,11 @@ class Writer(_Looper):
         wait_until(lambda: reached() or not self.is_alive(), timeout, interval=0.05)
         return reached()
 
-    def wait_resumed(self, since: float, timeout: float) -> float | None:
-        """Time of the first ack after a failure that ended at or after ``since``; None on timeout."""
+    def wait_resumed(self, since: float, timeout: float, scale: bool = True) -> float | None:
+        """Time of the first ack after a failure that ended at or after ``since``; None on timeout.
+
+        ``scale=False`` when the timeout is the fault's own duration (lab.wait.wait_until).
+        """
 
         def resumed() -> float | None:
             acks, failures = self.snapshot()
@@ -238,7 +241,7 @@ class Writer(_Looper):
                 return None
             return next((a.at for a in acks if a.at > first_fail.ended), None)
 
-        wait_until(lambda: resumed() is not None or not self.is_alive(), timeout, interval=0.1)
+        wait_until(lambda: resumed() is not None or not self.is_alive(), timeout, interval=0.1, scale=scale)
         return resumed()
 
     def windows(self, since: float | None = None) -> list[Window]:

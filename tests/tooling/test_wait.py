@@ -40,6 +40,13 @@ def test_the_timeout_is_scaled_by_the_factor(monkeypatch: pytest.MonkeyPatch) ->
     assert 0.6 <= waited("3") < 1.5
 
 
+def test_a_span_that_is_part_of_the_experiment_is_not_scaled(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(TIMEOUT_FACTOR_ENV, "20")
+    started = time.monotonic()
+    wait_until(lambda: None, 0.2, interval=0.02, scale=False)
+    assert time.monotonic() - started < 1.0
+
+
 def test_with_error_a_timeout_raises_with_the_last_answer(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(TIMEOUT_FACTOR_ENV, raising=False)
     with pytest.raises(WaitTimeout, match=r"holders: \[\] \(waited 0.1 s\)"):
