@@ -76,7 +76,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if pool is not None:
         pool.close()
     ran_lab = any(item.get_closest_marker("lab") for item in session.items)
-    if stages.lab_required() and not ran_lab and exitstatus == pytest.ExitCode.OK:
+    collecting = session.config.option.collectonly
+    if stages.lab_required() and not ran_lab and not collecting and exitstatus == pytest.ExitCode.OK:
         session.config.get_terminal_writer().line(
             f"error: {stages.LAB_REQUIRED_ENV} is set but no lab test was selected", red=True
         )

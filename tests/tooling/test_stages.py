@@ -14,14 +14,17 @@ from tests.stages import LAB_REQUIRED_ENV, ROOT, STAGES, stage_of
 
 
 def pytest_run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """The suite's own pytest, in a child process, from the repository root."""
+    """The suite's own pytest, in a child process, from the repository root.
+
+    Not $PGHA_LAB_REQUIRED from this run (.ci/run sets it) unless ``env`` says so.
+    """
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=120,
-        env={**os.environ, **(env or {})},
+        env={**os.environ, LAB_REQUIRED_ENV: "", **(env or {})},
     )
 
 
