@@ -17,7 +17,7 @@ from typing import Any
 from .cluster import Lab
 from .control import SCENARIOS as CONTROLS
 from .faults import SCENARIOS as PRIMARY_FAULTS
-from .faults import leader
+from .observe import leader
 from .standby import SCENARIOS as STANDBY_FAULTS
 
 SCENARIOS = {**PRIMARY_FAULTS, **STANDBY_FAULTS, **CONTROLS}

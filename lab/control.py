@@ -17,7 +17,8 @@ from collections.abc import Callable
 from typing import Any
 
 from .cluster import Lab
-from .faults import RESUME_TIMEOUT, scenario, wait_serving
+from .harness import RESUME_TIMEOUT, scenario
+from .observe import wait_serving
 
 HELD_BACK_S = 3.0  # commits acknowledged while no standby receives WAL
 

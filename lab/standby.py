@@ -22,8 +22,10 @@ from collections.abc import Callable
 from typing import Any
 
 from .cluster import Lab
-from .faults import READY_TIMEOUT, Run, leader, members, scenario, switchover, wait_serving
+from .harness import READY_TIMEOUT, Run, scenario
 from .netfaults import carrier, drop, undrop
+from .observe import leader, members, wait_serving
+from .operator import switchover
 
 HOLD_S = 12.0
 

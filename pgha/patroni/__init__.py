@@ -16,16 +16,16 @@ serves new connections with it: a rotation needs no restart.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from .. import backup, etcd, pki
+from .. import backup, etcd, pki, vmprograms
 from ..files import RenderedFile, Step, render_script, render_template
 from ..secrets import REPLICATION_USER, RESTAPI_USER, REWIND_USER, SUPERUSER, ClusterSecrets
 from ..spec import ClusterSpec, Node
+from . import hostaware
 
 HERE = Path(__file__).resolve().parent
 PHASE = 4
@@ -43,8 +43,6 @@ SOCKET_DIR = "/var/run/postgresql"
 CONFIG_DIR = "/etc/patroni/pgha.d"
 CONFIG_LINK = f"{CONFIG_DIR}/10-config.yml"
 UNIT_DROPIN_PATH = "/etc/systemd/system/patroni.service.d/pgha.conf"
-HOSTAWARE_PROGRAM_PATH = "/usr/local/lib/pgha/hostaware.py"
-HOSTAWARE_SETTINGS_PATH = "/etc/pgha/hostaware.json"
 HOSTAWARE_UNIT_PATH = "/etc/systemd/system/pgha-hostaware.service"
 HOSTAWARE_TAG_PATH = f"{CONFIG_DIR}/50-hostaware.yml"
 HOSTAWARE_INTERVAL_S = 0.5
@@ -277,13 +275,11 @@ def hostaware_files(spec: ClusterSpec, node: Node) -> list[RenderedFile]:
     """The watcher that keeps nosync on the standbys sharing the primary's host (if host-aware)."""
     if not spec.host_aware_sync:
         return []
-    settings = json.dumps(hostaware_settings(spec, node), indent=2, sort_keys=True) + "\n"
     unit = render_template(
-        HERE, "pgha-hostaware.service.j2", program=HOSTAWARE_PROGRAM_PATH, settings=HOSTAWARE_SETTINGS_PATH
+        HERE, "pgha-hostaware.service.j2", program=hostaware.INSTALL_PATH, settings=hostaware.SETTINGS_PATH
     )
     return [
-        RenderedFile(HOSTAWARE_PROGRAM_PATH, (HERE / "hostaware.py").read_text(), mode=0o755),
-        RenderedFile(HOSTAWARE_SETTINGS_PATH, settings),
+        *vmprograms.program_files(hostaware, hostaware_settings(spec, node)),
         RenderedFile(HOSTAWARE_UNIT_PATH, unit),
     ]
 

@@ -21,7 +21,8 @@ synchronous_standby_names), so if that standby also led etcd, commits would
 wait for an etcd election too (measured: 3.5 s more). A primary's own fault
 waits for its leader key's ttl anyway, during which etcd elects a new leader.
 
-Settings come from a JSON file (the patroni step installs it):
+Installed as one file at ``INSTALL_PATH`` (pgha/vmprograms.py's convention).
+Settings come from the JSON file at ``SETTINGS_PATH`` (the patroni step installs it):
 ``name``, ``hosts`` (member name -> Proxmox host), ``url`` (this node's REST
 API), ``cafile``, ``tagFile``, ``interval`` (seconds), and ``etcd`` (None on a
 VM that is no etcd member): ``endpoints``, ``self`` (this member's client
@@ -41,6 +42,8 @@ import time
 import urllib.request
 from typing import Any
 
+INSTALL_PATH = "/usr/local/lib/pgha/pgha-hostaware"
+SETTINGS_PATH = "/etc/pgha/pgha-hostaware.json"
 TAG_DOCUMENT = "# Managed by pgha-hostaware: this VM shares the primary's host.\ntags:\n  nosync: true\n"
 
 
@@ -146,8 +149,9 @@ def log(message: str) -> None:
     print(message, flush=True)
 
 
-def main(argv: list[str]) -> int:
-    with open(argv[1]) as handle:
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    with open(args[0] if args else SETTINGS_PATH) as handle:
         settings = json.load(handle)
     me, hosts = settings["name"], settings["hosts"]
     context = ssl.create_default_context(cafile=settings["cafile"])
@@ -174,4 +178,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    sys.exit(main())

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from pgha import haproxy
+import json
+
+from pgha import haproxy, vmprograms
+from pgha.haproxy import save_state
 
 
 def sections(text: str) -> dict[str, list[str]]:
@@ -38,7 +41,7 @@ def test_primary_listener(spec, secrets):
     assert "http-check expect status 200" in primary
     defaults = next(line for line in primary if line.startswith("default-server"))
     assert "on-marked-down shutdown-sessions" in defaults
-    # A newly promoted primary is found within rise x downinter (README, "Failover timing").
+    # A newly promoted primary is found within rise x downinter (docs/ha.md, "Failover timing").
     assert "downinter 500ms" in defaults and "rise 2" in defaults
     servers = [line.split()[1:3] for line in primary if line.startswith("server ")]
     assert servers == [
@@ -107,7 +110,10 @@ def test_reloads_keep_the_servers_check_states(spec, secrets, tls):
     ]
     assert "ExecStartPre=/bin/rm -f /var/lib/haproxy/server-state" in dropin
     saver = files["/usr/local/lib/pgha/haproxy-save-state"]
-    assert saver.mode == 0o755 and b"show servers state" in saver.content.encode()
-    compile(saver.content, saver.path, "exec")
+    assert saver.mode == 0o755 and saver.content == vmprograms.source(save_state)
+    assert json.loads(files[save_state.SETTINGS_PATH].content) == {
+        "admin_socket": "/run/haproxy/admin.sock",
+        "state_file": "/var/lib/haproxy/server-state",
+    }
     (step,) = haproxy.steps(spec, spec.nodes[0], secrets, tls)
     assert "if changed /etc/systemd/system/haproxy.service.d/pgha.conf; then" in step.script

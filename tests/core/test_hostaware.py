@@ -48,9 +48,9 @@ def test_patroni_reads_a_directory_with_the_config_first(spec, secrets, tls):
     assert f"ln -sfn {patroni.CONFIG_PATH} {patroni.CONFIG_LINK}" in step.script
     # The watcher's tag file sorts after config.yml's link, so it wins the merge.
     assert sorted([patroni.CONFIG_LINK, patroni.HOSTAWARE_TAG_PATH])[-1] == patroni.HOSTAWARE_TAG_PATH
-    settings = json.loads(files[patroni.HOSTAWARE_SETTINGS_PATH].content)
+    settings = json.loads(files[hostaware.SETTINGS_PATH].content)
     assert settings["hosts"] == HOSTS and settings["name"] == "psql-01"
-    assert files[patroni.HOSTAWARE_PROGRAM_PATH].content == (patroni.HERE / "hostaware.py").read_text()
+    assert files[hostaware.INSTALL_PATH].content == (patroni.HERE / "hostaware.py").read_text()
     assert "User=postgres" in files[patroni.HOSTAWARE_UNIT_PATH].content
     assert "systemctl restart pgha-hostaware" in step.script
     subprocess.run(["bash", "-n"], input=step.script, text=True, check=True)

@@ -9,10 +9,8 @@ slower machines scale every limit with PGHA_TIMEOUT_FACTOR.
 from __future__ import annotations
 
 import fnmatch
-import os
 
-# Read in this one place; the lab's own factor (lab/, "labshape") replaces it once on main.
-TIMEOUT_FACTOR = float(os.environ.get("PGHA_TIMEOUT_FACTOR", "1"))
+from lab.wait import timeout_factor
 
 # Scenario name pattern -> seconds. Primary faults wait for the leader key's ttl (20 s).
 LIMITS_S: dict[str, float] = {
@@ -35,5 +33,5 @@ def limit(fault: str) -> float | None:
     """The scaled limit for a scenario name; None when the table has none (e.g. quorum loss)."""
     for pattern, seconds in LIMITS_S.items():
         if fnmatch.fnmatchcase(fault, pattern):
-            return seconds * TIMEOUT_FACTOR
+            return seconds * timeout_factor()
     return None

@@ -10,8 +10,7 @@ import pytest
 
 from lab import standby
 from lab.cluster import Lab
-
-from .test_faults import _check, _report
+from tests.helpers import check_result, report
 
 pytestmark = pytest.mark.lab
 
@@ -20,18 +19,18 @@ pytestmark = pytest.mark.lab
 def test_synchronous_standby_fault(lab: Lab, kind: str) -> None:
     """The standby that confirms commits goes silent: the leader must drop it within the limit."""
     result = standby.standby_fault(lab, "sync", kind)
-    _check(lab, result, failover=False)
-    assert result["victim_host"] != result["primary_host"], _report(result)  # host-aware
-    assert result["victim"] not in result["sync_during"], _report(result)  # dropped from the set
-    assert result["rejoin_s"] is not None, _report(result)
+    check_result(lab, result, failover=False)
+    assert result["victim_host"] != result["primary_host"], report(result)  # host-aware
+    assert result["victim"] not in result["sync_during"], report(result)  # dropped from the set
+    assert result["rejoin_s"] is not None, report(result)
     if kind == "drop":
-        assert result["carrier_during_drop"], _report(result)
+        assert result["carrier_during_drop"], report(result)
 
 
 def test_standby_on_the_primarys_host_confirms_nothing(lab: Lab) -> None:
     """Host-aware: the standby sharing the primary's host is nosync; freezing it costs no write."""
     result = standby.standby_fault(lab, "local", "freeze")
-    _check(lab, result, failover=False)
-    assert result["victim_host"] == result["primary_host"], _report(result)
-    assert result["victim"] not in result["sync_before"], _report(result)
-    assert result["max_gap_s"] < 1.5, _report(result)
+    check_result(lab, result, failover=False)
+    assert result["victim_host"] == result["primary_host"], report(result)
+    assert result["victim"] not in result["sync_before"], report(result)
+    assert result["max_gap_s"] < 1.5, report(result)
