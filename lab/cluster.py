@@ -92,9 +92,11 @@ class Lab:
 
     def secrets(self) -> ClusterSecrets:
         """The lab's generated secrets, kept root-only across runs (Pulumi keeps them in state)."""
-        if self.secrets_path.exists():
-            return ClusterSecrets(**json.loads(self.secrets_path.read_text()))
-        generated = ClusterSecrets.generate()
+        kept = json.loads(self.secrets_path.read_text()) if self.secrets_path.exists() else {}
+        if set(ClusterSecrets.names()) <= set(kept):
+            return ClusterSecrets(**kept)
+        # A new kind of secret (an older lab's state lacks it): generated once, the others kept.
+        generated = ClusterSecrets(**{**ClusterSecrets.generate().__dict__, **kept})
         self._write_private(self.secrets_path, json.dumps(generated.__dict__))
         return generated
 
@@ -132,7 +134,10 @@ class Lab:
             nodes[node.name] = ca.issue(pki.node_identity(self.spec, node), self.spec.tls.cert_validity_days)
         tls = ClusterTls(ca.certificate, nodes)
         if stale or not self.operator_pem_path.exists() or not self.ca_path.exists():
-            operator = ca.issue(pki.CertIdentity(f"pgha-lab-{self.stack}-operator"), 30)
+            # The operator reads etcd (status, tests): its certificate names the etcd client name.
+            operator = ca.issue(
+                pki.CertIdentity(f"pgha-lab-{self.stack}-operator", (pki.ETCD_CLIENT_NAME,)), 30
+            )
             document = {
                 "rotation": rotation,
                 "ca": {"certificate": ca.certificate, "private_key": ca.private_key},

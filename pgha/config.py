@@ -518,6 +518,24 @@ def _read_parameters(reader: _Reader, parameters: dict[str, Any]) -> dict[str, s
     return values
 
 
+def _read_allow_from(reader: _Reader, raw: Any) -> tuple[IPv4Network, ...]:
+    """patroni.restApiAllowFrom: IPv4 addresses or networks, as a list."""
+    data = raw if isinstance(raw, dict) else {}
+    value = data.get("restApiAllowFrom")
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        reader.problem("patroni.restApiAllowFrom", f"expected a list of IPv4 networks, got {value!r}")
+        return ()
+    networks = []
+    for index, item in enumerate(value):
+        try:
+            networks.append(IPv4Network(str(item), strict=True))
+        except ValueError as exc:
+            reader.problem(f"patroni.restApiAllowFrom[{index}]", f"{item!r} is not an IPv4 network ({exc})")
+    return tuple(networks)
+
+
 def _check_tls(reader: _Reader, tls: TlsSpec) -> None:
     if tls.cert_validity_days < 1:
         reader.problem("tls.certValidityDays", f"{tls.cert_validity_days} must be at least 1 day")
@@ -559,7 +577,11 @@ def load_spec(config: dict[str, Any], stack: str) -> ClusterSpec:
     postgres_values = reader.section(config.get("postgres"), "postgres", PostgresSpec)
     postgres_values["parameters"] = _read_parameters(reader, postgres_values.get("parameters") or {})
     postgres = PostgresSpec(**postgres_values)
-    patroni = PatroniSpec(**reader.section(config.get("patroni"), "patroni", PatroniSpec))
+    patroni_values = reader.section(
+        config.get("patroni"), "patroni", PatroniSpec, skip=("rest_api_allow_from",)
+    )
+    patroni_values["rest_api_allow_from"] = _read_allow_from(reader, config.get("patroni"))
+    patroni = PatroniSpec(**patroni_values)
     haproxy = HaproxySpec(**reader.section(config.get("haproxy"), "haproxy", HaproxySpec))
     etcd = EtcdSpec(**reader.section(config.get("etcd"), "etcd", EtcdSpec))
     vm = VmSpec(**reader.section(config.get("vm"), "vm", VmSpec))

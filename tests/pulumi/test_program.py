@@ -264,8 +264,8 @@ def test_the_connection_uses_the_deploy_key_on_the_private_ip(dev_run: ProgramRu
 
 def test_no_generated_secret_appears_in_clear_in_any_input(dev_run: ProgramRun):
     passwords = list(dev_run.mocks.passwords.values())
-    assert len(passwords) == 5
-    assert len(dev_run.of_type(PASSWORD)) == 5
+    assert len(passwords) == 6  # five passwords and the backup repository's passphrase
+    assert len(dev_run.of_type(PASSWORD)) == 6
     tls_keys = [key.splitlines()[1] for key in dev_run.mocks.tls_keys.values()]
     assert len(tls_keys) == 5  # the CA's and one per VM
     secrets = [*passwords, DEPLOY_PRIVATE_KEY.splitlines()[1], *tls_keys]
@@ -296,7 +296,7 @@ def test_a_private_ca_signs_one_certificate_per_vm(dev_run: ProgramRun, dev_spec
         request = unwrap(dev_run.named(CERT_REQUEST, f"{node.name}-tls-request").inputs)
         assert request["privateKeyPem"] == mock_key_pem(f"{node.name}-tls-key")
         assert request["subject"]["commonName"] == node.name
-        assert request["dnsNames"] == [node.name]
+        assert request["dnsNames"] == [node.name] + ([pki.ETCD_CLIENT_NAME] if node.uses_etcd else [])
         assert request["ipAddresses"] == [str(node.ip), *(["10.0.0.10"] if node.runs_postgres else [])]
         cert = unwrap(dev_run.named(LOCALLY_SIGNED_CERT, f"{node.name}-tls-cert").inputs)
         assert cert["certRequestPem"] == f"CSR {node.name}-tls-request"
