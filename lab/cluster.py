@@ -87,6 +87,8 @@ class Lab:
         self.operator_pem_path = self.state_dir / "operator.pem"
         # Each machine's leave command, kept as Pulumi keeps a Command's ``delete``.
         self.leave_dir = self.state_dir / "leave"
+        # Each machine's SSH host key pair (Pulumi: a tls.PrivateKey per VM), root-only.
+        self.host_keys_path = self.state_dir / "ssh_host_keys.json"
 
     # ---- identity ------------------------------------------------------------
 
@@ -156,6 +158,18 @@ class Lab:
             self.key_path.with_suffix(".pub").write_text(key.export_public_key().decode())
         return self.key_path.with_suffix(".pub").read_text().strip()
 
+    def host_key(self, node: Node) -> cloudinit.HostKey:
+        """The machine's SSH host key: made here, handed to it by cloud-init, pinned by every step."""
+        keys = json.loads(self.host_keys_path.read_text()) if self.host_keys_path.exists() else {}
+        if node.name not in keys:
+            key = asyncssh.generate_private_key("ssh-ed25519", comment=f"root@{node.name}")
+            keys[node.name] = {
+                "private_openssh": key.export_private_key().decode(),
+                "public_openssh": key.export_public_key().decode().strip(),
+            }
+            self._write_private(self.host_keys_path, json.dumps(keys))
+        return cloudinit.HostKey(**keys[node.name])
+
     def _write_private(self, path: Path, content: str) -> None:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -180,7 +194,7 @@ class Lab:
             prefixlen=self.spec.network.cidr.prefixlen,
             mac=node.mac,
             interface=self.spec.network.interface,
-            seed=cloudinit.seed(self.spec, node, self.deploy_public_key()),
+            seed=cloudinit.seed(self.spec, node, self.deploy_public_key(), self.host_key(node)),
         )
         return Machine(spec, self.state_dir / "machines", self.network)
 
@@ -188,7 +202,9 @@ class Lab:
         return {node.name: self.machine(node) for node in self.spec.nodes}
 
     def target(self, node: Node) -> Target:
-        return Target(str(node.ip), self.spec.ssh.port, self.spec.ssh.user)
+        return Target(
+            str(node.ip), self.spec.ssh.port, self.spec.ssh.user, self.host_key(node).public_openssh
+        )
 
     def runner(self) -> SshRunner:
         return SshRunner(self.network.path, self.key_path)
@@ -302,7 +318,7 @@ class Lab:
     async def _run_leave(self, runner: SshRunner, leaving: dict[str, dict[str, Any]]) -> list[tuple]:
         calls = []
         for record in leaving.values():
-            target = Target(record["host"], record["port"], record["user"])
+            target = Target(record["host"], record["port"], record["user"], record["host_key"])
             calls.append(runner.run(target, record["command"]))
         return list(await asyncio.gather(*calls))
 
