@@ -210,3 +210,12 @@ def test_the_renderer_exits_2_without_a_traceback_on_each_case(tmp_path, dev_con
         assert "Traceback" not in result.stderr, (name, result.stderr[-2000:])
         assert f"pgha:{key}:" in result.stderr, (name, result.stderr)
         assert not (root / "out").exists(), name
+
+
+def test_no_stack_file_skips_the_proxmox_api_tls_verification():
+    """The API token must go only to a verified Proxmox: ``insecure`` is an explicit opt-in."""
+    files = sorted(REPO_DIR.glob("Pulumi.*.yaml"))
+    assert len(files) >= 5
+    for path in files:
+        config = (yaml.safe_load(path.read_text()) or {}).get("config") or {}
+        assert str(config.get("proxmoxve:insecure", "false")).lower() == "false", path.name
