@@ -136,10 +136,13 @@ class Lab:
             nodes[node.name] = ca.issue(pki.node_identity(self.spec, node), self.spec.tls.cert_validity_days)
         tls = ClusterTls(ca.certificate, nodes)
         if stale or not self.operator_pem_path.exists() or not self.ca_path.exists():
-            # The operator reads etcd (status, tests): its certificate names the etcd client name.
-            operator = ca.issue(
-                pki.CertIdentity(f"pgha-lab-{self.stack}-operator", (pki.ETCD_CLIENT_NAME,)), 30
+            # The operator reads etcd (status, tests): its certificate names the etcd client
+            # name, and the address it connects from, which etcd's peer port checks a
+            # certificate's names against once it has any.
+            identity = pki.CertIdentity(
+                f"pgha-lab-{self.stack}-operator", (pki.ETCD_CLIENT_NAME,), (str(self.bridge_ip()),)
             )
+            operator = ca.issue(identity, 30)
             document = {
                 "rotation": rotation,
                 "ca": {"certificate": ca.certificate, "private_key": ca.private_key},
