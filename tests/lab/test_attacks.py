@@ -185,12 +185,17 @@ def test_every_file_in_the_repository_is_encrypted(lab):
         "                print('clear:', os.path.join(root, name))\n"
         "print('files', found, 'clear', clear)\n"
     )
-    result = lab.exec(
-        repository.name, ["python3", "-c", check, lab.spec.backup.path], capture_output=True, text=True
-    )
-    last = result.stdout.strip().splitlines()[-1]
-    found, clear = int(last.split()[1]), int(last.split()[3])
-    assert found > 10 and clear == 0, result.stdout[-2000:]
+
+    def scan(path: str) -> tuple[int, int, str]:
+        result = lab.exec(repository.name, ["python3", "-c", check, path], capture_output=True, text=True)
+        last = result.stdout.strip().splitlines()[-1]
+        return int(last.split()[1]), int(last.split()[3]), result.stdout[-2000:]
+
+    found, clear, report = scan(lab.spec.backup.path)
+    assert found > 10 and clear == 0, report
+    # Negative control: the same scan flags pgBackRest's own plaintext files (its logs).
+    found, clear, report = scan("/var/log/pgbackrest")
+    assert found > 0 and clear == found, report
 
 
 # ---- 9. the REST API's unsafe endpoints: members (and the operators' list) only ------------------
