@@ -161,7 +161,7 @@ class Lab:
             self.key_path.with_suffix(".pub").write_text(key.export_public_key().decode())
         return self.key_path.with_suffix(".pub").read_text().strip()
 
-    def host_key(self, node: Node) -> cloudinit.HostKey:
+    def host_key(self, node: Node | MachineSpec) -> cloudinit.HostKey:
         """The machine's SSH host key: made here, handed to it by cloud-init, pinned by every step."""
         keys = json.loads(self.host_keys_path.read_text()) if self.host_keys_path.exists() else {}
         if node.name not in keys:
@@ -320,8 +320,10 @@ class Lab:
 
     async def _run_leave(self, runner: SshRunner, leaving: dict[str, dict[str, Any]]) -> list[tuple]:
         calls = []
-        for record in leaving.values():
-            target = Target(record["host"], record["port"], record["user"], record["host_key"])
+        for name, record in leaving.items():
+            # A record saved before host keys were pinned: the key the lab keeps for that machine.
+            host_key = record.get("host_key") or self.host_key(self._stale_machine(name).spec).public_openssh
+            target = Target(record["host"], record["port"], record["user"], host_key)
             calls.append(runner.run(target, record["command"]))
         return list(await asyncio.gather(*calls))
 
