@@ -15,9 +15,16 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from .cluster import Lab
-from .faults import SCENARIOS
+from .control import SCENARIOS as CONTROLS
+from .faults import SCENARIOS as PRIMARY_FAULTS
 from .observe import leader
+from .standby import SCENARIOS as STANDBY_FAULTS
 
+SCENARIOS = {**PRIMARY_FAULTS, **STANDBY_FAULTS, **CONTROLS}
+
+PER_RUN_EXTRAS = (
+    *("vip_moved_s", "rejoin_of", "victim", "direct_probe", "split_brain", "fault_at_utc", "errors"),
+)
 FAILOVER_FAULTS = ("1", "2", "5a", "5b", "8")
 TPS_RE = re.compile(r"^tps = ([0-9.]+) \(without initial connection time\)", re.MULTILINE)
 
@@ -41,6 +48,7 @@ def summarise(fault: str, results: list[dict[str, Any]]) -> dict[str, Any]:
         "scenario": results[0]["fault"] if results else None,
         "runs": len(results),
         "unavailability_s": _spread(r["unavailability_s"] for r in results),
+        "max_gap_s": _spread(r["max_gap_s"] for r in results),
         "acked": sum(r["acked"] for r in results),
         "lost": sum(r["lost"] for r in results),
         "split_brain": any(r["split_brain"] for r in results),
@@ -49,11 +57,12 @@ def summarise(fault: str, results: list[dict[str, Any]]) -> dict[str, Any]:
         "per_run": [
             {
                 "unavailability_s": r["unavailability_s"],
+                "max_gap_s": r["max_gap_s"],
                 "lost": r["lost"],
                 "rejoin_s": r["rejoin_s"],
                 "old_primary": r["old_primary"],
                 "new_primary": r["new_primary"],
-                **{k: r[k] for k in ("vip_moved_s", "rejoin_of") if k in r},
+                **{k: r[k] for k in PER_RUN_EXTRAS if k in r},
             }
             for r in results
         ],

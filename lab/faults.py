@@ -19,6 +19,7 @@ from pgha import etcd
 from . import etcdctl
 from .cluster import Lab
 from .harness import READY_TIMEOUT, RESUME_TIMEOUT, Run, scenario
+from .netfaults import drop, undrop
 from .observe import (
     leader,
     node_ip,
@@ -29,6 +30,7 @@ from .observe import (
     wait_vip_moves,
 )
 from .operator import postmaster_pid, switchover
+from .probe import DirectProbe
 from .workload import Writer
 
 # ---- the scenarios ------------------------------------------------------------------------
@@ -70,6 +72,15 @@ def primary_partition(lab: Lab, hold: float | None = None, etcd_leader_too: bool
         old = _require(run.old_primary)
         machine = lab.machine(lab.spec.node(old))
         _hold_out(lab, run, old, machine.partition, machine.heal, hold, etcd_leader_too)
+    return run.result()
+
+
+def primary_drop(lab: Lab, hold: float | None = None, etcd_leader_too: bool = True) -> dict[str, Any]:
+    """(3d) Drop every packet of the primary for ttl + 15 s; its link keeps carrier (lab/netfaults.py)."""
+    hold = hold if hold is not None else lab.spec.patroni.ttl + 15
+    with scenario(lab, "primary_drop") as run:
+        old = _require(run.old_primary)
+        _hold_out(lab, run, old, lambda: drop(lab, old), lambda: undrop(lab, old), hold, etcd_leader_too)
     return run.result()
 
 
@@ -228,6 +239,7 @@ SCENARIOS: dict[str, Callable[[Lab], dict[str, Any]]] = {
     "1": primary_power_off,
     "2": postmaster_sigkill,
     "3": primary_partition,
+    "3d": primary_drop,
     "4": primary_freeze,
     "5a": vip_holder_loses_haproxy,
     "5b": vip_holder_dies,
@@ -267,6 +279,7 @@ def _hold_out(
     The partition and the freeze differ only in how the machine is cut off.
     """
     run.extra["etcd_leader_at_fault"] = _etcd_leader_on(lab, old, etcd_leader_too)
+    probe = DirectProbe(lab, old).start()  # split brain, asked of every node itself (lab/probe.py)
     try:
         since = run.inject(cut)
         run.writer.wait_resumed(since, hold, scale=False)  # the fault lasts ``hold``, however slow
@@ -274,7 +287,8 @@ def _hold_out(
     finally:
         restored = time.monotonic()
         restore()
-    run.rejoin_s = wait_serving(lab, old, restored, as_replica=True)
+        run.rejoin_s = wait_serving(lab, old, restored, as_replica=True)
+        run.extra["direct_probe"] = probe.stop()
     run.extra["held_s"] = round(restored - since, 1)
 
 

@@ -65,6 +65,8 @@ class Run:
             "old_primary": self.old_primary,
             "new_primary": new_primary,
             "unavailability_s": round(writer.unavailability(since=self.fault_at), 2),
+            # Commits that only waited count too: the longest time without an acknowledgement.
+            "max_gap_s": round(writer.max_gap(since=self.fault_at), 2),
             "windows": [
                 {
                     "start_s": round(w.start - self.fault_at, 2),
@@ -75,6 +77,8 @@ class Run:
             ],
             "acked": len(acks),
             "failed_attempts": len(failures),
+            "fault_at_utc": time.strftime("%H:%M:%S", time.gmtime(self.fault_wall or 0)),
+            "errors": sorted({f.error for f in failures if f.started >= self.fault_at - 1})[:5],
             "lost": len(lost),
             "lost_by_node": {k: len(v) for k, v in lost_by_node.items()},
             "lost_sample": lost[:10],

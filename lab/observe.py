@@ -54,7 +54,7 @@ def leader(lab: Lab) -> str | None:
 def sync_standby(lab: Lab) -> str | None:
     """A synchronous standby that streams, if any."""
     for name, member in members(lab).items():
-        if member.get("role") == "sync_standby" and member.get("state") == "streaming":
+        if member.get("role") in ("sync_standby", "quorum_standby") and member.get("state") == "streaming":
             return name
     return None
 

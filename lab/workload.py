@@ -1,16 +1,21 @@
 """A client workload to judge faults by: what an application saw, not what Patroni says.
 
-The ``Writer`` behaves like an application with retries: it inserts through
-VIP:5432, opens a new connection after every failure and records each commit
-the server acknowledged. After a fault those acknowledgements are the
-contract: every one must be on every node, and none may come from a server
-that had already been replaced (split brain). The ``Reader`` does the same
-for VIP:5433, recording who answered and whether it was in recovery.
+The ``Writer`` behaves like an application with retries: several clients
+(threads, one connection each) commit multi-row transactions through
+VIP:5432 concurrently, open a new connection after every failure and record
+each commit the server acknowledged. Concurrency and several rows per commit
+keep WAL in flight at any moment, so an asynchronous standby really lags
+behind the acknowledgements (a serial one-row writer left nothing to lose).
+After a fault those acknowledgements are the contract: every one must be on
+every node, and none may come from a server that had already been replaced
+(split brain). The ``Reader`` does the same for VIP:5433, recording who
+answered and whether it was in recovery.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import socket
 import threading
@@ -33,6 +38,10 @@ create table if not exists ha_ledger (
 )
 """
 INSERT = "insert into ha_ledger (client_seq, server) values (%s, inet_server_addr()) returning server"
+# What the direct split-brain probe (lab/probe.py) writes on each node itself.
+PROBE_DDL = "create table if not exists ha_probe (id bigserial primary key, node text, at timestamptz)"
+CLIENTS = 4  # concurrent writer connections
+ROWS_PER_COMMIT = 3  # INSERT statements per transaction
 
 # libpq settings of a careful application: fail fast, notice dead peers in seconds.
 CLIENT_OPTIONS: dict[str, Any] = {
@@ -57,9 +66,14 @@ RETRY_PAUSE = 0.1
 class Ack:
     """A commit the server acknowledged: the client may rely on it forever."""
 
-    seq: int
+    seq: int  # the transaction's first row
     server: str
     at: float  # client monotonic time of the acknowledgement
+    rows: int = 1  # client_seq values seq .. seq + rows - 1, committed together
+
+    @property
+    def seqs(self) -> range:
+        return range(self.seq, self.seq + self.rows)
 
 
 @dataclass(frozen=True)
@@ -103,6 +117,7 @@ def ensure_ledger(lab: Lab) -> None:
         try:
             with connect(lab, lab.spec.haproxy.primary_port, timeout=CONNECT_TIMEOUT) as conn:
                 conn.execute(LEDGER_DDL)
+                conn.execute(PROBE_DDL)
         except psycopg.Error as exc:
             errors[:] = [exc]
             return False
@@ -133,66 +148,107 @@ class _Looper(threading.Thread):
             raise RuntimeError(f"{self.name} did not stop within {timeout:.0f} s")
 
 
-class Writer(_Looper):
-    """Inserts continuously through VIP:5432 and keeps the client's own ledger."""
+class _Client:
+    """One writer connection and the statement it is waiting on."""
 
-    def __init__(self, lab: Lab, interval: float = 0.01, max_seconds: float = 900.0) -> None:
+    def __init__(self) -> None:
+        self.conn: psycopg.Connection | None = None
+        self.inflight_since: float | None = None
+
+
+class Writer(_Looper):
+    """Inserts continuously through VIP:5432 from ``clients`` connections and keeps the client's ledger."""
+
+    def __init__(
+        self,
+        lab: Lab,
+        interval: float = 0.01,
+        max_seconds: float = 900.0,
+        clients: int = CLIENTS,
+        rows: int = ROWS_PER_COMMIT,
+    ) -> None:
         super().__init__("pgha-writer", max_seconds)
         self.lab = lab
         self.interval = interval
+        self.rows = rows
+        self.clients = [_Client() for _ in range(clients)]
         # Unique across runs without asking the server: microseconds since the epoch.
         self.first_seq = time.time_ns() // 1000
         self.next_seq = self.first_seq
         self.acks: list[Ack] = []
         self.failures: list[Failure] = []
-        self._conn: psycopg.Connection | None = None
-        self._inflight_since: float | None = None
         self._watchdog = threading.Thread(target=self._watch, name="pgha-writer-watchdog", daemon=True)
 
     # ---- the loop ---------------------------------------------------------------
 
     def run(self) -> None:
         self._watchdog.start()
+        others = [
+            threading.Thread(target=self._loop, args=(c,), name=f"pgha-writer-{i}", daemon=True)
+            for i, c in enumerate(self.clients[1:], 1)
+        ]
+        for thread in others:
+            thread.start()
         try:
-            while self.running():
-                self._write_once()
-                self.stop_event.wait(self.interval)
+            self._loop(self.clients[0])
         except BaseException as exc:  # recorded so the caller sees it
             self.crash = exc
         finally:
-            self._drop()
             self.stop_event.set()
+            for thread in others:
+                thread.join(STUCK_AFTER + 5)
             self._watchdog.join(5)
 
-    def _write_once(self) -> None:
-        seq = self.next_seq
-        self.next_seq += 1
+    def _loop(self, client: _Client) -> None:
+        try:
+            while self.running():
+                self._write_once(client)
+                self.stop_event.wait(self.interval)
+        except BaseException as exc:
+            self.crash = self.crash or exc
+            self.stop_event.set()
+        finally:
+            self._drop(client)
+
+    def _take_seqs(self) -> int:
+        with self.lock:
+            seq = self.next_seq
+            self.next_seq += self.rows
+        return seq
+
+    def _write_once(self, client: _Client) -> None:
+        seq = self._take_seqs()
         started = time.monotonic()
         try:
-            if self._conn is None:
-                self._inflight_since = started
-                self._conn = connect(
+            if client.conn is None:
+                client.inflight_since = started
+                client.conn = connect(
                     self.lab,
                     self.lab.spec.haproxy.primary_port,
                     timeout=CONNECT_TIMEOUT,
                     application_name="pgha-writer",
                     **CLIENT_OPTIONS,
                 )
-            self._inflight_since = time.monotonic()
-            row = self._conn.execute(INSERT, (seq,)).fetchone()
-            self._inflight_since = None
-            ack = Ack(seq, str(row[0]) if row else "?", time.monotonic())
+            conn = client.conn
+            client.inflight_since = time.monotonic()
+            row = None
+            with conn.transaction():  # one commit for all the rows: acknowledged together
+                for offset in range(self.rows):
+                    row = conn.execute(INSERT, (seq + offset,)).fetchone()
+            client.inflight_since = None
+            ack = Ack(seq, str(row[0]) if row else "?", time.monotonic(), self.rows)
             with self.lock:
                 self.acks.append(ack)
         except (psycopg.Error, OSError) as exc:
-            self._inflight_since = None
+            client.inflight_since = None
             with self.lock:
                 self.failures.append(Failure(seq, started, time.monotonic(), _one_line(exc)))
-            self._drop()
+            self._drop(client)
             self.stop_event.wait(RETRY_PAUSE)
 
-    def _drop(self) -> None:
-        conn, self._conn = self._conn, None
+    @staticmethod
+    def _drop(client: _Client) -> None:
+        conn, client.conn = client.conn, None
         if conn is not None:
             with contextlib.suppress(Exception):
                 conn.close()
@@ -200,10 +256,11 @@ class Writer(_Looper):
     def _watch(self) -> None:
         """Cut the socket of a statement stuck longer than STUCK_AFTER (see there)."""
         while not self.stop_event.is_set():
-            since, conn = self._inflight_since, self._conn
-            if since is not None and conn is not None and time.monotonic() - since > STUCK_AFTER:
-                _shutdown(conn)
-                self._inflight_since = None
+            for client in self.clients:
+                since, conn = client.inflight_since, client.conn
+                if since is not None and conn is not None and time.monotonic() - since > STUCK_AFTER:
+                    _shutdown(conn)
+                    client.inflight_since = None
             time.sleep(0.2)
 
     # ---- what the client saw ------------------------------------------------------
@@ -268,6 +325,22 @@ class Writer(_Looper):
             windows = [w for w in windows if w.end is None or w.end >= since]
         return windows
 
+    def max_gap(self, since: float) -> float:
+        """The longest time without any acknowledgement, over the gaps that end after ``since``.
+
+        What a fault costs even when no attempt fails: commits that merely
+        wait (a synchronous standby gone silent) show here and nowhere else.
+        The gap still open when the writer stopped counts up to its last attempt.
+        """
+        acks, failures = self.snapshot()
+        times = sorted(a.at for a in acks)
+        gaps = [b - a for a, b in itertools.pairwise(times) if b >= since]
+        last_ack = times[-1] if times else since
+        last_try = max((f.ended for f in failures), default=last_ack)
+        if last_try > last_ack:
+            gaps.append(last_try - max(last_ack, since))
+        return max(gaps, default=0.0)
+
     def unavailability(self, since: float | None = None) -> float:
         """Seconds without writes, summed over the windows of ``windows(since)``."""
         total = 0.0
@@ -309,7 +382,7 @@ class Writer(_Looper):
         Replicas replay asynchronously, so absent rows are re-checked until
         ``timeout``; whatever is still absent then is lost on that node.
         """
-        acked = {a.seq for a in self.snapshot()[0]}
+        acked = {seq for a in self.snapshot()[0] for seq in a.seqs}
         if not acked:
             return []
         low, high = min(acked), max(acked)

@@ -422,6 +422,15 @@ def _check_ports(reader: _Reader, spec: dict[str, Any]) -> None:
             seen[port] = key
 
 
+def _check_advert_interval(reader: _Reader, keepalived: KeepalivedSpec) -> None:
+    """VRRPv3 carries the advert interval in centiseconds, 12 bits."""
+    interval = keepalived.advert_interval_ms
+    if not 10 <= interval <= 40950 or interval % 10:
+        reader.problem(
+            "keepalived.advertIntervalMs", f"{interval} is not a multiple of 10 between 10 and 40950"
+        )
+
+
 def _check_patroni(reader: _Reader, patroni: PatroniSpec, replicas: int) -> None:
     count = patroni.synchronous_node_count
     if count is not None and not 1 <= count <= max(replicas, 1):
@@ -593,6 +602,7 @@ def load_spec(config: dict[str, Any], stack: str) -> ClusterSpec:
 
     if not 1 <= keepalived.virtual_router_id <= 255:
         reader.problem("keepalived.virtualRouterId", f"{keepalived.virtual_router_id} is outside 1-255")
+    _check_advert_interval(reader, keepalived)
     supported = IMAGE_POSTGRES_VERSIONS.get(vm.image, ())
     if postgres.version not in supported:
         reader.problem(

@@ -101,12 +101,18 @@ class PatroniSpec:
     # Tuned in the lab (docs/ha.md, "Failover timing"): within the maintainers' safe
     # range (ttl >= 20, loop_wait + 2 x retry_timeout <= ttl).
     ttl: int = 20
-    loop_wait: int = 5
+    # 1 s: the leader drops a dead synchronous standby (and notices a switchover
+    # request) within a second; the price is one leader-key write a second.
+    loop_wait: int = 1
     retry_timeout: int = 7
     maximum_lag_on_failover: int = 1048576
     synchronous_mode: bool = True
-    # None: every replica is synchronous, so any survivor may be promoted
-    # without losing an acknowledged commit (see sync_standbys()).
+    # Host-aware synchronous replication (docs/ha-durability.md): standbys that
+    # share the primary's Proxmox host carry Patroni's nosync tag, so a commit
+    # waits only for a standby on another host.
+    host_aware_sync: bool = True
+    # None: one synchronous standby with host-aware sync, else every replica
+    # (see ClusterSpec.sync_standbys()).
     synchronous_node_count: int | None = None
     failsafe_mode: bool = True
     # Seconds the leader keeps the replication slot of a member whose key is
@@ -126,7 +132,9 @@ class HaproxySpec:
     replica_port: int = 5433
     stats_port: int = 7000
     check_inter_ms: int = 2000
-    check_fastinter_ms: int = 1000
+    # A server in transition (DOWN going UP: a new primary) is re-checked this
+    # soon, so it is UP rise checks later: 2 x 250 ms after its first success.
+    check_fastinter_ms: int = 250
     # A DOWN server (a replica on the primary port) is checked this often, so a
     # newly promoted primary is found within rise x downinter.
     check_downinter_ms: int = 500
@@ -142,7 +150,10 @@ class HaproxySpec:
 @dataclass(frozen=True)
 class KeepalivedSpec:
     virtual_router_id: int
-    advert_int: int = 1
+    # VRRPv3 adverts in milliseconds (a multiple of 10): a backup takes the
+    # VIP over after 3 missed adverts plus a skew of about 0.6 of one, so
+    # 500 ms moves the VIP within about 1.8 s of its holder's death.
+    advert_interval_ms: int = 500
     check_interval: int = 1
     check_fall: int = 2
     check_rise: int = 2
@@ -276,16 +287,28 @@ class ClusterSpec:
         return tuple(n for n in self.nodes if n.runs_postgres)
 
     @property
+    def host_aware_sync(self) -> bool:
+        """Whether commits wait only for standbys on another Proxmox host than the primary's.
+
+        Only meaningful with synchronous mode and database VMs on two hosts or more.
+        """
+        hosts = {n.host for n in self.postgres_nodes}
+        return self.patroni.synchronous_mode and self.patroni.host_aware_sync and len(hosts) > 1
+
+    @property
     def sync_standbys(self) -> int:
         """How many standbys confirm each commit (Patroni's synchronous_node_count).
 
-        With one, losing the Proxmox host that carries the primary and its
-        sync standby leaves only a standby Patroni will not promote (it may
-        miss acknowledged commits). With every replica synchronous, any
-        survivor can take over; non-strict mode drops dead ones from the set.
+        Host-aware: one, always on another host than the primary (the others on
+        the primary's host are tagged nosync), so a crash of the primary's host
+        leaves a lossless, promotable standby, and a fault of any other standby
+        costs no write. Without it, every replica is synchronous (any survivor
+        can take over, but any standby fault holds commits until Patroni drops it).
         """
         replicas = len(self.postgres_nodes) - 1
-        return self.patroni.synchronous_node_count or replicas
+        if self.patroni.synchronous_node_count:
+            return self.patroni.synchronous_node_count
+        return 1 if self.host_aware_sync else replicas
 
     def node(self, name: str) -> Node:
         for candidate in self.nodes:

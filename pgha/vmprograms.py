@@ -1,8 +1,8 @@
 """Python programs that run on the VMs: the one convention all of them follow.
 
 A program that runs on a VM and is written in Python (today
-``pgha/haproxy/save_state.py``, ``pgha/backup/backup_status.py`` and
-``pgha/maintenance/rolling.py``) is:
+``pgha/haproxy/save_state.py``, ``pgha/backup/backup_status.py``,
+``pgha/maintenance/rolling.py`` and ``pgha/patroni/hostaware.py``) is:
 
 - **a plain module of this package**, ``pgha/<service>/<tool>.py``: ruff checks
   and formats it like any other file, it is type-hinted, and its tests import

@@ -27,6 +27,7 @@ LAB_FIXTURES = {
     "ops_lab": os.environ.get("PGHA_OPS_STACK", "ops"),
     "scale_lab": os.environ.get("PGHA_SCALE_STACK", "scale"),
     "witness_lab": os.environ.get("PGHA_WITNESS_STACK", "witness"),
+    "async_lab": os.environ.get("PGHA_ASYNC_STACK", "async"),
 }
 _POOL = pytest.StashKey[LabPool]()
 _LAST_USER = pytest.StashKey[dict[str, str]]()  # stack -> nodeid of the last test using it
@@ -114,6 +115,12 @@ def scale_lab(lab_pool: LabPool) -> Lab:
 def witness_lab(lab_pool: LabPool) -> Lab:
     """The witness stack's lab (a third, etcd-only VM)."""
     return lab_pool.get(LAB_FIXTURES["witness_lab"])
+
+
+@pytest.fixture(scope="session")
+def async_lab(lab_pool: LabPool) -> Lab:
+    """The async stack's lab (synchronous mode off): the negative control's."""
+    return lab_pool.get(LAB_FIXTURES["async_lab"])
 
 
 # ---- the dev stack's config ----------------------------------------------------------------

@@ -16,6 +16,7 @@ import pytest
 from lab.cluster import Lab
 from lab.lock import LabBusy
 from lab.observe import is_healthy
+from tests.ha.limits import limit
 
 LAB_TOOLS = ("systemd-nspawn", "debootstrap", "nsenter", "unshare")
 
@@ -91,6 +92,14 @@ def check_result(lab: Lab, result: dict[str, Any], failover: bool) -> None:
     assert result["lost"] == 0, message
     assert not result["split_brain"], message
     assert all(w["seconds"] is not None for w in result["windows"]), message  # writes came back
+    allowed = limit(result["fault"])  # tests/ha/limits.py: one table, scaled by the timeout factor
+    if allowed is not None:
+        gap = result["max_gap_s"]
+        assert gap <= allowed, f"{gap} s without an acknowledged write > {allowed} s\n{message}"
+    probe = result.get("direct_probe")
+    if probe is not None:  # split brain asked of every node itself (lab/probe.py)
+        assert probe["answered"] > 0, message
+        assert probe["old_primary_acks_after_promotion"] == 0, message
     if failover:
         assert result["new_primary"] != result["old_primary"], message
         assert result["rejoin_s"] is not None, message  # the old primary streams again

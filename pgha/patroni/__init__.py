@@ -21,10 +21,11 @@ from typing import Any
 
 import yaml
 
-from .. import backup, etcd, pki
+from .. import backup, etcd, pki, vmprograms
 from ..files import RenderedFile, Step, render_script, render_template
 from ..secrets import REPLICATION_USER, RESTAPI_USER, REWIND_USER, SUPERUSER, ClusterSecrets
 from ..spec import ClusterSpec, Node
+from . import hostaware
 
 HERE = Path(__file__).resolve().parent
 PHASE = 4
@@ -37,6 +38,15 @@ SOFTDOG_PATH = "/etc/modules-load.d/pgha-softdog.conf"
 # server certificate, the REST API's, and Patroni's client certificate for etcd.
 PEM_PATH = f"{pki.TLS_DIR}/postgres.pem"
 SOCKET_DIR = "/var/run/postgresql"
+# Patroni reads its configuration as a directory (files merged in name order):
+# config.yml (linked in) first, then what pgha-hostaware writes at runtime.
+CONFIG_DIR = "/etc/patroni/pgha.d"
+CONFIG_LINK = f"{CONFIG_DIR}/10-config.yml"
+UNIT_DROPIN_PATH = "/etc/systemd/system/patroni.service.d/pgha.conf"
+HOSTAWARE_UNIT_PATH = "/etc/systemd/system/pgha-hostaware.service"
+HOSTAWARE_TAG_PATH = f"{CONFIG_DIR}/50-hostaware.yml"
+HOSTAWARE_INTERVAL_S = 0.5
+HOSTAWARE_ETCD_CHECK_S = 5.0
 
 # Parameters every node starts with; stack config ``postgres.parameters`` wins.
 DEFAULT_PARAMETERS: dict[str, Any] = {
@@ -50,6 +60,12 @@ DEFAULT_PARAMETERS: dict[str, Any] = {
     "max_connections": 200,
     "shared_buffers": "256MB",
     "hot_standby_feedback": "on",
+    # A synchronous standby that stopped answering (frozen, cut off, powered
+    # off without a FIN) holds every commit until its walsender gives up and
+    # Patroni drops it from the synchronous set: this bounds the first half.
+    # The walsender asks for a reply after half of it without one (1.5 s
+    # measured 1.7-4.2 s per fault here, 1 s: see docs/ha-durability.md).
+    "wal_sender_timeout": "1s",
 }
 
 
@@ -156,6 +172,13 @@ def dynamic_config(spec: ClusterSpec) -> dict[str, Any]:
     }
 
 
+def etcd_hosts(spec: ClusterSpec, node: Node) -> list[str]:
+    """Every etcd member's host:port, this node's own member first (where it is one)."""
+    hosts = etcd.client_endpoints(spec)
+    own = f"{node.ip}:{spec.etcd.client_port}"
+    return sorted(hosts, key=lambda host: host != own)
+
+
 def pinned_parameters(spec: ClusterSpec) -> dict[str, str]:
     """The settings that run or load a program, as the local config pins them (see COMMAND_PARAMETERS)."""
     pinned = {name: "" for name in (*COMMAND_PARAMETERS, *LIBRARY_PARAMETERS)}
@@ -196,7 +219,12 @@ def config(spec: ClusterSpec, node: Node, secrets: ClusterSecrets) -> dict[str, 
         # acknowledged writes in the lab's freeze test; v2 TTL keys expire by
         # clock and have no lease to revoke. etcd 3.6 drops v2: revisit then.
         "etcd": {
-            "hosts": etcd.client_endpoints(spec),
+            "hosts": etcd_hosts(spec, node),
+            # The hosts as listed, no topology discovery: Patroni starts on the
+            # first (its own member) instead of a random one, so a standby whose
+            # etcd freezes does not stall the leader's DCS calls (and with them
+            # the drop of that standby from the synchronous set).
+            "use_proxies": True,
             "protocol": "https",
             "cacert": pki.CA_PATH,
             "cert": PEM_PATH,
@@ -273,9 +301,47 @@ def dynamic_settings(spec: ClusterSpec) -> dict[str, int]:
     return settings
 
 
+def hostaware_settings(spec: ClusterSpec, node: Node) -> dict[str, Any]:
+    """What pgha-hostaware (hostaware.py) reads: who it is, where every database VM runs."""
+    return {
+        "name": node.name,
+        "hosts": {n.name: n.host for n in spec.postgres_nodes},
+        "url": rest_api_url(spec, node),
+        "cafile": pki.CA_PATH,
+        "tagFile": HOSTAWARE_TAG_PATH,
+        "interval": HOSTAWARE_INTERVAL_S,
+        # etcd's raft leader follows the primary (see hostaware.py), where this VM is a member.
+        "etcd": {
+            "endpoints": [etcd.client_url(spec, m) for m in etcd.members(spec)],
+            "self": etcd.client_url(spec, node),
+            "cafile": pki.CA_PATH,
+            "cert": PEM_PATH,
+            "every": HOSTAWARE_ETCD_CHECK_S,
+        }
+        if node in etcd.members(spec)
+        else None,
+    }
+
+
+def hostaware_files(spec: ClusterSpec, node: Node) -> list[RenderedFile]:
+    """The watcher that keeps nosync on the standbys sharing the primary's host (if host-aware)."""
+    if not spec.host_aware_sync:
+        return []
+    unit = render_template(
+        HERE, "pgha-hostaware.service.j2", program=hostaware.INSTALL_PATH, settings=hostaware.SETTINGS_PATH
+    )
+    return [
+        *vmprograms.program_files(hostaware, hostaware_settings(spec, node)),
+        RenderedFile(HOSTAWARE_UNIT_PATH, unit),
+    ]
+
+
 def files(spec: ClusterSpec, node: Node, secrets: ClusterSecrets, tls: pki.ClusterTls) -> list[RenderedFile]:
     document = yaml.safe_dump(config(spec, node, secrets), sort_keys=False, default_flow_style=False)
+    dropin = render_template(HERE, "patroni.service.conf.j2", config_dir=CONFIG_DIR)
     return [
+        RenderedFile(UNIT_DROPIN_PATH, dropin),
+        *hostaware_files(spec, node),
         createcluster_file(),
         RenderedFile(SOFTDOG_PATH, "# Managed by pgha: a watchdog for Patroni.\nsoftdog\n"),
         RenderedFile(WATCHDOG_RULE_PATH, render_template(HERE, "watchdog.rules.j2")),
@@ -304,6 +370,12 @@ def steps(spec: ClusterSpec, node: Node, secrets: ClusterSecrets, tls: pki.Clust
         health_url=rest_api_url(spec, node) + "/health",
         ca_path=pki.CA_PATH,
         config_path=CONFIG_PATH,
+        config_dir=CONFIG_DIR,
+        config_link=CONFIG_LINK,
+        dropin_path=UNIT_DROPIN_PATH,
+        hostaware=spec.host_aware_sync,
+        hostaware_unit_path=HOSTAWARE_UNIT_PATH,
+        hostaware_tag_path=HOSTAWARE_TAG_PATH,
         dynamic=dynamic_settings(spec),
     )
     return [Step(node.name, PHASE, "patroni", script, tuple(files(spec, node, secrets, tls)))]

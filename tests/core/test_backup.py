@@ -75,7 +75,9 @@ def test_database_vms_push_wal_to_the_repository_and_trust_only_it(spec, secrets
 
 
 def test_patroni_archives_through_pgbackrest_and_promotions_never_wait_for_it(spec, secrets):
-    document = yaml.safe_load(patroni.files(spec, spec.postgres_nodes[0], secrets, _tls(spec))[3].content)
+    files = patroni.files(spec, spec.postgres_nodes[0], secrets, _tls(spec))
+    config = next(f for f in files if f.path == patroni.CONFIG_PATH)
+    document = yaml.safe_load(config.content)
     parameters = document["bootstrap"]["dcs"]["postgresql"]["parameters"]
     assert parameters["archive_mode"] == "on"
     assert parameters["archive_timeout"] == 60

@@ -29,12 +29,16 @@ def test_node_identity_and_addresses(spec, secrets):
         # No loopback listener: Patroni's own connections use the Unix socket.
         assert config["postgresql"]["listen"] == f"{node.ip}:5442"
         assert config["postgresql"]["use_unix_socket"] is True
-        assert config["etcd"]["hosts"] == ["10.0.0.4:2379", "10.0.0.3:2379", "10.0.0.2:2379"]
+        # Its own etcd member first, used as listed (no discovery of a random one).
+        if node.runs_postgres:
+            assert config["etcd"]["hosts"][0] == f"{node.ip}:2379"
+        assert sorted(config["etcd"]["hosts"]) == ["10.0.0.2:2379", "10.0.0.3:2379", "10.0.0.4:2379"]
+        assert config["etcd"]["use_proxies"] is True
 
 
 def test_dcs_settings(spec, secrets):
     dcs = parsed(spec, spec.nodes[0], secrets)["bootstrap"]["dcs"]
-    assert (dcs["ttl"], dcs["loop_wait"], dcs["retry_timeout"]) == (20, 5, 7)
+    assert (dcs["ttl"], dcs["loop_wait"], dcs["retry_timeout"]) == (20, 1, 7)
     assert dcs["failsafe_mode"] is True
     assert dcs["synchronous_mode"] is True and dcs["synchronous_mode_strict"] is False
     assert dcs["postgresql"]["use_pg_rewind"] is True
@@ -112,9 +116,19 @@ def test_step_drops_debian_cluster_and_waits(spec, secrets, tls):
     assert "--cacert /etc/pgha/tls/ca.crt https://10.0.0.4:8008/health" in step.script
 
 
-def test_every_replica_is_synchronous_by_default(spec, secrets):
+def test_one_synchronous_standby_on_another_host_by_default(spec, secrets):
     dcs = parsed(spec, spec.nodes[0], secrets)["bootstrap"]["dcs"]
-    assert dcs["synchronous_node_count"] == 2
+    assert spec.host_aware_sync
+    assert dcs["synchronous_node_count"] == 1
+
+
+def test_every_replica_is_synchronous_without_host_awareness(dev_config, secrets):
+    from pgha import load_spec
+
+    dev_config["patroni"] = {"hostAwareSync": False}
+    spec = load_spec(dev_config, "dev")
+    assert not spec.host_aware_sync
+    assert parsed(spec, spec.nodes[0], secrets)["bootstrap"]["dcs"]["synchronous_node_count"] == 2
 
 
 def test_synchronous_node_count_is_bounded(dev_config):

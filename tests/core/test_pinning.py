@@ -17,9 +17,8 @@ from pgha.files import CORE_DIR
 
 
 def local_config(spec, secrets) -> dict:
-    return yaml.safe_load(
-        patroni.files(spec, spec.postgres_nodes[0], secrets, _placeholder_tls(spec))[3].content
-    )
+    files = patroni.files(spec, spec.postgres_nodes[0], secrets, _placeholder_tls(spec))
+    return yaml.safe_load(next(f for f in files if f.path == patroni.CONFIG_PATH).content)
 
 
 def _placeholder_tls(spec):

@@ -7,6 +7,7 @@ services learn about a new VM count.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import subprocess
 from typing import Any
@@ -28,6 +29,7 @@ from pgha import (
     node_steps,
     patroni,
 )
+from pgha.stackfile import read_config
 
 NEW_VMS = [
     {"name": "psql-04", "host": "pve2", "ip": "10.0.0.5"},
@@ -188,9 +190,16 @@ def test_every_service_learns_five_vms(spec5, secrets, tls5):
         assert sorted(peers) == sorted(str(n.ip) for n in spec5.postgres_nodes if n != node)
 
 
-def test_synchronous_standbys_follow_the_vm_count(spec, spec5, secrets, tls5):
-    """synchronous_node_count sits in the DCS from bootstrap on: the step reconciles it."""
-    for current, wanted in ((spec, 2), (spec5, 4)):
+def test_synchronous_standbys_follow_the_vm_count(spec5, secrets, tls5):
+    """synchronous_node_count sits in the DCS from bootstrap on: the step reconciles it.
+
+    Host-aware (the default) it stays one; without host awareness every replica counts.
+    """
+    config = read_config("dev")
+    config["patroni"] = {"hostAwareSync": False}
+    all_sync = load_spec(config, "dev")
+    all_sync5 = dataclasses.replace(spec5, patroni=all_sync.patroni)
+    for current, wanted in ((all_sync, 2), (all_sync5, 4), (spec5, 1)):
         (step,) = patroni.steps(current, current.nodes[0], secrets, tls5)
         assert f"\nkeep_dcs synchronous_node_count {wanted}\n" in step.script
         # Every VM's step may try at once: a compare-and-set loser retries.

@@ -24,10 +24,11 @@ from pgha.cloudinit import DEPLOY_KEY_PLACEHOLDER, HostKey, seed
 from pgha.files import CORE_DIR, INSTALLER_PATH, INSTALLER_SOURCE, REPO_DIR
 from pgha.haproxy import save_state
 from pgha.maintenance import rolling
+from pgha.patroni import hostaware
 from pgha.stackfile import load_stack
 
 STACKS = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in REPO_DIR.glob("Pulumi.*.yaml"))
-MODULES = (save_state, backup_status, rolling)
+MODULES = (save_state, backup_status, rolling, hostaware)
 RUFF = Path(sys.executable).parent / "ruff"
 
 

@@ -32,6 +32,13 @@ def test_primary_partition(lab: Lab) -> None:
     check_result(lab, faults.primary_partition(lab), failover=True)
 
 
+def test_primary_drop_with_carrier_up(lab: Lab) -> None:
+    """(3d) Packets dropped, link up: only timeouts can tell."""
+    result = faults.primary_drop(lab, hold=lab.spec.patroni.ttl + 10)
+    check_result(lab, result, failover=True)
+    assert result["direct_probe"]["other_node_promoted"], report(result)
+
+
 def test_primary_freeze(lab: Lab) -> None:
     result = faults.primary_freeze(lab)
     check_result(lab, result, failover=True)

@@ -1,0 +1,37 @@
+"""How long each fault may keep writes from being acknowledged: one table for every HA test.
+
+Measured as ``max_gap_s`` (lab/workload.py): the longest time without any
+acknowledged write after the fault, failed attempts or mere waiting alike.
+The goals of issue 12 (docs/ha-durability.md) with a margin for a loaded lab;
+slower machines scale every limit with PGHA_TIMEOUT_FACTOR.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+
+from lab.wait import timeout_factor
+
+# Scenario name pattern -> seconds. Primary faults wait for the leader key's ttl (20 s).
+LIMITS_S: dict[str, float] = {
+    "primary_power_off": 30,
+    "postmaster_sigkill": 10,
+    "primary_partition": 30,
+    "primary_drop": 30,
+    "primary_freeze": 30,
+    "host_crash_*": 30,
+    "vip_holder_loses_haproxy": 5,
+    "vip_holder_dies": 5,
+    # Goal 3 s, not reached: 4.2-7.9 s measured here (docs/ha-durability.md);
+    # this limit catches a regression, not the goal.
+    "planned_switchover": 10,
+    "standby_*": 5,
+}
+
+
+def limit(fault: str) -> float | None:
+    """The scaled limit for a scenario name; None when the table has none (e.g. quorum loss)."""
+    for pattern, seconds in LIMITS_S.items():
+        if fnmatch.fnmatchcase(fault, pattern):
+            return seconds * timeout_factor()
+    return None
