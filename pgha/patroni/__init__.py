@@ -9,9 +9,10 @@ Every network path is TLS with the cluster's CA: PostgreSQL accepts only
 verify the primary's certificate, Patroni's REST API is HTTPS with a password
 on its unsafe endpoints, and Patroni reaches etcd with its client certificate.
 Patroni itself uses the Unix socket (peer authentication), so PostgreSQL has
-no loopback listener. ``systemctl reload patroni`` (SIGHUP) makes Patroni load
-a re-issued certificate in its REST API and reload PostgreSQL, which then
-serves new connections with it: a rotation needs no restart.
+no loopback listener, and the superuser logs in only there (see pg_hba()).
+``systemctl reload patroni`` (SIGHUP) makes Patroni load a re-issued
+certificate in its REST API and reload PostgreSQL, which then serves new
+connections with it: a rotation needs no restart.
 """
 
 from __future__ import annotations
@@ -77,16 +78,31 @@ def rest_api_url(spec: ClusterSpec, node: Node) -> str:
 
 
 def pg_hba(spec: ClusterSpec) -> list[str]:
-    """Peer on the Unix socket; from the private network TLS and scram-sha-256, nothing else.
+    """Who may log in as whom, from where: first match wins.
+
+    - The Unix socket, peer: the postgres OS user is the superuser. Patroni
+      (health, promotion, its own queries), pgBackRest and pgha-databases use
+      it; the superuser has no network line at all, its password opens nothing.
+    - Replication and pg_rewind: only from each member's own address (/32).
+      A scale-out adds lines; Patroni rewrites pg_hba.conf on reload.
+    - pgha's own roles from anywhere else: rejected before any password.
+    - Everyone else (the application roles): TLS and scram-sha-256 from the
+      private network. Behind HAProxy PostgreSQL sees the VMs' own addresses,
+      so who may reach the VIP is decided by HAProxy (``pgha:clients.allowFrom``).
 
     No line matches a plaintext TCP connection, so PostgreSQL refuses it
-    before any password is exchanged. Patroni itself uses the socket.
+    before any password is exchanged.
     """
-    cidr = spec.network.cidr
+    members = [f"{node.ip}/32" for node in spec.postgres_nodes]
+    reserved = ",".join((SUPERUSER, REPLICATION_USER, REWIND_USER))
     return [
         "local all all peer",
-        f"hostssl replication {REPLICATION_USER} {cidr} scram-sha-256",
-        f"hostssl all all {cidr} scram-sha-256",
+        *(f"hostssl replication {REPLICATION_USER} {member} scram-sha-256" for member in members),
+        # pg_rewind and Patroni's pre-rewind check read the primary's postgres database.
+        *(f"hostssl postgres {REWIND_USER} {member} scram-sha-256" for member in members),
+        f"host all {reserved} 0.0.0.0/0 reject",
+        "host replication all 0.0.0.0/0 reject",
+        f"hostssl all all {spec.network.cidr} scram-sha-256",
     ]
 
 
