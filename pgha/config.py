@@ -718,6 +718,8 @@ def _read_applications(
                 f"databases[{i}].owner", f"{database.owner!r} is declared absent but owns this database"
             )
     for i, role in enumerate(roles[: len(entries)]):
+        if role.state == "absent":
+            continue  # about to be dropped: its memberships go with it
         for group in role.member_of:
             if group.startswith("pg_"):
                 continue

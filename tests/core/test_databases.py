@@ -106,6 +106,17 @@ def test_owner_declared_absent_and_duplicates(dev_config):
     assert_problem(dev_config, "pgha:roles[1].memberOf", "'nobody'")
 
 
+def test_an_application_removed_whole(dev_config):
+    """Database and roles absent together: memberships of an absent role are not checked."""
+    dev_config["databases"] = [{"name": "js", "owner": "js_owner", "state": "absent"}]
+    dev_config["roles"] = [
+        {"name": "js_owner", "login": False, "state": "absent"},
+        {"name": "js_app", "memberOf": ["js_owner"], "state": "absent"},
+    ]
+    spec = load_spec(dev_config, "dev")
+    assert {r.state for r in spec.roles} == {"absent"} and spec.login_roles == ()
+
+
 def test_given_passwords_are_checked_without_echoing_them(dev_config):
     dev_config["rolePasswords"] = {"app": "short\nsecret", "stranger": "x" * 20}
     found = problems(dev_config)
