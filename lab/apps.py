@@ -15,7 +15,7 @@ from pgha import load_spec, patroni
 from pgha.spec import ClusterSpec
 from pgha.stackfile import read_config
 
-from . import faults
+from . import observe
 from .client import connect
 from .cluster import Lab
 
@@ -36,7 +36,7 @@ def local_sql(lab: Lab, node: str, sql: str, dbname: str = "postgres") -> str:
 
 def primary_sql(lab: Lab, sql: str, dbname: str = "postgres") -> str:
     """``sql`` on the current primary's socket."""
-    leader = faults.leader(lab)
+    leader = observe.leader(lab)
     if leader is None:
         raise RuntimeError("no running leader")
     return local_sql(lab, leader, sql, dbname)

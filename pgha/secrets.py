@@ -26,18 +26,24 @@ class ClusterSecrets:
     # The application roles' passwords (pgha.databases), by role name:
     # generated per role or given in the secret pgha:rolePasswords.
     role_passwords: Mapping[str, str] = field(default_factory=dict)
+    # Stand-ins for the offline render and the layout: any role gets a placeholder.
+    placeholder: bool = False
 
     @classmethod
     def names(cls) -> tuple[str, ...]:
         """The generated cluster secrets (one RandomPassword each in Pulumi)."""
-        return tuple(f.name for f in fields(cls) if f.name not in SUPPLIED and f.name != "role_passwords")
+        return tuple(
+            f.name
+            for f in fields(cls)
+            if f.name not in SUPPLIED and f.name not in ("role_passwords", "placeholder")
+        )
 
     @classmethod
     def placeholders(cls, roles: Iterable[str] = ()) -> ClusterSecrets:
         """Clearly marked stand-ins for the offline render: never valid passwords."""
         values = {name: f"PULUMI-SECRET({name})" for name in (*cls.names(), *SUPPLIED)}
         passwords = {role: f"PULUMI-SECRET(password of {role})" for role in roles}
-        return cls(**values, role_passwords=passwords)
+        return cls(**values, role_passwords=passwords, placeholder=True)
 
     @classmethod
     def generate(cls, roles: Iterable[str] = ()) -> ClusterSecrets:
@@ -47,10 +53,11 @@ class ClusterSecrets:
 
     def role_password(self, role: str) -> str:
         """A login role's password; a missing one is a wiring bug, never an empty password."""
-        try:
+        if role in self.role_passwords:
             return self.role_passwords[role]
-        except KeyError:
-            raise KeyError(f"no password for role {role!r}") from None
+        if self.placeholder:
+            return f"PULUMI-SECRET(password of {role})"
+        raise KeyError(f"no password for role {role!r}")
 
     def values(self) -> tuple[str, ...]:
         """Every secret value this cluster has, for leak checks."""

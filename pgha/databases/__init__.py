@@ -15,21 +15,22 @@ PostgreSQL; the step script and its output hold none.
 
 from __future__ import annotations
 
-import json
+import dataclasses
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from .. import patroni
+from .. import patroni, vmprograms
 from ..files import RenderedFile, Step, render_script
 from ..secrets import ClusterSecrets
 from ..spec import ClusterSpec, DatabaseSpec, Node
+from . import tool
 
 HERE = Path(__file__).resolve().parent
 # Shares phase 8 with pgBackRest's step (independent of it): after patroni-config.
 PHASE = 8
-TOOL_PATH = "/usr/local/lib/pgha/pgha-databases"
-PLAN_PATH = "/etc/pgha/databases.json"
+TOOL_PATH = tool.INSTALL_PATH
+PLAN_PATH = tool.SETTINGS_PATH
 TIMEOUT_S = 300
 
 
@@ -58,11 +59,9 @@ def plan(spec: ClusterSpec, secrets: ClusterSecrets) -> dict[str, Any]:
 
 
 def files(spec: ClusterSpec, secrets: ClusterSecrets) -> list[RenderedFile]:
-    document = json.dumps(plan(spec, secrets), indent=2, sort_keys=True) + "\n"
-    return [
-        RenderedFile(TOOL_PATH, (HERE / "tool.py").read_text(), mode=0o755),
-        RenderedFile(PLAN_PATH, document, mode=0o600, owner="postgres", group="postgres", secret=True),
-    ]
+    """The tool (pgha/vmprograms.py's convention) and its plan, which holds passwords: postgres 0600."""
+    program, settings = vmprograms.program_files(tool, plan(spec, secrets), settings_mode=0o600)
+    return [program, dataclasses.replace(settings, owner="postgres", group="postgres", secret=True)]
 
 
 def steps(spec: ClusterSpec, node: Node, secrets: ClusterSecrets) -> list[Step]:

@@ -33,6 +33,9 @@ from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+INSTALL_PATH = "/usr/local/lib/pgha/pgha-databases"
+# Holds the passwords: postgres 0600, installed by the same step.
+SETTINGS_PATH = "/etc/pgha/pgha-databases.json"
 SCRAM_ITERATIONS = 4096
 # Membership pgha manages for a declared role: in declared roles and these predefined ones.
 GRANTABLE_PREDEFINED = (
@@ -307,14 +310,13 @@ def run(plan: dict[str, Any]) -> int:
         time.sleep(2)
 
 
-def main(argv: list[str]) -> int:
-    if len(argv) != 2:
-        print("usage: pgha-databases PLAN.json", file=sys.stderr)
-        return 2
-    with open(argv[1], encoding="utf-8") as handle:
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    path = args[0] if args else SETTINGS_PATH
+    with open(path, encoding="utf-8") as handle:
         plan = json.load(handle)
     return run(plan)
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    sys.exit(main())

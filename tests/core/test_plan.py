@@ -58,7 +58,7 @@ def test_no_secret_outside_the_files_meant_for_it(spec, secrets, tls):
                     assert rendered.mode in (0o600, 0o640), rendered.path
                     secret_paths.add(rendered.path)
     assert secret_paths == {
-        "/etc/pgha/databases.json",
+        "/etc/pgha/pgha-databases.json",
         "/etc/patroni/config.yml",
         "/etc/haproxy/haproxy.cfg",
         "/etc/pgha/tls/etcd.pem",

@@ -186,8 +186,8 @@ def test_two_applications_rotation_and_removal(apps_lab):
 
 
 def _leader(lab: Lab) -> str:
-    from lab import faults
+    from lab import observe
 
-    leader = faults.leader(lab)
+    leader = observe.leader(lab)
     assert leader is not None
     return leader
