@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
 
 import pulumi
 
-from pgha.secrets import SUPERUSER, ClusterSecrets
-from pgha.spec import ClusterSpec
+from pgha.databases import connection_string
+from pgha.secrets import ClusterSecrets
+from pgha.spec import ClusterSpec, DatabaseSpec
 from pgha.topology import failure_domains
 
 from .network import PrivateNetwork, PrivateNetworkArgs
-from .secrets import ClusterPasswords
+from .secrets import ClusterPasswords, ClusterPasswordsArgs
 from .steps import RemoteSteps, RemoteStepsArgs
 from .tls import ClusterCertificates, ClusterCertificatesArgs
 from .vm import CloudImage, CloudImageArgs, PghaVm, PghaVmArgs
@@ -24,13 +24,13 @@ class PghaClusterArgs:
     spec: ClusterSpec
 
 
-def _connection_string(secrets: ClusterSecrets, vip: str, port: int) -> str:
-    """TLS, and the server's certificate checked against the CA (``caCertificate``) and the VIP.
-
-    libpq looks for the CA in ``~/.postgresql/root.crt`` unless ``sslrootcert`` says otherwise.
-    """
-    password = quote(secrets.superuser_password, safe="")
-    return f"postgresql://{SUPERUSER}:{password}@{vip}:{port}/postgres?sslmode=verify-full"
+def database_outputs(spec: ClusterSpec, database: DatabaseSpec, secrets: ClusterSecrets) -> dict[str, str]:
+    """One database's connection strings, as its owner: read-write on 5432, the replicas on 5433."""
+    password = secrets.role_password(database.owner)
+    return {
+        "primary": connection_string(spec, database, password, spec.haproxy.primary_port),
+        "replica": connection_string(spec, database, password, spec.haproxy.replica_port),
+    }
 
 
 class PghaCluster(pulumi.ComponentResource):
@@ -44,8 +44,9 @@ class PghaCluster(pulumi.ComponentResource):
     ca_certificate: pulumi.Output[str]
     primary_port: pulumi.Output[int]
     replica_port: pulumi.Output[int]
-    primary_connection_string: pulumi.Output[str]
-    replica_connection_string: pulumi.Output[str]
+    primary_connection_string: pulumi.Output[str | None]
+    replica_connection_string: pulumi.Output[str | None]
+    databases: pulumi.Output[dict[str, dict[str, str]]]
     nodes: pulumi.Output[list[dict[str, str]]]
     failure_domains: pulumi.Output[dict[str, str]]
 
@@ -54,7 +55,7 @@ class PghaCluster(pulumi.ComponentResource):
         spec = args.spec
         child = pulumi.ResourceOptions(parent=self)
 
-        self.passwords = ClusterPasswords(name, opts=child)
+        self.passwords = ClusterPasswords(name, ClusterPasswordsArgs(roles=spec.login_roles), opts=child)
         self.certificates = ClusterCertificates(name, ClusterCertificatesArgs(spec), opts=child)
         self.network = PrivateNetwork(name, PrivateNetworkArgs(spec), opts=child)
         self.image = CloudImage(name, CloudImageArgs(spec), opts=child)
@@ -92,11 +93,21 @@ class PghaCluster(pulumi.ComponentResource):
         self.ca_certificate = self.certificates.ca_certificate
         self.primary_port = pulumi.Output.from_input(spec.haproxy.primary_port)
         self.replica_port = pulumi.Output.from_input(spec.haproxy.replica_port)
+        # Never the superuser (it has no network login): each present database's
+        # owner, and the first database's as the stack's primary/replica strings.
+        # A database owned by a role that cannot log in has no owner's string: its
+        # applications log in as member roles (see docs/applications.md).
+        logins = {r.name for r in spec.login_roles}
+        present = [d for d in spec.databases if d.state == "present" and d.owner in logins]
+        self.databases = pulumi.Output.secret(
+            secrets.apply(lambda s: {d.name: database_outputs(spec, d, s) for d in present})
+        )
+        first = spec.client_database if spec.client_database in present else None
         self.primary_connection_string = pulumi.Output.secret(
-            secrets.apply(lambda s: _connection_string(s, vip, spec.haproxy.primary_port))
+            secrets.apply(lambda s: database_outputs(spec, first, s)["primary"] if first else None)
         )
         self.replica_connection_string = pulumi.Output.secret(
-            secrets.apply(lambda s: _connection_string(s, vip, spec.haproxy.replica_port))
+            secrets.apply(lambda s: database_outputs(spec, first, s)["replica"] if first else None)
         )
         node_list: list[dict[str, Any]] = [
             {"name": n.name, "host": n.host, "ip": str(n.ip), "role": n.role} for n in spec.nodes
@@ -112,6 +123,7 @@ class PghaCluster(pulumi.ComponentResource):
                 "replicaPort": self.replica_port,
                 "primaryConnectionString": self.primary_connection_string,
                 "replicaConnectionString": self.replica_connection_string,
+                "databases": self.databases,
                 "nodes": self.nodes,
                 "failureDomains": self.failure_domains,
             }

@@ -14,6 +14,10 @@ import pulumi_tls
 
 from pgha.config import NAMESPACE
 from pgha.secrets import SUPPLIED, ClusterSecrets
+from pgha.spec import RoleSpec
+
+# Secret config: {role: password} for application roles whose password is given, not generated.
+ROLE_PASSWORDS_KEY = "rolePasswords"
 
 
 @dataclass(frozen=True)
@@ -21,6 +25,8 @@ class ClusterPasswordsArgs:
     # Letters and digits only: the passwords land in HAProxy's config, YAML and
     # connection URLs, where punctuation would need quoting in three dialects.
     length: int = 32
+    # The application login roles (pgha.databases): one password each.
+    roles: tuple[RoleSpec, ...] = ()
 
 
 class ClusterPasswords(pulumi.ComponentResource):
@@ -57,8 +63,33 @@ class ClusterPasswords(pulumi.ComponentResource):
         # Operator-supplied secrets (the S3 key pair) come from secret config.
         config = pulumi.Config(NAMESPACE)
         supplied = {field: config.get_secret(key) or "" for field, key in SUPPLIED.items()}
+        # Application roles: the given password if pgha:rolePasswords has one, else a
+        # RandomPassword whose keeper is the role's rotation generation, so bumping
+        # pgha:roles[].rotation is a new password and nothing else is.
+        given = config.get_secret_object(ROLE_PASSWORDS_KEY) or {}
+        self.role_passwords: dict[str, pulumi_random.RandomPassword] = {
+            role.name: pulumi_random.RandomPassword(
+                f"{name}-role-{role.name.replace('_', '-')}",
+                length=args.length,
+                special=False,
+                keepers={"rotation": str(role.rotation)},
+                opts=child,
+            )
+            for role in args.roles
+        }
+        roles = {
+            role_name: pulumi.Output.all(given, password.result).apply(
+                lambda v, r=role_name: v[0][r] if isinstance(v[0], dict) and r in v[0] else v[1]
+            )
+            for role_name, password in self.role_passwords.items()
+        }
         values = pulumi.Output.all(**generated, **supplied)
-        self.secrets = pulumi.Output.secret(values.apply(lambda v: ClusterSecrets(**v)))
+        passwords = pulumi.Output.all(**roles)
+        self.secrets = pulumi.Output.secret(
+            pulumi.Output.all(values, passwords).apply(
+                lambda v: ClusterSecrets(**v[0], role_passwords=dict(v[1]))
+            )
+        )
 
         self.deploy_key = pulumi_tls.PrivateKey(f"{name}-deploy-key", algorithm="ED25519", opts=child)
         self.deploy_public_key = self.deploy_key.public_key_openssh

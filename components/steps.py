@@ -80,7 +80,7 @@ class RemoteSteps(pulumi.ComponentResource):
     def __init__(self, name: str, args: RemoteStepsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("pgha:index:RemoteSteps", name, None, opts)
         spec = args.spec
-        placeholders = ClusterSecrets.placeholders()
+        placeholders = ClusterSecrets.placeholders(r.name for r in spec.login_roles)
         tls_placeholders = ClusterTls.placeholders(spec)
         layout = {node.name: node_steps(spec, node, placeholders, tls_placeholders) for node in spec.nodes}
         material = pulumi.Output.all(args.secrets, args.tls)

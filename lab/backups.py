@@ -93,7 +93,10 @@ def restore_drill(
             raise StepError(f"restore failed: {output}")
         answer = None
         if sql is not None:
-            query = ["psql", "-h", patroni.SOCKET_DIR, "-p", str(backup.RESTORE_PORT), "-XAtc", sql]
+            # The clients' database: where the lab's writers put their tables.
+            database = lab.spec.client_database.name if lab.spec.client_database else "postgres"
+            socket = ["-h", patroni.SOCKET_DIR, "-p", str(backup.RESTORE_PORT), "-d", database]
+            query = ["psql", *socket, "-XAtc", sql]
             result = lab.exec(
                 node,
                 ["runuser", "-u", "postgres", "--", *query],

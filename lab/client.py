@@ -6,8 +6,6 @@ from typing import Any
 
 import psycopg
 
-from pgha.secrets import SUPERUSER
-
 from .cluster import Lab
 from .inside import inside
 
@@ -19,15 +17,15 @@ def connect(
 
     TLS with the server's certificate checked against the lab's CA and the
     address dialled (``verify-full``), as a client of the VIP should; keyword
-    arguments override any of it (the tests try what must fail).
+    arguments override any of it (the tests try what must fail). The login is
+    the stack's first application database and its owner: the superuser has no
+    network login.
     """
     lab.tls()
     params: dict[str, Any] = {
         "host": host or str(lab.spec.vip),
         "port": port,
-        "user": SUPERUSER,
-        "password": lab.secrets().superuser_password,
-        "dbname": "postgres",
+        **lab.client_login(),
         "connect_timeout": timeout,
         "sslmode": "verify-full",
         "sslrootcert": str(lab.ca_path),

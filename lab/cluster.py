@@ -38,7 +38,7 @@ from pgha import (
     phases,
     pki,
 )
-from pgha.secrets import SUPERUSER
+from pgha.secrets import new_password
 from pgha.spec import MaintenanceSpec
 
 from . import observe
@@ -95,14 +95,39 @@ class Lab:
     # ---- identity ------------------------------------------------------------
 
     def secrets(self) -> ClusterSecrets:
-        """The lab's generated secrets, kept root-only across runs (Pulumi keeps them in state)."""
+        """The lab's generated secrets, kept root-only across runs (Pulumi keeps them in state).
+
+        A new kind of secret (an older lab's state lacks it) is generated once,
+        the others kept. Like Pulumi's RandomPassword with the role's rotation
+        as keeper: every login role of the current spec has a password, and a
+        new rotation generation of a role gives it a new one.
+        """
         kept = json.loads(self.secrets_path.read_text()) if self.secrets_path.exists() else {}
-        if set(ClusterSecrets.names()) <= set(kept):
-            return ClusterSecrets(**kept)
-        # A new kind of secret (an older lab's state lacks it): generated once, the others kept.
-        generated = ClusterSecrets(**{**ClusterSecrets.generate().__dict__, **kept})
-        self._write_private(self.secrets_path, json.dumps(generated.__dict__))
-        return generated
+        saved = dict(kept)
+        if not set(ClusterSecrets.names()) <= set(saved):
+            saved = {**ClusterSecrets.generate().__dict__, **saved}
+        passwords = dict(saved.get("role_passwords") or {})
+        rotations = dict(saved.pop("role_rotations", None) or {})
+        for role in self.spec.login_roles:
+            if role.name not in passwords or rotations.get(role.name, 0) != role.rotation:
+                passwords[role.name] = new_password()
+                rotations[role.name] = role.rotation
+        saved["role_passwords"] = passwords
+        stored = {**saved, "role_rotations": rotations}
+        if stored != kept:
+            self._write_private(self.secrets_path, json.dumps(stored))
+        return ClusterSecrets(**saved)
+
+    def client_login(self) -> dict[str, str]:
+        """Who the lab's clients are: the first database's owner, never the superuser."""
+        database = self.spec.client_database
+        if database is None:
+            raise RuntimeError(f"stack {self.stack} declares no database for clients")
+        return {
+            "user": database.owner,
+            "password": self.secrets().role_password(database.owner),
+            "dbname": database.name,
+        }
 
     def tls(self) -> ClusterTls:
         """The lab's CA and node certificates, kept root-only across runs (Pulumi keeps them in state).
@@ -402,13 +427,14 @@ class Lab:
     def client_env(self, port: int | None = None) -> dict[str, str]:
         """libpq environment: the VIP, TLS verified against the lab's CA, the password in the environment."""
         self.tls()
+        login = self.client_login()
         return {
             **os.environ,
             "PGHOST": str(self.spec.vip),
             "PGPORT": str(port or self.spec.haproxy.primary_port),
-            "PGUSER": SUPERUSER,
-            "PGDATABASE": "postgres",
-            "PGPASSWORD": self.secrets().superuser_password,
+            "PGUSER": login["user"],
+            "PGDATABASE": login["dbname"],
+            "PGPASSWORD": login["password"],
             "PGCONNECT_TIMEOUT": "5",
             "PGSSLMODE": "verify-full",
             "PGSSLROOTCERT": str(self.ca_path),

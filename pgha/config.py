@@ -19,9 +19,12 @@ from .etcd import members as etcd_members
 from .patroni import MANAGED_PARAMETERS
 from .secrets import SUPPLIED
 from .spec import (
+    DEFAULT_DATABASES,
     IMAGE_POSTGRES_VERSIONS,
     BackupSpec,
+    ClientsSpec,
     ClusterSpec,
+    DatabaseSpec,
     EtcdSpec,
     HaproxySpec,
     JumpHost,
@@ -31,6 +34,7 @@ from .spec import (
     Node,
     PatroniSpec,
     PostgresSpec,
+    RoleSpec,
     SdnSpec,
     SshSpec,
     TlsSpec,
@@ -56,6 +60,11 @@ KNOWN_KEYS = (
     "backupS3Key",
     "backupS3KeySecret",
     "maintenance",
+    # Applications (pgha.databases): databases, roles, the secret role passwords, client networks.
+    "databases",
+    "roles",
+    "rolePasswords",
+    "clients",
 )
 # Every pattern is applied with re.fullmatch (via _Reader.matches): ``$`` alone
 # would accept a trailing newline, which splits the lines it lands in.
@@ -563,7 +572,7 @@ def load_spec(config: dict[str, Any], stack: str) -> ClusterSpec:
     # Before anything reads a value: no string anywhere, secrets included, may
     # carry a control character into a config line or a script.
     for key, value in config.items():
-        reader.control_characters(value, key, secret=key in SUPPLIED.values())
+        reader.control_characters(value, key, secret=key in (*SUPPLIED.values(), "rolePasswords"))
     for unknown in sorted(set(config) - set(KNOWN_KEYS)):
         reader.problem(unknown, f"unknown key (known: {', '.join(KNOWN_KEYS)})")
 
@@ -633,6 +642,8 @@ def load_spec(config: dict[str, Any], stack: str) -> ClusterSpec:
         },
     )
     _check_tls(reader, tls)
+    databases, roles = _read_applications(reader, config)
+    clients = _read_clients(reader, config.get("clients"))
     if vm.template_vm_id is not None and vm.template_node is None:
         reader.problem("vm.templateNode", "is required with vm.templateVmId (the node holding the template)")
 
@@ -653,6 +664,9 @@ def load_spec(config: dict[str, Any], stack: str) -> ClusterSpec:
         tls=tls,
         backup=backup,
         maintenance=maintenance,
+        databases=databases,
+        roles=roles,
+        clients=clients,
     )
     # etcd.members() is the one place that decides who votes: ask it.
     voters = len(etcd_members(spec))
@@ -664,3 +678,227 @@ def load_spec(config: dict[str, Any], stack: str) -> ClusterSpec:
             ]
         )
     return spec
+
+
+# ---- applications: pgha:databases, pgha:roles, pgha:rolePasswords, pgha:clients ----
+
+# Lowercase SQL identifiers only: they read the same quoted or not, in SQL,
+# pg_hba and connection URLs.
+_SQL_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+_EXTENSION = re.compile(r"[a-z_][a-z0-9_-]{0,62}")
+# pgha's own roles, pg_hba keywords and names PostgreSQL reserves or treats specially.
+RESERVED_ROLES = frozenset(
+    {"postgres", "replicator", "rewind_user", "public", "all", "replication", "none"}
+    | {"samerole", "samegroup", "sameuser", "current_user", "current_role", "session_user"}
+)
+RESERVED_DATABASES = frozenset({"postgres", "all", "replication", "samerole", "samegroup", "sameuser"})
+# Predefined roles an application role may join; not pg_read_server_files,
+# pg_write_server_files or pg_execute_server_program, which reach the OS as postgres.
+GRANTABLE_PREDEFINED = frozenset(
+    {
+        "pg_monitor",
+        "pg_read_all_settings",
+        "pg_read_all_stats",
+        "pg_stat_scan_tables",
+        "pg_read_all_data",
+        "pg_write_all_data",
+        "pg_signal_backend",
+        "pg_checkpoint",
+        "pg_maintain",
+    }
+)
+_PASSWORD = re.compile(r"[\x21-\x7e]{16,128}")
+
+
+def _reserved(name: str, reserved: frozenset[str]) -> str | None:
+    """Why ``name`` may not be declared, or None."""
+    if name in reserved:
+        return "is reserved (pgha's own roles and PostgreSQL keywords)"
+    if name.startswith("pg_"):
+        return "starts with pg_, reserved by PostgreSQL"
+    if name.startswith("pgha"):
+        return "starts with pgha, reserved for pgha's own roles"
+    if name.startswith("template"):
+        return "starts with template, reserved for PostgreSQL's templates"
+    return None
+
+
+def _name(reader: _Reader, raw: Any, key: str, reserved: frozenset[str]) -> str | None:
+    if not isinstance(raw, str) or not _SQL_NAME.fullmatch(raw):
+        reader.problem(key, f"{raw!r} must be a lowercase SQL name (a-z, 0-9, _; at most 63)")
+        return None
+    why = _reserved(raw, reserved)
+    if why:
+        reader.problem(key, f"{raw!r} {why}")
+        return None
+    return raw
+
+
+def _list(reader: _Reader, raw: Any, key: str) -> list[Any]:
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        reader.problem(key, f"expected a list, got {raw!r}")
+        return []
+    return raw
+
+
+def _state(reader: _Reader, data: dict[str, Any], key: str) -> Literal["present", "absent"]:
+    state = data.get("state", "present")
+    if state not in ("present", "absent"):
+        reader.problem(f"{key}.state", f"{state!r} is not one of 'present', 'absent'")
+        return "present"
+    return state
+
+
+def _read_role(reader: _Reader, raw: Any, key: str) -> RoleSpec | None:
+    data = reader.mapping(raw, key)
+    known = {"name", "login", "connectionLimit", "memberOf", "state", "rotation"}
+    for unknown in sorted(set(data) - known):
+        reader.problem(f"{key}.{unknown}", f"unknown key (known: {', '.join(sorted(known))})")
+    name = _name(reader, data.get("name"), f"{key}.name", RESERVED_ROLES)
+    login = reader.value(data.get("login", True), f"{key}.login", bool)
+    limit_raw = data.get("connectionLimit", -1)
+    limit = -1
+    if isinstance(limit_raw, bool) or not isinstance(limit_raw, int) or limit_raw < -1:
+        reader.problem(f"{key}.connectionLimit", f"{limit_raw!r} must be an integer, -1 (no limit) or more")
+    else:
+        limit = limit_raw
+    rotation = reader.value(data.get("rotation", 0), f"{key}.rotation", int)
+    groups: list[str] = []
+    for i, group in enumerate(_list(reader, data.get("memberOf"), f"{key}.memberOf")):
+        if isinstance(group, str) and group in GRANTABLE_PREDEFINED:
+            groups.append(group)
+        elif isinstance(group, str) and group.startswith("pg_"):
+            allowed = ", ".join(sorted(GRANTABLE_PREDEFINED))
+            reader.problem(
+                f"{key}.memberOf[{i}]", f"{group!r} is not a predefined role one may join ({allowed})"
+            )
+        elif (checked := _name(reader, group, f"{key}.memberOf[{i}]", RESERVED_ROLES)) is not None:
+            groups.append(checked)
+    if name is None or login is None:
+        return None
+    return RoleSpec(
+        name=name,
+        login=login,
+        connection_limit=limit,
+        member_of=tuple(dict.fromkeys(groups)),
+        state=_state(reader, data, key),
+        rotation=rotation or 0,
+    )
+
+
+def _read_database(reader: _Reader, raw: Any, key: str) -> DatabaseSpec | None:
+    data = reader.mapping(raw, key)
+    known = {"name", "owner", "extensions", "state"}
+    for unknown in sorted(set(data) - known):
+        reader.problem(f"{key}.{unknown}", f"unknown key (known: {', '.join(sorted(known))})")
+    name = _name(reader, data.get("name"), f"{key}.name", RESERVED_DATABASES)
+    owner = _name(reader, data.get("owner"), f"{key}.owner", RESERVED_ROLES)
+    extensions: list[str] = []
+    for i, ext in enumerate(_list(reader, data.get("extensions"), f"{key}.extensions")):
+        if not isinstance(ext, str) or not _EXTENSION.fullmatch(ext):
+            reader.problem(f"{key}.extensions[{i}]", f"{ext!r} is not an extension name")
+        else:
+            extensions.append(ext)
+    if name is None or owner is None:
+        return None
+    return DatabaseSpec(
+        name=name, owner=owner, extensions=tuple(dict.fromkeys(extensions)), state=_state(reader, data, key)
+    )
+
+
+def _read_applications(
+    reader: _Reader, config: dict[str, Any]
+) -> tuple[tuple[DatabaseSpec, ...], tuple[RoleSpec, ...]]:
+    """Databases and roles, checked together: owners, memberships, duplicates, passwords."""
+    raw_databases = config.get("databases")
+    if raw_databases is None:
+        databases: list[DatabaseSpec] = list(DEFAULT_DATABASES)
+    else:
+        entries = _list(reader, raw_databases, "databases")
+        found = (_read_database(reader, raw, f"databases[{i}]") for i, raw in enumerate(entries))
+        databases = [d for d in found if d is not None]
+    entries = _list(reader, config.get("roles"), "roles")
+    found_roles = (_read_role(reader, raw, f"roles[{i}]") for i, raw in enumerate(entries))
+    roles = [r for r in found_roles if r is not None]
+    for label, names in (("databases", [d.name for d in databases]), ("roles", [r.name for r in roles])):
+        for name, count in Counter(names).items():
+            if count > 1:
+                reader.problem(label, f"{name!r} is declared more than once")
+    declared = {r.name: r for r in roles}
+    # An owner nobody declared becomes a login role of its own.
+    for database in databases:
+        if database.owner not in declared and database.state == "present":
+            declared[database.owner] = RoleSpec(name=database.owner)
+            roles.append(declared[database.owner])
+    for i, database in enumerate(databases):
+        owner = declared.get(database.owner)
+        if database.state == "present" and owner is not None and owner.state == "absent":
+            reader.problem(
+                f"databases[{i}].owner", f"{database.owner!r} is declared absent but owns this database"
+            )
+    for i, role in enumerate(roles[: len(entries)]):
+        if role.state == "absent":
+            continue  # about to be dropped: its memberships go with it
+        for group in role.member_of:
+            if group.startswith("pg_"):
+                continue
+            if group == role.name:
+                reader.problem(f"roles[{i}].memberOf", f"{role.name!r} cannot be a member of itself")
+            elif group not in declared or declared[group].state == "absent":
+                reader.problem(
+                    f"roles[{i}].memberOf", f"{group!r} is not a role declared present in pgha:roles"
+                )
+    _check_cycles(reader, declared)
+    _check_role_passwords(reader, config.get("rolePasswords"), declared)
+    return tuple(databases), tuple(roles)
+
+
+def _check_cycles(reader: _Reader, roles: dict[str, RoleSpec]) -> None:
+    """PostgreSQL refuses circular memberships; say so before anything runs."""
+
+    def reaches(start: str, target: str, seen: set[str]) -> bool:
+        for group in roles[start].member_of if start in roles else ():
+            if group == target or (group not in seen and reaches(group, target, seen | {group})):
+                return True
+        return False
+
+    for name in roles:
+        if reaches(name, name, {name}):
+            reader.problem("roles", f"{name!r} is in a circular memberOf chain")
+            return
+
+
+def _check_role_passwords(reader: _Reader, raw: Any, roles: dict[str, RoleSpec]) -> None:
+    """Given passwords (secret config): for declared login roles, printable ASCII without spaces."""
+    if raw is None:
+        return
+    if not isinstance(raw, dict):
+        reader.problem("rolePasswords", "expected an object {role: password} (pulumi config set --secret)")
+        return
+    for name, password in raw.items():
+        role = roles.get(name)
+        if role is None or not role.login or role.state == "absent":
+            reader.problem(f"rolePasswords.{name}", "is not a login role declared present")
+        # Never echo the value: it is a secret.
+        elif not isinstance(password, str) or not _PASSWORD.fullmatch(password):
+            reader.problem(
+                f"rolePasswords.{name}",
+                "must be 16-128 printable ASCII characters without spaces (value hidden)",
+            )
+
+
+def _read_clients(reader: _Reader, raw: Any) -> ClientsSpec:
+    data = reader.mapping(raw, "clients")
+    for unknown in sorted(set(data) - {"allowFrom"}):
+        reader.problem(f"clients.{unknown}", "unknown key (known: allowFrom)")
+    networks: list[IPv4Network] = []
+    for i, entry in enumerate(_list(reader, data.get("allowFrom"), "clients.allowFrom")):
+        try:
+            if not isinstance(entry, str):
+                raise ValueError("not a string")
+            networks.append(IPv4Network(entry, strict=True))
+        except ValueError as exc:
+            reader.problem(f"clients.allowFrom[{i}]", f"{entry!r} is not an IPv4 network ({exc})")
+    return ClientsSpec(allow_from=tuple(networks))

@@ -2,7 +2,8 @@
 
 Phases run cluster-wide: every VM finishes phase N before any starts N+1
 (cloud-init → etcd → etcd healthy → Patroni → HAProxy → keepalived → Patroni's
-dynamic config, on one VM only → pgBackRest → its stanza and first backup →
+dynamic config, on one VM only → pgBackRest and, beside it, the application
+databases and roles (through the primary) → its stanza and first backup →
 a rolling package update, when asked for). Pulumi
 turns that into ``depends_on``; the lab runs each phase in parallel over SSH.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from . import backup, etcd, haproxy, keepalived, maintenance, membership, patroni, system
+from . import backup, databases, etcd, haproxy, keepalived, maintenance, membership, patroni, system
 from .files import RenderedFile, Step
 from .pki import ClusterTls
 from .secrets import ClusterSecrets
@@ -39,6 +40,7 @@ def node_steps(spec: ClusterSpec, node: Node, secrets: ClusterSecrets, tls: Clus
         *haproxy.steps(spec, node, secrets, tls),
         *keepalived.steps(spec, node),
         *backup.steps(spec, node, secrets, tls),
+        *databases.steps(spec, node, secrets),
         *maintenance.steps(spec, node),
     ]
     return sorted(steps, key=lambda s: s.phase)

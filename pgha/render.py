@@ -64,7 +64,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     write_tree(
-        spec, ClusterSecrets.placeholders(), ClusterTls.placeholders(spec), args.out, DEPLOY_KEY_PLACEHOLDER
+        spec,
+        ClusterSecrets.placeholders(r.name for r in spec.login_roles),
+        ClusterTls.placeholders(spec),
+        args.out,
+        DEPLOY_KEY_PLACEHOLDER,
     )
     print(f"rendered {len(spec.nodes)} VMs of stack {args.stack} into {args.out}")
     return 0

@@ -8,7 +8,8 @@ lab generates its own. Nothing else in the core knows where they come from.
 from __future__ import annotations
 
 import secrets as _random
-from dataclasses import dataclass, fields
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields
 
 
 @dataclass(frozen=True)
@@ -25,25 +26,51 @@ class ClusterSecrets:
     # backup repository's key pair (empty unless the repository is s3).
     backup_s3_key: str = ""
     backup_s3_key_secret: str = ""
+    # The application roles' passwords (pgha.databases), by role name:
+    # generated per role or given in the secret pgha:rolePasswords.
+    role_passwords: Mapping[str, str] = field(default_factory=dict)
+    # Stand-ins for the offline render and the layout: any role gets a placeholder.
+    placeholder: bool = False
 
     @classmethod
     def names(cls) -> tuple[str, ...]:
-        """The generated secrets (one RandomPassword each in Pulumi)."""
-        return tuple(f.name for f in fields(cls) if f.name not in SUPPLIED)
+        """The generated cluster secrets (one RandomPassword each in Pulumi)."""
+        return tuple(
+            f.name
+            for f in fields(cls)
+            if f.name not in SUPPLIED and f.name not in ("role_passwords", "placeholder")
+        )
 
     @classmethod
-    def placeholders(cls) -> ClusterSecrets:
+    def placeholders(cls, roles: Iterable[str] = ()) -> ClusterSecrets:
         """Clearly marked stand-ins for the offline render: never valid passwords."""
-        return cls(**{f.name: f"PULUMI-SECRET({f.name})" for f in fields(cls)})
+        values = {name: f"PULUMI-SECRET({name})" for name in (*cls.names(), *SUPPLIED)}
+        passwords = {role: f"PULUMI-SECRET(password of {role})" for role in roles}
+        return cls(**values, role_passwords=passwords, placeholder=True)
 
     @classmethod
-    def generate(cls) -> ClusterSecrets:
+    def generate(cls, roles: Iterable[str] = ()) -> ClusterSecrets:
         """Fresh random values, for the lab (Pulumi uses RandomPassword instead)."""
-        return cls(**{name: _random.token_urlsafe(24) for name in cls.names()})
+        passwords = {role: new_password() for role in roles}
+        return cls(**{name: new_password() for name in cls.names()}, role_passwords=passwords)
+
+    def role_password(self, role: str) -> str:
+        """A login role's password; a missing one is a wiring bug, never an empty password."""
+        if role in self.role_passwords:
+            return self.role_passwords[role]
+        if self.placeholder:
+            return f"PULUMI-SECRET(password of {role})"
+        raise KeyError(f"no password for role {role!r}")
 
     def values(self) -> tuple[str, ...]:
         """Every secret value this cluster has, for leak checks."""
-        return tuple(getattr(self, f.name) for f in fields(self) if getattr(self, f.name))
+        scalars = (getattr(self, name) for name in (*self.names(), *SUPPLIED))
+        return (*(v for v in scalars if v), *self.role_passwords.values())
+
+
+def new_password() -> str:
+    """Letters, digits, '-' and '_': safe in YAML, URLs and configs without quoting."""
+    return _random.token_urlsafe(24)
 
 
 # Secret config keys (pgha:<camelCase>) behind the supplied fields.

@@ -264,6 +264,46 @@ class BackupSpec:
 
 
 @dataclass(frozen=True)
+class RoleSpec:
+    """A PostgreSQL role pgha creates and keeps in line (``pgha:roles``, or a database's owner).
+
+    Never a superuser, never able to create roles or databases: applications
+    get exactly what they own and the groups listed in ``member_of``.
+    ``rotation`` is a generation: a new value makes Pulumi generate a new
+    password (unless one is given in the secret ``pgha:rolePasswords``).
+    """
+
+    name: str
+    login: bool = True
+    connection_limit: int = -1
+    member_of: tuple[str, ...] = ()
+    state: Literal["present", "absent"] = "present"
+    rotation: int = 0
+
+
+@dataclass(frozen=True)
+class DatabaseSpec:
+    """A database pgha creates (owned by ``owner``, CONNECT revoked from PUBLIC) or drops when absent."""
+
+    name: str
+    owner: str
+    extensions: tuple[str, ...] = ()
+    state: Literal["present", "absent"] = "present"
+
+
+@dataclass(frozen=True)
+class ClientsSpec:
+    """Who may reach the VIP's PostgreSQL ports: empty means every address HAProxy hears."""
+
+    allow_from: tuple[IPv4Network, ...] = ()
+
+
+# Without pgha:databases, one application database and its owner, so the
+# exported connection strings never hand out the superuser.
+DEFAULT_DATABASES = (DatabaseSpec(name="app", owner="app"),)
+
+
+@dataclass(frozen=True)
 class ClusterSpec:
     """Everything the renderers need, for one stack."""
 
@@ -281,6 +321,20 @@ class ClusterSpec:
     tls: TlsSpec = field(default_factory=TlsSpec)
     backup: BackupSpec | None = None
     maintenance: MaintenanceSpec = field(default_factory=MaintenanceSpec)
+    databases: tuple[DatabaseSpec, ...] = DEFAULT_DATABASES
+    # Declared roles plus every database owner not declared (a login role).
+    roles: tuple[RoleSpec, ...] = (RoleSpec(name="app"),)
+    clients: ClientsSpec = field(default_factory=ClientsSpec)
+
+    @property
+    def login_roles(self) -> tuple[RoleSpec, ...]:
+        """The roles that need a password: present and allowed to log in."""
+        return tuple(r for r in self.roles if r.login and r.state == "present")
+
+    @property
+    def client_database(self) -> DatabaseSpec | None:
+        """The database behind primaryConnectionString: the first present one."""
+        return next((d for d in self.databases if d.state == "present"), None)
 
     @property
     def postgres_nodes(self) -> tuple[Node, ...]:

@@ -9,6 +9,8 @@ A reload keeps the servers' check states (a saved server-state file), so
 neither a config change nor a rotated certificate routes a write astray.
 The stats page, Prometheus metrics and the liveness URL are HTTPS with the
 node's certificate, on the private IP only; the stats page needs a password.
+With ``pgha:clients.allowFrom``, 5432/5433 accept only those source networks:
+PostgreSQL sees HAProxy's address, so this is where the client's is known.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ def files(spec: ClusterSpec, node: Node, secrets: ClusterSecrets, tls: pki.Clust
         spec=spec,
         node=node,
         servers=spec.postgres_nodes,
+        allow_from=[str(network) for network in spec.clients.allow_from],
         stats_user=HAPROXY_STATS_USER,
         stats_password=secrets.haproxy_stats_password,
         health_path=HEALTH_PATH,

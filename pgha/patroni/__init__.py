@@ -9,9 +9,10 @@ Every network path is TLS with the cluster's CA: PostgreSQL accepts only
 verify the primary's certificate, Patroni's REST API is HTTPS with a password
 on its unsafe endpoints, and Patroni reaches etcd with its client certificate.
 Patroni itself uses the Unix socket (peer authentication), so PostgreSQL has
-no loopback listener. ``systemctl reload patroni`` (SIGHUP) makes Patroni load
-a re-issued certificate in its REST API and reload PostgreSQL, which then
-serves new connections with it: a rotation needs no restart.
+no loopback listener, and the superuser logs in only there (see pg_hba()).
+``systemctl reload patroni`` (SIGHUP) makes Patroni load a re-issued
+certificate in its REST API and reload PostgreSQL, which then serves new
+connections with it: a rotation needs no restart.
 """
 
 from __future__ import annotations
@@ -120,23 +121,50 @@ def rest_api_url(spec: ClusterSpec, node: Node) -> str:
     return f"https://{node.ip}:{spec.patroni.rest_api_port}"
 
 
+# The password and a client certificate signed by the cluster's CA.
+CLUSTER_CERT = "scram-sha-256 clientcert=verify-ca"
+
+
 def pg_hba(spec: ClusterSpec) -> list[str]:
-    """Peer on the Unix socket; from the private network TLS and scram-sha-256, nothing else.
+    """Who may log in as whom, from where: first match wins.
+
+    - The Unix socket, peer: the postgres OS user is the superuser. Patroni
+      (health, promotion, its own queries), pgBackRest and pgha-databases use
+      it; the superuser has no network line at all, its password opens nothing.
+    - Replication and pg_rewind: only from each member's own address (/32)
+      and with a client certificate from the cluster's CA. The address alone
+      is not enough: a client of the VIP arrives from a member's address
+      (HAProxy's), but HAProxy passes TLS through, so it would have to
+      present a cluster certificate itself. A scale-out adds lines; Patroni
+      rewrites pg_hba.conf on reload.
+    - pgha's own roles from anywhere else: rejected before any password.
+    - Everyone else (the application roles): TLS and scram-sha-256 from the
+      private network. Behind HAProxy PostgreSQL sees the VMs' own addresses,
+      so who may reach the VIP is decided by HAProxy (``pgha:clients.allowFrom``).
 
     No line matches a plaintext TCP connection, so PostgreSQL refuses it
-    before any password is exchanged. Patroni itself uses the socket.
+    before any password is exchanged.
     """
-    cidr = spec.network.cidr
+    members = [f"{node.ip}/32" for node in spec.postgres_nodes]
+    reserved = ",".join((SUPERUSER, REPLICATION_USER, REWIND_USER))
     return [
         "local all all peer",
-        f"hostssl replication {REPLICATION_USER} {cidr} scram-sha-256",
-        f"hostssl all all {cidr} scram-sha-256",
+        *(f"hostssl replication {REPLICATION_USER} {member} {CLUSTER_CERT}" for member in members),
+        # pg_rewind and Patroni's pre-rewind check read the primary's postgres database.
+        *(f"hostssl postgres {REWIND_USER} {member} {CLUSTER_CERT}" for member in members),
+        f"host all {reserved} 0.0.0.0/0 reject",
+        "host replication all 0.0.0.0/0 reject",
+        f"hostssl all all {spec.network.cidr} scram-sha-256",
     ]
 
 
 def verified_tls() -> dict[str, str]:
-    """libpq settings for a node's connections to a peer: TLS, the peer's certificate checked."""
-    return {"sslmode": "verify-full", "sslrootcert": pki.CA_PATH}
+    """libpq settings for a node's connections to a peer: TLS both ways.
+
+    The peer's certificate is checked (verify-full), and the node presents
+    its own, which pg_hba demands for replication and rewind (see pg_hba()).
+    """
+    return {"sslmode": "verify-full", "sslrootcert": pki.CA_PATH, "sslcert": PEM_PATH, "sslkey": PEM_PATH}
 
 
 def dynamic_config(spec: ClusterSpec) -> dict[str, Any]:
@@ -262,6 +290,8 @@ def config(spec: ClusterSpec, node: Node, secrets: ClusterSecrets) -> dict[str, 
                 "ssl": "on",
                 "ssl_cert_file": PEM_PATH,
                 "ssl_key_file": PEM_PATH,
+                # What the replication and rewind lines check client certificates against.
+                "ssl_ca_file": pki.CA_PATH,
                 "ssl_min_protocol_version": "TLSv1.2",
             },
             "pg_hba": pg_hba(spec),

@@ -117,3 +117,19 @@ def test_reloads_keep_the_servers_check_states(spec, secrets, tls):
     }
     (step,) = haproxy.steps(spec, spec.nodes[0], secrets, tls)
     assert "if changed /etc/systemd/system/haproxy.service.d/pgha.conf; then" in step.script
+
+
+def test_clients_allow_from_rejects_everyone_else_on_both_listeners(dev_config, secrets):
+    from pgha import load_spec
+
+    spec = load_spec(dev_config, "dev")
+    for name in ("listen primary", "listen replicas"):
+        assert not any("tcp-request" in line for line in config(spec, spec.nodes[0], secrets)[name])
+    dev_config["clients"] = {"allowFrom": ["192.0.2.0/24", "10.0.0.1/32"]}
+    spec = load_spec(dev_config, "dev")
+    parsed = config(spec, spec.nodes[0], secrets)
+    for name in ("listen primary", "listen replicas"):
+        rules = [line for line in parsed[name] if line.startswith("tcp-request")]
+        assert rules == ["tcp-request connection reject unless { src 192.0.2.0/24 10.0.0.1/32 }"], name
+    # Stats and metrics are not client ports: no client rule there.
+    assert not any(line.startswith("tcp-request") for line in parsed["frontend stats"])

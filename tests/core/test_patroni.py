@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from ipaddress import ip_address, ip_network
+
 import yaml
 
-from pgha import patroni
+from pgha import load_spec, patroni
 
 
 def parsed(spec, node, secrets) -> dict:
@@ -48,19 +50,77 @@ def test_dcs_settings(spec, secrets):
 
 def test_users_and_passwords(spec, secrets):
     auth = parsed(spec, spec.nodes[0], secrets)["postgresql"]["authentication"]
-    verified = {"sslmode": "verify-full", "sslrootcert": "/etc/pgha/tls/ca.crt"}
+    pem = "/etc/pgha/tls/postgres.pem"
+    verified = {
+        "sslmode": "verify-full",
+        "sslrootcert": "/etc/pgha/tls/ca.crt",
+        "sslcert": pem,
+        "sslkey": pem,
+    }
     assert auth["superuser"] == {"username": "postgres", "password": "su-Secret-1"}
     assert auth["replication"] == {"username": "replicator", "password": "repl-Secret-2", **verified}
     assert auth["rewind"] == {"username": "rewind_user", "password": "rewind-Secret-3", **verified}
 
 
-def test_pg_hba_is_private_tls_and_scram(spec, secrets):
+def hba_method(hba: list[str], kind: str, database: str, user: str, address: str | None) -> str | None:
+    """PostgreSQL's first-match rule over our pg_hba lines (the subset of syntax pgha writes).
+
+    ``kind`` is local, hostssl or hostnossl; returns the method or None (no line: refused).
+    """
+    for line in hba:
+        fields = line.split()
+        if fields[0] == "local":
+            if kind != "local":
+                continue
+            databases, users, method = fields[1], fields[2], fields[3]
+        else:
+            if kind == "local" or (fields[0] == "hostssl" and kind != "hostssl"):
+                continue
+            databases, users, network, method = fields[1], fields[2], fields[3], " ".join(fields[4:])
+            if ip_address(address) not in ip_network(network):
+                continue
+        is_replication = database == "replication"
+        db_ok = (databases == "all" and not is_replication) or database in databases.split(",")
+        if db_ok and (users == "all" or user in users.split(",")):
+            return method
+    return None
+
+
+def test_pg_hba_superuser_only_on_the_socket(spec, secrets):
     hba = parsed(spec, spec.nodes[0], secrets)["postgresql"]["pg_hba"]
-    assert hba == [
-        "local all all peer",
-        "hostssl replication replicator 10.0.0.0/24 scram-sha-256",
-        "hostssl all all 10.0.0.0/24 scram-sha-256",
-    ]
+    assert hba_method(hba, "local", "postgres", "postgres", None) == "peer"
+    for address in ("10.0.0.4", "10.0.0.1", "192.0.2.7"):
+        for database in ("postgres", "app", "replication"):
+            assert hba_method(hba, "hostssl", database, "postgres", address) in ("reject", None)
+    # An application role: TLS and SCRAM from the private network, nothing in clear.
+    assert hba_method(hba, "hostssl", "app", "app", "10.0.0.1") == "scram-sha-256"
+    assert hba_method(hba, "hostnossl", "app", "app", "10.0.0.1") is None
+    assert hba_method(hba, "hostssl", "app", "app", "192.0.2.7") is None
+    # ...and never a replication connection.
+    assert hba_method(hba, "hostssl", "replication", "app", "10.0.0.4") == "reject"
+
+
+def test_pg_hba_replication_and_rewind_only_from_members(spec, secrets):
+    hba = parsed(spec, spec.nodes[0], secrets)["postgresql"]["pg_hba"]
+    # From a member's address, and only with a cluster certificate: through the VIP a client
+    # arrives from a member's address too (HAProxy's), but must then bring its own certificate.
+    with_cert = "scram-sha-256 clientcert=verify-ca"
+    for member in ("10.0.0.4", "10.0.0.3", "10.0.0.2"):
+        assert hba_method(hba, "hostssl", "replication", "replicator", member) == with_cert
+        assert hba_method(hba, "hostssl", "postgres", "rewind_user", member) == with_cert
+    # The repository VM, the lab's client, any other address of the network: refused.
+    for stranger in ("10.0.0.7", "10.0.0.1", "10.0.0.10"):
+        assert hba_method(hba, "hostssl", "replication", "replicator", stranger) == "reject"
+        assert hba_method(hba, "hostssl", "postgres", "rewind_user", stranger) == "reject"
+        assert hba_method(hba, "hostssl", "app", "replicator", stranger) == "reject"
+
+
+def test_pg_hba_follows_a_scale_out(dev_config, secrets):
+    dev_config["vms"].append({"name": "psql-04", "host": "pve2", "ip": "10.0.0.5"})
+    spec5 = load_spec(dev_config, "dev")
+    for node in spec5.postgres_nodes:
+        hba = parsed(spec5, node, secrets)["postgresql"]["pg_hba"]
+        assert hba_method(hba, "hostssl", "replication", "replicator", "10.0.0.5").startswith("scram-sha-256")
 
 
 def test_postgresql_serves_tls_with_the_nodes_certificate(spec, secrets):

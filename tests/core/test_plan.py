@@ -15,6 +15,8 @@ def test_phase_order(spec, secrets, tls):
         # Cluster-wide changes are applied once, from the first PostgreSQL VM.
         config = ["patroni-config"] if node == spec.nodes[0] else []
         postgres = ["system", "etcd", "etcd-health", "patroni", "haproxy", "keepalived", *config, "backup"]
+        # Applications go through the primary, wherever it is: a step on every PostgreSQL VM.
+        postgres.append("databases")
         # The repository VM takes the backups: it alone creates the stanza.
         expected = {"postgres": postgres, "repository": ["system", "etcd", "backup", "backup-stanza"]}
         assert names == expected[node.role], node.name
@@ -56,6 +58,7 @@ def test_no_secret_outside_the_files_meant_for_it(spec, secrets, tls):
                     assert rendered.mode in (0o600, 0o640), rendered.path
                     secret_paths.add(rendered.path)
     assert secret_paths == {
+        "/etc/pgha/pgha-databases.json",
         "/etc/patroni/config.yml",
         "/etc/haproxy/haproxy.cfg",
         "/etc/pgha/tls/etcd.pem",

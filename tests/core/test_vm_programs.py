@@ -21,6 +21,7 @@ import yaml
 from pgha import ClusterSecrets, ClusterTls, node_files, vmprograms
 from pgha.backup import backup_status
 from pgha.cloudinit import DEPLOY_KEY_PLACEHOLDER, HostKey, seed
+from pgha.databases import tool as databases_tool
 from pgha.files import CORE_DIR, INSTALLER_PATH, INSTALLER_SOURCE, REPO_DIR
 from pgha.haproxy import save_state
 from pgha.maintenance import rolling
@@ -28,7 +29,7 @@ from pgha.patroni import hostaware
 from pgha.stackfile import load_stack
 
 STACKS = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in REPO_DIR.glob("Pulumi.*.yaml"))
-MODULES = (save_state, backup_status, rolling, hostaware)
+MODULES = (save_state, backup_status, rolling, hostaware, databases_tool)
 RUFF = Path(sys.executable).parent / "ruff"
 
 

@@ -108,9 +108,19 @@ class PghaMocks(pulumi.runtime.Mocks):
         self._vm_ids = itertools.count(100)
 
     def secrets(self) -> ClusterSecrets:
-        prefix = f"{CLUSTER}-"
+        prefix, role_prefix = f"{CLUSTER}-", f"{CLUSTER}-role-"
+        roles = {
+            n.removeprefix(role_prefix).replace("-", "_"): pw
+            for n, pw in self.passwords.items()
+            if n.startswith(role_prefix)
+        }
         return ClusterSecrets(
-            **{n.removeprefix(prefix).replace("-", "_"): pw for n, pw in self.passwords.items()}
+            **{
+                n.removeprefix(prefix).replace("-", "_"): pw
+                for n, pw in self.passwords.items()
+                if not n.startswith(role_prefix)
+            },
+            role_passwords=roles,
         )
 
     def new_resource(self, args: MockResourceArgs) -> tuple[str | None, dict]:

@@ -53,7 +53,8 @@ from tests.pulumi.harness import (
     use_mocks,
 )
 
-PLACEHOLDERS = ClusterSecrets.placeholders()
+# The dev stack declares no databases: the default application role "app".
+PLACEHOLDERS = ClusterSecrets.placeholders(["app"])
 
 
 def tls_placeholders(spec: ClusterSpec) -> ClusterTls:
@@ -248,8 +249,9 @@ def test_stdin_bundles_use_the_real_secrets_and_stay_secret(dev_run: ProgramRun,
             secret_steps += step.has_secrets
             if step.has_secrets:
                 assert any(v.replace("\n", "\\n") in step.stdin for v in generated)
-    # etcd (its key), Patroni, HAProxy and pgBackRest on each of the three VMs; the repository's backup step.
-    assert secret_steps == 13
+    # etcd (its key), Patroni, HAProxy, pgBackRest and the databases (role passwords) on each
+    # of the three VMs; the repository's backup step.
+    assert secret_steps == 16
 
 
 def test_the_connection_uses_the_deploy_key_on_the_private_ip(dev_run: ProgramRun, dev_spec: ClusterSpec):
@@ -264,8 +266,9 @@ def test_the_connection_uses_the_deploy_key_on_the_private_ip(dev_run: ProgramRu
 
 def test_no_generated_secret_appears_in_clear_in_any_input(dev_run: ProgramRun):
     passwords = list(dev_run.mocks.passwords.values())
-    assert len(passwords) == 6  # five passwords and the backup repository's passphrase
-    assert len(dev_run.of_type(PASSWORD)) == 6
+    # Five cluster passwords, the backup repository's passphrase and the default application role's.
+    assert len(passwords) == 7
+    assert len(dev_run.of_type(PASSWORD)) == 7
     tls_keys = [key.splitlines()[1] for key in dev_run.mocks.tls_keys.values()]
     assert len(tls_keys) == 5  # the CA's and one per VM
     secrets = [*passwords, DEPLOY_PRIVATE_KEY.splitlines()[1], *tls_keys]
@@ -323,9 +326,9 @@ def test_every_secret_bearing_input_arrives_as_a_secret(dev_run: ProgramRun):
                     continue
                 assert is_secret(registration.inputs[key]), (registration.name, key)
                 checked += 1
-    # The CA; a key request and a cert per VM (four); stdin and connection of 3 x 7 + 4 + 1 step
+    # The CA; a key request and a cert per VM (four); stdin and connection of 3 x 8 + 4 + 1 step
     # commands; the connection of each VM's leave command (four).
-    assert checked == 1 + 4 + 4 + 2 * 26 + 4
+    assert checked == 1 + 4 + 4 + 2 * 29 + 4
 
 
 def test_rotation_replaces_every_node_key_and_only_those():
@@ -349,17 +352,27 @@ def test_rotation_replaces_every_node_key_and_only_those():
 
 
 def test_exports(dev_run: ProgramRun):
-    superuser = dev_run.mocks.secrets().superuser_password
+    secrets = dev_run.mocks.secrets()
+    app = secrets.role_password("app")
     exports = dev_run.exports
     assert exports["vip"] == "10.0.0.10"
     assert exports["primaryPort"] == 5432
     assert exports["replicaPort"] == 5433
+    # Never the superuser: the default application database's owner.
     assert exports["primaryConnectionString"] == (
-        f"postgresql://postgres:{superuser}@10.0.0.10:5432/postgres?sslmode=verify-full"
+        f"postgresql://app:{app}@10.0.0.10:5432/app?sslmode=verify-full"
     )
     assert exports["replicaConnectionString"] == (
-        f"postgresql://postgres:{superuser}@10.0.0.10:5433/postgres?sslmode=verify-full"
+        f"postgresql://app:{app}@10.0.0.10:5433/app?sslmode=verify-full"
     )
+    assert exports["databases"] == {
+        "app": {
+            "primary": f"postgresql://app:{app}@10.0.0.10:5432/app?sslmode=verify-full",
+            "replica": f"postgresql://app:{app}@10.0.0.10:5433/app?sslmode=verify-full",
+        }
+    }
+    assert dev_run.secret_exports["databases"]
+    assert not any(secrets.superuser_password in str(v) for v in exports.values())
     # What clients verify the VIP's certificate against: public, so not a secret.
     assert exports["caCertificate"] == mock_cert_pem("pgha-ca")
     assert not dev_run.secret_exports["caCertificate"]
@@ -376,6 +389,42 @@ def test_exports(dev_run: ProgramRun):
     assert domains["pve1"].startswith("NOT survived")
     assert "psql-01" in domains["pve1"] and "psql-03" in domains["pve1"]
     assert domains["pve2"].startswith("survived")
+
+
+def test_applications_get_a_password_each_generated_or_given():
+    """One RandomPassword per login role, rotated by its keeper; a given one wins, stays secret."""
+    config = stack_file_config()
+    config["pgha:databases"] = [
+        {"name": "wiki", "owner": "wiki", "extensions": ["pg_trgm"]},
+        {"name": "js", "owner": "js_owner"},
+    ]
+    config["pgha:roles"] = [
+        {"name": "js_owner", "login": False},
+        {"name": "js_app", "memberOf": ["js_owner"], "rotation": 3},
+        {"name": "wiki"},
+    ]
+    given = "Given-wiki-password-0123456789"
+    config["pgha:rolePasswords"] = {"wiki": given}
+    run = run_program(config)
+    assert run.error is None, run.errors
+    passwords = {r.name: unwrap(r.inputs) for r in run.of_type(PASSWORD) if r.name.startswith("pgha-role-")}
+    # No password for a role that cannot log in.
+    assert set(passwords) == {"pgha-role-js-app", "pgha-role-wiki"}
+    assert passwords["pgha-role-js-app"]["keepers"] == {"rotation": "3"}
+    assert passwords["pgha-role-js-app"]["special"] is False
+    exports = run.exports
+    assert exports["databases"]["wiki"]["primary"] == (
+        f"postgresql://wiki:{given}@10.0.0.10:5432/wiki?sslmode=verify-full"
+    )
+    assert exports["primaryConnectionString"] == exports["databases"]["wiki"]["primary"]
+    # js is owned by a role that cannot log in: no owner's string (its apps use js_app).
+    assert set(exports["databases"]) == {"wiki"}
+    # The given password reaches the VMs only inside the secret stdin bundle.
+    step = run.named(COMMAND, command_name("psql-02", "08-databases"))
+    assert is_secret(step.inputs["stdin"]) and given in unwrap(step.inputs["stdin"])
+    assert step.inputs["logging"] == "none"
+    for registration in run.monitor.registrations.values():
+        assert not any(given in text for text in clear_strings(registration.inputs)), registration.name
 
 
 # --- Invalid configs: every problem, and nothing created -----------------------------
@@ -587,7 +636,7 @@ def test_commands_carrying_secrets_keep_their_output_secret(dev_run: ProgramRun,
             outputs = set(command.additional_secret_outputs) - {"connection"}
             assert outputs == ({"stdout", "stderr"} if step.has_secrets else set()), command.name
             checked += step.has_secrets
-    assert checked == 13
+    assert checked == 16  # the databases step (role passwords) on each PostgreSQL VM too
 
 
 def test_no_host_private_key_appears_in_clear(dev_run: ProgramRun):

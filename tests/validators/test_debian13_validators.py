@@ -37,12 +37,15 @@ from pgha import (
     Node,
     RenderedFile,
     etcd,
+    haproxy,
     image_packages,
+    load_spec,
     load_stack,
     node_files,
 )
 from pgha.files import INSTALLER_SOURCE
 from pgha.keepalived import SCRIPT_USER
+from pgha.stackfile import read_config
 
 pytestmark = pytest.mark.validators
 
@@ -200,6 +203,7 @@ class NodeSandbox:
         self.spec = spec
         self.node = node
         # Real certificates and keys: HAProxy loads them, Patroni checks they exist.
+        self.secrets, self.tls = secrets, tls
         self.files = node_files(spec, node, secrets, tls)
         self.netns = f"{NETNS_PREFIX}{os.getpid()}-{index}"
         self.lan_netns = f"{self.netns}-lan"
@@ -345,7 +349,7 @@ def sandboxes() -> Iterator[dict[str, NodeSandbox]]:
 
     lower = ensure_image(image_packages(SPEC))
     _clean_stale()
-    secrets = ClusterSecrets.generate()
+    secrets = ClusterSecrets.generate(r.name for r in SPEC.login_roles)
     tls = LocalCa.create(SPEC).issue_cluster(SPEC)
     with contextlib.ExitStack() as stack:
         boxes: dict[str, NodeSandbox] = {}
@@ -384,6 +388,19 @@ def test_haproxy_accepts_rendered_config(sandboxes: dict[str, NodeSandbox], node
     res = sandboxes[node_name].haproxy()
     assert res.returncode == 0, f"haproxy -c rejected {node_name}'s {HAPROXY_CFG}:\n{_output(res)}"
     assert "[WARNING]" not in _output(res), _output(res)
+
+
+def test_haproxy_accepts_a_client_allow_list(sandboxes: dict[str, NodeSandbox]) -> None:
+    """pgha:clients.allowFrom's tcp-request rule, as HAProxy 3.0 reads it."""
+    box = sandboxes[NODE_NAMES[0]]
+    config = read_config(STACK)
+    config["clients"] = {"allowFrom": ["192.0.2.0/24", "10.0.0.1/32"]}
+    allowed = load_spec(config, STACK)
+    node = allowed.node(NODE_NAMES[0])
+    rendered = next(f for f in haproxy.files(allowed, node, box.secrets, box.tls) if f.path == HAPROXY_CFG)
+    assert "tcp-request connection reject unless" in rendered.content
+    res = box.haproxy(_negative(box, HAPROXY_CFG, "/etc/haproxy/allow.cfg", rendered.content))
+    assert res.returncode == 0 and "[WARNING]" not in _output(res), _output(res)
 
 
 @pytest.mark.parametrize("node_name", NODE_NAMES)

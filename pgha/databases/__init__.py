@@ -1,0 +1,80 @@
+"""Application databases and roles (``pgha:databases``, ``pgha:roles``), applied through the primary.
+
+A step on every PostgreSQL VM, after Patroni's dynamic config, installs a
+plan (JSON with the passwords, postgres 0600) and runs ``pgha-databases``
+(``tool.py``, shipped as it is) as the postgres OS user over the local
+socket: on the primary it creates or alters what differs, on the replicas it
+waits until replication shows the same state, so the step ends only when
+every VM agrees. Re-running it with nothing changed changes nothing.
+
+Databases get CONNECT and TEMPORARY revoked from PUBLIC: an application
+reaches only the databases it owns (or whose owner it is a member of).
+Passwords travel on stdin in the step's bundle and only as SCRAM verifiers to
+PostgreSQL; the step script and its output hold none.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from .. import patroni, vmprograms
+from ..files import RenderedFile, Step, render_script
+from ..secrets import ClusterSecrets
+from ..spec import ClusterSpec, DatabaseSpec, Node
+from . import tool
+
+HERE = Path(__file__).resolve().parent
+# Shares phase 8 with pgBackRest's step (independent of it): after patroni-config.
+PHASE = 8
+TOOL_PATH = tool.INSTALL_PATH
+PLAN_PATH = tool.SETTINGS_PATH
+TIMEOUT_S = 300
+
+
+def plan(spec: ClusterSpec, secrets: ClusterSecrets) -> dict[str, Any]:
+    """What the tool reads: the declared roles (with passwords) and databases, and where PostgreSQL is."""
+    return {
+        "socket_dir": patroni.SOCKET_DIR,
+        "port": spec.postgres.port,
+        "timeout": TIMEOUT_S,
+        "roles": [
+            {
+                "name": role.name,
+                "login": role.login,
+                "connection_limit": role.connection_limit,
+                "member_of": list(role.member_of),
+                "state": role.state,
+                **({"password": secrets.role_password(role.name)} if role in spec.login_roles else {}),
+            }
+            for role in spec.roles
+        ],
+        "databases": [
+            {"name": d.name, "owner": d.owner, "extensions": list(d.extensions), "state": d.state}
+            for d in spec.databases
+        ],
+    }
+
+
+def files(spec: ClusterSpec, secrets: ClusterSecrets) -> list[RenderedFile]:
+    """The tool (pgha/vmprograms.py's convention) and its plan, which holds passwords: postgres 0600."""
+    program, settings = vmprograms.program_files(tool, plan(spec, secrets), settings_mode=0o600)
+    return [program, dataclasses.replace(settings, owner="postgres", group="postgres", secret=True)]
+
+
+def steps(spec: ClusterSpec, node: Node, secrets: ClusterSecrets) -> list[Step]:
+    if not node.runs_postgres or not (spec.databases or spec.roles):
+        return []
+    script = render_script(HERE, "databases.sh.j2", "databases", tool=TOOL_PATH, plan=PLAN_PATH)
+    return [Step(node.name, PHASE, "databases", script, tuple(files(spec, secrets)))]
+
+
+def connection_string(spec: ClusterSpec, database: DatabaseSpec, password: str, port: int) -> str:
+    """libpq URL for a database's owner through the VIP: TLS, the server's name and CA checked.
+
+    libpq looks for the CA in ``~/.postgresql/root.crt`` unless ``sslrootcert`` says otherwise.
+    """
+    secret = quote(password, safe="")
+    return f"postgresql://{database.owner}:{secret}@{spec.vip}:{port}/{database.name}?sslmode=verify-full"
