@@ -443,6 +443,15 @@ def _read_parameters(reader: _Reader, parameters: dict[str, Any]) -> dict[str, s
     return values
 
 
+def _check_keepalived(reader: _Reader, keepalived: KeepalivedSpec) -> None:
+    """VRRP priorities stop at 254: the base priority (100) plus the primary's weight must fit."""
+    if not 0 <= keepalived.primary_weight <= 150:
+        reader.problem(
+            "keepalived.primaryWeight",
+            f"{keepalived.primary_weight} is outside 0-150 (0 turns the primary preference off)",
+        )
+
+
 def _check_tls(reader: _Reader, tls: TlsSpec) -> None:
     if tls.cert_validity_days < 1:
         reader.problem("tls.certValidityDays", f"{tls.cert_validity_days} must be at least 1 day")
@@ -492,6 +501,7 @@ def load_spec(config: dict[str, Any], stack: str) -> ClusterSpec:
 
     if not 1 <= keepalived.virtual_router_id <= 255:
         reader.problem("keepalived.virtualRouterId", f"{keepalived.virtual_router_id} is outside 1-255")
+    _check_keepalived(reader, keepalived)
     supported = IMAGE_POSTGRES_VERSIONS.get(vm.image, ())
     if postgres.version not in supported:
         reader.problem(

@@ -134,6 +134,10 @@ class KeepalivedSpec:
     check_interval: int = 1
     check_fall: int = 2
     check_rise: int = 2
+    # One hop (docs/one-hop.md): the VM whose Patroni is primary gets this much
+    # more VRRP priority, so the VIP's HAProxy forwards to a local PostgreSQL.
+    # 0 turns it off (the VIP then stays where it is until its HAProxy fails).
+    primary_weight: int = 50
 
 
 @dataclass(frozen=True)
