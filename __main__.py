@@ -62,6 +62,8 @@ def main() -> None:
     pulumi.export("replicaConnectionString", cluster.replica_connection_string)
     pulumi.export("nodes", cluster.nodes)
     pulumi.export("failureDomains", cluster.failure_domains)
+    if cluster.prometheus is not None:
+        pulumi.export("prometheus", cluster.prometheus)
 
 
 main()

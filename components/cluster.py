@@ -8,6 +8,7 @@ from urllib.parse import quote
 
 import pulumi
 
+from pgha import monitoring
 from pgha.secrets import SUPERUSER, ClusterSecrets
 from pgha.spec import ClusterSpec
 from pgha.topology import failure_domains
@@ -48,6 +49,7 @@ class PghaCluster(pulumi.ComponentResource):
     replica_connection_string: pulumi.Output[str]
     nodes: pulumi.Output[list[dict[str, str]]]
     failure_domains: pulumi.Output[dict[str, str]]
+    prometheus: pulumi.Output[dict[str, Any]] | None
 
     def __init__(self, name: str, args: PghaClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("pgha:index:Cluster", name, None, opts)
@@ -102,6 +104,12 @@ class PghaCluster(pulumi.ComponentResource):
         ]
         self.nodes = pulumi.Output.from_input(node_list)
         self.failure_domains = pulumi.Output.from_input(failure_domains(spec))
+        # Scrape configs, file_sd targets and the CA for an existing Prometheus: no secret in it.
+        self.prometheus = (
+            self.ca_certificate.apply(lambda ca: monitoring.prometheus_output(spec, ca))
+            if spec.monitoring
+            else None
+        )
 
         self.register_outputs(
             {
@@ -113,5 +121,6 @@ class PghaCluster(pulumi.ComponentResource):
                 "replicaConnectionString": self.replica_connection_string,
                 "nodes": self.nodes,
                 "failureDomains": self.failure_domains,
+                **({"prometheus": self.prometheus} if self.prometheus is not None else {}),
             }
         )

@@ -125,26 +125,35 @@ def proxy_pairs(
     """``rounds`` pairs run A B A B (VIP, then direct): drift in the shared machine's load
     hits both sides of a pair alike, so the per-pair ratios are comparable."""
     common = ["-S", "-n", "-T", str(seconds), "-c", str(clients), "-j", str(min(clients, 2))]
-    pairs = []
+    pairs: list[dict[str, Any]] = []
+    skipped = 0
     for _ in range(rounds):
-        vip_out = _pgbench(lab, [*common, *via_vip])
-        direct_out = _pgbench(lab, [*common, *direct])
-        vip_tps, direct_tps = _tps(vip_out), _tps(direct_out)
+        try:
+            vip_out = _pgbench(lab, [*common, *via_vip])
+            direct_out = _pgbench(lab, [*common, *direct])
+            vip_tps, direct_tps = _tps(vip_out), _tps(direct_out)
+            added_us = (_latency_ms(vip_out) - _latency_ms(direct_out)) * 1000
+        except RuntimeError:
+            # On a loaded machine a short run can end before any transaction: drop the pair.
+            skipped += 1
+            continue
         pairs.append(
             {
                 "vip_tps": round(vip_tps, 1),
                 "direct_tps": round(direct_tps, 1),
-                "ratio": round(vip_tps / direct_tps, 3),
+                "ratio": round(vip_tps / direct_tps, 3) if direct_tps else None,
                 # pgbench -S: one query, one round trip per transaction.
-                "added_us_per_round_trip": round((_latency_ms(vip_out) - _latency_ms(direct_out)) * 1000, 1),
+                "added_us_per_round_trip": round(added_us, 1),
             }
         )
+    ratios = [p["ratio"] for p in pairs if p["ratio"] is not None]
     return {
         "clients": clients,
-        "median_ratio": round(statistics.median(p["ratio"] for p in pairs), 3),
-        "median_added_us_per_round_trip": round(
-            statistics.median(p["added_us_per_round_trip"] for p in pairs), 1
+        "median_ratio": round(statistics.median(ratios), 3) if ratios else None,
+        "median_added_us_per_round_trip": (
+            round(statistics.median(p["added_us_per_round_trip"] for p in pairs), 1) if pairs else None
         ),
+        "pairs_skipped": skipped,
         "pairs": pairs,
     }
 

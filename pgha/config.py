@@ -12,7 +12,7 @@ import re
 import types
 import typing
 from collections import Counter
-from ipaddress import IPv4Address, IPv4Network, ip_address
+from ipaddress import IPv4Address, IPv4Network, ip_address, ip_network
 from typing import Any, Literal, get_args, get_origin
 
 from .patroni import MANAGED_PARAMETERS
@@ -25,6 +25,7 @@ from .spec import (
     JumpHost,
     KeepalivedSpec,
     MaintenanceSpec,
+    MonitoringSpec,
     NetworkSpec,
     Node,
     PatroniSpec,
@@ -54,6 +55,7 @@ KNOWN_KEYS = (
     "backupS3Key",
     "backupS3KeySecret",
     "maintenance",
+    "monitoring",
 )
 _HOSTNAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _PROXMOX_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")
@@ -348,6 +350,8 @@ def _check_ports(reader: _Reader, spec: dict[str, Any]) -> None:
     }
     if spec["backup_tls_port"] is not None:
         ports["backup.tlsPort"] = spec["backup_tls_port"]
+    if spec.get("monitoring_port") is not None:
+        ports["monitoring.port"] = spec["monitoring_port"]
     for key, port in ports.items():
         _check_port(reader, key, port)
     seen: dict[int, str] = {}
@@ -443,6 +447,44 @@ def _read_parameters(reader: _Reader, parameters: dict[str, Any]) -> dict[str, s
     return values
 
 
+def _read_monitoring(reader: _Reader, raw: Any) -> MonitoringSpec | None:
+    """The metrics section: who may scrape (a list of CIDRs) and on which port."""
+    if raw is None:
+        return None
+    values = reader.section(raw, "monitoring", MonitoringSpec, skip=("allow_from",))
+    data = reader.mapping(raw, "monitoring")
+    allow = data.get("allowFrom")
+    networks: list[IPv4Network] = []
+    if not isinstance(allow, list) or not allow:
+        reader.problem("monitoring.allowFrom", f"is required: a non-empty list of CIDRs, got {allow!r}")
+    else:
+        for index, item in enumerate(allow):
+            key = f"monitoring.allowFrom[{index}]"
+            if not isinstance(item, str):
+                reader.problem(key, f"expected a CIDR string such as 10.0.0.250/32, got {item!r}")
+                continue
+            try:
+                network = ip_network(item, strict=True)
+            except ValueError as error:
+                reader.problem(key, f"{item!r} is not an IPv4 network ({error})")
+                continue
+            if not isinstance(network, IPv4Network):
+                reader.problem(key, f"{item!r} is not an IPv4 network")
+                continue
+            networks.append(network)
+    directory = values.get("prometheus_dir", MonitoringSpec.prometheus_dir)
+    if directory is not None and not re.fullmatch(r"/[A-Za-z0-9_./-]*", str(directory)):
+        reader.problem(
+            "monitoring.prometheusDir", f"{directory!r} must be an absolute path (letters, digits, _ . / -)"
+        )
+    interval = values.get("collector_interval_s")
+    if interval is not None and not 5 <= interval <= 300:
+        reader.problem("monitoring.collectorIntervalS", f"{interval} is outside 5-300 seconds")
+    if any(p.startswith(f"{NAMESPACE}:monitoring") for p in reader.problems):
+        return None
+    return MonitoringSpec(allow_from=tuple(networks), **values)
+
+
 def _check_keepalived(reader: _Reader, keepalived: KeepalivedSpec) -> None:
     """VRRP priorities stop at 254: the base priority (100) plus the primary's weight must fit."""
     if not 0 <= keepalived.primary_weight <= 150:
@@ -518,6 +560,7 @@ def load_spec(config: dict[str, Any], stack: str) -> ClusterSpec:
         reader.problem("postgres.scope", f"{postgres.scope!r} must be a lowercase name (a-z, 0-9, '-')")
     _check_patroni(reader, patroni, len([n for n in nodes if n.runs_postgres]) - 1)
     backup = _read_backup(reader, config.get("backup"), config)
+    monitoring = _read_monitoring(reader, config.get("monitoring"))
     if haproxy.check_fall < 1 or haproxy.check_rise < 1:
         reader.problem("haproxy.checkFall", "checkFall and checkRise must be at least 1")
     _check_ports(
@@ -529,6 +572,7 @@ def load_spec(config: dict[str, Any], stack: str) -> ClusterSpec:
             "etcd": etcd,
             "ssh_port": ssh.port if ssh else 22,
             "backup_tls_port": backup.tls_port if backup else None,
+            "monitoring_port": monitoring.port if monitoring else None,
         },
     )
     _check_tls(reader, tls)
@@ -552,4 +596,5 @@ def load_spec(config: dict[str, Any], stack: str) -> ClusterSpec:
         tls=tls,
         backup=backup,
         maintenance=maintenance,
+        monitoring=monitoring,
     )

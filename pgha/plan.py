@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from . import backup, etcd, haproxy, keepalived, maintenance, membership, patroni, system
+from . import backup, etcd, haproxy, keepalived, maintenance, membership, monitoring, patroni, system
 from .files import RenderedFile, Step
 from .pki import ClusterTls
 from .secrets import ClusterSecrets
@@ -28,6 +28,7 @@ PHASE_NAMES = {
     backup.PHASE: "backup",
     backup.STANZA_PHASE: "backup-stanza",
     maintenance.UPGRADE_PHASE: "upgrade",
+    monitoring.PHASE: "monitoring",
 }
 
 
@@ -40,6 +41,7 @@ def node_steps(spec: ClusterSpec, node: Node, secrets: ClusterSecrets, tls: Clus
         *keepalived.steps(spec, node),
         *backup.steps(spec, node, secrets, tls),
         *maintenance.steps(spec, node),
+        *monitoring.steps(spec, node, tls),
     ]
     return sorted(steps, key=lambda s: s.phase)
 
@@ -78,6 +80,7 @@ def image_packages(spec: ClusterSpec) -> tuple[str, ...]:
                 *haproxy.PACKAGES,
                 *keepalived.PACKAGES,
                 *backup.PACKAGES,
+                *(monitoring.PACKAGES if spec.monitoring else ()),
                 "qemu-guest-agent",
             )
         )

@@ -241,6 +241,21 @@ class BackupSpec:
 
 
 @dataclass(frozen=True)
+class MonitoringSpec:
+    """Prometheus metrics (docs/monitoring.md): one HTTPS port per VM, scrapers from ``allow_from`` only.
+
+    ``prometheus_dir`` is where the operator's Prometheus keeps this stack's
+    CA and file_sd target files: the scrape configs of the stack output name it.
+    """
+
+    allow_from: tuple[IPv4Network, ...]
+    port: int = 9443
+    prometheus_dir: str = "/etc/prometheus/pgha"
+    # How often the pgha collector (backups, certificates, VIP, archiving) runs.
+    collector_interval_s: int = 15
+
+
+@dataclass(frozen=True)
 class ClusterSpec:
     """Everything the renderers need, for one stack."""
 
@@ -258,6 +273,7 @@ class ClusterSpec:
     tls: TlsSpec = field(default_factory=TlsSpec)
     backup: BackupSpec | None = None
     maintenance: MaintenanceSpec = field(default_factory=MaintenanceSpec)
+    monitoring: MonitoringSpec | None = None
 
     @property
     def postgres_nodes(self) -> tuple[Node, ...]:

@@ -30,7 +30,7 @@ from ..spec import ClusterSpec, Node
 
 HERE = Path(__file__).resolve().parent
 CONFIG_PHASE = 7
-UPGRADE_PHASE = 10
+UPGRADE_PHASE = 11  # last: after monitoring (10)
 TOOL_PATH = "/usr/local/lib/pgha/pgha-rolling"
 CONFIG_PLAN_PATH = "/etc/pgha/patroni-dynamic.json"
 UPGRADE_PLAN_PATH = "/etc/pgha/upgrade.json"

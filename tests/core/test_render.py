@@ -46,6 +46,7 @@ def test_dev_tree(tmp_path):
         "06-keepalived.sh",
         "07-patroni-config.sh",
         "08-backup.sh",
+        "10-monitoring.sh",
         "leave.sh",
     ]
     assert not (tmp_path / "psql-02/steps/07-patroni-config.sh").exists()  # one VM applies it
