@@ -33,7 +33,7 @@ from . import backups
 from .bench import FAILOVER_FAULTS, failover, proxy
 from .cluster import Lab
 from .faults import switchover
-from .onehop import follow
+from .onehop import ab_switchover, follow
 from .ssh import StepError
 
 
@@ -111,6 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     bench_follow = bench.add_parser("vip-follow")
     bench_follow.add_argument("--runs", type=int, default=2)
     bench_follow.add_argument("--faults", default="8,1", help="scenario keys (8: switchover, 1: power-off)")
+    bench_follow.add_argument(
+        "--ab", action="store_true", help="switchovers alternating primaryWeight 0 and 50 (A B A B)"
+    )
     bench_proxy = bench.add_parser("proxy")
     bench_proxy.add_argument("--seconds", type=int, default=10, help="per pgbench run")
     bench_proxy.add_argument("--clients", default="1,8", help="client counts, comma-separated")
@@ -196,6 +199,9 @@ def main(argv: list[str] | None = None) -> int:
     elif args.verb == "bench" and args.bench == "failover":
         faults = [f for f in args.faults.split(",") if f]
         failover(lab, args.runs, faults, emit=lambda summary: print(json.dumps(summary), flush=True))
+    elif args.verb == "bench" and args.bench == "vip-follow" and args.ab:
+        for result in ab_switchover(lab, args.runs):
+            print(json.dumps(result), flush=True)
     elif args.verb == "bench" and args.bench == "vip-follow":
         for fault in [f for f in args.faults.split(",") if f]:
             for _ in range(args.runs):

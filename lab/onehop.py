@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 from typing import Any
+
+from pgha import keepalived
 
 from .cluster import Lab
 from .faults import SCENARIOS, leader
@@ -67,3 +70,34 @@ def follow(lab: Lab, fault: str, interval: float = 0.25) -> dict[str, Any]:
         "vip_after_leader_s": None if on_new is None or changed is None else round(on_new - changed, 2),
         "sample_interval_s": interval,
     }
+
+
+def set_primary_weight(lab: Lab, weight: int) -> None:
+    """Rewrite keepalived.conf on every PostgreSQL machine for ``weight`` and reload keepalived.
+
+    For A/B measurements only: the files come from the core renderer with the
+    stack's spec changed in this one field; ``lab up`` puts the stack's own back.
+    """
+    spec = replace(lab.spec, keepalived=replace(lab.spec.keepalived, primary_weight=weight))
+    for node in spec.postgres_nodes:
+        config = next(f for f in keepalived.files(spec, node) if f.path == keepalived.CONFIG_PATH)
+        lab.exec(
+            node.name, ["tee", config.path], input=config.content, text=True, capture_output=True, check=True
+        )
+        lab.exec(node.name, ["systemctl", "reload", "keepalived"], check=True)
+
+
+def ab_switchover(lab: Lab, runs: int, weights: tuple[int, int] = (0, 50)) -> list[dict[str, Any]]:
+    """Planned switchovers alternating the two weights (A B A B ...): the client-side cost of one hop."""
+    results = []
+    try:
+        for _ in range(runs):
+            for weight in weights:
+                set_primary_weight(lab, weight)
+                time.sleep(3)  # keepalived re-reads its scripts' states
+                result = follow(lab, "8")
+                result["primary_weight"] = weight
+                results.append(result)
+    finally:
+        set_primary_weight(lab, lab.spec.keepalived.primary_weight)
+    return results

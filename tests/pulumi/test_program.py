@@ -512,9 +512,9 @@ def test_an_upgrade_generation_runs_a_rolling_update_step_on_every_vm_last():
         "psql-03-11-upgrade",
     ]
     for name in upgrades:
-        # After the last phase (the backup stanza, one command), all at once: they take turns themselves.
+        # After the last phase (monitoring, on every VM), all at once: they take turns themselves.
         deps = run.monitor.registrations[urn[name]].dependencies
-        assert urn["backup-01-09-backup-stanza"] in deps
+        assert {urn[f"{n}-10-monitoring"] for n in ("backup-01", "psql-01", "psql-02", "psql-03")} <= deps
         assert not deps & {urn[u] for u in upgrades}
     config["pgha:maintenance"] = {"upgrade": 2}
     bumped = run_program(config)
