@@ -150,6 +150,8 @@ def test_exporters_listen_on_loopback_only(spec, secrets, tls):
     assert "--collector.textfile.directory=/var/lib/pgha/metrics" in node_unit
     pg_unit = files["/etc/systemd/system/prometheus-postgres-exporter.service.d/pgha.conf"].content
     assert "--web.listen-address=127.0.0.1:9187" in pg_unit
+    # Debian's /etc/default file (an empty DATA_SOURCE_NAME) would win over Environment=.
+    assert "\nEnvironmentFile=\n" in pg_unit and "\nEnvironmentFile=\n" in node_unit
     # Peer authentication over the socket: no password anywhere.
     dsn = re.search(r'DATA_SOURCE_NAME=([^"]*)"', pg_unit).group(1)
     assert dsn == "host=/var/run/postgresql port=5442 user=prometheus dbname=postgres sslmode=disable"

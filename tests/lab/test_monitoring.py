@@ -76,7 +76,10 @@ def test_rules_and_dashboard_metrics_exist(lab: Lab, prometheus: LabPrometheus) 
         missing = {name for name in missing if not prometheus.query(f'count({{__name__="{name}"}})')}
         time.sleep(2)
     assert not missing, sorted(missing)
-    # Exactly one VM holds the VIP, and every certificate pgha installed is reported.
+    # postgres_exporter reaches its PostgreSQL on every VM (its role, peer auth over the socket).
+    pg_up = prometheus.query("pg_up")
+    assert len(pg_up) == len(lab.spec.postgres_nodes) and all(s["value"][1] == "1" for s in pg_up), pg_up
+    # Exactly one VM holds the VIP, and one primary.
     assert float(prometheus.query("sum(pgha_vip_held)")[0]["value"][1]) == 1
     assert float(prometheus.query("pgha:primaries:count")[0]["value"][1]) == 1
 
