@@ -76,9 +76,11 @@ def test_rules_and_dashboard_metrics_exist(lab: Lab, prometheus: LabPrometheus) 
         missing = {name for name in missing if not prometheus.query(f'count({{__name__="{name}"}})')}
         time.sleep(2)
     assert not missing, sorted(missing)
-    # postgres_exporter reaches its PostgreSQL on every VM (its role, peer auth over the socket).
-    pg_up = prometheus.query("pg_up")
-    assert len(pg_up) == len(lab.spec.postgres_nodes) and all(s["value"][1] == "1" for s in pg_up), pg_up
+    # postgres_exporter reaches its PostgreSQL on every VM (its role, peer auth over the socket):
+    # 0.17 has no pg_up; its last scrape error is 0 only when it queried PostgreSQL.
+    errors = prometheus.query("pg_exporter_last_scrape_error")
+    assert len(errors) == len(lab.spec.postgres_nodes), errors
+    assert all(s["value"][1] == "0" for s in errors), errors
     # Exactly one VM holds the VIP, and one primary.
     assert float(prometheus.query("sum(pgha_vip_held)")[0]["value"][1]) == 1
     assert float(prometheus.query("pgha:primaries:count")[0]["value"][1]) == 1
