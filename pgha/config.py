@@ -475,7 +475,7 @@ def _read_monitoring(reader: _Reader, raw: Any) -> MonitoringSpec | None:
     directory = values.get("prometheus_dir", MonitoringSpec.prometheus_dir)
     if directory is not None and not re.fullmatch(r"/[A-Za-z0-9_./-]*", str(directory)):
         reader.problem(
-            "monitoring.prometheusDir", f"{directory!r} must be an absolute path (letters, digits, _ . / -)"
+            "monitoring.prometheusDir", f"{directory!r} must be absolute (letters, digits, _ . / -)"
         )
     interval = values.get("collector_interval_s")
     if interval is not None and not 5 <= interval <= 300:

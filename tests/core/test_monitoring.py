@@ -405,3 +405,17 @@ def test_no_postgres_exporter_where_there_is_no_postgres(spec, secrets, tls):
     (step,) = [s for s in node_steps(spec, backup_vm, secrets, tls) if s.name == "monitoring"]
     assert "systemctl disable -q --now prometheus-postgres-exporter" in step.script
     assert "prometheus-postgres-exporter.service.d" not in {f.path.split("/")[-2] for f in step.files}
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("prometheusDir", "relative/dir", "monitoring.prometheusDir: 'relative/dir' must be absolute"),
+        ("prometheusDir", "/etc/x\n", "monitoring.prometheusDir:"),
+        ("collectorIntervalS", 1, "monitoring.collectorIntervalS: 1 is outside 5-300 seconds"),
+        ("port", "x", "monitoring.port: expected an integer"),
+    ],
+)
+def test_bad_monitoring_settings(dev_config, key, value, message):
+    dev_config["monitoring"] = {"allowFrom": ["10.0.0.1/32"], key: value}
+    assert any(message in p for p in problems(dev_config)), problems(dev_config)
