@@ -17,7 +17,9 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from .cluster import Lab
-from .faults import SCENARIOS, leader, switchover
+from .faults import SCENARIOS
+from .observe import leader, vip_holders
+from .operator import switchover
 
 FAILOVER_FAULTS = ("1", "2", "5a", "5b", "8")
 TPS_RE = re.compile(r"^tps = ([0-9.]+) \(without initial connection time\)", re.MULTILINE)
@@ -109,7 +111,7 @@ def _primary_settled(lab: Lab, timeout: float = 60.0) -> tuple[str, list[str]]:
     deadline = time.monotonic() + timeout
     while True:
         primary = leader(lab)
-        holders = lab.vip_holders()
+        holders = vip_holders(lab)
         if primary is not None and holders == [primary]:
             return primary, holders
         if time.monotonic() > deadline:

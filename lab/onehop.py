@@ -18,12 +18,13 @@ from typing import Any
 from pgha import keepalived
 
 from .cluster import Lab
-from .faults import SCENARIOS, leader
+from .faults import SCENARIOS
+from .observe import leader, vip_holders
 
 
 def _sample(lab: Lab) -> tuple[str | None, list[str]]:
     try:
-        return leader(lab), lab.vip_holders()
+        return leader(lab), vip_holders(lab)
     except (OSError, RuntimeError, ValueError):
         return None, []
 

@@ -19,14 +19,14 @@ exported by the stack; ``rules.yml`` and ``dashboard.json`` ship beside them.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import backup, etcd, haproxy, patroni, pki
+from .. import backup, etcd, haproxy, patroni, pki, vmprograms
 from ..files import RenderedFile, Step, render_script, render_template
 from ..spec import ClusterSpec, MonitoringSpec, Node
+from . import collector
 
 HERE = Path(__file__).resolve().parent
 PHASE = 10  # after the backup stanza (9), before a rolling upgrade (11)
@@ -41,8 +41,8 @@ POSTGRES_EXPORTER_ADDRESS = "127.0.0.1:9187"
 EXPORTER_ROLE = "prometheus"
 UNIT_DIR = "/etc/systemd/system"
 TEXTFILE_DIR = "/var/lib/pgha/metrics"
-COLLECTOR_PATH = "/usr/local/lib/pgha/pgha-metrics.py"
-SETTINGS_PATH = "/etc/pgha/metrics.json"
+COLLECTOR_PATH = collector.INSTALL_PATH
+SETTINGS_PATH = collector.SETTINGS_PATH
 RULES_PATH = HERE / "rules.yml"
 DASHBOARD_PATH = HERE / "dashboard.json"
 # The prometheus-exporter service of HAProxy itself (not a backend).
@@ -166,10 +166,7 @@ def files(spec: ClusterSpec, node: Node, tls: pki.ClusterTls) -> list[RenderedFi
             f"{UNIT_DIR}/{NODE_EXPORTER}.service.d/pgha.conf",
             render_template(HERE, "node-exporter.conf.j2", **context),
         ),
-        RenderedFile(COLLECTOR_PATH, (HERE / "collector.py").read_text(), mode=0o755),
-        RenderedFile(
-            SETTINGS_PATH, json.dumps(collector_settings(spec, node), indent=2, sort_keys=True) + "\n"
-        ),
+        *vmprograms.program_files(collector, collector_settings(spec, node)),
         RenderedFile(
             f"{UNIT_DIR}/pgha-metrics.service", render_template(HERE, "pgha-metrics.service.j2", **context)
         ),
@@ -216,7 +213,8 @@ def steps(spec: ClusterSpec, node: Node, tls: pki.ClusterTls) -> list[Step]:
         ca_path=pki.CA_PATH,
         socket_dir=patroni.SOCKET_DIR,
         port=spec.postgres.port,
-        role=EXPORTER_ROLE,
+        role_exists_sql=f"SELECT 1 FROM pg_roles WHERE rolname = '{EXPORTER_ROLE}'",
+        role_create_sql=f"CREATE ROLE {EXPORTER_ROLE} LOGIN IN ROLE pg_monitor",
     )
     return [Step(node.name, PHASE, "monitoring", script, tuple(files(spec, node, tls)))]
 

@@ -2,8 +2,9 @@
 """pgha's own metrics, for node_exporter's textfile collector.
 
 Runs on every VM from a systemd timer, as root, with the standard library
-only; reads what to look at from the JSON settings file the monitoring step
-installs (path: argv[1]) and rewrites one ``.prom`` file atomically. What it
+only (pgha/vmprograms.py's convention); reads what to look at from
+``SETTINGS_PATH``, which the monitoring step installs, and rewrites one
+``.prom`` file atomically. What it
 reports is what no exporter does: the certificates' expiry, whether this VM
 holds the VIP, the synchronous standby count the stack asks for, WAL
 archiving as PostgreSQL sees it (pg_stat_archiver, on the primary), and the
@@ -23,6 +24,9 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+INSTALL_PATH = "/usr/local/lib/pgha/pgha-metrics"
+SETTINGS_PATH = "/etc/pgha/pgha-metrics.json"
 
 Sample = tuple[str, dict[str, str], float]
 
@@ -152,11 +156,12 @@ def write_atomically(path: str, content: str) -> None:
     os.replace(tmp, path)
 
 
-def main(argv: list[str]) -> int:
-    settings = json.loads(Path(argv[1]).read_text())
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    settings = json.loads(Path(args[0] if args else SETTINGS_PATH).read_text())
     write_atomically(settings["out"], render(collect(settings)))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    sys.exit(main())

@@ -14,8 +14,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from lab import faults
+from lab import observe
 from lab.cluster import Lab
+from lab.harness import READY_TIMEOUT
 from lab.prometheus import LabPrometheus
 from pgha import monitoring
 
@@ -124,10 +125,10 @@ def test_exporters_listen_on_loopback_only(lab: Lab) -> None:
 def test_killing_the_primary_fires_no_leader_and_the_failover_alert(
     lab: Lab, prometheus: LabPrometheus
 ) -> None:
-    lab.wait_ready(timeout=faults.READY_TIMEOUT)
+    lab.wait_ready(timeout=READY_TIMEOUT)
     wait_all_up(lab, prometheus)
     assert not prometheus.firing("PghaFailover")
-    old = faults.leader(lab)
+    old = observe.leader(lab)
     assert old is not None
     machine = lab.machine(lab.spec.node(old))
     machine.kill()
@@ -145,5 +146,5 @@ def test_killing_the_primary_fires_no_leader_and_the_failover_alert(
     print(f"\nno-leader expression after {no_leader} s, PghaFailover firing after {failover} s (+ no-leader)")
     assert no_leader is not None, "the no-leader expression never fired"
     assert failover is not None, "PghaFailover never fired"
-    faults.wait_serving(lab, old, time.monotonic(), as_replica=True)
-    lab.wait_ready(timeout=faults.READY_TIMEOUT)
+    observe.wait_serving(lab, old, time.monotonic(), as_replica=True)
+    lab.wait_ready(timeout=READY_TIMEOUT)

@@ -12,9 +12,11 @@ import time
 
 import pytest
 
-from lab import faults
+from lab import observe
 from lab.client import connect
 from lab.cluster import Lab
+from lab.harness import READY_TIMEOUT
+from lab.operator import switchover
 
 pytestmark = pytest.mark.lab
 
@@ -24,7 +26,7 @@ VIP_FOLLOW_TIMEOUT = 30.0  # measured 3-5 s after the new leader shows (docs/one
 def vip_on_leader(lab: Lab, timeout: float = VIP_FOLLOW_TIMEOUT) -> str:
     deadline = time.monotonic() + timeout
     while True:
-        primary, holders = faults.leader(lab), lab.vip_holders()
+        primary, holders = observe.leader(lab), observe.vip_holders(lab)
         if primary is not None and holders == [primary]:
             return primary
         if time.monotonic() > deadline:
@@ -39,20 +41,20 @@ def addresses_seen_by_postgres(lab: Lab) -> tuple[str, str]:
 
 
 def test_the_vip_holder_is_the_primary_and_forwards_locally(lab: Lab) -> None:
-    lab.wait_ready(timeout=faults.READY_TIMEOUT)
+    lab.wait_ready(timeout=READY_TIMEOUT)
     primary = vip_on_leader(lab)
     ip = str(lab.spec.node(primary).ip)
     assert addresses_seen_by_postgres(lab) == (ip, ip)
 
 
 def test_the_vip_follows_a_switchover(lab: Lab) -> None:
-    lab.wait_ready(timeout=faults.READY_TIMEOUT)
+    lab.wait_ready(timeout=READY_TIMEOUT)
     old = vip_on_leader(lab)
-    new = faults.switchover(lab)
+    new = switchover(lab)
     assert new != old
     started = time.monotonic()
     assert vip_on_leader(lab) == new
     print(f"\nVIP on the new primary {new} {time.monotonic() - started:.1f} s after Patroni reported it")
     ip = str(lab.spec.node(new).ip)
     assert addresses_seen_by_postgres(lab) == (ip, ip)
-    lab.wait_ready(timeout=faults.READY_TIMEOUT)
+    lab.wait_ready(timeout=READY_TIMEOUT)
