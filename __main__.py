@@ -64,6 +64,8 @@ def main() -> None:
     pulumi.export("databases", cluster.databases)
     pulumi.export("nodes", cluster.nodes)
     pulumi.export("failureDomains", cluster.failure_domains)
+    if cluster.prometheus is not None:
+        pulumi.export("prometheus", cluster.prometheus)
 
 
 main()

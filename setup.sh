@@ -13,6 +13,7 @@ APT_PACKAGES=(
   postgresql-client    # psql and pgbench, run inside the lab network
   python3-venv
   ca-certificates curl
+  prometheus           # promtool (rule checks and unit tests) and the lab's Prometheus
 )
 
 if [ "$(id -u)" -ne 0 ]; then

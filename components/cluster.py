@@ -7,6 +7,7 @@ from typing import Any
 
 import pulumi
 
+from pgha import monitoring
 from pgha.databases import connection_string
 from pgha.secrets import ClusterSecrets
 from pgha.spec import ClusterSpec, DatabaseSpec
@@ -49,6 +50,7 @@ class PghaCluster(pulumi.ComponentResource):
     databases: pulumi.Output[dict[str, dict[str, str]]]
     nodes: pulumi.Output[list[dict[str, str]]]
     failure_domains: pulumi.Output[dict[str, str]]
+    prometheus: pulumi.Output[dict[str, Any]] | None
 
     def __init__(self, name: str, args: PghaClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("pgha:index:Cluster", name, None, opts)
@@ -114,6 +116,12 @@ class PghaCluster(pulumi.ComponentResource):
         ]
         self.nodes = pulumi.Output.from_input(node_list)
         self.failure_domains = pulumi.Output.from_input(failure_domains(spec))
+        # Scrape configs, file_sd targets and the CA for an existing Prometheus: no secret in it.
+        self.prometheus = (
+            self.ca_certificate.apply(lambda ca: monitoring.prometheus_output(spec, ca))
+            if spec.monitoring
+            else None
+        )
 
         self.register_outputs(
             {
@@ -126,5 +134,6 @@ class PghaCluster(pulumi.ComponentResource):
                 "databases": self.databases,
                 "nodes": self.nodes,
                 "failureDomains": self.failure_domains,
+                **({"prometheus": self.prometheus} if self.prometheus is not None else {}),
             }
         )

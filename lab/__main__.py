@@ -16,7 +16,8 @@ switchover [--to NODE]  planned switchover with patronictl, run inside a node
 backup [--type full|diff|incr]   one pgBackRest backup, as its timer takes it
 restore-drill [--time T] [--sql Q] [--keep]   restore onto a fresh machine, check it
 rolling-update          rolling package update, one VM at a time (the upgrade steps)
-bench failover [--runs N] | bench proxy [--seconds S]   (lab/bench.py)
+bench failover [--runs N] | bench vip-follow [--faults 8,1]   (lab/bench.py, lab/onehop.py)
+bench proxy [--clients 1,8] [--rounds N] [--primaries all]   VIP:5432 against direct, A B A B
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from . import backups
 from .bench import FAILOVER_FAULTS, failover, proxy
 from .cluster import Lab
 from .lock import LabBusy
+from .onehop import ab_switchover, follow
 from .operator import switchover
 from .ssh import StepError
 
@@ -108,9 +110,19 @@ def main(argv: list[str] | None = None) -> int:
     bench_failover = bench.add_parser("failover")
     bench_failover.add_argument("--runs", type=int, default=3)
     bench_failover.add_argument("--faults", default=",".join(FAILOVER_FAULTS), help="scenario keys")
+    bench_follow = bench.add_parser("vip-follow")
+    bench_follow.add_argument("--runs", type=int, default=2)
+    bench_follow.add_argument("--faults", default="8,1", help="scenario keys (8: switchover, 1: power-off)")
+    bench_follow.add_argument(
+        "--ab", action="store_true", help="switchovers alternating primaryWeight 0 and 50 (A B A B)"
+    )
     bench_proxy = bench.add_parser("proxy")
-    bench_proxy.add_argument("--seconds", type=int, default=20)
-    bench_proxy.add_argument("--clients", type=int, default=8)
+    bench_proxy.add_argument("--seconds", type=int, default=10, help="per pgbench run")
+    bench_proxy.add_argument("--clients", default="1,8", help="client counts, comma-separated")
+    bench_proxy.add_argument("--rounds", type=int, default=3, help="A B pairs per client count")
+    bench_proxy.add_argument(
+        "--primaries", default="", help="comma-separated nodes to switch over to in turn, or 'all'"
+    )
     for sub in verbs.choices.values():
         # `python -m lab up --stack ops` as well as `python -m lab --stack ops up`.
         sub.add_argument("--stack", default=argparse.SUPPRESS, help="the stack (default: dev)")
@@ -189,8 +201,23 @@ def main(argv: list[str] | None = None) -> int:
     elif args.verb == "bench" and args.bench == "failover":
         faults = [f for f in args.faults.split(",") if f]
         failover(lab, args.runs, faults, emit=lambda summary: print(json.dumps(summary), flush=True))
+    elif args.verb == "bench" and args.bench == "vip-follow" and args.ab:
+        for result in ab_switchover(lab, args.runs):
+            print(json.dumps(result), flush=True)
+    elif args.verb == "bench" and args.bench == "vip-follow":
+        for fault in [f for f in args.faults.split(",") if f]:
+            for _ in range(args.runs):
+                print(json.dumps(follow(lab, fault)), flush=True)
     elif args.verb == "bench":
-        print(json.dumps(proxy(lab, seconds=args.seconds, clients=args.clients)))
+        names = [n.name for n in lab.spec.postgres_nodes] if args.primaries == "all" else args.primaries
+        proxy(
+            lab,
+            seconds=args.seconds,
+            clients=[int(c) for c in args.clients.split(",") if c],
+            rounds=args.rounds,
+            primaries=[n for n in (names.split(",") if isinstance(names, str) else names) if n],
+            emit=lambda summary: print(json.dumps(summary), flush=True),
+        )
     else:
         machine = lab.machine(lab.spec.node(args.node))
         getattr(machine, args.verb)()

@@ -3,21 +3,24 @@
 ``failover`` repeats fault scenarios (lab/faults.py) and summarises, per fault,
 how long writes through VIP:5432 were refused, how many acknowledged writes
 were lost and how long the old primary took to stream again. ``proxy`` runs
-the same read-only pgbench through VIP:5432 and straight to the primary, so the
-ratio is the price of the extra hop.
+the same read-only pgbench through VIP:5432 and straight to the primary,
+alternating the two (A B A B) and repeating, so the median ratio and the added
+latency per round trip are the price of HAProxy (docs/one-hop.md).
 """
 
 from __future__ import annotations
 
 import re
 import statistics
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from .cluster import Lab
 from .control import SCENARIOS as CONTROLS
 from .faults import SCENARIOS as PRIMARY_FAULTS
-from .observe import leader
+from .observe import leader, vip_holders
+from .operator import switchover
 from .standby import SCENARIOS as STANDBY_FAULTS
 
 SCENARIOS = {**PRIMARY_FAULTS, **STANDBY_FAULTS, **CONTROLS}
@@ -27,6 +30,7 @@ PER_RUN_EXTRAS = (
 )
 FAILOVER_FAULTS = ("1", "2", "5a", "5b", "8")
 TPS_RE = re.compile(r"^tps = ([0-9.]+) \(without initial connection time\)", re.MULTILINE)
+LATENCY_RE = re.compile(r"^latency average = ([0-9.]+) ms", re.MULTILINE)
 
 
 def _spread(values: Iterable[float | None]) -> dict[str, float] | None:
@@ -104,27 +108,103 @@ def _tps(output: str) -> float:
     return float(match.group(1))
 
 
-def proxy(lab: Lab, seconds: int = 20, clients: int = 8, scale: int = 10) -> dict[str, Any]:
-    """Read-only pgbench through VIP:5432 (HAProxy) and directly to the primary's PostgreSQL."""
-    lab.wait_ready()
-    primary = leader(lab)
-    if primary is None:
-        raise RuntimeError("no running leader")
-    primary_ip = str(lab.spec.node(primary).ip)
-    direct = ["-h", primary_ip, "-p", str(lab.spec.postgres.port)]
-    via_vip = ["-h", str(lab.spec.vip), "-p", str(lab.spec.haproxy.primary_port)]
-    _pgbench(lab, ["-i", "-q", "-s", str(scale), *direct])
+def _latency_ms(output: str) -> float:
+    match = LATENCY_RE.search(output)
+    if match is None:
+        raise RuntimeError(f"no latency in pgbench output: {output[-500:]}")
+    return float(match.group(1))
+
+
+def _primary_settled(lab: Lab, timeout: float = 60.0) -> tuple[str, list[str]]:
+    """The leader and the VIP holders once the VIP has followed it (or ``timeout`` passed)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        primary = leader(lab)
+        holders = vip_holders(lab)
+        if primary is not None and holders == [primary]:
+            return primary, holders
+        if time.monotonic() > deadline:
+            if primary is None:
+                raise RuntimeError("no running leader")
+            return primary, holders
+        time.sleep(0.5)
+
+
+def proxy_pairs(
+    lab: Lab, clients: int, rounds: int, seconds: int, direct: list[str], via_vip: list[str]
+) -> dict[str, Any]:
+    """``rounds`` pairs run A B A B (VIP, then direct): drift in the shared machine's load
+    hits both sides of a pair alike, so the per-pair ratios are comparable."""
     common = ["-S", "-n", "-T", str(seconds), "-c", str(clients), "-j", str(min(clients, 2))]
-    vip_tps = _tps(_pgbench(lab, [*common, *via_vip]))
-    direct_tps = _tps(_pgbench(lab, [*common, *direct]))
+    pairs: list[dict[str, Any]] = []
+    skipped = 0
+    for _ in range(rounds):
+        try:
+            vip_out = _pgbench(lab, [*common, *via_vip])
+            direct_out = _pgbench(lab, [*common, *direct])
+            vip_tps, direct_tps = _tps(vip_out), _tps(direct_out)
+            added_us = (_latency_ms(vip_out) - _latency_ms(direct_out)) * 1000
+        except RuntimeError:
+            # On a loaded machine a short run can end before any transaction: drop the pair.
+            skipped += 1
+            continue
+        pairs.append(
+            {
+                "vip_tps": round(vip_tps, 1),
+                "direct_tps": round(direct_tps, 1),
+                "ratio": round(vip_tps / direct_tps, 3) if direct_tps else None,
+                # pgbench -S: one query, one round trip per transaction.
+                "added_us_per_round_trip": round(added_us, 1),
+            }
+        )
+    ratios = [p["ratio"] for p in pairs if p["ratio"] is not None]
     return {
-        "bench": "proxy",
-        "mode": "pgbench -S (select only)",
-        "seconds": seconds,
         "clients": clients,
-        "scale": scale,
-        "primary": primary,
-        "vip_5432_tps": round(vip_tps, 1),
-        "direct_5442_tps": round(direct_tps, 1),
-        "vip_to_direct_ratio": round(vip_tps / direct_tps, 3) if direct_tps else None,
+        "median_ratio": round(statistics.median(ratios), 3) if ratios else None,
+        "median_added_us_per_round_trip": (
+            round(statistics.median(p["added_us_per_round_trip"] for p in pairs), 1) if pairs else None
+        ),
+        "pairs_skipped": skipped,
+        "pairs": pairs,
     }
+
+
+def proxy(
+    lab: Lab,
+    seconds: int = 10,
+    clients: Sequence[int] = (1, 8),
+    rounds: int = 3,
+    scale: int = 10,
+    primaries: Sequence[str] = (),
+    emit: Callable[[dict[str, Any]], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Read-only pgbench through VIP:5432 (HAProxy) against straight to the primary's PostgreSQL.
+
+    For each primary in ``primaries`` (a switchover first; default: the current
+    one) and each client count, ``rounds`` interleaved pairs; the median ratio
+    and the median added latency per round trip summarise them.
+    """
+    lab.wait_ready()
+    results = []
+    for wanted in primaries or [None]:
+        if wanted is not None and leader(lab) != wanted:
+            switchover(lab, to=wanted)
+            lab.wait_ready()
+        primary, holders = _primary_settled(lab)
+        direct = ["-h", str(lab.spec.node(primary).ip), "-p", str(lab.spec.postgres.port)]
+        via_vip = ["-h", str(lab.spec.vip), "-p", str(lab.spec.haproxy.primary_port)]
+        _pgbench(lab, ["-i", "-q", "-s", str(scale), *direct])
+        for count in clients:
+            summary = {
+                "bench": "proxy",
+                "mode": "pgbench -S (select only), TLS",
+                "seconds": seconds,
+                "scale": scale,
+                "primary": primary,
+                "vip_holders": holders,
+                **proxy_pairs(lab, count, rounds, seconds, direct, via_vip),
+            }
+            if emit is not None:
+                emit(summary)
+            results.append(summary)
+    return results

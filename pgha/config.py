@@ -12,7 +12,7 @@ import re
 import types
 import typing
 from collections import Counter
-from ipaddress import IPv4Address, IPv4Network, ip_address
+from ipaddress import IPv4Address, IPv4Network, ip_address, ip_network
 from typing import Any, Literal, get_args, get_origin
 
 from .etcd import members as etcd_members
@@ -30,6 +30,7 @@ from .spec import (
     JumpHost,
     KeepalivedSpec,
     MaintenanceSpec,
+    MonitoringSpec,
     NetworkSpec,
     Node,
     PatroniSpec,
@@ -65,6 +66,7 @@ KNOWN_KEYS = (
     "roles",
     "rolePasswords",
     "clients",
+    "monitoring",
 )
 # Every pattern is applied with re.fullmatch (via _Reader.matches): ``$`` alone
 # would accept a trailing newline, which splits the lines it lands in.
@@ -421,6 +423,8 @@ def _check_ports(reader: _Reader, spec: dict[str, Any]) -> None:
     }
     if spec["backup_tls_port"] is not None:
         ports["backup.tlsPort"] = spec["backup_tls_port"]
+    if spec.get("monitoring_port") is not None:
+        ports["monitoring.port"] = spec["monitoring_port"]
     for key, port in ports.items():
         _check_port(reader, key, port)
     seen: dict[int, str] = {}
@@ -536,6 +540,53 @@ def _read_parameters(reader: _Reader, parameters: dict[str, Any]) -> dict[str, s
     return values
 
 
+def _read_monitoring(reader: _Reader, raw: Any) -> MonitoringSpec | None:
+    """The metrics section: who may scrape (a list of CIDRs) and on which port."""
+    if raw is None:
+        return None
+    values = reader.section(raw, "monitoring", MonitoringSpec, skip=("allow_from",))
+    data = reader.mapping(raw, "monitoring")
+    allow = data.get("allowFrom")
+    networks: list[IPv4Network] = []
+    if not isinstance(allow, list) or not allow:
+        reader.problem("monitoring.allowFrom", f"is required: a non-empty list of CIDRs, got {allow!r}")
+    else:
+        for index, item in enumerate(allow):
+            key = f"monitoring.allowFrom[{index}]"
+            if not isinstance(item, str):
+                reader.problem(key, f"expected a CIDR string such as 10.0.0.250/32, got {item!r}")
+                continue
+            try:
+                network = ip_network(item, strict=True)
+            except ValueError as error:
+                reader.problem(key, f"{item!r} is not an IPv4 network ({error})")
+                continue
+            if not isinstance(network, IPv4Network):
+                reader.problem(key, f"{item!r} is not an IPv4 network")
+                continue
+            networks.append(network)
+    directory = values.get("prometheus_dir", MonitoringSpec.prometheus_dir)
+    if directory is not None and not re.fullmatch(r"/[A-Za-z0-9_./-]*", str(directory)):
+        reader.problem(
+            "monitoring.prometheusDir", f"{directory!r} must be absolute (letters, digits, _ . / -)"
+        )
+    interval = values.get("collector_interval_s")
+    if interval is not None and not 5 <= interval <= 300:
+        reader.problem("monitoring.collectorIntervalS", f"{interval} is outside 5-300 seconds")
+    if any(p.startswith(f"{NAMESPACE}:monitoring") for p in reader.problems):
+        return None
+    return MonitoringSpec(allow_from=tuple(networks), **values)
+
+
+def _check_keepalived(reader: _Reader, keepalived: KeepalivedSpec) -> None:
+    """VRRP priorities stop at 254: the base priority (100) plus the primary's weight must fit."""
+    if not 0 <= keepalived.primary_weight <= 150:
+        reader.problem(
+            "keepalived.primaryWeight",
+            f"{keepalived.primary_weight} is outside 0-150 (0 turns the primary preference off)",
+        )
+
+
 def _read_allow_from(reader: _Reader, raw: Any) -> tuple[IPv4Network, ...]:
     """patroni.restApiAllowFrom: IPv4 addresses or networks, as a list."""
     data = raw if isinstance(raw, dict) else {}
@@ -612,6 +663,7 @@ def load_spec(config: dict[str, Any], stack: str) -> ClusterSpec:
     if not 1 <= keepalived.virtual_router_id <= 255:
         reader.problem("keepalived.virtualRouterId", f"{keepalived.virtual_router_id} is outside 1-255")
     _check_advert_interval(reader, keepalived)
+    _check_keepalived(reader, keepalived)
     supported = IMAGE_POSTGRES_VERSIONS.get(vm.image, ())
     if postgres.version not in supported:
         reader.problem(
@@ -628,6 +680,7 @@ def load_spec(config: dict[str, Any], stack: str) -> ClusterSpec:
         reader.problem("postgres.scope", f"{postgres.scope!r} must be a lowercase name (a-z, 0-9, '-')")
     _check_patroni(reader, patroni, len([n for n in nodes if n.runs_postgres]) - 1)
     backup = _read_backup(reader, config.get("backup"), config)
+    monitoring = _read_monitoring(reader, config.get("monitoring"))
     if haproxy.check_fall < 1 or haproxy.check_rise < 1:
         reader.problem("haproxy.checkFall", "checkFall and checkRise must be at least 1")
     _check_ports(
@@ -639,6 +692,7 @@ def load_spec(config: dict[str, Any], stack: str) -> ClusterSpec:
             "etcd": etcd,
             "ssh_port": ssh.port if ssh else 22,
             "backup_tls_port": backup.tls_port if backup else None,
+            "monitoring_port": monitoring.port if monitoring else None,
         },
     )
     _check_tls(reader, tls)
@@ -667,6 +721,7 @@ def load_spec(config: dict[str, Any], stack: str) -> ClusterSpec:
         databases=databases,
         roles=roles,
         clients=clients,
+        monitoring=monitoring,
     )
     # etcd.members() is the one place that decides who votes: ask it.
     voters = len(etcd_members(spec))

@@ -12,7 +12,18 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from . import backup, databases, etcd, haproxy, keepalived, maintenance, membership, patroni, system
+from . import (
+    backup,
+    databases,
+    etcd,
+    haproxy,
+    keepalived,
+    maintenance,
+    membership,
+    monitoring,
+    patroni,
+    system,
+)
 from .files import RenderedFile, Step
 from .pki import ClusterTls
 from .secrets import ClusterSecrets
@@ -29,6 +40,7 @@ PHASE_NAMES = {
     backup.PHASE: "backup",
     backup.STANZA_PHASE: "backup-stanza",
     maintenance.UPGRADE_PHASE: "upgrade",
+    monitoring.PHASE: "monitoring",
 }
 
 
@@ -42,6 +54,7 @@ def node_steps(spec: ClusterSpec, node: Node, secrets: ClusterSecrets, tls: Clus
         *backup.steps(spec, node, secrets, tls),
         *databases.steps(spec, node, secrets),
         *maintenance.steps(spec, node),
+        *monitoring.steps(spec, node, tls),
     ]
     return sorted(steps, key=lambda s: s.phase)
 
@@ -80,6 +93,7 @@ def image_packages(spec: ClusterSpec) -> tuple[str, ...]:
                 *haproxy.PACKAGES,
                 *keepalived.PACKAGES,
                 *backup.PACKAGES,
+                *(monitoring.PACKAGES if spec.monitoring else ()),
                 "qemu-guest-agent",
             )
         )

@@ -157,6 +157,10 @@ class KeepalivedSpec:
     check_interval: int = 1
     check_fall: int = 2
     check_rise: int = 2
+    # One hop (docs/one-hop.md): the VM whose Patroni is primary gets this much
+    # more VRRP priority, so the VIP's HAProxy forwards to a local PostgreSQL.
+    # 0 turns it off (the VIP then stays where it is until its HAProxy fails).
+    primary_weight: int = 50
 
 
 @dataclass(frozen=True)
@@ -304,6 +308,21 @@ DEFAULT_DATABASES = (DatabaseSpec(name="app", owner="app"),)
 
 
 @dataclass(frozen=True)
+class MonitoringSpec:
+    """Prometheus metrics (docs/monitoring.md): one HTTPS port per VM, scrapers from ``allow_from`` only.
+
+    ``prometheus_dir`` is where the operator's Prometheus keeps this stack's
+    CA and file_sd target files: the scrape configs of the stack output name it.
+    """
+
+    allow_from: tuple[IPv4Network, ...]
+    port: int = 9443
+    prometheus_dir: str = "/etc/prometheus/pgha"
+    # How often the pgha collector (backups, certificates, VIP, archiving) runs.
+    collector_interval_s: int = 15
+
+
+@dataclass(frozen=True)
 class ClusterSpec:
     """Everything the renderers need, for one stack."""
 
@@ -335,6 +354,8 @@ class ClusterSpec:
     def client_database(self) -> DatabaseSpec | None:
         """The database behind primaryConnectionString: the first present one."""
         return next((d for d in self.databases if d.state == "present"), None)
+
+    monitoring: MonitoringSpec | None = None
 
     @property
     def postgres_nodes(self) -> tuple[Node, ...]:

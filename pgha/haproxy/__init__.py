@@ -7,8 +7,10 @@ so any VM's HAProxy (and hence the VIP, wherever it is) reaches the right
 server. 5432/5433 pass TCP through: the TLS clients see is PostgreSQL's own.
 A reload keeps the servers' check states (a saved server-state file), so
 neither a config change nor a rotated certificate routes a write astray.
-The stats page, Prometheus metrics and the liveness URL are HTTPS with the
-node's certificate, on the private IP only; the stats page needs a password.
+The stats page and the liveness URL are HTTPS with the node's certificate,
+on the private IP only; the stats page needs a password and hides the
+version. HAProxy's Prometheus metrics are served on the monitoring port
+(pgha.monitoring), to ``monitoring.allowFrom`` only.
 With ``pgha:clients.allowFrom``, 5432/5433 accept only those source networks:
 PostgreSQL sees HAProxy's address, so this is where the client's is known.
 """
@@ -28,7 +30,6 @@ PHASE = 5
 PACKAGES = ("haproxy",)
 CONFIG_PATH = "/etc/haproxy/haproxy.cfg"
 HEALTH_PATH = "/health"
-METRICS_PATH = "/metrics"
 STATS_PATH = "/stats"
 ADMIN_SOCKET = "/run/haproxy/admin.sock"
 STATE_FILE = "/var/lib/haproxy/server-state"
@@ -48,6 +49,8 @@ def health_url(spec: ClusterSpec, node: Node) -> str:
 
 
 def files(spec: ClusterSpec, node: Node, secrets: ClusterSecrets, tls: pki.ClusterTls) -> list[RenderedFile]:
+    from .. import monitoring  # it builds on this module's paths
+
     content = render_template(
         HERE,
         "haproxy.cfg.j2",
@@ -58,7 +61,7 @@ def files(spec: ClusterSpec, node: Node, secrets: ClusterSecrets, tls: pki.Clust
         stats_user=HAPROXY_STATS_USER,
         stats_password=secrets.haproxy_stats_password,
         health_path=HEALTH_PATH,
-        metrics_path=METRICS_PATH,
+        monitoring=monitoring.frontend(spec, node),
         stats_path=STATS_PATH,
         pem_path=PEM_PATH,
         ca_path=pki.CA_PATH,

@@ -32,7 +32,7 @@ from . import rolling
 
 HERE = Path(__file__).resolve().parent
 CONFIG_PHASE = 7
-UPGRADE_PHASE = 10
+UPGRADE_PHASE = 11  # last: after monitoring (10)
 TOOL_PATH = rolling.INSTALL_PATH
 CONFIG_PLAN_PATH = "/etc/pgha/patroni-dynamic.json"
 UPGRADE_PLAN_PATH = "/etc/pgha/upgrade.json"

@@ -73,7 +73,8 @@ def test_replica_listener(spec, secrets):
 def test_stats_and_prometheus_on_private_ip(spec, secrets):
     stats = config(spec, spec.nodes[2], secrets)["frontend stats"]
     assert "bind 10.0.0.2:7000 ssl crt /etc/pgha/tls/haproxy.pem" in stats
-    assert "http-request use-service prometheus-exporter if { path /metrics }" in stats
+    # HAProxy's Prometheus metrics moved to the monitoring port (tests/core/test_monitoring.py).
+    assert "prometheus-exporter" not in stats and "stats hide-version" in stats
     assert "monitor-uri /health" in stats
     assert "stats auth stats:stats-Secret-5" in stats
 

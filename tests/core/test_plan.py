@@ -16,9 +16,10 @@ def test_phase_order(spec, secrets, tls):
         config = ["patroni-config"] if node == spec.nodes[0] else []
         postgres = ["system", "etcd", "etcd-health", "patroni", "haproxy", "keepalived", *config, "backup"]
         # Applications go through the primary, wherever it is: a step on every PostgreSQL VM.
-        postgres.append("databases")
+        postgres += ["databases", "monitoring"]
         # The repository VM takes the backups: it alone creates the stanza.
-        expected = {"postgres": postgres, "repository": ["system", "etcd", "backup", "backup-stanza"]}
+        repository = ["system", "etcd", "backup", "backup-stanza", "monitoring"]
+        expected = {"postgres": postgres, "repository": repository}
         assert names == expected[node.role], node.name
     # No upgrade phase until maintenance.upgrade asks for one.
     assert [p for p, _ in phases(spec, secrets, tls)] == sorted(PHASE_NAMES)[:-1]

@@ -47,6 +47,7 @@ def test_dev_tree(tmp_path):
         "07-patroni-config.sh",
         "08-backup.sh",
         "08-databases.sh",
+        "10-monitoring.sh",
         "leave.sh",
     ]
     assert not (tmp_path / "psql-02/steps/07-patroni-config.sh").exists()  # one VM applies it

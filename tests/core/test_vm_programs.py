@@ -25,11 +25,12 @@ from pgha.databases import tool as databases_tool
 from pgha.files import CORE_DIR, INSTALLER_PATH, INSTALLER_SOURCE, REPO_DIR
 from pgha.haproxy import save_state
 from pgha.maintenance import rolling
+from pgha.monitoring import collector
 from pgha.patroni import hostaware
 from pgha.stackfile import load_stack
 
 STACKS = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in REPO_DIR.glob("Pulumi.*.yaml"))
-MODULES = (save_state, backup_status, rolling, hostaware, databases_tool)
+MODULES = (save_state, backup_status, rolling, hostaware, databases_tool, collector)
 RUFF = Path(sys.executable).parent / "ruff"
 
 

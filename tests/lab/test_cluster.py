@@ -11,7 +11,7 @@ import pytest
 from lab import observe
 from lab.client import connect
 from lab.wait import wait_until
-from pgha import etcd, haproxy, node_files, patroni
+from pgha import etcd, monitoring, node_files, patroni
 
 pytestmark = pytest.mark.lab
 
@@ -77,7 +77,8 @@ def test_consecutive_replica_connections_alternate(lab):
 
 def test_haproxy_metrics_and_patroni_api_on_every_node(lab):
     for node in lab.spec.postgres_nodes:
-        url = haproxy.stats_url(lab.spec, node) + haproxy.METRICS_PATH
+        # HAProxy's own exporter, on the monitoring port (the lab network's gateway is in allowFrom).
+        url = f"https://{node.ip}:{lab.spec.monitoring.port}{monitoring.HAPROXY_PATH}"
         curl = ["curl", "-fsS", "--cacert", str(lab.ca_path), url]
         with_metrics = lab.run(curl, capture_output=True, text=True, check=True).stdout
         assert "haproxy_backend_status" in with_metrics or "haproxy_process_" in with_metrics

@@ -30,7 +30,7 @@ from lab.apps import primary_sql
 from lab.client import connect
 from lab.inside import inside
 from lab.wait import wait_until
-from pgha import LocalCa, backup, etcd, haproxy, node_files, patroni, pki
+from pgha import LocalCa, backup, etcd, haproxy, monitoring, node_files, patroni, pki
 from pgha.secrets import HAPROXY_STATS_USER, RESTAPI_USER
 
 pytestmark = pytest.mark.lab
@@ -42,11 +42,20 @@ LISTENERS = {
     "postgres": ("postgres", "TLS required by pg_hba (hostssl), scram-sha-256, private CIDR only"),
     "primary": ("haproxy", "TCP passthrough of PostgreSQL's own TLS"),
     "replicas": ("haproxy", "TCP passthrough of PostgreSQL's own TLS"),
-    "stats": ("haproxy", "HTTPS; the stats page needs a password; /metrics and /health are read-only"),
+    "stats": ("haproxy", "HTTPS; the stats page needs a password; /health is read-only"),
     "restapi": ("patroni", "HTTPS; unsafe endpoints need a password"),
     "etcd-client": ("etcd", "TLS with client certificates from the cluster's CA"),
     "etcd-peer": ("etcd", "TLS with client certificates from the cluster's CA"),
     "pgbackrest": ("pgbackrest", "TLS; only the certificate names in tls-server-auth get in"),
+    "monitoring": ("haproxy", "HTTPS; connections from outside monitoring.allowFrom are closed; GET only"),
+    # Loopback only, behind the monitoring port (ss shows the first 15 characters of the name).
+    "node-exporter": ("prometheus-node", "loopback only: served through the monitoring port"),
+    "postgres-exporter": ("prometheus-post", "loopback only: served through the monitoring port"),
+}
+LOOPBACK_ONLY = ("node-exporter", "postgres-exporter")
+EXPORTER_PORTS = {
+    int(monitoring.NODE_EXPORTER_ADDRESS.rpartition(":")[2]): "node-exporter",
+    int(monitoring.POSTGRES_EXPORTER_ADDRESS.rpartition(":")[2]): "postgres-exporter",
 }
 
 
@@ -62,6 +71,7 @@ def ports(lab) -> dict[int, str]:
         spec.etcd.client_port: "etcd-client",
         spec.etcd.peer_port: "etcd-peer",
         **({spec.backup.tls_port: "pgbackrest"} if spec.backup else {}),
+        **({spec.monitoring.port: "monitoring", **EXPORTER_PORTS} if spec.monitoring else {}),
     }
 
 
@@ -393,6 +403,8 @@ def test_every_listener_is_intended_and_protected(lab):
                 assert address in ("0.0.0.0", "::", "*"), (node.name, address, port)
             elif role in ("primary", "replicas"):
                 assert address in (str(node.ip), str(lab.spec.vip)), (node.name, address, port)
+            elif role in LOOPBACK_ONLY:
+                assert address == "127.0.0.1", (node.name, address, port, process)
             else:
                 # The private IP only: no wildcard, no loopback listener.
                 assert address == str(node.ip), (node.name, address, port, process)
@@ -401,6 +413,8 @@ def test_every_listener_is_intended_and_protected(lab):
         ip = str(node.ip)
         for port in seen[node.name]:
             role = names[port]
+            if role in LOOPBACK_ONLY:
+                continue  # not reachable from the network: nothing to check from here
             if role == "ssh":
                 with inside(lab.network.path), socket.create_connection((ip, port), timeout=5) as s:
                     assert s.recv(64).startswith(b"SSH-2.0-")
@@ -416,6 +430,8 @@ def test_every_listener_is_intended_and_protected(lab):
         expected = {lab.spec.ssh.port}
         if node.name in members:
             expected |= {lab.spec.etcd.client_port, lab.spec.etcd.peer_port}
+        if lab.spec.monitoring:
+            expected |= {p for p, r in names.items() if r in ("monitoring", "node-exporter")}
         if node.runs_postgres:
             expected |= {p for p, r in names.items() if r not in ("ssh", "etcd-client", "etcd-peer")}
         if node.role == "repository":

@@ -194,7 +194,7 @@ def test_dependencies_follow_the_phase_order(dev_run: ProgramRun, dev_spec: Clus
         {urn[command_name(s.node, s.title)] for s in steps}
         for _, steps in phases(dev_spec, PLACEHOLDERS, tls_placeholders(dev_spec))
     ]
-    assert len(ordered) == 9  # the upgrade phase only exists once maintenance.upgrade is set
+    assert len(ordered) == 10  # the upgrade phase only exists once maintenance.upgrade is set
     previous = vm_urns
     for index, current in enumerate(ordered):
         later = set().union(*ordered[index:])
@@ -250,8 +250,9 @@ def test_stdin_bundles_use_the_real_secrets_and_stay_secret(dev_run: ProgramRun,
             if step.has_secrets:
                 assert any(v.replace("\n", "\\n") in step.stdin for v in generated)
     # etcd (its key), Patroni, HAProxy, pgBackRest and the databases (role passwords) on each
-    # of the three VMs; the repository's backup step.
-    assert secret_steps == 16
+    # of the three VMs; the repository's backup step, and its monitoring step (the key of the
+    # HAProxy that serves its metrics port).
+    assert secret_steps == 17
 
 
 def test_the_connection_uses_the_deploy_key_on_the_private_ip(dev_run: ProgramRun, dev_spec: ClusterSpec):
@@ -327,8 +328,8 @@ def test_every_secret_bearing_input_arrives_as_a_secret(dev_run: ProgramRun):
                 assert is_secret(registration.inputs[key]), (registration.name, key)
                 checked += 1
     # The CA; a key request and a cert per VM (four); stdin and connection of 3 x 8 + 4 + 1 step
-    # commands; the connection of each VM's leave command (four).
-    assert checked == 1 + 4 + 4 + 2 * 29 + 4
+    # commands plus a monitoring step per VM; the connection of each VM's leave command (four).
+    assert checked == 1 + 4 + 4 + 2 * 33 + 4
 
 
 def test_rotation_replaces_every_node_key_and_only_those():
@@ -540,6 +541,7 @@ def test_a_witness_gets_a_vm_and_etcd_but_no_postgres():
         "witness-01-system",
         "witness-02-etcd",
         "witness-03-etcd-health",
+        "witness-10-monitoring",
         "witness-leave",
     ]
     assert all(text.startswith("survived") for text in run.exports["failureDomains"].values())
@@ -551,17 +553,17 @@ def test_an_upgrade_generation_runs_a_rolling_update_step_on_every_vm_last():
     run = run_program(config)
     assert run.error is None, run.errors
     urn = {r.name: r.urn for r in run.of_type(COMMAND)}
-    upgrades = sorted(name for name in urn if name.endswith("-10-upgrade"))
+    upgrades = sorted(name for name in urn if name.endswith("-11-upgrade"))
     assert upgrades == [
-        "backup-01-10-upgrade",
-        "psql-01-10-upgrade",
-        "psql-02-10-upgrade",
-        "psql-03-10-upgrade",
+        "backup-01-11-upgrade",
+        "psql-01-11-upgrade",
+        "psql-02-11-upgrade",
+        "psql-03-11-upgrade",
     ]
     for name in upgrades:
-        # After the last phase (the backup stanza, one command), all at once: they take turns themselves.
+        # After the last phase (monitoring, on every VM), all at once: they take turns themselves.
         deps = run.monitor.registrations[urn[name]].dependencies
-        assert urn["backup-01-09-backup-stanza"] in deps
+        assert {urn[f"{n}-10-monitoring"] for n in ("backup-01", "psql-01", "psql-02", "psql-03")} <= deps
         assert not deps & {urn[u] for u in upgrades}
     config["pgha:maintenance"] = {"upgrade": 2}
     bumped = run_program(config)
@@ -590,6 +592,32 @@ def test_an_explicit_provider_reaches_every_proxmox_resource():
     # Wait for the last step, so every registration is in.
     last = cluster.steps.commands[("psql-03", "keepalived")]
     return pulumi.Output.all(provider.urn, last.urn).apply(lambda v: check(v[0]))
+
+
+def test_prometheus_export(dev_run: ProgramRun):
+    """The scrape configs, targets and CA an existing Prometheus consumes: complete, and no secret."""
+    prometheus = dev_run.exports["prometheus"]
+    assert not dev_run.secret_exports["prometheus"]
+    base = "/etc/prometheus/pgha/dev"
+    assert prometheus["directory"] == base
+    assert prometheus["files"][f"{base}/ca.crt"] == mock_cert_pem("pgha-ca")
+    node_targets = prometheus["files"][f"{base}/pgha-node.json"]
+    assert sorted(t["targets"][0] for t in node_targets) == [
+        "10.0.0.2:9443",
+        "10.0.0.3:9443",
+        "10.0.0.4:9443",
+        "10.0.0.7:9443",
+    ]
+    jobs = {c["job_name"]: c for c in prometheus["scrapeConfigs"]}
+    assert set(jobs) == {f"pgha-{s}-dev" for s in ("node", "postgres", "patroni", "haproxy", "etcd")}
+    for config in jobs.values():
+        assert config["scheme"] == "https" and config["tls_config"] == {"ca_file": f"{base}/ca.crt"}
+        (files,) = config["file_sd_configs"]
+        assert files["files"][0] in prometheus["files"]
+    secrets = dev_run.mocks.secrets()
+    text = json.dumps(prometheus)
+    for value in vars(secrets).values():
+        assert not value or str(value) not in text
 
 
 # --- SSH host keys and what the state keeps in clear -----------------------------------
@@ -636,7 +664,9 @@ def test_commands_carrying_secrets_keep_their_output_secret(dev_run: ProgramRun,
             outputs = set(command.additional_secret_outputs) - {"connection"}
             assert outputs == ({"stdout", "stderr"} if step.has_secrets else set()), command.name
             checked += step.has_secrets
-    assert checked == 16  # the databases step (role passwords) on each PostgreSQL VM too
+    # The databases step (role passwords) on each PostgreSQL VM, and the repository VM's
+    # monitoring step (its HAProxy key).
+    assert checked == 17
 
 
 def test_no_host_private_key_appears_in_clear(dev_run: ProgramRun):

@@ -1,0 +1,275 @@
+"""Prometheus metrics, alert rules and a dashboard for the cluster (docs/monitoring.md).
+
+Every VM runs Debian's ``prometheus-node-exporter``; PostgreSQL VMs also run
+``prometheus-postgres-exporter``. Both listen on loopback only. HAProxy serves
+one HTTPS port per VM (``monitoring.port``, the node's certificate) that
+closes connections from outside ``monitoring.allowFrom`` before the TLS
+handshake and maps one path per source: ``/metrics/node``,
+``/metrics/postgres``, ``/metrics/patroni`` (Patroni's REST API, verified),
+``/metrics/haproxy`` (HAProxy's own exporter), ``/metrics/etcd`` (etcd's client
+port, with the node's client certificate). VMs without PostgreSQL (the backup
+repository, the witness) get an HAProxy that serves only this port.
+
+What no exporter reports (certificate expiry, VIP holder, configured sync
+standbys, WAL archiving, backup age) comes from ``collector.py`` through
+node_exporter's textfile directory. The scrape configs that an existing
+Prometheus consumes (file_sd targets, TLS settings) are built here and
+exported by the stack; ``rules.yml`` and ``dashboard.json`` ship beside them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .. import backup, etcd, haproxy, patroni, pki, vmprograms
+from ..files import RenderedFile, Step, render_script, render_template
+from ..spec import ClusterSpec, MonitoringSpec, Node
+from . import collector
+
+HERE = Path(__file__).resolve().parent
+PHASE = 10  # after the backup stanza (9), before a rolling upgrade (11)
+NODE_PACKAGES = ("prometheus-node-exporter",)
+POSTGRES_PACKAGES = ("prometheus-postgres-exporter",)
+PACKAGES = (*NODE_PACKAGES, *POSTGRES_PACKAGES, *haproxy.PACKAGES)
+NODE_EXPORTER = "prometheus-node-exporter"
+POSTGRES_EXPORTER = "prometheus-postgres-exporter"
+NODE_EXPORTER_ADDRESS = "127.0.0.1:9100"
+POSTGRES_EXPORTER_ADDRESS = "127.0.0.1:9187"
+# The role postgres_exporter logs in as, over the Unix socket (peer: no password).
+EXPORTER_ROLE = "prometheus"
+UNIT_DIR = "/etc/systemd/system"
+TEXTFILE_DIR = "/var/lib/pgha/metrics"
+COLLECTOR_PATH = collector.INSTALL_PATH
+SETTINGS_PATH = collector.SETTINGS_PATH
+RULES_PATH = HERE / "rules.yml"
+DASHBOARD_PATH = HERE / "dashboard.json"
+# The prometheus-exporter service of HAProxy itself (not a backend).
+HAPROXY_PATH = "/metrics/haproxy"
+
+
+# What the rules and the dashboard read from the exporters (and Prometheus's
+# own ``up``); the lab test checks that each one has series in a real scrape.
+EXPORTER_METRICS = (
+    "up",
+    "patroni_primary",
+    "patroni_replica",
+    "patroni_sync_standby",
+    "patroni_cluster_unlocked",
+    "patroni_postgres_running",
+    "patroni_postgres_streaming",
+    "patroni_postgres_timeline",
+    "patroni_xlog_location",
+    "patroni_xlog_received_location",
+    "patroni_xlog_replayed_timestamp",
+    "haproxy_backend_active_servers",
+    "haproxy_frontend_current_sessions",
+    "pg_stat_database_numbackends",
+    "pg_stat_database_xact_commit",
+    "etcd_server_has_leader",
+    "etcd_server_leader_changes_seen_total",
+    "etcd_mvcc_db_total_size_in_bytes",
+)
+
+
+@dataclass(frozen=True)
+class Source:
+    """One metrics path of the monitoring port and the job that scrapes it."""
+
+    job: str
+    path: str
+
+
+SOURCES = {
+    "node": Source("pgha-node", "/metrics/node"),
+    "postgres": Source("pgha-postgres", "/metrics/postgres"),
+    "patroni": Source("pgha-patroni", "/metrics/patroni"),
+    "haproxy": Source("pgha-haproxy", HAPROXY_PATH),
+    "etcd": Source("pgha-etcd", "/metrics/etcd"),
+}
+
+
+def sources(spec: ClusterSpec, node: Node) -> list[str]:
+    """Which sources a VM serves: node everywhere, the others where the service runs."""
+    names = ["node"]
+    if node.runs_postgres:
+        names += ["postgres", "patroni", "haproxy"]
+    if node in etcd.members(spec):
+        names.append("etcd")
+    return names
+
+
+def _settings(spec: ClusterSpec) -> MonitoringSpec:
+    assert spec.monitoring is not None
+    return spec.monitoring
+
+
+def frontend(spec: ClusterSpec, node: Node) -> str:
+    """The HAProxy section serving the monitoring port; '' without ``pgha:monitoring``."""
+    if spec.monitoring is None:
+        return ""
+    verify = f"ssl verify required ca-file {pki.CA_PATH} verifyhost {node.name}"
+    servers = {
+        "node": NODE_EXPORTER_ADDRESS,
+        "postgres": POSTGRES_EXPORTER_ADDRESS,
+        "patroni": f"{node.ip}:{spec.patroni.rest_api_port} {verify}",
+        # etcd wants a client certificate of the cluster's CA: the node's own.
+        "etcd": f"{node.ip}:{spec.etcd.client_port} {verify} crt {haproxy.PEM_PATH}",
+    }
+    backends = {
+        SOURCES[name].path: {"name": f"metrics_{name}", "server": servers[name]}
+        for name in sources(spec, node)
+        if name != "haproxy"
+    }
+    return render_template(
+        HERE,
+        "frontend.cfg.j2",
+        m=spec.monitoring,
+        node=node,
+        pem_path=haproxy.PEM_PATH,
+        allow_from=[str(n) for n in spec.monitoring.allow_from],
+        haproxy_metrics_path=HAPROXY_PATH if "haproxy" in sources(spec, node) else None,
+        backends=backends,
+    )
+
+
+def collector_settings(spec: ClusterSpec, node: Node) -> dict[str, Any]:
+    """What collector.py looks at on this VM (its JSON data file)."""
+    return {
+        "out": f"{TEXTFILE_DIR}/pgha.prom",
+        "tlsDir": pki.TLS_DIR,
+        "vip": str(spec.vip) if node.runs_postgres else None,
+        "syncStandbysConfigured": spec.sync_standbys if node.runs_postgres else None,
+        "postgresPort": spec.postgres.port if node.runs_postgres else None,
+        "socketDir": patroni.SOCKET_DIR,
+        "backupStatus": backup.STATUS_PATH if backup.runs_backups(spec, node) else None,
+        "backupMaxAgeSeconds": spec.backup.max_age_hours * 3600 if spec.backup else None,
+    }
+
+
+def files(spec: ClusterSpec, node: Node, tls: pki.ClusterTls) -> list[RenderedFile]:
+    m = _settings(spec)
+    context = {
+        "node_exporter_address": NODE_EXPORTER_ADDRESS,
+        "postgres_exporter_address": POSTGRES_EXPORTER_ADDRESS,
+        "textfile_dir": TEXTFILE_DIR,
+        "collector_path": COLLECTOR_PATH,
+        "settings_path": SETTINGS_PATH,
+        "interval_s": m.collector_interval_s,
+        "socket_dir": patroni.SOCKET_DIR,
+        "port": spec.postgres.port,
+        "role": EXPORTER_ROLE,
+    }
+    result = [
+        RenderedFile(
+            f"{UNIT_DIR}/{NODE_EXPORTER}.service.d/pgha.conf",
+            render_template(HERE, "node-exporter.conf.j2", **context),
+        ),
+        *vmprograms.program_files(collector, collector_settings(spec, node)),
+        RenderedFile(
+            f"{UNIT_DIR}/pgha-metrics.service", render_template(HERE, "pgha-metrics.service.j2", **context)
+        ),
+        RenderedFile(
+            f"{UNIT_DIR}/pgha-metrics.timer", render_template(HERE, "pgha-metrics.timer.j2", **context)
+        ),
+    ]
+    if node.runs_postgres:
+        result.append(
+            RenderedFile(
+                f"{UNIT_DIR}/{POSTGRES_EXPORTER}.service.d/pgha.conf",
+                render_template(HERE, "postgres-exporter.conf.j2", **context),
+            )
+        )
+    else:
+        # No HAProxy step here: the monitoring port is this HAProxy's only job.
+        config = render_template(HERE, "haproxy-monitoring.cfg.j2", node=node, frontend=frontend(spec, node))
+        result += [
+            RenderedFile(haproxy.CONFIG_PATH, config, mode=0o640, group="haproxy"),
+            pki.key_file(haproxy.PEM_PATH, tls.node(node), owner="root"),
+        ]
+    return result
+
+
+def steps(spec: ClusterSpec, node: Node, tls: pki.ClusterTls) -> list[Step]:
+    if spec.monitoring is None:
+        return []
+    packages = [*NODE_PACKAGES, *(POSTGRES_PACKAGES if node.runs_postgres else ())]
+    script = render_script(
+        HERE,
+        "monitoring.sh.j2",
+        "monitoring",
+        packages=packages,
+        haproxy_packages=haproxy.PACKAGES,
+        node=node,
+        textfile_dir=TEXTFILE_DIR,
+        node_exporter=NODE_EXPORTER,
+        postgres_exporter=POSTGRES_EXPORTER,
+        node_exporter_url=f"http://{NODE_EXPORTER_ADDRESS}/metrics",
+        postgres_exporter_url=f"http://{POSTGRES_EXPORTER_ADDRESS}/metrics",
+        unit_dir=UNIT_DIR,
+        haproxy_config=haproxy.CONFIG_PATH,
+        primary_url=patroni.rest_api_url(spec, node) + "/primary",
+        ca_path=pki.CA_PATH,
+        socket_dir=patroni.SOCKET_DIR,
+        port=spec.postgres.port,
+        role_exists_sql=f"SELECT 1 FROM pg_roles WHERE rolname = '{EXPORTER_ROLE}'",
+        role_create_sql=f"CREATE ROLE {EXPORTER_ROLE} LOGIN IN ROLE pg_monitor",
+    )
+    return [Step(node.name, PHASE, "monitoring", script, tuple(files(spec, node, tls)))]
+
+
+# ---- what an existing Prometheus consumes -----------------------------------------------
+
+
+def prometheus_dir(spec: ClusterSpec) -> str:
+    return f"{_settings(spec).prometheus_dir}/{spec.stack}"
+
+
+def targets(spec: ClusterSpec) -> dict[str, list[dict[str, Any]]]:
+    """file_sd target lists, one per job: ``<prometheusDir>/<stack>/<job>.json``."""
+    m = _settings(spec)
+    lists: dict[str, list[dict[str, Any]]] = {s.job: [] for s in SOURCES.values()}
+    for node in spec.nodes:
+        for name in sources(spec, node):
+            labels = {
+                "pgha_stack": spec.stack,
+                "pgha_source": name,
+                "node": node.name,
+                "proxmox_host": node.host,
+                "role": node.role,
+            }
+            lists[SOURCES[name].job].append({"targets": [f"{node.ip}:{m.port}"], "labels": labels})
+    return lists
+
+
+def scrape_configs(spec: ClusterSpec, directory: str | None = None) -> list[dict[str, Any]]:
+    """Prometheus ``scrape_configs`` entries: HTTPS, the cluster's CA, one job per source.
+
+    The CA goes in a file (``ca_file``): Debian 12's Prometheus 2.42 has no inline ``ca``.
+    """
+    base = directory or prometheus_dir(spec)
+    return [
+        {
+            "job_name": f"{source.job}-{spec.stack}",
+            "scheme": "https",
+            "metrics_path": source.path,
+            "tls_config": {"ca_file": f"{base}/ca.crt"},
+            "file_sd_configs": [{"files": [f"{base}/{source.job}.json"]}],
+        }
+        for source in SOURCES.values()
+    ]
+
+
+def prometheus_output(spec: ClusterSpec, ca_certificate: str) -> dict[str, Any]:
+    """The stack output: what to write under prometheusDir, and what to add to prometheus.yml."""
+    base = prometheus_dir(spec)
+    return {
+        "directory": base,
+        "files": {
+            f"{base}/ca.crt": ca_certificate,
+            **{f"{base}/{job}.json": entries for job, entries in targets(spec).items()},
+        },
+        "scrapeConfigs": scrape_configs(spec),
+        "ruleFiles": ["pgha/monitoring/rules.yml (in the pgha repository)"],
+    }
