@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import pulumi
 from pulumi_command import remote
 
+from pgha import verify
 from pgha.files import Step
 from pgha.pki import ClusterTls
 from pgha.plan import leave_step, node_steps, phases
@@ -32,11 +33,21 @@ class RemoteStepsArgs:
 def connection(spec: ClusterSpec, node: Node, private_key: pulumi.Input[str]) -> remote.ConnectionArgs:
     """SSH to the node's private IP as the deploy user, through the jump host if any.
 
-    The jump host authenticates the operator (their SSH agent), not the deploy
-    key, which only the VMs trust.
+    The jump host authenticates the operator, not the deploy key (which only
+    the VMs trust): with ``pgha:ssh.jumpHost.privateKey`` (secret) that key,
+    otherwise whatever the operator's SSH agent holds.
     """
     jump = spec.ssh.jump_host
-    proxy = remote.ProxyConnectionArgs(host=jump.host, port=jump.port, user=jump.user) if jump else None
+    proxy = (
+        remote.ProxyConnectionArgs(
+            host=jump.host,
+            port=jump.port,
+            user=jump.user,
+            private_key=pulumi.Output.secret(jump.private_key) if jump.private_key else None,
+        )
+        if jump
+        else None
+    )
     return remote.ConnectionArgs(
         host=str(node.ip),
         port=spec.ssh.port,
@@ -102,8 +113,13 @@ class RemoteSteps(pulumi.ComponentResource):
                     add_previous_output_in_env=False,
                     # A replaced VM (pulumi up --replace, a dead VM rebuilt) is a
                     # fresh disk: its steps must run on it again, unchanged or not.
+                    # The verify step checks the whole cluster: any VM replaced, it runs again.
                     opts=pulumi.ResourceOptions(
-                        parent=self, depends_on=previous, replace_with=[args.vms[node.name]]
+                        parent=self,
+                        depends_on=previous,
+                        replace_with=(
+                            list(args.vms.values()) if step.phase == verify.PHASE else [args.vms[node.name]]
+                        ),
                     ),
                 )
                 self.commands[(node.name, step.name)] = command

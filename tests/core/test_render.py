@@ -46,9 +46,11 @@ def test_dev_tree(tmp_path):
         "06-keepalived.sh",
         "07-patroni-config.sh",
         "08-backup.sh",
+        "11-verify.sh",
         "leave.sh",
     ]
     assert not (tmp_path / "psql-02/steps/07-patroni-config.sh").exists()  # one VM applies it
+    assert not (tmp_path / "psql-02/steps/11-verify.sh").exists()  # ...and checks the result
     assert "PULUMI-SECRET(superuser_password)" in (root / "etc/patroni/config.yml").read_text()
     assert (root / "etc/pgha/tls/ca.crt").read_text() == "PULUMI-GENERATED(ca-certificate)\n"
     pem = root / "etc/pgha/tls/postgres.pem"

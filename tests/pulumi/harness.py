@@ -50,6 +50,7 @@ CERT_REQUEST = "tls:index/certRequest:CertRequest"
 LOCALLY_SIGNED_CERT = "tls:index/locallySignedCert:LocallySignedCert"
 TLS_TYPES = (PRIVATE_KEY, SELF_SIGNED_CERT, CERT_REQUEST, LOCALLY_SIGNED_CERT)
 SDN_ZONE_VLAN = "proxmoxve:sdn/zone/vlan:Vlan"
+SDN_ZONE_VXLAN = "proxmoxve:sdn/zone/vxlan:Vxlan"
 SDN_VNET = "proxmoxve:sdn/vnet:Vnet"
 SDN_SUBNET = "proxmoxve:sdn/subnet:Subnet"
 SDN_APPLIER = "proxmoxve:sdn/applier:Applier"
@@ -163,6 +164,8 @@ class Registration:
     replacement_trigger: Any = None
     replace_with: list[str] = field(default_factory=list)
     delete_before_replace: bool = False
+    retain_on_delete: bool = False
+    replace_on_changes: list[str] = field(default_factory=list)
 
 
 class RecordingMonitor(MockMonitor):
@@ -192,6 +195,8 @@ class RecordingMonitor(MockMonitor):
                 ),
                 replace_with=list(request.replace_with),
                 delete_before_replace=request.deleteBeforeReplace,
+                retain_on_delete=request.retainOnDelete,
+                replace_on_changes=list(request.replaceOnChanges),
             )
         return response
 
