@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import pulumi
@@ -13,7 +14,9 @@ from pgha.spec import ClusterSpec, Node
 # Portable across CPU generations, so a VM can live-migrate between the two hosts.
 CPU_TYPE = "x86-64-v2-AES"
 BOOT_DISK = "virtio0"
-CLONE_RETRIES = 3  # Proxmox times out now and then when several clones run at once.
+CLONE_RETRIES = 3
+# Content type "import" (a .qcow2 imported as a VM disk) exists from Proxmox VE 8.4 on.
+MIN_PVE_FOR_IMPORT = (8, 4)  # Proxmox times out now and then when several clones run at once.
 SEED_DOCUMENTS = ("user-data", "meta-data", "network-config")
 # VmLegacy inputs read only when the VM is created (Pulumi property paths).
 CREATE_ONLY_INPUTS = (
@@ -22,6 +25,18 @@ CREATE_ONLY_INPUTS = (
     "initialization.metaDataFileId",
     "initialization.networkDataFileId",
 )
+
+
+def require_import_support(version: str) -> str:
+    """The version, or a clear error in ``pulumi preview`` before anything is downloaded."""
+    numbers = tuple(int(part) for part in re.findall(r"\d+", version)[:2])
+    if numbers < MIN_PVE_FOR_IMPORT:
+        wanted = ".".join(map(str, MIN_PVE_FOR_IMPORT))
+        raise ValueError(
+            f"Proxmox VE {version} cannot import a cloud image (content type 'import' needs {wanted} or "
+            "later): upgrade the hosts, or clone from a template (pgha:vm.templateVmId)"
+        )
+    return version
 
 
 def snippet_file_name(spec: ClusterSpec, node: Node, document: str) -> str:
@@ -53,13 +68,16 @@ class CloudImage(pulumi.ComponentResource):
         vm = spec.vm
         self.files = {}
         if vm.template_vm_id is None:
+            # Asked of the API in every preview: an old cluster fails here, not halfway.
+            version = proxmoxve.get_version_output(opts=pulumi.InvokeOutputOptions(parent=self))
+            self.version = version.version.apply(require_import_support)
             for host in spec.hosts:
                 self.files[host] = proxmoxve.download.File(
                     f"{name}-image-{host}",
                     node_name=host,
                     datastore_id=vm.image_datastore,
                     content_type="import",
-                    url=vm.image_url,
+                    url=self.version.apply(lambda _: vm.image_url),
                     file_name=vm.image_file_name(spec.stack),
                     checksum=vm.image_checksum,
                     checksum_algorithm=vm.image_checksum_algorithm,

@@ -146,8 +146,15 @@ class PghaMocks(pulumi.runtime.Mocks):
             resource_id = str(vm_id)
         return resource_id, state
 
-    def call(self, args: MockCallArgs) -> tuple[dict, list[tuple[str, str]] | None]:
-        return {}, None
+    # What the Proxmox API reports (proxmoxve.get_version); a test may lower it.
+    pve_version = "8.4.1"
+
+    def call(self, args: MockCallArgs) -> dict:
+        """Invokes: only the Proxmox version is asked for (a plain dict: no check failures)."""
+        if args.token == "proxmoxve:index/getVersion:getVersion":
+            release = ".".join(self.pve_version.split(".")[:2])
+            return {"id": "version", "release": release, "repositoryId": "mock", "version": self.pve_version}
+        return {}
 
 
 @dataclass

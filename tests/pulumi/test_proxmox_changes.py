@@ -28,6 +28,7 @@ from tests.pulumi.harness import (
     SDN_ZONE_VXLAN,
     SNIPPET,
     VM,
+    PghaMocks,
     ProgramRun,
     Registration,
     is_secret,
@@ -315,3 +316,15 @@ def test_verify_runs_last_on_one_vm_and_follows_every_other_change(dev_run: Prog
     # Nothing changed, nothing re-runs: the same config gives the same trigger.
     again = ok(run_program(stack_file_config()))
     assert again.named(COMMAND, verify.name).inputs["triggers"] == verify.inputs["triggers"]
+
+
+# --- 6. the Proxmox VE version -----------------------------------------------------------
+
+
+def test_a_proxmox_older_than_8_4_fails_the_preview_with_the_reason(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(PghaMocks, "pve_version", "8.3.5")
+    with pytest.raises(Exception, match=r"Proxmox VE 8\.3\.5 cannot import a cloud image .* 8\.4 or later"):
+        run = run_program(stack_file_config())
+        raise AssertionError(run.errors)
+    monkeypatch.setattr(PghaMocks, "pve_version", "9.0.3")
+    assert run_program(stack_file_config()).error is None
