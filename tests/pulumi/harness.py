@@ -276,14 +276,21 @@ def use_mocks(stack: str = "dev") -> tuple[PghaMocks, RecordingMonitor, _ListHan
     return mocks, monitor, handler
 
 
-def run_program(config: dict[str, Any], stack: str = "dev", *, via_env: bool = False) -> ProgramRun:
+def run_program(
+    config: dict[str, Any],
+    stack: str = "dev",
+    *,
+    via_env: bool = False,
+    secret_keys: list[str] | None = None,
+) -> ProgramRun:
     """Run a fresh copy of ``__main__.py`` to completion against new mocks.
 
     ``via_env`` passes the config the way the CLI does (``PULUMI_CONFIG``)
     instead of ``set_all_config``; the caller must have set that variable.
+    ``secret_keys`` are the keys the stack keeps encrypted (``--secret``).
     """
     mocks, monitor, handler = use_mocks(stack)
-    pulumi.runtime.set_all_config({} if via_env else encode_config(config))
+    pulumi.runtime.set_all_config({} if via_env else encode_config(config), secret_keys or [])
     root = pulumi.runtime.get_root_resource()
     run = ProgramRun(mocks, monitor, handler)
 

@@ -291,7 +291,7 @@ def test_a_jump_host_key_from_secret_config_reaches_every_proxy_as_a_secret():
     config = stack_file_config()
     jump = {"host": "bastion.example.org", "user": "ops", "privateKey": JUMP_KEY}
     config["pgha:ssh"] = {**config["pgha:ssh"], "jumpHost": jump}
-    run = ok(run_program(config))
+    run = ok(run_program(config, secret_keys=["pgha:ssh"]))
     commands = run.of_type(COMMAND)
     assert commands
     for command in commands:
@@ -299,6 +299,13 @@ def test_a_jump_host_key_from_secret_config_reaches_every_proxy_as_a_secret():
         assert is_secret(proxy)
         assert unwrap(proxy)["proxy"]["privateKey"] == JUMP_KEY
         assert JUMP_KEY not in str([s for s in command.inputs.values() if not is_secret(s)])
+    # In clear text in the stack file: refused before anything exists, without echoing it.
+    plain = run_program(config)
+    assert plain.error is not None and plain.monitor.registrations == {}
+    assert plain.errors == [
+        "pgha:ssh.jumpHost.privateKey: is stored in clear text; set it with "
+        "pulumi config set --secret --path 'pgha:ssh.jumpHost.privateKey' < KEYFILE"
+    ]
 
 
 # --- 10. verify --------------------------------------------------------------------------
