@@ -33,6 +33,9 @@ def test_the_default_image_is_a_dated_build_with_its_sha512(spec):
         "sha512",
     )
     assert len(DEBIAN_13_CLOUD_IMAGE_SHA512) == 128
+    # The dev stack spells the pin out; it must be the same build, not a second truth.
+    pinned = read_config("dev")["vm"]
+    assert pinned == {"imageUrl": DEBIAN_13_CLOUD_IMAGE, "imageChecksum": DEBIAN_13_CLOUD_IMAGE_SHA512}
 
 
 @pytest.mark.parametrize("given", ["imageUrl", "imageChecksum"])
