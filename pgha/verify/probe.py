@@ -146,7 +146,9 @@ def psql(settings: dict[str, Any], port: int, sql: str, password: str) -> tuple[
     except subprocess.TimeoutExpired:
         return False, f"no answer within 20 s on {settings['vip']}:{port}"
     if done.returncode != 0:
-        return False, (done.stderr.strip().splitlines() or ["psql failed"])[-1]
+        # libpq splits one error over lines ("connection ... failed: No route to host", "Is the server ...").
+        message = " ".join(line.strip() for line in done.stderr.splitlines() if line.strip())
+        return False, (message or f"psql exited with {done.returncode}")[:400]
     return True, done.stdout.strip()
 
 
