@@ -38,8 +38,9 @@ def verify_node(spec: ClusterSpec) -> Node:
 
 
 def timeout_s(spec: ClusterSpec) -> int:
-    """Long enough for a switchover made by the patroni-config step to settle."""
-    return max(30, 2 * spec.patroni.ttl)
+    """Long enough for a switchover by the patroni-config step, or a new replica
+    becoming synchronous after a scale-out, to settle on a loaded host."""
+    return max(60, 3 * spec.patroni.ttl)
 
 
 def fingerprint(digests: Iterable[str]) -> str:

@@ -2,9 +2,9 @@
 
 Uses the session's lab (``lab`` fixture; run it with PGHA_LAB_PREFIX set, e.g.
 ``PGHA_LAB_PREFIX=px- pytest tests/lab/test_verify.py``). Its ``up`` has
-already run the verify phase once, as the last plan phase. Takes about a
-minute on a running lab, most of it the red run waiting out the probe's
-deadline (``pgha.verify.timeout_s``, 40 s for the dev stack).
+already run the verify phase once, as the last plan phase. Takes 1-1.5 min
+on a running lab, most of it the red run waiting out the probe's deadline
+(``pgha.verify.timeout_s``, 60 s for the dev stack).
 """
 
 from __future__ import annotations
