@@ -19,6 +19,7 @@ import asyncssh
 from pgha import Step
 
 from .inside import connect
+from .wait import scaled
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,8 @@ class SshRunner:
         )
 
     async def wait_for_ssh(self, target: Target, timeout: float = 120.0) -> None:
+        # asyncio cannot poll through the blocking lab.wait.wait_until; same scaled limit.
+        timeout = scaled(timeout)
         deadline = time.monotonic() + timeout
         while True:
             try:

@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from .files import INSTALLER_PATH, REPO_DIR
+from .files import INSTALLER_PATH, INSTALLER_SOURCE, REPO_DIR
 from .spec import ClusterSpec, Node
 
 CLOUD_INIT_DIR = REPO_DIR / "cloud-init"
@@ -44,7 +44,7 @@ def user_data(spec: ClusterSpec, node: Node, deploy_public_key: str) -> str:
             "path": INSTALLER_PATH,
             "owner": "root:root",
             "permissions": "0755",
-            "content": (CLOUD_INIT_DIR / "pgha-install-files").read_text(),
+            "content": INSTALLER_SOURCE.read_text(),
         }
     ]
     if spec.ssh.port != 22:

@@ -23,10 +23,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .. import patroni, pki
+from .. import patroni, pki, vmprograms
 from ..files import RenderedFile, Step, render_script, render_template
 from ..secrets import ClusterSecrets
 from ..spec import BackupSpec, ClusterSpec, Node
+from . import backup_status
 
 HERE = Path(__file__).resolve().parent
 PHASE = 8
@@ -34,7 +35,7 @@ STANZA_PHASE = 9
 PACKAGES = ("pgbackrest",)
 CONFIG_PATH = "/etc/pgbackrest.conf"  # Debian's, read by its pgbackrest.service
 BACKUP_PATH = "/usr/local/sbin/pgha-backup"
-STATUS_PATH = "/usr/local/sbin/pgha-backup-status"
+STATUS_PATH = backup_status.INSTALL_PATH
 RESTORE_PATH = "/usr/local/sbin/pgha-restore"
 UNIT_DIR = "/etc/systemd/system"
 SERVICE_UNIT = "pgha-backup@.service"
@@ -226,12 +227,8 @@ def tool_files(spec: ClusterSpec, node: Node) -> list[RenderedFile]:
     context = {"stanza": stanza(spec), "status_path": STATUS_PATH, **_gate_context(spec, node)}
     return [
         RenderedFile(BACKUP_PATH, render_template(HERE, "pgha-backup.sh.j2", **context), mode=0o755),
-        RenderedFile(
-            STATUS_PATH,
-            render_template(
-                HERE, "pgha-backup-status.py.j2", stanza=stanza(spec), max_age_hours=backup.max_age_hours
-            ),
-            mode=0o755,
+        *vmprograms.program_files(
+            backup_status, {"stanza": stanza(spec), "max_age_hours": backup.max_age_hours}
         ),
         RenderedFile(
             RESTORE_PATH,
