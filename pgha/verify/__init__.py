@@ -1,8 +1,9 @@
 """verify: the last phase, so a green deployment means a serving cluster.
 
 One step, on the first PostgreSQL VM, running :mod:`pgha.verify.probe` (a
-plain module shipped in the step's bundle, with a JSON settings file). It
-checks what a client would see and fails with the reason.
+program for the VM by ``pgha/vmprograms.py``'s convention: the module's own
+file and a JSON settings file). It checks what a client would see and fails
+with the reason.
 
 The step must run on every deployment that changed anything, and only then:
 its settings carry a ``fingerprint``, a hash of every other step's digest in
@@ -14,19 +15,19 @@ moves whenever any other step's does. A replaced VM re-runs it through
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterable
 from pathlib import Path
 
-from .. import maintenance, patroni, pki
-from ..files import RenderedFile, Step, render_script
+from .. import maintenance, patroni, pki, vmprograms
+from ..files import Step, render_script
 from ..secrets import SUPERUSER
 from ..spec import ClusterSpec, Node
+from . import probe
 
 HERE = Path(__file__).resolve().parent
 PHASE = 11
-TOOL_PATH = "/usr/local/lib/pgha/pgha-verify"
-SETTINGS_PATH = "/etc/pgha/verify.json"
+TOOL_PATH = probe.INSTALL_PATH
+SETTINGS_PATH = probe.SETTINGS_PATH
 # Where the probe writes its row: a schema of its own in the default database.
 SCHEMA = "pgha"
 TABLE = f"{SCHEMA}.verify"
@@ -74,9 +75,5 @@ def settings(spec: ClusterSpec, node: Node, deployed: str) -> dict[str, object]:
 def step(spec: ClusterSpec, node: Node, deployed: str) -> Step:
     """The verify step; ``deployed`` is :func:`fingerprint` of every other step."""
     script = render_script(HERE, "verify.sh.j2", "verify", tool_path=TOOL_PATH, settings_path=SETTINGS_PATH)
-    document = json.dumps(settings(spec, node, deployed), indent=1, sort_keys=True) + "\n"
-    files = (
-        RenderedFile(TOOL_PATH, (HERE / "probe.py").read_text(), mode=0o755),
-        RenderedFile(SETTINGS_PATH, document, mode=0o600),
-    )
-    return Step(node.name, PHASE, "verify", script, files)
+    files = vmprograms.program_files(probe, settings(spec, node, deployed), settings_mode=0o600)
+    return Step(node.name, PHASE, "verify", script, tuple(files))

@@ -1,7 +1,9 @@
-"""pgha-verify: what a client of the cluster would see, checked from one VM.
+#!/usr/bin/python3
+"""Managed by pgha: what a client of the cluster would see, checked from one VM.
 
-Installed on the VM by the ``verify`` step (a plain module, stdlib and
-PyYAML only) and run as ``python3 pgha-verify SETTINGS.json``. It passes when,
+Installed on the VM by the ``verify`` step as this very file (standard library
+and PyYAML only, see ``pgha/vmprograms.py``), settings in ``SETTINGS_PATH``,
+and run as ``verify [SETTINGS.json]``. It passes when,
 at one moment:
 
 - Patroni's view has exactly one running leader and the configured number of
@@ -31,6 +33,8 @@ import time
 import urllib.request
 from typing import Any
 
+INSTALL_PATH = "/usr/local/lib/pgha/verify"
+SETTINGS_PATH = "/etc/pgha/verify.json"
 ETH_P_ARP = 0x0806
 ARP_REQUEST, ARP_REPLY = 1, 2
 BROADCAST = b"\xff" * 6
@@ -187,8 +191,9 @@ def problems(settings: dict[str, Any]) -> list[str]:
     return found
 
 
-def main(argv: list[str]) -> int:
-    with open(argv[1]) as handle:
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    with open(args[0] if args else SETTINGS_PATH) as handle:
         settings = json.load(handle)
     deadline = time.monotonic() + settings["timeout_s"]
     attempt = 0
@@ -211,4 +216,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    sys.exit(main())

@@ -32,6 +32,7 @@ def test_the_step_ships_the_plain_module_and_its_settings(spec, secrets, tls):
     files = {f.path: f for f in step.files}
     tool = files[verify.TOOL_PATH]
     assert tool.content == (verify.HERE / "probe.py").read_text() and tool.mode == 0o755
+    assert tool.path == probe.INSTALL_PATH == "/usr/local/lib/pgha/verify"
     assert "{{" not in tool.content  # a plain module, not a template
     assert files[verify.SETTINGS_PATH].mode == 0o600
     assert not step.has_secrets and "su-Secret-1" not in step.stdin  # the password stays in Patroni's file
@@ -142,9 +143,9 @@ def test_main_fails_with_every_reason_after_the_deadline(monkeypatch, tmp_path, 
     monkeypatch.setattr(probe, "problems", lambda settings: ["no VM holds the VIP 10.0.0.10", "other"])
     path = tmp_path / "verify.json"
     path.write_text(json.dumps(SETTINGS))
-    assert probe.main(["pgha-verify", str(path)]) == 1
+    assert probe.main([str(path)]) == 1
     err = capsys.readouterr().err
     assert "does not serve clients" in err and "- no VM holds the VIP 10.0.0.10" in err and "- other" in err
     monkeypatch.setattr(probe, "problems", lambda settings: [])
-    assert probe.main(["pgha-verify", str(path)]) == 0
+    assert probe.main([str(path)]) == 0
     assert "ok (attempt 1)" in capsys.readouterr().err

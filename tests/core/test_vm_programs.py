@@ -25,9 +25,10 @@ from pgha.files import CORE_DIR, INSTALLER_PATH, INSTALLER_SOURCE, REPO_DIR
 from pgha.haproxy import save_state
 from pgha.maintenance import rolling
 from pgha.stackfile import load_stack
+from pgha.verify import probe
 
 STACKS = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in REPO_DIR.glob("Pulumi.*.yaml"))
-MODULES = (save_state, backup_status, rolling)
+MODULES = (save_state, backup_status, rolling, probe)
 RUFF = Path(sys.executable).parent / "ruff"
 
 
