@@ -10,12 +10,13 @@ on a running lab, most of it the red run waiting out the probe's deadline
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 
+from lab import observe
 from lab.cluster import Lab
 from lab.ssh import StepResult
+from lab.wait import wait_until
 from pgha import node_steps, verify
 
 pytestmark = pytest.mark.lab
@@ -28,14 +29,6 @@ def run_verify(lab: Lab) -> StepResult:
     return asyncio.run(lab.runner().run_step(lab.target(node), step))
 
 
-def wait_one_vip_holder(lab: Lab, timeout: float = 60.0) -> list[str]:
-    deadline = time.monotonic() + timeout
-    while (holders := lab.vip_holders()) != holders[:1] or not holders:
-        assert time.monotonic() < deadline, f"VIP holders {holders} after {timeout:.0f} s"
-        time.sleep(1)
-    return holders
-
-
 def test_verify_is_green_when_serving_and_red_with_the_reason_without_a_vip(lab: Lab):
     healthy = run_verify(lab)
     assert healthy.ok, healthy.stderr
@@ -45,7 +38,7 @@ def test_verify_is_green_when_serving_and_red_with_the_reason_without_a_vip(lab:
     for name in postgres:
         lab.exec(name, ["systemctl", "stop", "keepalived"], check=True)
     try:
-        assert lab.vip_holders() == []
+        assert observe.vip_holders(lab) == []
         broken = run_verify(lab)
     finally:
         for name in postgres:
@@ -54,6 +47,6 @@ def test_verify_is_green_when_serving_and_red_with_the_reason_without_a_vip(lab:
     assert "does not serve clients" in broken.stderr
     assert f"no VM holds the VIP {lab.spec.vip}" in broken.stderr
 
-    wait_one_vip_holder(lab)
+    wait_until(lambda: len(observe.vip_holders(lab)) == 1, 60.0, error="no single VIP holder after 60 s")
     recovered = run_verify(lab)
     assert recovered.ok, recovered.stderr
