@@ -81,6 +81,7 @@ class PghaCluster(pulumi.ComponentResource):
                 tls=self.certificates.tls,
                 deploy_private_key=self.passwords.deploy_private_key,
                 vms={name: vm.vm for name, vm in self.vms.items()},
+                host_keys={name: vm.host_public_key for name, vm in self.vms.items()},
             ),
             opts=child,
         )

@@ -87,6 +87,8 @@ class Lab:
         self.operator_pem_path = self.state_dir / "operator.pem"
         # Each machine's leave command, kept as Pulumi keeps a Command's ``delete``.
         self.leave_dir = self.state_dir / "leave"
+        # Each machine's SSH host key pair (Pulumi: a tls.PrivateKey per VM), root-only.
+        self.host_keys_path = self.state_dir / "ssh_host_keys.json"
         # Taken by every verb that changes the lab; ``down`` refuses while another live process has it.
         self.lock = StackLock(self.name)
 
@@ -94,9 +96,11 @@ class Lab:
 
     def secrets(self) -> ClusterSecrets:
         """The lab's generated secrets, kept root-only across runs (Pulumi keeps them in state)."""
-        if self.secrets_path.exists():
-            return ClusterSecrets(**json.loads(self.secrets_path.read_text()))
-        generated = ClusterSecrets.generate()
+        kept = json.loads(self.secrets_path.read_text()) if self.secrets_path.exists() else {}
+        if set(ClusterSecrets.names()) <= set(kept):
+            return ClusterSecrets(**kept)
+        # A new kind of secret (an older lab's state lacks it): generated once, the others kept.
+        generated = ClusterSecrets(**{**ClusterSecrets.generate().__dict__, **kept})
         self._write_private(self.secrets_path, json.dumps(generated.__dict__))
         return generated
 
@@ -134,7 +138,13 @@ class Lab:
             nodes[node.name] = ca.issue(pki.node_identity(self.spec, node), self.spec.tls.cert_validity_days)
         tls = ClusterTls(ca.certificate, nodes)
         if stale or not self.operator_pem_path.exists() or not self.ca_path.exists():
-            operator = ca.issue(pki.CertIdentity(f"pgha-lab-{self.stack}-operator"), 30)
+            # The operator reads etcd (status, tests): its certificate names the etcd client
+            # name, and the address it connects from, which etcd's peer port checks a
+            # certificate's names against once it has any.
+            identity = pki.CertIdentity(
+                f"pgha-lab-{self.stack}-operator", (pki.ETCD_CLIENT_NAME,), (str(self.bridge_ip()),)
+            )
+            operator = ca.issue(identity, 30)
             document = {
                 "rotation": rotation,
                 "ca": {"certificate": ca.certificate, "private_key": ca.private_key},
@@ -152,6 +162,18 @@ class Lab:
             self._write_private(self.key_path, key.export_private_key().decode())
             self.key_path.with_suffix(".pub").write_text(key.export_public_key().decode())
         return self.key_path.with_suffix(".pub").read_text().strip()
+
+    def host_key(self, node: Node | MachineSpec) -> cloudinit.HostKey:
+        """The machine's SSH host key: made here, handed to it by cloud-init, pinned by every step."""
+        keys = json.loads(self.host_keys_path.read_text()) if self.host_keys_path.exists() else {}
+        if node.name not in keys:
+            key = asyncssh.generate_private_key("ssh-ed25519", comment=f"root@{node.name}")
+            keys[node.name] = {
+                "private_openssh": key.export_private_key().decode(),
+                "public_openssh": key.export_public_key().decode().strip(),
+            }
+            self._write_private(self.host_keys_path, json.dumps(keys))
+        return cloudinit.HostKey(**keys[node.name])
 
     def _write_private(self, path: Path, content: str) -> None:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -177,7 +199,7 @@ class Lab:
             prefixlen=self.spec.network.cidr.prefixlen,
             mac=node.mac,
             interface=self.spec.network.interface,
-            seed=cloudinit.seed(self.spec, node, self.deploy_public_key()),
+            seed=cloudinit.seed(self.spec, node, self.deploy_public_key(), self.host_key(node)),
         )
         return Machine(spec, self.state_dir / "machines", self.network)
 
@@ -185,7 +207,9 @@ class Lab:
         return {node.name: self.machine(node) for node in self.spec.nodes}
 
     def target(self, node: Node) -> Target:
-        return Target(str(node.ip), self.spec.ssh.port, self.spec.ssh.user)
+        return Target(
+            str(node.ip), self.spec.ssh.port, self.spec.ssh.user, self.host_key(node).public_openssh
+        )
 
     def runner(self) -> SshRunner:
         return SshRunner(self.network.path, self.key_path)
@@ -303,8 +327,10 @@ class Lab:
 
     async def _run_leave(self, runner: SshRunner, leaving: dict[str, dict[str, Any]]) -> list[tuple]:
         calls = []
-        for record in leaving.values():
-            target = Target(record["host"], record["port"], record["user"])
+        for name, record in leaving.items():
+            # A record saved before host keys were pinned: the key the lab keeps for that machine.
+            host_key = record.get("host_key") or self.host_key(self._stale_machine(name).spec).public_openssh
+            target = Target(record["host"], record["port"], record["user"], host_key)
             calls.append(runner.run(target, record["command"]))
         return list(await asyncio.gather(*calls))
 

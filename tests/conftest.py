@@ -138,6 +138,7 @@ def secrets() -> ClusterSecrets:
         rewind_password="rewind-Secret-3",
         restapi_password="api-Secret-4",
         haproxy_stats_password="stats-Secret-5",
+        backup_cipher_pass="cipher-Secret-6",
     )
 
 

@@ -20,7 +20,7 @@ import yaml
 
 from pgha import ClusterSecrets, ClusterTls, node_files, vmprograms
 from pgha.backup import backup_status
-from pgha.cloudinit import DEPLOY_KEY_PLACEHOLDER, seed
+from pgha.cloudinit import DEPLOY_KEY_PLACEHOLDER, HostKey, seed
 from pgha.files import CORE_DIR, INSTALLER_PATH, INSTALLER_SOURCE, REPO_DIR
 from pgha.haproxy import save_state
 from pgha.maintenance import rolling
@@ -66,7 +66,7 @@ def test_every_python_program_on_a_vm_is_a_module_file_byte_for_byte(stack):
         for module in MODULES:
             if module.INSTALL_PATH in files:  # installed: its settings come with it, as JSON
                 assert isinstance(json.loads(files[module.SETTINGS_PATH].content), dict)
-        user_data = seed(spec, node, DEPLOY_KEY_PLACEHOLDER)["user-data"]
+        user_data = seed(spec, node, DEPLOY_KEY_PLACEHOLDER, HostKey.placeholder(node))["user-data"]
         (installer,) = [f for f in yaml.safe_load(user_data)["write_files"] if f["path"] == INSTALLER_PATH]
         assert installer["content"] == INSTALLER_SOURCE.read_text()
     assert shipped >= len(spec.postgres_nodes)  # at least HAProxy's saver on each

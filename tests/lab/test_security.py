@@ -236,17 +236,30 @@ def test_patroni_api_is_https_only(lab):
     assert lab.http_json(patroni.rest_api_url(lab.spec, node) + "/patroni")["state"] == "running"
 
 
+def post_from(lab, node: str, url: str, body: dict, password: str | None = None) -> tuple[int, str]:
+    """POST JSON to Patroni from inside ``node`` (a member: the REST API's allow-list admits it)."""
+    argv = ["curl", "-sS", "-w", "\n%{http_code}", "--cacert", pki.CA_PATH, "-X", "POST", "-K", "-"]
+    argv += ["-H", "Content-Type: application/json", "-d", json.dumps(body), url]
+    config = f'user = "{RESTAPI_USER}:{password}"\n' if password is not None else ""
+    result = lab.exec(node, argv, input=config, capture_output=True, text=True, timeout=60)
+    text, _, code = result.stdout.rpartition("\n")
+    return int(code or 0), text
+
+
 def test_switchover_needs_the_password(lab):
     leader, candidate = leader_and_replica(lab)
     url = patroni.rest_api_url(lab.spec, lab.spec.node(leader)) + "/switchover"
     body = {"leader": leader, "candidate": candidate}
-    status, text = post(lab, url, body)
+    # Not from a member: refused before the password is even looked at (restapi allow-list).
+    status, text = post(lab, url, body, auth=(RESTAPI_USER, lab.secrets().restapi_password))
+    assert status == 403, (status, text)
+    status, text = post_from(lab, candidate, url, body)
     assert status == 401, (status, text)
-    status, text = post(lab, url, body, auth=(RESTAPI_USER, "not-the-password"))
+    status, text = post_from(lab, candidate, url, body, "not-the-password")
     assert status == 401, (status, text)
     assert current_leader(lab) == leader  # nothing happened
 
-    status, text = post(lab, url, body, auth=(RESTAPI_USER, lab.secrets().restapi_password))
+    status, text = post_from(lab, candidate, url, body, lab.secrets().restapi_password)
     assert status == 200, (status, text)
     wait_until(lambda: current_leader(lab) == candidate, 60.0, interval=1.0, error="no switchover")
     lab.wait_ready()

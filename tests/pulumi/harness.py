@@ -60,6 +60,7 @@ DEPLOY_PRIVATE_KEY = (
     "-----BEGIN OPENSSH PRIVATE KEY-----\nMOCKdeployPRIVATEkey7f3a9c\n-----END OPENSSH PRIVATE KEY-----\n"
 )
 DEPLOY_KEY_NAME = "pgha-deploy-key"
+HOST_KEY_SUFFIX = "-ssh-host-key"
 
 
 def mock_key_pem(name: str) -> str:
@@ -104,6 +105,7 @@ class PghaMocks(pulumi.runtime.Mocks):
     def __init__(self) -> None:
         self.passwords: dict[str, str] = {}
         self.tls_keys: dict[str, str] = {}  # resource name -> its mock private key
+        self.host_keys: dict[str, str] = {}  # "<vm>-ssh-host-key" -> its mock private key
         self._vm_ids = itertools.count(100)
 
     def secrets(self) -> ClusterSecrets:
@@ -126,6 +128,17 @@ class PghaMocks(pulumi.runtime.Mocks):
                 publicKeyOpenssh=DEPLOY_PUBLIC_KEY,
                 privateKeyOpenssh=DEPLOY_PRIVATE_KEY,
                 privateKeyPem=DEPLOY_PRIVATE_KEY,
+            )
+        elif args.typ == PRIVATE_KEY and args.name.endswith(HOST_KEY_SUFFIX):
+            # A VM's SSH host key: distinctive per VM, in pulumi_tls's OpenSSH outputs.
+            tag = hashlib.sha256(args.name.encode()).hexdigest()[:20]
+            private = (
+                f"-----BEGIN OPENSSH PRIVATE KEY-----\nMockHostKey{tag}\n-----END OPENSSH PRIVATE KEY-----\n"
+            )
+            self.host_keys[args.name] = private
+            state.update(
+                publicKeyOpenssh=f"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5MockHost{tag}\n",
+                privateKeyOpenssh=private,
             )
         elif args.typ == PRIVATE_KEY:
             key = mock_key_pem(args.name)
@@ -173,6 +186,7 @@ class Registration:
     delete_before_replace: bool = False
     retain_on_delete: bool = False
     replace_on_changes: list[str] = field(default_factory=list)
+    additional_secret_outputs: list[str] = field(default_factory=list)
 
 
 class RecordingMonitor(MockMonitor):
@@ -204,6 +218,7 @@ class RecordingMonitor(MockMonitor):
                 delete_before_replace=request.deleteBeforeReplace,
                 retain_on_delete=request.retainOnDelete,
                 replace_on_changes=list(request.replaceOnChanges),
+                additional_secret_outputs=list(request.additionalSecretOutputs),
             )
         return response
 
