@@ -555,7 +555,7 @@ def load_spec(config: dict[str, Any], stack: str) -> ClusterSpec:
     config = {k.removeprefix(f"{NAMESPACE}:"): v for k, v in config.items()}
     # Before anything reads a value: no string anywhere, secrets included, may
     # carry a control character into a config line or a script.
-    for key, value in config.items():
+    for key, value in _without_jump_host_key(config).items():
         reader.control_characters(value, key, secret=key in SUPPLIED.values())
     for unknown in sorted(set(config) - set(KNOWN_KEYS)):
         reader.problem(unknown, f"unknown key (known: {', '.join(KNOWN_KEYS)})")
@@ -715,6 +715,16 @@ def _resolve_mtu(reader: _Reader, network: NetworkSpec | None) -> NetworkSpec | 
         extra = f" (a VXLAN zone costs {VXLAN_OVERHEAD} bytes of the hosts' MTU)" if vxlan else ""
         reader.problem("network.mtu", f"{network.mtu} is outside {MIN_MTU}-{ceiling}{extra}")
     return network
+
+
+def _without_jump_host_key(config: dict[str, Any]) -> dict[str, Any]:
+    """The config minus ``ssh.jumpHost.privateKey``: a PEM key has newlines by nature;
+    :func:`_check_jump_host_key` holds it to a strict pattern instead, and never shows it."""
+    ssh = config.get("ssh")
+    jump = ssh.get("jumpHost") if isinstance(ssh, dict) else None
+    if not isinstance(jump, dict) or "privateKey" not in jump:
+        return config
+    return {**config, "ssh": {**ssh, "jumpHost": {k: v for k, v in jump.items() if k != "privateKey"}}}
 
 
 def _check_jump_host_key(reader: _Reader, ssh: SshSpec | None) -> None:

@@ -560,7 +560,7 @@ def test_every_step_pins_the_host_key_its_vm_was_given(dev_run: ProgramRun, dev_
         key = unwrap(dev_run.named(PRIVATE_KEY, f"{node.name}-ssh-host-key").inputs)
         assert key["algorithm"] == "ED25519"
         private = dev_run.mocks.host_keys[f"{node.name}-ssh-host-key"]
-        snippet = dev_run.named(SNIPPET, f"{node.name}-user-data").inputs["sourceRaw"]
+        snippet = dev_run.named(SNIPPET, f"{node.name}-{node.host}-user-data").inputs["sourceRaw"]
         # The user-data carries the private half: the snippet's content is a secret input.
         assert is_secret(snippet) or is_secret(snippet["data"])
         document = yaml.safe_load(unwrap(snippet)["data"])
@@ -572,11 +572,12 @@ def test_every_step_pins_the_host_key_its_vm_was_given(dev_run: ProgramRun, dev_
         assert mine
         for command in mine:
             assert unwrap(command.inputs["connection"])["hostKey"] == public, command.name
-        others = {n.name for n in dev_spec.nodes} - {node.name}
+        others = [n for n in dev_spec.nodes if n != node]
         for other in others:
-            other_public = yaml.safe_load(
-                unwrap(dev_run.named(SNIPPET, f"{other}-user-data").inputs["sourceRaw"])["data"]
-            )["ssh_keys"]["ed25519_public"]
+            other_snippet = dev_run.named(SNIPPET, f"{other.name}-{other.host}-user-data")
+            other_public = yaml.safe_load(unwrap(other_snippet.inputs["sourceRaw"])["data"])["ssh_keys"][
+                "ed25519_public"
+            ]
             assert other_public != public
 
 
