@@ -16,6 +16,7 @@ from pulumi.runtime import config as runtime_config
 
 from components.cluster import PghaCluster, PghaClusterArgs
 from pgha.config import NAMESPACE, ConfigError, load_spec
+from pgha.spec import ClusterSpec
 
 
 def namespace_config(namespace: str) -> dict[str, Any]:
@@ -41,15 +42,34 @@ def namespace_config(namespace: str) -> dict[str, Any]:
     return values
 
 
+def is_secret_config(key: str) -> bool:
+    """Whether the stack keeps ``key`` encrypted (``pulumi config set --secret``)."""
+    return runtime_config.is_config_secret(key) or key in runtime_config.get_config_secret_keys_env()
+
+
+def plaintext_secrets(spec: ClusterSpec) -> list[str]:
+    """Secret values the stack file holds in clear: refused, so they never sit in Git unencrypted."""
+    jump = spec.ssh.jump_host
+    if jump and jump.private_key and not is_secret_config(f"{NAMESPACE}:ssh"):
+        return [
+            f"{NAMESPACE}:ssh.jumpHost.privateKey: is stored in clear text; set it with "
+            f"pulumi config set --secret --path '{NAMESPACE}:ssh.jumpHost.privateKey' < KEYFILE"
+        ]
+    return []
+
+
 def main() -> None:
     stack = pulumi.get_stack()
     try:
         spec = load_spec(namespace_config(NAMESPACE), stack)
+        problems = plaintext_secrets(spec)
     except ConfigError as error:
-        for problem in error.problems:
+        problems = error.problems
+    if problems:
+        for problem in problems:
             pulumi.log.error(problem)
         raise pulumi.RunError(
-            f"invalid stack config for {stack}: {len(error.problems)} problem(s) under "
+            f"invalid stack config for {stack}: {len(problems)} problem(s) under "
             f"'{NAMESPACE}:', listed above; nothing was created"
         ) from None
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 
 import pulumi
@@ -39,6 +41,15 @@ class PrivateNetwork(pulumi.ComponentResource):
             self.register_outputs({"bridge": self.bridge, "vlanId": self.vlan_id})
             return
 
+        # Applies the deletions last on destroy: the zone depends on it, so
+        # Pulumi deletes it after the zone, vnet and subnet are gone.
+        self.cleanup = proxmoxve.sdn.Applier(
+            f"{name}-sdn-cleanup",
+            on_create=False,
+            on_destroy=True,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        after_cleanup = pulumi.ResourceOptions(parent=self, depends_on=[self.cleanup])
         child = pulumi.ResourceOptions(parent=self)
         zone: proxmoxve.sdn.zone.Vlan | proxmoxve.sdn.zone.Vxlan
         if sdn.type == "vlan":
@@ -47,7 +58,8 @@ class PrivateNetwork(pulumi.ComponentResource):
                 resource_id=sdn.zone,
                 bridge=str(sdn.bridge),
                 nodes=list(spec.hosts),
-                opts=child,
+                mtu=network.mtu,
+                opts=after_cleanup,
             )
         else:
             zone = proxmoxve.sdn.zone.Vxlan(
@@ -55,7 +67,9 @@ class PrivateNetwork(pulumi.ComponentResource):
                 resource_id=sdn.zone,
                 peers=list(sdn.peers),
                 nodes=list(spec.hosts),
-                opts=child,
+                # 1450 unless pgha:network.mtu says otherwise: VXLAN costs 50 bytes.
+                mtu=network.mtu,
+                opts=after_cleanup,
             )
         self.zone = zone
         self.vnet = proxmoxve.sdn.Vnet(
@@ -72,11 +86,42 @@ class PrivateNetwork(pulumi.ComponentResource):
             gateway=str(network.gateway) if network.gateway else None,
             opts=child,
         )
-        # SDN objects are only pending config until applied cluster-wide.
+        # SDN objects are only pending config until applied cluster-wide, and the
+        # provider's Applier applies only when it is created: a new definition
+        # (zone, vnet, tag, subnet, peers, MTU, the hosts) replaces it, i.e.
+        # applies again, before any VM that needs the result.
         self.applier = proxmoxve.sdn.Applier(
             f"{name}-sdn-applier",
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[zone, self.vnet, self.subnet]),
+            on_create=True,
+            on_destroy=False,
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[zone, self.vnet, self.subnet],
+                replacement_trigger=sdn_definition_digest(spec),
+            ),
         )
-        self.bridge = pulumi.Output.all(self.vnet.resource_id, self.applier.id).apply(lambda v: str(v[0]))
+        # The URN, not the id: known in a preview even when the applier is
+        # replaced, so the VMs show no bridge change, yet they still wait for it.
+        self.bridge = pulumi.Output.all(self.vnet.resource_id, self.applier.urn).apply(lambda v: str(v[0]))
         self.vlan_id = None
         self.register_outputs({"bridge": self.bridge, "vlanId": None})
+
+
+def sdn_definition_digest(spec: ClusterSpec) -> str:
+    """Everything the SDN apply acts on: when it changes, the applier must run again."""
+    network = spec.network
+    sdn = network.sdn
+    assert sdn is not None
+    definition = {
+        "zone": sdn.zone,
+        "vnet": sdn.vnet,
+        "type": sdn.type,
+        "tag": sdn.tag,
+        "bridge": sdn.bridge,
+        "peers": list(sdn.peers),
+        "nodes": list(spec.hosts),
+        "mtu": network.mtu,
+        "cidr": str(network.cidr),
+        "gateway": str(network.gateway) if network.gateway else None,
+    }
+    return hashlib.sha256(json.dumps(definition, sort_keys=True).encode()).hexdigest()

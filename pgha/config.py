@@ -20,7 +20,9 @@ from .patroni import MANAGED_PARAMETERS
 from .secrets import SUPPLIED
 from .spec import (
     DEFAULT_DATABASES,
+    ETHERNET_MTU,
     IMAGE_POSTGRES_VERSIONS,
+    VXLAN_OVERHEAD,
     BackupSpec,
     ClientsSpec,
     ClusterSpec,
@@ -622,14 +624,15 @@ def load_spec(config: dict[str, Any], stack: str) -> ClusterSpec:
     config = {k.removeprefix(f"{NAMESPACE}:"): v for k, v in config.items()}
     # Before anything reads a value: no string anywhere, secrets included, may
     # carry a control character into a config line or a script.
-    for key, value in config.items():
+    for key, value in _without_jump_host_key(config).items():
         reader.control_characters(value, key, secret=key in (*SUPPLIED.values(), "rolePasswords"))
     for unknown in sorted(set(config) - set(KNOWN_KEYS)):
         reader.problem(unknown, f"unknown key (known: {', '.join(KNOWN_KEYS)})")
 
     network = _read_network(reader, config.get("network"))
+    network = _resolve_mtu(reader, network)
     cidr = network.cidr if network else None
-    nodes = _read_nodes(reader, config, cidr)
+    nodes = [dataclasses.replace(n, stack=stack) for n in _read_nodes(reader, config, cidr)]
     vip = reader.ipv4(config.get("vip"), "vip")
     if vip is not None and cidr is not None:
         if vip not in cidr:
@@ -700,6 +703,8 @@ def load_spec(config: dict[str, Any], stack: str) -> ClusterSpec:
     clients = _read_clients(reader, config.get("clients"))
     if vm.template_vm_id is not None and vm.template_node is None:
         reader.problem("vm.templateNode", "is required with vm.templateVmId (the node holding the template)")
+    _check_vm_image(reader, config.get("vm"), vm)
+    _check_jump_host_key(reader, ssh)
 
     if reader.problems or network is None or vip is None or ssh is None:
         raise ConfigError(reader.problems or ["incomplete config"])
@@ -957,3 +962,82 @@ def _read_clients(reader: _Reader, raw: Any) -> ClientsSpec:
         except ValueError as exc:
             reader.problem(f"clients.allowFrom[{i}]", f"{entry!r} is not an IPv4 network ({exc})")
     return ClientsSpec(allow_from=tuple(networks))
+
+
+# --- Proxmox-facing keys: vm.image*, network.mtu, ssh.jumpHost.privateKey --------
+
+_CHECKSUM_LENGTHS = {"sha256": 64, "sha512": 128}
+_IMAGE_URL = re.compile(r"^https?://[^\s'\"`$\\]+$")
+_PRIVATE_KEY = re.compile(
+    r"^-----BEGIN ((?:OPENSSH |RSA |EC )?)PRIVATE KEY-----\n"
+    r"[A-Za-z0-9+/=\n:,-]+\n-----END \1PRIVATE KEY-----\n?$"
+)
+MIN_MTU = 1280  # IPv6's minimum: nothing smaller is a sane guest MTU
+MAX_MTU = 9000
+
+
+def _check_vm_image(reader: _Reader, raw: Any, vm: VmSpec) -> None:
+    """A pinned image: URL and checksum go together, so no download is ever unchecked."""
+    data = raw if isinstance(raw, dict) else {}
+    given = {key for key in ("imageUrl", "imageChecksum") if data.get(key) is not None}
+    if len(given) == 1:
+        (missing,) = {"imageUrl", "imageChecksum"} - given
+        reader.problem(
+            f"vm.{missing}",
+            "is required together with vm.imageUrl and vm.imageChecksum: an image is pinned by "
+            "its URL and its checksum (see docs/proxmox-changes.md)",
+        )
+    if not _IMAGE_URL.match(vm.image_url):
+        reader.problem("vm.imageUrl", f"{vm.image_url!r} is not an http(s) URL without spaces or quotes")
+    elif "/latest/" in vm.image_url:
+        reader.problem(
+            "vm.imageUrl",
+            f"{vm.image_url!r} changes under the same name: use a dated build "
+            "(https://cloud.debian.org/images/cloud/trixie/<date>/...) and its checksum",
+        )
+    length = _CHECKSUM_LENGTHS.get(vm.image_checksum_algorithm)
+    checksum = vm.image_checksum
+    if length and not (isinstance(checksum, str) and re.fullmatch(rf"[0-9a-f]{{{length}}}", checksum)):
+        reader.problem(
+            "vm.imageChecksum",
+            f"{checksum!r} is not a {vm.image_checksum_algorithm} checksum ({length} lowercase hex digits)",
+        )
+
+
+def _resolve_mtu(reader: _Reader, network: NetworkSpec | None) -> NetworkSpec | None:
+    """The guests' MTU: 1450 on a VXLAN zone unless set, and never more than the zone carries."""
+    if network is None:
+        return None
+    vxlan = network.sdn is not None and network.sdn.type == "vxlan"
+    if network.mtu is None:
+        if vxlan:
+            return dataclasses.replace(network, mtu=ETHERNET_MTU - VXLAN_OVERHEAD)
+        return network
+    ceiling = MAX_MTU - VXLAN_OVERHEAD if vxlan else MAX_MTU
+    if not MIN_MTU <= network.mtu <= ceiling:
+        extra = f" (a VXLAN zone costs {VXLAN_OVERHEAD} bytes of the hosts' MTU)" if vxlan else ""
+        reader.problem("network.mtu", f"{network.mtu} is outside {MIN_MTU}-{ceiling}{extra}")
+    return network
+
+
+def _without_jump_host_key(config: dict[str, Any]) -> dict[str, Any]:
+    """The config minus ``ssh.jumpHost.privateKey``: a PEM key has newlines by nature;
+    :func:`_check_jump_host_key` holds it to a strict pattern instead, and never shows it."""
+    ssh = config.get("ssh")
+    jump = ssh.get("jumpHost") if isinstance(ssh, dict) else None
+    if not isinstance(jump, dict) or "privateKey" not in jump:
+        return config
+    return {**config, "ssh": {**ssh, "jumpHost": {k: v for k, v in jump.items() if k != "privateKey"}}}
+
+
+def _check_jump_host_key(reader: _Reader, ssh: SshSpec | None) -> None:
+    jump = ssh.jump_host if ssh else None
+    if jump is None or jump.private_key is None:
+        return
+    if not _PRIVATE_KEY.match(jump.private_key.strip() + "\n"):
+        # Never echo the value: it is (or should have been) a secret.
+        reader.problem(
+            "ssh.jumpHost.privateKey",
+            "is not a PEM/OpenSSH private key (-----BEGIN OPENSSH PRIVATE KEY----- ...); "
+            "set it with: pulumi config set --secret --path pgha:ssh.jumpHost.privateKey < KEYFILE",
+        )

@@ -4,7 +4,8 @@ Phases run cluster-wide: every VM finishes phase N before any starts N+1
 (cloud-init → etcd → etcd healthy → Patroni → HAProxy → keepalived → Patroni's
 dynamic config, on one VM only → pgBackRest and, beside it, the application
 databases and roles (through the primary) → its stanza and first backup →
-a rolling package update, when asked for). Pulumi
+monitoring → a rolling package update, when asked for → verify, on one VM:
+what a client sees, whenever anything else changed). Pulumi
 turns that into ``depends_on``; the lab runs each phase in parallel over SSH.
 """
 
@@ -23,6 +24,7 @@ from . import (
     monitoring,
     patroni,
     system,
+    verify,
 )
 from .files import RenderedFile, Step
 from .pki import ClusterTls
@@ -41,10 +43,21 @@ PHASE_NAMES = {
     backup.STANZA_PHASE: "backup-stanza",
     maintenance.UPGRADE_PHASE: "upgrade",
     monitoring.PHASE: "monitoring",
+    verify.PHASE: "verify",
 }
 
 
 def node_steps(spec: ClusterSpec, node: Node, secrets: ClusterSecrets, tls: ClusterTls) -> list[Step]:
+    steps = _service_steps(spec, node, secrets, tls)
+    if node == verify.verify_node(spec):
+        # Last, and tied to everything else: its digest moves with any other step's.
+        others = [s for n in spec.nodes if n != node for s in _service_steps(spec, n, secrets, tls)]
+        deployed = verify.fingerprint(s.digest for s in [*steps, *others])
+        steps.append(verify.step(spec, node, deployed))
+    return steps
+
+
+def _service_steps(spec: ClusterSpec, node: Node, secrets: ClusterSecrets, tls: ClusterTls) -> list[Step]:
     steps = [
         *system.steps(spec, node, tls),
         *etcd.steps(spec, node, tls, membership.helper(spec, node)),

@@ -17,9 +17,17 @@ NodeRole = Literal["postgres", "witness", "repository", "restore"]
 # carries exactly one server version; anything else would need the PGDG repo.
 IMAGE_POSTGRES_VERSIONS: dict[str, tuple[int, ...]] = {"debian-13": (17,)}
 
-DEBIAN_13_CLOUD_IMAGE = (
-    "https://cloud.debian.org/images/cloud/trixie/latest/debian-13-genericcloud-amd64.qcow2"
+# A dated build, never ``latest/``: the same URL must always mean the same bytes,
+# checked by the provider against this SHA-512 (see docs/proxmox-changes.md for
+# where it comes from and how to move to a newer build).
+DEBIAN_13_CLOUD_IMAGE = "https://cloud.debian.org/images/cloud/trixie/20250814-2204/debian-13-genericcloud-amd64-20250814-2204.qcow2"
+DEBIAN_13_CLOUD_IMAGE_SHA512 = (
+    "d76122c87c940d1ab9334f4307c98c01dc42f0b49a20cddf278d59b92d34ab63"
+    "d05ac1f40dffda3d2d32e381f097706eee6ccbf79a596bfb2cbb3d83c635ae35"
 )
+# A VXLAN zone wraps each frame in 50 bytes (outer Ethernet, IP, UDP, VXLAN headers).
+VXLAN_OVERHEAD = 50
+ETHERNET_MTU = 1500
 
 
 @dataclass(frozen=True)
@@ -31,11 +39,14 @@ class Node:
     ip: IPv4Address
     role: NodeRole = "postgres"
     vm_id: int | None = None
+    # The stack the VM belongs to (set by load_spec): two stacks on one layer-2
+    # network may both name their VMs psql-01..03, but must not share MACs.
+    stack: str = ""
 
     @property
     def mac(self) -> str:
         """A stable MAC in Proxmox's BC:24:11 range, so cloud-init can match the NIC."""
-        digest = hashlib.sha256(self.name.encode()).digest()
+        digest = hashlib.sha256(f"{self.stack}\0{self.name}".encode()).digest()
         return "bc:24:11:" + ":".join(f"{b:02x}" for b in digest[:3])
 
     @property
@@ -73,6 +84,8 @@ class NetworkSpec:
     bridge: str | None = None
     vlan: int | None = None
     sdn: SdnSpec | None = None
+    # The guests' MTU (and the SDN zone's); load_spec defaults it to 1450 on a
+    # VXLAN zone, None leaves the bridge's own MTU.
     mtu: int | None = None
 
     def interface_address(self, ip: IPv4Address) -> IPv4Interface:
@@ -204,9 +217,16 @@ class MaintenanceSpec:
 
 @dataclass(frozen=True)
 class JumpHost:
+    """The SSH bastion in front of the VMs' private network.
+
+    Without ``private_key`` the operator's SSH agent must hold a key the jump
+    host accepts; with it (secret config), Pulumi logs in with that key.
+    """
+
     host: str
     user: str
     port: int = 22
+    private_key: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -228,11 +248,24 @@ class VmSpec:
     snippets_datastore: str = "local"
     image: Literal["debian-13"] = "debian-13"
     image_url: str = DEBIAN_13_CLOUD_IMAGE
-    image_checksum: str | None = None
-    image_checksum_algorithm: str = "sha512"
+    image_checksum: str = DEBIAN_13_CLOUD_IMAGE_SHA512
+    image_checksum_algorithm: Literal["sha256", "sha512"] = "sha512"
     image_datastore: str = "local"
     template_vm_id: int | None = None
     template_node: str | None = None
+    # True when snippets_datastore is shared by every host (NFS, CephFS): each
+    # snippet is uploaded once. False (a host's own "local"): to every host, so
+    # a VM migrated to another host still finds its cloud-init files there.
+    snippets_shared: bool = False
+
+    def image_file_name(self, stack: str) -> str:
+        """The image's name in the datastore: this stack's, and this build's.
+
+        Another stack's download (or a manual one) never collides with it,
+        destroying this stack deletes only its own copy, and a new checksum is a
+        new file next to the old one instead of a clash with it.
+        """
+        return f"pgha-{stack}-{self.image}-{self.image_checksum[:16]}.qcow2"
 
 
 @dataclass(frozen=True)

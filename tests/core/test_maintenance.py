@@ -55,8 +55,8 @@ def test_a_parameter_change_reruns_the_config_step(spec, secrets, tls, dev_confi
     dev_config["postgres"] = {"parameters": {"log_min_duration_statement": 250}}
     changed = load_spec(dev_config, "dev")
     after = {s.title: s.digest for s in node_steps(changed, changed.nodes[0], secrets, tls)}
-    # bootstrap.dcs in config.yml (a reload) and the PATCH.
-    assert {t for t in before if before[t] != after[t]} == {"04-patroni", "07-patroni-config"}
+    # bootstrap.dcs in config.yml (a reload) and the PATCH; then the check of the result.
+    assert {t for t in before if before[t] != after[t]} == {"04-patroni", "07-patroni-config", "12-verify"}
 
 
 def test_upgrade_steps_only_with_a_generation(spec, secrets, tls, dev_config):

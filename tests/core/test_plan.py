@@ -17,17 +17,21 @@ def test_phase_order(spec, secrets, tls):
         postgres = ["system", "etcd", "etcd-health", "patroni", "haproxy", "keepalived", *config, "backup"]
         # Applications go through the primary, wherever it is: a step on every PostgreSQL VM.
         postgres += ["databases", "monitoring"]
+        # ...and checked, last, from the same VM.
+        postgres += ["verify"] if node == spec.nodes[0] else []
         # The repository VM takes the backups: it alone creates the stanza.
         repository = ["system", "etcd", "backup", "backup-stanza", "monitoring"]
         expected = {"postgres": postgres, "repository": repository}
         assert names == expected[node.role], node.name
     # No upgrade phase until maintenance.upgrade asks for one.
-    assert [p for p, _ in phases(spec, secrets, tls)] == sorted(PHASE_NAMES)[:-1]
+    assert [PHASE_NAMES[p] for p, _ in phases(spec, secrets, tls)] == [
+        PHASE_NAMES[p] for p in sorted(PHASE_NAMES) if PHASE_NAMES[p] != "upgrade"
+    ]
     for phase, steps in phases(spec, secrets, tls):
         nodes = {s.node for s in steps}
         if PHASE_NAMES[phase] == "backup-stanza":
             assert nodes == {"backup-01"}
-        elif PHASE_NAMES[phase] == "patroni-config":
+        elif PHASE_NAMES[phase] in ("patroni-config", "verify"):
             assert nodes == {"psql-01"}
         elif PHASE_NAMES[phase] in ("etcd-health", "patroni", "haproxy", "keepalived"):
             assert nodes == {n.name for n in spec.postgres_nodes}
@@ -40,8 +44,13 @@ def test_an_upgrade_generation_adds_the_upgrade_phase_last(dev_config, secrets, 
 
     dev_config["maintenance"] = {"upgrade": 1}
     upgrading = load_spec(dev_config, "dev")
-    last_phase, steps = phases(upgrading, secrets, tls)[-1]
-    assert PHASE_NAMES[last_phase] == "upgrade"
+    # The upgrade is the last change; only the verify step comes after it.
+    (last_phase, _), (upgrade_phase, steps) = (
+        phases(upgrading, secrets, tls)[-1],
+        phases(upgrading, secrets, tls)[-2],
+    )
+    assert PHASE_NAMES[last_phase] == "verify"
+    assert PHASE_NAMES[upgrade_phase] == "upgrade"
     assert sorted(s.node for s in steps) == sorted(n.name for n in upgrading.nodes)
 
 
@@ -109,7 +118,8 @@ def test_digest_follows_content(spec, secrets, tls, dev_config):
     dev_config["haproxy"] = {"checkRise": 3}
     changed = load_spec(dev_config, "dev")
     after = {s.title: s.digest for s in node_steps(changed, changed.nodes[0], secrets, tls)}
-    assert {t for t in before if before[t] != after[t]} == {"05-haproxy"}
+    # The verify step (on this VM) follows every change anywhere.
+    assert {t for t in before if before[t] != after[t]} == {"05-haproxy", "12-verify"}
 
 
 def test_scripts_parse_and_reload_only_on_change(spec, secrets, tls):
@@ -152,4 +162,5 @@ def test_a_new_certificate_reruns_only_the_steps_holding_it(spec, secrets, tls):
         "04-patroni",
         "05-haproxy",
         "08-backup",
+        "12-verify",
     }

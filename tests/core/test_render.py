@@ -48,9 +48,11 @@ def test_dev_tree(tmp_path):
         "08-backup.sh",
         "08-databases.sh",
         "10-monitoring.sh",
+        "12-verify.sh",
         "leave.sh",
     ]
     assert not (tmp_path / "psql-02/steps/07-patroni-config.sh").exists()  # one VM applies it
+    assert not (tmp_path / "psql-02/steps/12-verify.sh").exists()  # ...and checks the result
     assert "PULUMI-SECRET(superuser_password)" in (root / "etc/patroni/config.yml").read_text()
     assert (root / "etc/pgha/tls/ca.crt").read_text() == "PULUMI-GENERATED(ca-certificate)\n"
     pem = root / "etc/pgha/tls/postgres.pem"

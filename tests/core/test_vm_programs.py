@@ -28,9 +28,10 @@ from pgha.maintenance import rolling
 from pgha.monitoring import collector
 from pgha.patroni import hostaware
 from pgha.stackfile import load_stack
+from pgha.verify import probe
 
 STACKS = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in REPO_DIR.glob("Pulumi.*.yaml"))
-MODULES = (save_state, backup_status, rolling, hostaware, databases_tool, collector)
+MODULES = (save_state, backup_status, rolling, hostaware, databases_tool, collector, probe)
 RUFF = Path(sys.executable).parent / "ruff"
 
 

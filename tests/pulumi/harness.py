@@ -50,6 +50,7 @@ CERT_REQUEST = "tls:index/certRequest:CertRequest"
 LOCALLY_SIGNED_CERT = "tls:index/locallySignedCert:LocallySignedCert"
 TLS_TYPES = (PRIVATE_KEY, SELF_SIGNED_CERT, CERT_REQUEST, LOCALLY_SIGNED_CERT)
 SDN_ZONE_VLAN = "proxmoxve:sdn/zone/vlan:Vlan"
+SDN_ZONE_VXLAN = "proxmoxve:sdn/zone/vxlan:Vxlan"
 SDN_VNET = "proxmoxve:sdn/vnet:Vnet"
 SDN_SUBNET = "proxmoxve:sdn/subnet:Subnet"
 SDN_APPLIER = "proxmoxve:sdn/applier:Applier"
@@ -168,8 +169,15 @@ class PghaMocks(pulumi.runtime.Mocks):
             resource_id = str(vm_id)
         return resource_id, state
 
-    def call(self, args: MockCallArgs) -> tuple[dict, list[tuple[str, str]] | None]:
-        return {}, None
+    # What the Proxmox API reports (proxmoxve.get_version); a test may lower it.
+    pve_version = "8.4.1"
+
+    def call(self, args: MockCallArgs) -> dict:
+        """Invokes: only the Proxmox version is asked for (a plain dict: no check failures)."""
+        if args.token == "proxmoxve:index/getVersion:getVersion":
+            release = ".".join(self.pve_version.split(".")[:2])
+            return {"id": "version", "release": release, "repositoryId": "mock", "version": self.pve_version}
+        return {}
 
 
 @dataclass
@@ -186,6 +194,8 @@ class Registration:
     replacement_trigger: Any = None
     replace_with: list[str] = field(default_factory=list)
     delete_before_replace: bool = False
+    retain_on_delete: bool = False
+    replace_on_changes: list[str] = field(default_factory=list)
     additional_secret_outputs: list[str] = field(default_factory=list)
 
 
@@ -216,6 +226,8 @@ class RecordingMonitor(MockMonitor):
                 ),
                 replace_with=list(request.replace_with),
                 delete_before_replace=request.deleteBeforeReplace,
+                retain_on_delete=request.retainOnDelete,
+                replace_on_changes=list(request.replaceOnChanges),
                 additional_secret_outputs=list(request.additionalSecretOutputs),
             )
         return response
@@ -289,14 +301,21 @@ def use_mocks(stack: str = "dev") -> tuple[PghaMocks, RecordingMonitor, _ListHan
     return mocks, monitor, handler
 
 
-def run_program(config: dict[str, Any], stack: str = "dev", *, via_env: bool = False) -> ProgramRun:
+def run_program(
+    config: dict[str, Any],
+    stack: str = "dev",
+    *,
+    via_env: bool = False,
+    secret_keys: list[str] | None = None,
+) -> ProgramRun:
     """Run a fresh copy of ``__main__.py`` to completion against new mocks.
 
     ``via_env`` passes the config the way the CLI does (``PULUMI_CONFIG``)
     instead of ``set_all_config``; the caller must have set that variable.
+    ``secret_keys`` are the keys the stack keeps encrypted (``--secret``).
     """
     mocks, monitor, handler = use_mocks(stack)
-    pulumi.runtime.set_all_config({} if via_env else encode_config(config))
+    pulumi.runtime.set_all_config({} if via_env else encode_config(config), secret_keys or [])
     root = pulumi.runtime.get_root_resource()
     run = ProgramRun(mocks, monitor, handler)
 

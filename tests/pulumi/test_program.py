@@ -110,16 +110,17 @@ def test_three_vms_on_the_configured_hosts_with_their_macs(dev_run: ProgramRun, 
         assert nic["bridge"] == "vmbr1"
         assert "vlanId" not in nic
         assert vm["name"] == node.name
-        assert vm["tags"] == ["pgha", "dev"]
+        assert vm["tags"] == ["dev", "pgha"]  # sorted, as the provider reads them back
         assert vm["started"] and vm["onBoot"] and vm["stopOnDestroy"]
         assert vm["agent"] == {"enabled": True}
         (disk,) = vm["disks"]
         assert disk["interface"] == "virtio0"
-        assert disk["importFrom"] == "local:import/debian-13-genericcloud-amd64.qcow2"
+        assert disk["importFrom"] == f"local:import/{dev_spec.vm.image_file_name('dev')}"
         assert disk["size"] == 20
         assert "clone" not in vm
-        # A new upstream image must never replace a running database VM.
-        assert dev_run.named(VM, node.name).ignore_changes == ["disks[0].importFrom"]
+        # A new image or seed must never replace a running database VM
+        # (tests/pulumi/test_proxmox_changes.py pins the whole list).
+        assert "disks[0].importFrom" in dev_run.named(VM, node.name).ignore_changes
 
 
 def test_each_vm_boots_from_its_own_snippets(dev_run: ProgramRun, dev_spec: ClusterSpec):
@@ -130,7 +131,7 @@ def test_each_vm_boots_from_its_own_snippets(dev_run: ProgramRun, dev_spec: Clus
             ("meta-data", "metaDataFileId"),
             ("network-config", "networkDataFileId"),
         ):
-            snippet = unwrap(dev_run.named(SNIPPET, f"{node.name}-{document}").inputs)
+            snippet = unwrap(dev_run.named(SNIPPET, f"{node.name}-{node.host}-{document}").inputs)
             file_name = f"pgha-dev-{node.name}-{document}.yaml"
             assert snippet["contentType"] == "snippets"
             assert snippet["nodeName"] == node.host
@@ -147,14 +148,15 @@ def test_network_config_snippets_carry_the_configured_ips(dev_run: ProgramRun, d
         "backup-01": "10.0.0.7/24",
     }
     for node in dev_spec.nodes:
-        data = unwrap(dev_run.named(SNIPPET, f"{node.name}-network-config").inputs)["sourceRaw"]["data"]
+        snippet = dev_run.named(SNIPPET, f"{node.name}-{node.host}-network-config")
+        data = unwrap(snippet.inputs)["sourceRaw"]["data"]
         nic = yaml.safe_load(data)["ethernets"]["private"]
         assert nic["addresses"] == [expected[node.name]]
         assert nic["match"]["macaddress"] == node.mac
 
 
 def test_user_data_trusts_the_deploy_key_and_the_operators(dev_run: ProgramRun, dev_spec: ClusterSpec):
-    data = unwrap(dev_run.named(SNIPPET, "psql-02-user-data").inputs)["sourceRaw"]["data"]
+    data = unwrap(dev_run.named(SNIPPET, "psql-02-pve2-user-data").inputs)["sourceRaw"]["data"]
     (user,) = yaml.safe_load(data)["users"]
     assert user["ssh_authorized_keys"] == [DEPLOY_PUBLIC_KEY.strip(), *dev_spec.ssh.authorized_keys]
 
@@ -164,8 +166,8 @@ def test_one_cloud_image_download_per_proxmox_host(dev_run: ProgramRun):
     assert set(images) == {"pve1", "pve2"}
     for image in images.values():
         assert image["contentType"] == "import"
-        assert image["fileName"] == "debian-13-genericcloud-amd64.qcow2"
-        assert image["url"].startswith("https://cloud.debian.org/images/cloud/trixie/")
+        assert image["fileName"].startswith("pgha-dev-debian-13-")
+        assert image["url"].startswith("https://cloud.debian.org/images/cloud/trixie/2")
 
 
 # --- Remote steps --------------------------------------------------------------------
@@ -194,7 +196,7 @@ def test_dependencies_follow_the_phase_order(dev_run: ProgramRun, dev_spec: Clus
         {urn[command_name(s.node, s.title)] for s in steps}
         for _, steps in phases(dev_spec, PLACEHOLDERS, tls_placeholders(dev_spec))
     ]
-    assert len(ordered) == 10  # the upgrade phase only exists once maintenance.upgrade is set
+    assert len(ordered) == 11  # the upgrade phase only exists once maintenance.upgrade is set
     previous = vm_urns
     for index, current in enumerate(ordered):
         later = set().union(*ordered[index:])
@@ -226,7 +228,9 @@ def test_a_replaced_vm_gets_all_its_steps_again(dev_run: ProgramRun, dev_spec: C
     for node in dev_spec.nodes:
         for step in node_steps(dev_spec, node, PLACEHOLDERS, tls_placeholders(dev_spec)):
             command = dev_run.named(COMMAND, command_name(node.name, step.title))
-            assert command.replace_with == [vms[node.name]]
+            # The verify step checks the whole cluster: it follows any replaced VM.
+            wanted = sorted(vms.values()) if step.name == "verify" else [vms[node.name]]
+            assert sorted(command.replace_with) == wanted
     for leave in (r for r in dev_run.of_type(COMMAND) if r.name.endswith("-leave")):
         assert leave.replace_with == []  # a dead VM cannot run its leave step
     # Same MAC, IP and name: the replacement boots only once the old VM is gone.
@@ -328,8 +332,9 @@ def test_every_secret_bearing_input_arrives_as_a_secret(dev_run: ProgramRun):
                 assert is_secret(registration.inputs[key]), (registration.name, key)
                 checked += 1
     # The CA; a key request and a cert per VM (four); stdin and connection of 3 x 8 + 4 + 1 step
-    # commands plus a monitoring step per VM; the connection of each VM's leave command (four).
-    assert checked == 1 + 4 + 4 + 2 * 33 + 4
+    # commands plus a monitoring step per VM and the verify step; the connection of each VM's
+    # leave command (four).
+    assert checked == 1 + 4 + 4 + 2 * 34 + 4
 
 
 def test_rotation_replaces_every_node_key_and_only_those():
@@ -472,7 +477,7 @@ def test_sdn_network_is_created_applied_and_used_by_every_vm():
     (zone,) = run.of_type(SDN_ZONE_VLAN)
     (vnet,) = run.of_type(SDN_VNET)
     (subnet,) = run.of_type(SDN_SUBNET)
-    (applier,) = run.of_type(SDN_APPLIER)
+    applier = run.named(SDN_APPLIER, "pgha-sdn-applier")
     assert unwrap(zone.inputs) == {"resourceId": "pgha", "bridge": "vmbr0", "nodes": ["pve1", "pve2"]}
     assert unwrap(vnet.inputs) == {"resourceId": "pghanet", "zone": "pgha", "tag": 42}
     assert unwrap(subnet.inputs) == {"vnet": "pghanet", "cidr": "10.0.0.0/24", "gateway": "10.0.0.1"}
@@ -583,7 +588,7 @@ def test_an_explicit_provider_reaches_every_proxmox_resource():
     def check(urn: str) -> None:
         proxmox = [r for r in monitor.registrations.values() if r.typ.startswith("proxmoxve:") and r.custom]
         proxmox = [r for r in proxmox if r.typ != "pulumi:providers:proxmoxve"]
-        assert len(proxmox) == 4 + 12 + 2  # VMs, snippets, images
+        assert len(proxmox) == 4 + 4 * 2 * 3 + 2  # VMs, snippets (every VM's on every host), images
         for registration in proxmox:
             assert registration.provider.startswith(urn + "::"), registration.name
         commands = [r for r in monitor.registrations.values() if r.typ == COMMAND]
@@ -633,7 +638,7 @@ def test_every_step_pins_the_host_key_its_vm_was_given(dev_run: ProgramRun, dev_
         key = unwrap(dev_run.named(PRIVATE_KEY, f"{node.name}-ssh-host-key").inputs)
         assert key["algorithm"] == "ED25519"
         private = dev_run.mocks.host_keys[f"{node.name}-ssh-host-key"]
-        snippet = dev_run.named(SNIPPET, f"{node.name}-user-data").inputs["sourceRaw"]
+        snippet = dev_run.named(SNIPPET, f"{node.name}-{node.host}-user-data").inputs["sourceRaw"]
         # The user-data carries the private half: the snippet's content is a secret input.
         assert is_secret(snippet) or is_secret(snippet["data"])
         document = yaml.safe_load(unwrap(snippet)["data"])
@@ -645,11 +650,12 @@ def test_every_step_pins_the_host_key_its_vm_was_given(dev_run: ProgramRun, dev_
         assert mine
         for command in mine:
             assert unwrap(command.inputs["connection"])["hostKey"] == public, command.name
-        others = {n.name for n in dev_spec.nodes} - {node.name}
+        others = [n for n in dev_spec.nodes if n != node]
         for other in others:
-            other_public = yaml.safe_load(
-                unwrap(dev_run.named(SNIPPET, f"{other}-user-data").inputs["sourceRaw"])["data"]
-            )["ssh_keys"]["ed25519_public"]
+            other_snippet = dev_run.named(SNIPPET, f"{other.name}-{other.host}-user-data")
+            other_public = yaml.safe_load(unwrap(other_snippet.inputs["sourceRaw"])["data"])["ssh_keys"][
+                "ed25519_public"
+            ]
             assert other_public != public
 
 
