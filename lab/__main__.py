@@ -15,6 +15,7 @@ switchover [--to NODE]  planned switchover with patronictl, run inside a node
 backup [--type full|diff|incr]   one pgBackRest backup, as its timer takes it
 restore-drill [--time T] [--sql Q] [--keep]   restore onto a fresh machine, check it
 rolling-update          rolling package update, one VM at a time (the upgrade steps)
+host-maintenance HOST start|finish|status   a Proxmox host's planned maintenance (lab/hostmaint.py)
 bench failover [--runs N] | bench proxy [--seconds S]   (lab/bench.py)
 """
 
@@ -28,7 +29,7 @@ import time
 
 from pgha import ConfigError
 
-from . import backups
+from . import backups, hostmaint
 from .bench import FAILOVER_FAULTS, failover, proxy
 from .cluster import Lab
 from .faults import switchover
@@ -102,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     drill.add_argument("--sql", help="a query to run on the restored copy")
     drill.add_argument("--keep", action="store_true", help="leave the restore machine running")
     verbs.add_parser("rolling-update")
+    host_maintenance = verbs.add_parser("host-maintenance")
+    host_maintenance.add_argument("host")
+    host_maintenance.add_argument("action", choices=("start", "finish", "status"))
     bench = verbs.add_parser("bench").add_subparsers(dest="bench", required=True)
     bench_failover = bench.add_parser("failover")
     bench_failover.add_argument("--runs", type=int, default=3)
@@ -184,6 +188,13 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print(f"rolling update done in {time.monotonic() - started:.1f} s")
         print(_render_status(lab.status()))
+    elif args.verb == "host-maintenance":
+        started = time.monotonic()
+        result = hostmaint.run_tool(lab, args.host, args.action, check=False)
+        print(result.stderr + result.stdout, end="")
+        if args.action != "status":
+            print(f"({args.action} took {time.monotonic() - started:.1f} s, exit {result.returncode})")
+        return result.returncode
     elif args.verb == "bench" and args.bench == "failover":
         faults = [f for f in args.faults.split(",") if f]
         failover(lab, args.runs, faults, emit=lambda summary: print(json.dumps(summary), flush=True))

@@ -1,7 +1,8 @@
 """The ordered remote steps of the whole cluster: one place decides the order.
 
 Phases run cluster-wide: every VM finishes phase N before any starts N+1
-(cloud-init → etcd → etcd healthy → Patroni → HAProxy → keepalived → Patroni's
+(cloud-init → etcd → etcd healthy → Patroni → HAProxy → keepalived and the
+host-maintenance agent → Patroni's
 dynamic config, on one VM only → pgBackRest → its stanza and first backup →
 a rolling package update, when asked for). Pulumi
 turns that into ``depends_on``; the lab runs each phase in parallel over SSH.
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from . import backup, etcd, haproxy, keepalived, maintenance, membership, patroni, system
+from . import backup, etcd, haproxy, hostmaint, keepalived, maintenance, membership, patroni, system
 from .files import RenderedFile, Step
 from .pki import ClusterTls
 from .secrets import ClusterSecrets
@@ -38,6 +39,7 @@ def node_steps(spec: ClusterSpec, node: Node, secrets: ClusterSecrets, tls: Clus
         *patroni.steps(spec, node, secrets, tls),
         *haproxy.steps(spec, node, secrets, tls),
         *keepalived.steps(spec, node),
+        *hostmaint.steps(spec, node),
         *backup.steps(spec, node, secrets, tls),
         *maintenance.steps(spec, node),
     ]

@@ -323,9 +323,9 @@ def test_every_secret_bearing_input_arrives_as_a_secret(dev_run: ProgramRun):
                     continue
                 assert is_secret(registration.inputs[key]), (registration.name, key)
                 checked += 1
-    # The CA; a key request and a cert per VM (four); stdin and connection of 3 x 7 + 4 + 1 step
+    # The CA; a key request and a cert per VM (four); stdin and connection of 3 x 8 + 4 + 1 step
     # commands; the connection of each VM's leave command (four).
-    assert checked == 1 + 4 + 4 + 2 * 26 + 4
+    assert checked == 1 + 4 + 4 + 2 * 29 + 4
 
 
 def test_rotation_replaces_every_node_key_and_only_those():
