@@ -72,6 +72,8 @@ class PghaCluster(pulumi.ComponentResource):
                 opts=child,
             )
             for node in spec.nodes
+            # An external witness is an existing machine: no VM, only the steps.
+            if not node.external
         }
         self.steps = RemoteSteps(
             name,

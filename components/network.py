@@ -46,7 +46,7 @@ class PrivateNetwork(pulumi.ComponentResource):
                 f"{name}-zone",
                 resource_id=sdn.zone,
                 bridge=str(sdn.bridge),
-                nodes=list(spec.hosts),
+                nodes=list(spec.proxmox_hosts),
                 opts=child,
             )
         else:
@@ -54,7 +54,7 @@ class PrivateNetwork(pulumi.ComponentResource):
                 f"{name}-zone",
                 resource_id=sdn.zone,
                 peers=list(sdn.peers),
-                nodes=list(spec.hosts),
+                nodes=list(spec.proxmox_hosts),
                 opts=child,
             )
         self.zone = zone

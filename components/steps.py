@@ -25,7 +25,8 @@ class RemoteStepsArgs:
     secrets: pulumi.Output[ClusterSecrets]
     tls: pulumi.Output[ClusterTls]
     deploy_private_key: pulumi.Input[str]
-    # Each node's VM, by node name: its steps re-run when it is replaced.
+    # Each node's VM, by node name: its steps re-run when it is replaced. An
+    # external machine (pgha:witness with external: true) has none.
     vms: Mapping[str, pulumi.Resource]
 
 
@@ -57,6 +58,12 @@ def _real_steps(
         # The commands are visible in `ps` and in the plan: they must not change with a secret.
         raise ValueError(f"the steps of {node.name} depend on secret values")
     return {s.name: s for s in steps}
+
+
+def _vm_of(args: RemoteStepsArgs, node: Node) -> list[pulumi.Resource]:
+    """The node's VM as a one-element list; empty for an external machine (no VM of ours)."""
+    vm = args.vms.get(node.name)
+    return [vm] if vm is not None else []
 
 
 class RemoteSteps(pulumi.ComponentResource):
@@ -103,7 +110,7 @@ class RemoteSteps(pulumi.ComponentResource):
                     # A replaced VM (pulumi up --replace, a dead VM rebuilt) is a
                     # fresh disk: its steps must run on it again, unchanged or not.
                     opts=pulumi.ResourceOptions(
-                        parent=self, depends_on=previous, replace_with=[args.vms[node.name]]
+                        parent=self, depends_on=previous, replace_with=_vm_of(args, node) or None
                     ),
                 )
                 self.commands[(node.name, step.name)] = command
@@ -122,7 +129,7 @@ class RemoteSteps(pulumi.ComponentResource):
                 delete=leave.command,
                 logging=remote.Logging.STDOUT_AND_STDERR,
                 add_previous_output_in_env=False,
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[args.vms[node.name]]),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=_vm_of(args, node)),
             )
 
         self.register_outputs({"commands": [c.urn for c in self.commands.values()]})

@@ -36,7 +36,7 @@ class CloudImage(pulumi.ComponentResource):
         self.files = {}
         if vm.template_vm_id is None:
             file_name = vm.image_url.rstrip("/").rsplit("/", 1)[-1]
-            for host in args.spec.hosts:
+            for host in args.spec.proxmox_hosts:
                 self.files[host] = proxmoxve.download.File(
                     f"{name}-image-{host}",
                     node_name=host,

@@ -43,6 +43,7 @@ from pgha import (
 from pgha.secrets import SUPERUSER
 from pgha.spec import MaintenanceSpec
 
+from . import external
 from .image import ensure_image
 from .inside import inside
 from .machine import Machine, MachineSpec
@@ -175,7 +176,9 @@ class Lab:
             prefixlen=self.spec.network.cidr.prefixlen,
             mac=node.mac,
             interface=self.spec.network.interface,
-            seed=cloudinit.seed(self.spec, node, self.deploy_public_key()),
+            seed=(external.seed if node.external else cloudinit.seed)(
+                self.spec, node, self.deploy_public_key()
+            ),
         )
         return Machine(spec, self.state_dir / "machines", self.network)
 
@@ -455,6 +458,9 @@ class Lab:
     def etcd_health(self) -> dict[str, bool]:
         health = {}
         for member in etcd.members(self.spec):
+            if member.external:
+                health[member.name] = external.etcd_healthy(self, member)
+                continue
             try:
                 answer = self.http_json(etcd.client_url(self.spec, member) + "/health", client_cert=True)
                 health[member.name] = answer["health"] in ("true", True)

@@ -236,11 +236,18 @@ def _read_sdn(reader: _Reader, raw: Any) -> SdnSpec | None:
     return SdnSpec(peers=tuple(str(p) for p in peers), **values)
 
 
-def _read_node(reader: _Reader, raw: Any, key: str, cidr: IPv4Network | None, role: str) -> Node | None:
+def _read_node(
+    reader: _Reader, raw: Any, key: str, cidr: IPv4Network | None, role: str, external: bool = False
+) -> Node | None:
+    """One VM (or, with ``external``, an existing machine: the witness) of the stack."""
     data = reader.mapping(raw, key)
-    for unknown in sorted(set(data) - {"name", "host", "ip", "vmId"}):
-        reader.problem(f"{key}.{unknown}", "unknown key (known: host, ip, name, vmId)")
+    known = {"name", "host", "ip", "external"} if external else {"name", "host", "ip", "vmId"}
+    for unknown in sorted(set(data) - known):
+        reader.problem(f"{key}.{unknown}", f"unknown key (known: {', '.join(sorted(known))})")
     name, host = data.get("name"), data.get("host")
+    if external and not host and name:
+        # The machine is its own failure domain unless told which one it shares.
+        host = name
     if not name:
         reader.problem(f"{key}.name", "is required")
     elif not _HOSTNAME.match(str(name)):
@@ -250,7 +257,11 @@ def _read_node(reader: _Reader, raw: Any, key: str, cidr: IPv4Network | None, ro
     elif not _PROXMOX_ID.match(str(host)):
         reader.problem(f"{key}.host", f"{host!r} is not a valid Proxmox node name")
     ip = reader.ipv4(data.get("ip"), f"{key}.ip")
-    if ip is not None and cidr is not None:
+    if ip is not None and (ip.is_loopback or ip.is_multicast or ip.is_unspecified):
+        reader.problem(f"{key}.ip", f"{ip} cannot be a machine's address")
+    elif ip is not None and cidr is not None and external and ip not in cidr:
+        pass  # an existing machine may sit behind a router or a VPN: routing is the operator's
+    elif ip is not None and cidr is not None:
         if ip not in cidr:
             reader.problem(f"{key}.ip", f"{ip} is outside pgha:network.cidr {cidr}")
         elif ip in (cidr.network_address, cidr.broadcast_address):
@@ -260,7 +271,7 @@ def _read_node(reader: _Reader, raw: Any, key: str, cidr: IPv4Network | None, ro
         reader.problem(f"{key}.vmId", f"{vm_id} is outside Proxmox's 100-999999999")
     if not (name and host and ip):
         return None
-    return Node(name=str(name), host=str(host), ip=ip, role=role, vm_id=vm_id)  # type: ignore[arg-type]
+    return Node(name=str(name), host=str(host), ip=ip, role=role, vm_id=vm_id, external=external)  # type: ignore[arg-type]
 
 
 def _read_nodes(reader: _Reader, config: dict[str, Any], cidr: IPv4Network | None) -> list[Node]:
@@ -280,7 +291,8 @@ def _read_nodes(reader: _Reader, config: dict[str, Any], cidr: IPv4Network | Non
         )
     witness = None
     if config.get("witness") is not None:
-        witness = _read_node(reader, config["witness"], "witness", cidr, "witness")
+        external = _read_external_witness_flag(reader, config["witness"])
+        witness = _read_node(reader, config["witness"], "witness", cidr, "witness", external=external)
         if witness is not None and witness.host in {n.host for n in vms}:
             reader.problem(
                 "witness.host",
@@ -301,6 +313,14 @@ def _read_nodes(reader: _Reader, config: dict[str, Any], cidr: IPv4Network | Non
             if value is not None and counts[value] > 1:
                 reader.problem(f"{label}.{_camel(attr)}", f"{value} is used by more than one VM")
     return everyone
+
+
+def _read_external_witness_flag(reader: _Reader, raw: Any) -> bool:
+    """``witness.external``: true for an existing Debian 13 machine (no VM), reached over SSH."""
+    if not isinstance(raw, dict) or "external" not in raw:
+        return False
+    flag = reader.value(raw["external"], "witness.external", bool)
+    return bool(flag)
 
 
 def _read_ssh(reader: _Reader, raw: Any) -> SshSpec | None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from . import backup, etcd, haproxy, hostmaint, keepalived, maintenance, membership, patroni, system
+from . import backup, etcd, haproxy, hostmaint, keepalived, maintenance, membership, patroni, system, witness
 from .files import RenderedFile, Step
 from .pki import ClusterTls
 from .secrets import ClusterSecrets
@@ -80,6 +80,8 @@ def image_packages(spec: ClusterSpec) -> tuple[str, ...]:
                 *haproxy.PACKAGES,
                 *keepalived.PACKAGES,
                 *backup.PACKAGES,
+                # An external witness's firewall; in the lab its machine boots this image too.
+                *(witness.PACKAGES if any(n.external for n in spec.nodes) else ()),
                 "qemu-guest-agent",
             )
         )

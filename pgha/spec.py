@@ -31,6 +31,9 @@ class Node:
     ip: IPv4Address
     role: NodeRole = "postgres"
     vm_id: int | None = None
+    # A machine that exists already (the witness on a NAS, a QDevice host, a
+    # VPS): no VM is created for it; the steps reach it over SSH all the same.
+    external: bool = False
 
     @property
     def mac(self) -> str:
@@ -280,6 +283,11 @@ class ClusterSpec:
     @property
     def hosts(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(n.host for n in self.nodes))
+
+    @property
+    def proxmox_hosts(self) -> tuple[str, ...]:
+        """The Proxmox hosts that run a VM of the stack (an external witness's machine is none)."""
+        return tuple(dict.fromkeys(n.host for n in self.nodes if not n.external))
 
     @property
     def quorum_nodes(self) -> tuple[Node, ...]:

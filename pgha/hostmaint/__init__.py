@@ -44,7 +44,7 @@ def settings(spec: ClusterSpec, node: Node) -> dict[str, Any]:
     normal = patroni.config(spec, node, ClusterSecrets.placeholders())["tags"]
     return {
         "node": node.name,
-        "hosts": list(spec.hosts),
+        "hosts": list(spec.proxmox_hosts),
         "members": [
             {
                 "name": n.name,
