@@ -62,6 +62,8 @@ def main() -> None:
     pulumi.export("replicaConnectionString", cluster.replica_connection_string)
     pulumi.export("nodes", cluster.nodes)
     pulumi.export("failureDomains", cluster.failure_domains)
+    # Public: what the owner of an external witness adds to its SSH user's authorized_keys.
+    pulumi.export("deployPublicKey", cluster.passwords.deploy_public_key)
 
 
 main()

@@ -16,6 +16,7 @@ backup [--type full|diff|incr]   one pgBackRest backup, as its timer takes it
 restore-drill [--time T] [--sql Q] [--keep]   restore onto a fresh machine, check it
 rolling-update          rolling package update, one VM at a time (the upgrade steps)
 host-maintenance HOST start|finish|status   a Proxmox host's planned maintenance (lab/hostmaint.py)
+disaster-recovery       lose every VM but the repository, up again with pgha:restore (lab/restore.py)
 bench failover [--runs N] | bench proxy [--seconds S]   (lab/bench.py)
 """
 
@@ -29,7 +30,7 @@ import time
 
 from pgha import ConfigError
 
-from . import backups, hostmaint
+from . import backups, hostmaint, restore
 from .bench import FAILOVER_FAULTS, failover, proxy
 from .cluster import Lab
 from .faults import switchover
@@ -106,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     host_maintenance = verbs.add_parser("host-maintenance")
     host_maintenance.add_argument("host")
     host_maintenance.add_argument("action", choices=("start", "finish", "status"))
+    verbs.add_parser("disaster-recovery")
     bench = verbs.add_parser("bench").add_subparsers(dest="bench", required=True)
     bench_failover = bench.add_parser("failover")
     bench_failover.add_argument("--runs", type=int, default=3)
@@ -195,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.action != "status":
             print(f"({args.action} took {time.monotonic() - started:.1f} s, exit {result.returncode})")
         return result.returncode
+    elif args.verb == "disaster-recovery":
+        print(json.dumps(restore.disaster_recovery(lab)))
     elif args.verb == "bench" and args.bench == "failover":
         faults = [f for f in args.faults.split(",") if f]
         failover(lab, args.runs, faults, emit=lambda summary: print(json.dumps(summary), flush=True))

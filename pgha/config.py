@@ -29,6 +29,7 @@ from .spec import (
     Node,
     PatroniSpec,
     PostgresSpec,
+    RestoreSpec,
     SdnSpec,
     SshSpec,
     TlsSpec,
@@ -54,6 +55,7 @@ KNOWN_KEYS = (
     "backupS3Key",
     "backupS3KeySecret",
     "maintenance",
+    "restore",
 )
 _HOSTNAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _PROXMOX_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")
@@ -442,6 +444,36 @@ def _read_backup(reader: _Reader, raw: Any, config: dict[str, Any]) -> BackupSpe
     return BackupSpec(**values)
 
 
+# PostgreSQL's timestamptz input as pgBackRest passes it on: date, time, optional zone.
+_RESTORE_TIME = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?([+-]\d{2}(:?\d{2})?|Z| UTC)?$"
+)
+# pgBackRest's backup labels: a full one, or a diff/incr on top of one.
+_BACKUP_LABEL = re.compile(r"^\d{8}-\d{6}F(_\d{8}-\d{6}[DI])?$")
+
+
+def _read_restore(reader: _Reader, raw: Any, backup: BackupSpec | None) -> RestoreSpec | None:
+    """``pgha:restore``: bootstrap a fresh cluster from the backup repository (see RestoreSpec)."""
+    if raw is None:
+        return None
+    values = reader.section(raw, "restore", RestoreSpec)
+    if backup is None:
+        reader.problem("restore", "needs pgha:backup: the repository the cluster is restored from")
+    stanza = values.get("from_stanza")
+    if stanza is not None and not _HOSTNAME.match(stanza):
+        reader.problem("restore.fromStanza", f"{stanza!r} is not a stanza name (a-z, 0-9, '-')")
+    when, label = values.get("time"), values.get("label")
+    if when is not None and not _RESTORE_TIME.match(when):
+        reader.problem("restore.time", f"{when!r} is not a timestamp like '2026-11-30 14:05:00+00'")
+    if label is not None and not _BACKUP_LABEL.match(label):
+        reader.problem("restore.label", f"{label!r} is not a pgBackRest backup label like 20261130-010002F")
+    if when is not None and label is not None:
+        reader.problem("restore.label", "give time or label, not both")
+    if any(p.startswith(f"{NAMESPACE}:restore") for p in reader.problems):
+        return None
+    return RestoreSpec(**values)
+
+
 def _snake(camel: str) -> str:
     return re.sub(r"([A-Z])", lambda m: "_" + m.group(1).lower(), camel)
 
@@ -528,6 +560,7 @@ def load_spec(config: dict[str, Any], stack: str) -> ClusterSpec:
         reader.problem("postgres.scope", f"{postgres.scope!r} must be a lowercase name (a-z, 0-9, '-')")
     _check_patroni(reader, patroni, len([n for n in nodes if n.runs_postgres]) - 1)
     backup = _read_backup(reader, config.get("backup"), config)
+    restore = _read_restore(reader, config.get("restore"), backup)
     if haproxy.check_fall < 1 or haproxy.check_rise < 1:
         reader.problem("haproxy.checkFall", "checkFall and checkRise must be at least 1")
     _check_ports(
@@ -562,4 +595,5 @@ def load_spec(config: dict[str, Any], stack: str) -> ClusterSpec:
         tls=tls,
         backup=backup,
         maintenance=maintenance,
+        restore=restore,
     )

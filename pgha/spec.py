@@ -240,6 +240,24 @@ class BackupSpec:
 
 
 @dataclass(frozen=True)
+class RestoreSpec:
+    """``pgha:restore``: a fresh cluster's first start restores from the backup repository.
+
+    Patroni bootstraps the primary with pgBackRest instead of initdb (its custom
+    bootstrap method); the replicas clone from it. ``from_stanza`` is the
+    stanza to read in the stack's repository (default: this stack's own, its
+    ``postgres.scope``); another stack's stanza in a shared ``path`` or ``s3``
+    repository makes a staging copy. ``time`` (PITR) or ``label`` (one backup
+    set, to its end) pick the point; neither: the latest archived state.
+    Only a cluster that does not exist yet is affected: Patroni bootstraps once.
+    """
+
+    from_stanza: str | None = None
+    time: str | None = None
+    label: str | None = None
+
+
+@dataclass(frozen=True)
 class ClusterSpec:
     """Everything the renderers need, for one stack."""
 
@@ -257,6 +275,7 @@ class ClusterSpec:
     tls: TlsSpec = field(default_factory=TlsSpec)
     backup: BackupSpec | None = None
     maintenance: MaintenanceSpec = field(default_factory=MaintenanceSpec)
+    restore: RestoreSpec | None = None
 
     @property
     def postgres_nodes(self) -> tuple[Node, ...]:

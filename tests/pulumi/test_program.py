@@ -366,6 +366,7 @@ def test_exports(dev_run: ProgramRun):
     assert dev_run.secret_exports["primaryConnectionString"]
     assert dev_run.secret_exports["replicaConnectionString"]
     assert not dev_run.secret_exports["vip"]
+    assert exports["deployPublicKey"] == DEPLOY_PUBLIC_KEY and not dev_run.secret_exports["deployPublicKey"]
     assert exports["nodes"] == [
         {"name": "psql-01", "host": "pve1", "ip": "10.0.0.4", "role": "postgres"},
         {"name": "psql-02", "host": "pve2", "ip": "10.0.0.3", "role": "postgres"},
