@@ -92,7 +92,7 @@ class PostgresSpec:
 @dataclass(frozen=True)
 class PatroniSpec:
     rest_api_port: int = 8008
-    # Tuned in the lab (README, "Failover timing"): within the maintainers' safe
+    # Tuned in the lab (docs/ha.md, "Failover timing"): within the maintainers' safe
     # range (ttl >= 20, loop_wait + 2 x retry_timeout <= ttl).
     ttl: int = 20
     loop_wait: int = 5

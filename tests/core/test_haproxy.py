@@ -38,7 +38,7 @@ def test_primary_listener(spec, secrets):
     assert "http-check expect status 200" in primary
     defaults = next(line for line in primary if line.startswith("default-server"))
     assert "on-marked-down shutdown-sessions" in defaults
-    # A newly promoted primary is found within rise x downinter (README, "Failover timing").
+    # A newly promoted primary is found within rise x downinter (docs/ha.md, "Failover timing").
     assert "downinter 500ms" in defaults and "rise 2" in defaults
     servers = [line.split()[1:3] for line in primary if line.startswith("server ")]
     assert servers == [

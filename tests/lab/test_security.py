@@ -1,7 +1,7 @@
 """The running cluster seen from the private network: every door tried, with and without keys.
 
-What each listener is and what protects it is the table below (the README's
-"Security model" lists the same). A listener not in it fails the scan.
+What each listener is and what protects it is the table below (docs/security.md,
+"What is encrypted", lists the same). A listener not in it fails the scan.
 """
 
 from __future__ import annotations
