@@ -551,11 +551,14 @@ class Agent:
         self.done = wanted
 
     def start_here(self) -> None:
-        self.set_tags(MAINTENANCE_TAGS)
+        # The VIP first, at once: its move then falls inside the switchover the
+        # operator's VM runs meanwhile, and writers are cut off only once (the
+        # tags wait for Patroni's next loop, which would push it past the switchover).
         if systemctl("is-enabled", "keepalived") == 0 or systemctl("is-active", "keepalived") == 0:
             # Its last advert (priority 0) hands the VIP to a peer at once.
             self.cluster.log("stopping keepalived: the VIP stays off this host")
             systemctl("disable", "--now", "keepalived", check=True)
+        self.set_tags(MAINTENANCE_TAGS)
         if self.me.etcd and self.etcd_entry() is None:
             self.wipe_etcd()
 
