@@ -568,6 +568,7 @@ class Agent:
             # A learner left by an interrupted join is removed and added anew by the join.
             self.wipe_etcd()
             self.cluster.log("joining etcd again (a learner, then a voter)")
+            systemctl("unmask", "etcd", check=True)
             subprocess.run([self.settings["membership_helper"], "join"], check=True, timeout=JOIN_TIMEOUT_S)
             self.cluster.wait("etcd serving here", self.etcd_serving, 300)
             systemctl("enable", "etcd", check=True)
@@ -597,9 +598,16 @@ class Agent:
             return False
 
     def wipe_etcd(self) -> None:
-        """A removed member's data can never serve again: stop it, forget it."""
-        self.cluster.log("this etcd member was removed: stopping etcd and wiping its data")
-        systemctl("disable", "--now", "etcd")
+        """A removed member's data can never serve again: stop it, forget it.
+
+        Masked, not only disabled: an etcd started here without data and
+        without the bootstrap settings would found a one-member cluster of
+        its own (etcd's default initial cluster is itself), and this VM's
+        Patroni and the tool would talk to it. Seen in the lab: etcd came back
+        at the reboot although disabled, and took the tool's "finish" marker.
+        """
+        self.cluster.log("this etcd member was removed: stopping etcd, masking it, wiping its data")
+        systemctl("mask", "--now", "etcd", check=True)
         shutil.rmtree(self.settings["etcd_data_dir"], ignore_errors=True)
         if os.path.exists(self.settings["etcd_bootstrap_env"]):
             os.unlink(self.settings["etcd_bootstrap_env"])
