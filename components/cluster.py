@@ -83,6 +83,11 @@ class PghaCluster(pulumi.ComponentResource):
                 tls=self.certificates.tls,
                 deploy_private_key=self.passwords.deploy_private_key,
                 vms={name: vm.vm for name, vm in self.vms.items()},
+                host_keys={
+                    **{name: vm.host_public_key for name, vm in self.vms.items()},
+                    # An external machine's own key, from its stack config.
+                    **{n.name: n.host_key for n in spec.nodes if n.external and n.host_key},
+                },
             ),
             opts=child,
         )

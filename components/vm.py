@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_proxmoxve as proxmoxve
+import pulumi_tls
 
 from pgha import cloudinit
 from pgha.spec import ClusterSpec, Node
@@ -78,14 +79,26 @@ class PghaVm(pulumi.ComponentResource):
 
     vm: proxmoxve.VmLegacy
     ip: str
+    host_public_key: pulumi.Output[str]
 
     def __init__(self, name: str, args: PghaVmArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("pgha:index:Vm", name, None, opts)
         spec, node = args.spec, args.node
         child = pulumi.ResourceOptions(parent=self)
 
-        seed = pulumi.Output.from_input(args.deploy_public_key).apply(
-            lambda key: cloudinit.seed(spec, node, key)
+        # The VM's SSH host key: cloud-init installs it, every remote step pins
+        # its public half (connection.hostKey), so a machine answering on the
+        # VM's address without it gets no step and no secret.
+        self.host_key = pulumi_tls.PrivateKey(f"{name}-ssh-host-key", algorithm="ED25519", opts=child)
+        self.host_public_key = self.host_key.public_key_openssh
+        host_key = pulumi.Output.all(
+            pulumi.Output.secret(self.host_key.private_key_openssh), self.host_key.public_key_openssh
+        ).apply(lambda pair: cloudinit.HostKey(pair[0], pair[1]))
+        # The user-data carries the host key's private half: the snippet's data is a secret.
+        seed = pulumi.Output.secret(
+            pulumi.Output.all(args.deploy_public_key, host_key).apply(
+                lambda values: cloudinit.seed(spec, node, values[0], values[1])
+            )
         )
         self.snippets: dict[str, proxmoxve.FileLegacy] = {
             document: proxmoxve.FileLegacy(

@@ -2,7 +2,8 @@
 
 up [--stack dev]        build/boot/seed the machines and run every step
 status [--json]         roles, lag, VIP holder, etcd health
-down                    stop everything, remove namespace and overlays
+down                    stop everything, remove namespace and overlays (refused while
+                        another live process, e.g. a test run, holds the stack's lock)
 replace NODE            destroy a VM's disk and rebuild it (a dead VM replaced)
 exec NODE -- CMD        run CMD inside a machine
 run -- CMD              run CMD inside the lab network (libpq env → VIP:5432)
@@ -33,7 +34,8 @@ from pgha import ConfigError
 from . import backups, hostmaint, restore
 from .bench import FAILOVER_FAULTS, failover, proxy
 from .cluster import Lab
-from .faults import switchover
+from .lock import LabBusy
+from .operator import switchover
 from .ssh import StepError
 
 
@@ -214,6 +216,6 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":
     try:
         sys.exit(main())
-    except subprocess.CalledProcessError as error:
+    except (subprocess.CalledProcessError, LabBusy) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)

@@ -19,6 +19,7 @@ from typing import Any
 from pgha import backup, patroni, pki
 from pgha.spec import Node
 
+from . import observe
 from .cluster import Lab
 from .image import ensure_image
 from .ssh import StepError
@@ -29,7 +30,7 @@ def runner(lab: Lab) -> str:
     repository = lab.spec.repository_node
     if repository is not None:
         return repository.name
-    view = lab.cluster_view() or {"members": []}
+    view = observe.cluster_view(lab) or {"members": []}
     leaders = [m["name"] for m in view.get("members", []) if m.get("role") == "leader"]
     if not leaders:
         raise RuntimeError("no leader: with a path or s3 repository the primary takes the backups")

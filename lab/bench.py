@@ -15,7 +15,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from .cluster import Lab
-from .faults import SCENARIOS, leader
+from .faults import SCENARIOS
+from .observe import leader
 
 FAILOVER_FAULTS = ("1", "2", "5a", "5b", "8")
 TPS_RE = re.compile(r"^tps = ([0-9.]+) \(without initial connection time\)", re.MULTILINE)

@@ -31,21 +31,20 @@ from pgha import (
     LocalCa,
     Node,
     cloudinit,
-    etcd,
     image_packages,
     leave_step,
     load_stack,
     maintenance,
-    patroni,
     phases,
     pki,
 )
 from pgha.secrets import SUPERUSER
 from pgha.spec import MaintenanceSpec
 
-from . import external
+from . import external, observe
 from .image import ensure_image
 from .inside import inside
+from .lock import StackLock
 from .machine import Machine, MachineSpec
 from .netns import LabNetwork
 from .ssh import SshRunner, StepError, StepResult, Target
@@ -88,14 +87,20 @@ class Lab:
         self.operator_pem_path = self.state_dir / "operator.pem"
         # Each machine's leave command, kept as Pulumi keeps a Command's ``delete``.
         self.leave_dir = self.state_dir / "leave"
+        # Each machine's SSH host key pair (Pulumi: a tls.PrivateKey per VM), root-only.
+        self.host_keys_path = self.state_dir / "ssh_host_keys.json"
+        # Taken by every verb that changes the lab; ``down`` refuses while another live process has it.
+        self.lock = StackLock(self.name)
 
     # ---- identity ------------------------------------------------------------
 
     def secrets(self) -> ClusterSecrets:
         """The lab's generated secrets, kept root-only across runs (Pulumi keeps them in state)."""
-        if self.secrets_path.exists():
-            return ClusterSecrets(**json.loads(self.secrets_path.read_text()))
-        generated = ClusterSecrets.generate()
+        kept = json.loads(self.secrets_path.read_text()) if self.secrets_path.exists() else {}
+        if set(ClusterSecrets.names()) <= set(kept):
+            return ClusterSecrets(**kept)
+        # A new kind of secret (an older lab's state lacks it): generated once, the others kept.
+        generated = ClusterSecrets(**{**ClusterSecrets.generate().__dict__, **kept})
         self._write_private(self.secrets_path, json.dumps(generated.__dict__))
         return generated
 
@@ -133,7 +138,13 @@ class Lab:
             nodes[node.name] = ca.issue(pki.node_identity(self.spec, node), self.spec.tls.cert_validity_days)
         tls = ClusterTls(ca.certificate, nodes)
         if stale or not self.operator_pem_path.exists() or not self.ca_path.exists():
-            operator = ca.issue(pki.CertIdentity(f"pgha-lab-{self.stack}-operator"), 30)
+            # The operator reads etcd (status, tests): its certificate names the etcd client
+            # name, and the address it connects from, which etcd's peer port checks a
+            # certificate's names against once it has any.
+            identity = pki.CertIdentity(
+                f"pgha-lab-{self.stack}-operator", (pki.ETCD_CLIENT_NAME,), (str(self.bridge_ip()),)
+            )
+            operator = ca.issue(identity, 30)
             document = {
                 "rotation": rotation,
                 "ca": {"certificate": ca.certificate, "private_key": ca.private_key},
@@ -151,6 +162,18 @@ class Lab:
             self._write_private(self.key_path, key.export_private_key().decode())
             self.key_path.with_suffix(".pub").write_text(key.export_public_key().decode())
         return self.key_path.with_suffix(".pub").read_text().strip()
+
+    def host_key(self, node: Node | MachineSpec) -> cloudinit.HostKey:
+        """The machine's SSH host key: made here, handed to it by cloud-init, pinned by every step."""
+        keys = json.loads(self.host_keys_path.read_text()) if self.host_keys_path.exists() else {}
+        if node.name not in keys:
+            key = asyncssh.generate_private_key("ssh-ed25519", comment=f"root@{node.name}")
+            keys[node.name] = {
+                "private_openssh": key.export_private_key().decode(),
+                "public_openssh": key.export_public_key().decode().strip(),
+            }
+            self._write_private(self.host_keys_path, json.dumps(keys))
+        return cloudinit.HostKey(**keys[node.name])
 
     def _write_private(self, path: Path, content: str) -> None:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -177,7 +200,7 @@ class Lab:
             mac=node.mac,
             interface=self.spec.network.interface,
             seed=(external.seed if node.external else cloudinit.seed)(
-                self.spec, node, self.deploy_public_key()
+                self.spec, node, self.deploy_public_key(), self.host_key(node)
             ),
         )
         return Machine(spec, self.state_dir / "machines", self.network)
@@ -186,7 +209,9 @@ class Lab:
         return {node.name: self.machine(node) for node in self.spec.nodes}
 
     def target(self, node: Node) -> Target:
-        return Target(str(node.ip), self.spec.ssh.port, self.spec.ssh.user)
+        return Target(
+            str(node.ip), self.spec.ssh.port, self.spec.ssh.user, self.host_key(node).public_openssh
+        )
 
     def runner(self) -> SshRunner:
         return SshRunner(self.network.path, self.key_path)
@@ -194,7 +219,11 @@ class Lab:
     # ---- verbs ---------------------------------------------------------------
 
     def up(self) -> tuple[Timings, list[StepResult]]:
-        """Bring the stack up, or re-run every step on a running lab (must change nothing)."""
+        """Bring the stack up, or re-run every step on a running lab (must change nothing).
+
+        Takes the stack's lock for this process (LabBusy if another live one has it).
+        """
+        self.lock.acquire()
         timings = Timings()
         secrets = self.secrets()
         tls = self.tls()
@@ -252,6 +281,7 @@ class Lab:
         presumed dead); the fresh machine's etcd step removes the stale member
         and joins anew, and Patroni clones it.
         """
+        self.lock.acquire()
         node = self.spec.node(node_name)
         self.report(f"replacing {node.name}: destroying its machine and disk")
         self.machine(node).remove()
@@ -299,8 +329,10 @@ class Lab:
 
     async def _run_leave(self, runner: SshRunner, leaving: dict[str, dict[str, Any]]) -> list[tuple]:
         calls = []
-        for record in leaving.values():
-            target = Target(record["host"], record["port"], record["user"])
+        for name, record in leaving.items():
+            # A record saved before host keys were pinned: the key the lab keeps for that machine.
+            host_key = record.get("host_key") or self.host_key(self._stale_machine(name).spec).public_openssh
+            target = Target(record["host"], record["port"], record["user"], host_key)
             calls.append(runner.run(target, record["command"]))
         return list(await asyncio.gather(*calls))
 
@@ -317,36 +349,15 @@ class Lab:
         of the image (already current): the apt part is a no-op, the restarts
         and the switchover happen as on Proxmox.
         """
+        self.lock.acquire()
         chosen = MaintenanceSpec(upgrade=generation or int(time.time()), apt_update=False)
         spec = dataclasses.replace(self.spec, maintenance=chosen)
         plan = [(p, s) for p, s in phases(spec, self.secrets(), self.tls()) if p == maintenance.UPGRADE_PHASE]
         return asyncio.run(self.runner().run_phases(plan, self._targets(), report=self.report))
 
     def wait_ready(self, timeout: float = 120.0) -> dict[str, Any]:
-        """Until one leader, every other PostgreSQL node streaming, and one VIP holder."""
-        deadline = time.monotonic() + timeout
-        while True:
-            status = self.status()
-            if self.is_healthy(status):
-                return status
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"lab not healthy after {timeout:.0f} s: {json.dumps(status)}")
-            time.sleep(1)
-
-    def is_healthy(self, status: dict[str, Any]) -> bool:
-        databases = {n.name for n in self.spec.postgres_nodes}
-        postgres = [n for n in status["nodes"] if n["name"] in databases]
-        leaders = [n for n in postgres if n["role"] == "leader" and n["state"] == "running"]
-        streaming = [n for n in postgres if n["role"] != "leader" and n["state"] == "streaming"]
-        # Synchronous standbys are what make a failover lossless: wait for all of them.
-        synchronous = [n for n in streaming if n["role"] == "sync_standby"]
-        wanted_sync = self.spec.sync_standbys if self.spec.patroni.synchronous_mode else 0
-        return (
-            len(leaders) == 1
-            and len(streaming) == len(postgres) - 1
-            and len(synchronous) >= wanted_sync
-            and isinstance(status["vipHolder"], str)
-        )
+        """Until one leader, every other PostgreSQL node streaming, and one VIP holder (lab.observe)."""
+        return observe.wait_ready(self, timeout)
 
     async def _wait_all_ssh(self, runner: SshRunner) -> None:
         await asyncio.gather(*(runner.wait_for_ssh(self.target(n)) for n in self.spec.nodes))
@@ -354,8 +365,14 @@ class Lab:
     def _targets(self) -> dict[str, Target]:
         return {n.name: self.target(n) for n in self.spec.nodes}
 
-    def down(self) -> None:
-        """Stop every machine, remove overlays and namespace; safe twice and after a crash."""
+    def down(self, keep_lock: bool = False) -> None:
+        """Stop every machine, remove overlays and namespace; safe twice and after a crash.
+
+        Refuses (LabBusy) while another live process holds the stack's lock:
+        running the tests must never destroy a lab someone else is using.
+        ``keep_lock`` keeps this process's lock (clearing leftovers before an up).
+        """
+        self.lock.check()
         machines_dir = self.state_dir / "machines"
         names = {n.name for n in self.spec.nodes}
         if machines_dir.exists():
@@ -368,6 +385,8 @@ class Lab:
         self.network.destroy()
         if self.state_dir.exists():
             shutil.rmtree(self.state_dir)
+        if not keep_lock:
+            self.lock.release()
 
     def exec(self, node: str | Node, argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess:
         """Run a command inside a machine (all its namespaces), even when cut off the network."""
@@ -401,25 +420,7 @@ class Lab:
         """Run a client command inside the lab namespace, with libpq pointed at the VIP."""
         return self.network.run(argv, env=self.client_env(port), **kwargs)
 
-    # ---- status --------------------------------------------------------------
-
-    def machine_state(self, machine: Machine) -> str:
-        if not machine.is_running():
-            return "stopped"
-        if machine.is_frozen():
-            return "frozen"
-        if not self._link_up(machine.host_ifname):
-            return "partitioned"
-        return "running"
-
-    def _link_up(self, ifname: str) -> bool:
-        result = subprocess.run(
-            ["ip", "-n", self.network.name, "-o", "link", "show", "dev", ifname],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        return result.returncode == 0 and ",UP" in result.stdout
+    # ---- clients -------------------------------------------------------------
 
     def tls_context(self, client_cert: bool = False) -> ssl.SSLContext:
         """Verifies the servers against the lab's CA; optionally shows the operator's certificate."""
@@ -436,71 +437,6 @@ class Lab:
         ):
             return json.loads(response.read())
 
-    def cluster_view(self) -> dict[str, Any] | None:
-        """Patroni's /cluster, from the first node whose REST API answers."""
-        for node in self.spec.postgres_nodes:
-            try:
-                return self.http_json(patroni.rest_api_url(self.spec, node) + "/cluster")
-            except (OSError, ValueError):
-                continue
-        return None
-
-    def vip_holders(self) -> list[str]:
-        holders = []
-        for name, machine in self.machines().items():
-            if not machine.is_running() or machine.is_frozen():
-                continue
-            result = self.exec(name, ["ip", "-o", "-4", "addr", "show"], capture_output=True, text=True)
-            if f" {self.spec.vip}/" in result.stdout:
-                holders.append(name)
-        return holders
-
-    def etcd_health(self) -> dict[str, bool]:
-        health = {}
-        for member in etcd.members(self.spec):
-            if member.external:
-                health[member.name] = external.etcd_healthy(self, member)
-                continue
-            try:
-                answer = self.http_json(etcd.client_url(self.spec, member) + "/health", client_cert=True)
-                health[member.name] = answer["health"] in ("true", True)
-            except (OSError, ValueError, KeyError):
-                health[member.name] = False
-        return health
-
-    @staticmethod
-    def _absent_state(node: Node, machine_state: str) -> str:
-        """A node Patroni does not list: a witness is as its machine is; a database node is down."""
-        if not node.runs_postgres or machine_state != "running":
-            return machine_state
-        return "unknown"
-
     def status(self) -> dict[str, Any]:
-        view = self.cluster_view() or {"members": []}
-        members = {m["name"]: m for m in view.get("members", [])}
-        machines = self.machines()
-        nodes = []
-        for node in self.spec.nodes:
-            member = members.get(node.name, {})
-            machine_state = self.machine_state(machines[node.name])
-            lag = member.get("lag")
-            nodes.append(
-                {
-                    "name": node.name,
-                    "host": node.host,
-                    "ip": str(node.ip),
-                    "role": member.get("role", node.role if not node.runs_postgres else "unknown"),
-                    "state": member.get("state", self._absent_state(node, machine_state)),
-                    "lagBytes": lag if isinstance(lag, int) else None,
-                    "machine": machine_state,
-                }
-            )
-        holders = self.vip_holders()
-        return {
-            "vip": str(self.spec.vip),
-            "primaryPort": self.spec.haproxy.primary_port,
-            "replicaPort": self.spec.haproxy.replica_port,
-            "nodes": nodes,
-            "vipHolder": holders[0] if len(holders) == 1 else (holders or None),
-            "etcd": self.etcd_health(),
-        }
+        """Roles, lag, VIP holder and etcd health (lab.observe.status)."""
+        return observe.status(self)

@@ -16,17 +16,26 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from pgha import cloudinit, etcd, pki
+from pgha.cloudinit import HOST_KEY_TYPE, HostKey
 from pgha.spec import ClusterSpec, Node
 
 if TYPE_CHECKING:
     from .cluster import Lab
 
 
-def seed(spec: ClusterSpec, node: Node, deploy_public_key: str) -> dict[str, str]:
-    """The owner's preparation: hostname, the SSH user with sudo and keys; its network."""
+def seed(spec: ClusterSpec, node: Node, deploy_public_key: str, host_key: HostKey) -> dict[str, str]:
+    """The owner's preparation: hostname, its SSH host key (the one the stack pins: on a real
+    witness, ``witness.hostKey`` is read off the machine instead), the SSH user with sudo and
+    keys; its network."""
     user_data = {
         "hostname": node.name,
         "ssh_pwauth": False,
+        "ssh_deletekeys": True,
+        "ssh_genkeytypes": [],
+        "ssh_keys": {
+            f"{HOST_KEY_TYPE}_private": host_key.private_openssh,
+            f"{HOST_KEY_TYPE}_public": host_key.public_openssh.strip(),
+        },
         "users": [
             {
                 "name": spec.ssh.user,

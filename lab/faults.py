@@ -1,347 +1,35 @@
 """Fault scenarios against a live lab, each judged by what a client saw.
 
-Every scenario starts from a healthy lab, runs a ``Writer`` (VIP:5432) and a
-``Reader`` (VIP:5433) across the fault, undoes the fault, waits for the lab to
-be healthy again, and returns one result dict:
-
-    fault, old_primary, new_primary, unavailability_s, windows, acked, lost,
-    lost_by_node, split_brain, split_brain_acks, rejoin_s, reads, ...
-
-``lost`` counts acknowledged rows absent from at least one node once all are
-streaming again; ``rejoin_s`` is how long the old primary took to serve again
-(stream as a replica, or lead again when no failover happened), counted from
-the moment the fault was undone (or, with nothing to undo, from the fault).
+Each scenario runs inside ``lab.harness.scenario`` (a healthy lab, a writer
+and a reader across the fault, healthy again afterwards) and returns its
+``Run.result()`` dict; lab/harness.py says what the fields mean. Cluster
+facts come from lab.observe, etcd from lab.etcdctl, switchovers from
+lab.operator: this module holds only the faults.
 """
 
 from __future__ import annotations
 
-import json
-import subprocess
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
-from pgha import etcd, patroni
+from pgha import etcd
 
+from . import etcdctl
 from .cluster import Lab
-from .workload import Reader, Writer, ensure_ledger
-
-STEADY_ACKS = 50  # acknowledged writes before the fault: the writer is in steady state
-RESUME_TIMEOUT = 120.0
-REJOIN_TIMEOUT = 180.0
-READY_TIMEOUT = 180.0
-LEADING_GIVE_UP = 20.0  # s an old primary may lead again before rejoin_s is given up
-
-
-# ---- cluster facts -------------------------------------------------------------------
-
-
-def members(lab: Lab) -> dict[str, dict[str, Any]]:
-    """Patroni's members by name (empty while no REST API answers)."""
-    view = lab.cluster_view() or {}
-    return {m["name"]: m for m in view.get("members", [])}
-
-
-def leader(lab: Lab) -> str | None:
-    """The member Patroni reports as running leader."""
-    for name, member in members(lab).items():
-        if member.get("role") == "leader" and member.get("state") == "running":
-            return name
-    return None
-
-
-def sync_standby(lab: Lab) -> str | None:
-    for name, member in members(lab).items():
-        if member.get("role") == "sync_standby" and member.get("state") == "streaming":
-            return name
-    return None
-
-
-def node_ip(lab: Lab, name: str) -> str:
-    return str(lab.spec.node(name).ip)
-
-
-def own_state(lab: Lab, name: str) -> dict[str, Any]:
-    """The node's own view (its REST API's /patroni), live from its PostgreSQL; empty if silent.
-
-    The DCS keeps a dead member's last state until its key expires (ttl), so
-    asking the node itself is the only way to see that it really streams.
-    """
-    try:
-        state = lab.http_json(patroni.rest_api_url(lab.spec, lab.spec.node(name)) + "/patroni", timeout=1.0)
-    except (OSError, ValueError):
-        return {}
-    return state if isinstance(state, dict) else {}
-
-
-def is_streaming(lab: Lab, name: str) -> bool:
-    """Whether the node is a replica whose WAL receiver streams (in its own words)."""
-    state = own_state(lab, name)
-    return state.get("role") == "replica" and state.get("replication_state") == "streaming"
-
-
-def wait_serving(
-    lab: Lab, name: str, since: float, timeout: float = REJOIN_TIMEOUT, as_replica: bool = False
-) -> float | None:
-    """Seconds from ``since`` until ``name`` streams as a replica, or leads (holding the
-    leader key and running as primary) unless ``as_replica``; None on timeout."""
-    deadline = time.monotonic() + timeout
-    leading_since: float | None = None
-    while time.monotonic() < deadline:
-        if is_streaming(lab, name):
-            return time.monotonic() - since
-        leads = leader(lab) == name and own_state(lab, name).get("role") == "primary"
-        if leads and not as_replica:
-            return time.monotonic() - since
-        # Leading again where it should follow: it will not stream, so stop waiting.
-        leading_since = (leading_since or time.monotonic()) if leads else None
-        if leading_since is not None and time.monotonic() - leading_since > LEADING_GIVE_UP:
-            return None
-        time.sleep(0.5)
-    return None
-
-
-def wait_leader(lab: Lab, not_: str | None = None, timeout: float = RESUME_TIMEOUT) -> str | None:
-    """The running leader, once it is not ``not_``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        current = leader(lab)
-        if current is not None and current != not_:
-            return current
-        time.sleep(0.5)
-    return None
-
-
-# Lines that say nothing about a fault: the steady loop and pg_controldata dumps.
-_QUIET = (" INFO: no action. ", "]:   ")
-
-
-def patroni_logs(lab: Lab, since: float | None = None, lines: int = 150) -> dict[str, str]:
-    """Patroni's and etcd's journal on every running node: the evidence for a finding.
-
-    With ``since`` (a wall-clock epoch) everything from then on, minus the
-    steady-state noise, capped at the last ``lines`` lines per node.
-    """
-    window = ["--since", f"@{int(since)}"] if since is not None else ["-n", str(lines)]
-    logs = {}
-    for node in lab.spec.postgres_nodes:
-        try:
-            result = lab.exec(
-                node.name,
-                ["journalctl", "-u", "patroni", "-u", "etcd", "--no-pager", "-o", "short-precise", *window],
-                capture_output=True,
-                text=True,
-                timeout=30,
-            )
-            kept = [line for line in result.stdout.splitlines() if not any(q in line for q in _QUIET)]
-            logs[node.name] = "\n".join(kept[-lines:])
-        except (RuntimeError, subprocess.SubprocessError) as exc:
-            logs[node.name] = f"(unavailable: {exc})"
-    return logs
-
-
-def _etcdctl(
-    lab: Lab, via: str, args: list[str], endpoints: list[str] | None = None, retry_for: float = 0.0
-) -> Any:
-    """etcdctl with JSON output, run inside the etcd member ``via`` with that member's TLS identity.
-
-    ``retry_for`` seconds of retries suit read-only queries: right after a fault
-    or a heal, etcd may be electing a leader and answers "leader changed".
-    """
-    urls = endpoints or [etcd.client_url(lab.spec, m) for m in etcd.members(lab.spec)]
-    flags = etcd.etcdctl_flags(lab.spec, lab.spec.node(via))
-    identity = [f for f in flags if not f.startswith("--endpoints=")]
-    command = ["etcdctl", *identity, f"--endpoints={','.join(urls)}", "--command-timeout=5s"]
-    command += [*args, "-w", "json"]
-    deadline = time.monotonic() + retry_for
-    while True:
-        result = lab.exec(
-            via,
-            command,
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-        if result.returncode == 0:
-            return json.loads(result.stdout) if result.stdout.strip().startswith(("[", "{")) else None
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"etcdctl {' '.join(args)}: {result.stderr.strip()}")
-        time.sleep(1.0)
-
-
-def etcd_leader(lab: Lab, via: str | None = None) -> str | None:
-    """The etcd member that leads raft, by name."""
-    via = via or etcd.members(lab.spec)[0].name
-    listed = _etcdctl(lab, via, ["member", "list"], retry_for=30.0)
-    names = {m["ID"]: m["name"] for m in listed["members"]}
-    # Mid-election a member reports no leader (the JSON then has no "leader"):
-    # give raft the few seconds it needs, as a client would.
-    deadline = time.monotonic() + 30.0
-    while True:
-        for status in _etcdctl(lab, via, ["endpoint", "status"], retry_for=30.0):
-            leader_id = status["Status"].get("leader")
-            if leader_id in names:
-                return names[leader_id]
-        if time.monotonic() > deadline:
-            return None
-        time.sleep(1.0)
-
-
-def move_etcd_leader(lab: Lab, to: str) -> bool:
-    """Make ``to`` the etcd raft leader (False if it is no etcd member).
-
-    A primary that also leads etcd is the worst case for a freeze: etcd's
-    lessor on the frozen leader wakes up believing every lease expired.
-    """
-    if to not in {m.name for m in etcd.members(lab.spec)}:
-        return False
-    listed = _etcdctl(lab, to, ["member", "list"], retry_for=30.0)
-    ids = {m["name"]: m["ID"] for m in listed["members"]}
-    current = etcd_leader(lab, via=to)
-    if current == to:
-        return True
-    if current is None:
-        raise RuntimeError("etcd has no leader")
-    leader_url = etcd.client_url(lab.spec, lab.spec.node(current))
-    _etcdctl(lab, to, ["move-leader", f"{ids[to]:x}"], endpoints=[leader_url])
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        if etcd_leader(lab, via=to) == to:
-            return True
-        time.sleep(0.2)
-    raise RuntimeError(f"etcd leadership did not move to {to}")
-
-
-# ---- operator commands ---------------------------------------------------------------
-
-
-def switchover(lab: Lab, to: str | None = None, timeout: float = 60.0) -> str:
-    """Planned switchover with patronictl, run inside a node as an operator would.
-
-    Without ``to`` the synchronous standby is chosen: in synchronous mode it is
-    the only candidate Patroni accepts without risking acknowledged writes.
-    Returns the new leader once it runs.
-    """
-    old = leader(lab)
-    if old is None:
-        raise RuntimeError("no running leader to switch over from")
-    candidate = to or sync_standby(lab)
-    if candidate is None and not lab.spec.patroni.synchronous_mode:
-        # Asynchronous replication: any streaming replica is a candidate.
-        candidate = next((n.name for n in lab.spec.postgres_nodes if is_streaming(lab, n.name)), None)
-    if candidate is None:
-        raise RuntimeError("no synchronous standby to switch over to; name one with --to")
-    if candidate == old:
-        return old
-    result = lab.exec(
-        candidate,
-        ["patronictl", "-c", patroni.CONFIG_PATH, "switchover", "--force", "--candidate", candidate],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    if result.returncode != 0:
-        raise RuntimeError(f"patronictl switchover failed: {result.stdout}{result.stderr}")
-    new = wait_leader(lab, not_=old, timeout=timeout)
-    if new != candidate:
-        raise RuntimeError(f"switchover to {candidate} ended with leader {new}: {result.stdout}")
-    return new
-
-
-def postmaster_pid(lab: Lab, node: str) -> int:
-    """The postmaster's PID inside the machine (postmaster.pid's first line)."""
-    path = f"{lab.spec.postgres.data_dir}/postmaster.pid"
-    result = lab.exec(node, ["cat", path], capture_output=True, text=True, check=True)
-    return int(result.stdout.splitlines()[0])
-
-
-# ---- the harness -----------------------------------------------------------------------
-
-
-class Run:
-    """One scenario's client workload and measurements."""
-
-    def __init__(self, lab: Lab, fault: str) -> None:
-        self.lab = lab
-        self.fault = fault
-        self.writer = Writer(lab)
-        self.reader = Reader(lab)
-        self.old_primary: str | None = None
-        self.fault_at = 0.0
-        self.fault_wall: float | None = None
-        self.rejoin_s: float | None = None
-        self.extra: dict[str, Any] = {}
-
-    def inject(self, action: Callable[[], None]) -> float:
-        """Run the fault at a known client time."""
-        self.fault_at = time.monotonic()
-        self.fault_wall = time.time()
-        action()
-        return self.fault_at
-
-    def result(self) -> dict[str, Any]:
-        """Judge the run once the lab is healthy again and the clients have stopped."""
-        writer = self.writer
-        acks, failures = writer.snapshot()
-        lost_by_node = {node.name: writer.missing_on(str(node.ip)) for node in self.lab.spec.postgres_nodes}
-        lost = sorted(set().union(*lost_by_node.values())) if lost_by_node else []
-        evidence = writer.split_brain()
-        windows = writer.windows(since=self.fault_at)
-        new_primary = leader(self.lab)
-        result: dict[str, Any] = {
-            "fault": self.fault,
-            "old_primary": self.old_primary,
-            "new_primary": new_primary,
-            "unavailability_s": round(writer.unavailability(since=self.fault_at), 2),
-            "windows": [
-                {
-                    "start_s": round(w.start - self.fault_at, 2),
-                    "seconds": None if w.seconds is None else round(w.seconds, 2),
-                    "failed_attempts": w.failures,
-                }
-                for w in windows
-            ],
-            "acked": len(acks),
-            "failed_attempts": len(failures),
-            "lost": len(lost),
-            "lost_by_node": {k: len(v) for k, v in lost_by_node.items()},
-            "lost_sample": lost[:10],
-            "split_brain": bool(evidence),
-            "split_brain_acks": len(evidence),
-            "servers_in_order": writer.servers(),
-            "rejoin_s": None if self.rejoin_s is None else round(self.rejoin_s, 1),
-            "reads": self.reader.summary(),
-            **self.extra,
-        }
-        if lost or evidence:
-            since = None if self.fault_wall is None else self.fault_wall - 5
-            result["patroni_logs"] = patroni_logs(self.lab, since=since)
-        return result
-
-
-@contextmanager
-def scenario(lab: Lab, fault: str) -> Iterator[Run]:
-    """A healthy lab, clients running in steady state; clients stopped and joined afterwards."""
-    lab.wait_ready(timeout=READY_TIMEOUT)
-    ensure_ledger(lab)
-    run = Run(lab, fault)
-    run.old_primary = leader(lab)
-    run.writer.start()
-    run.reader.start()
-    try:
-        if not run.writer.wait_acks(STEADY_ACKS):
-            raise RuntimeError(f"writer not acknowledged before the fault: {run.writer.snapshot()[1][-3:]}")
-        yield run
-        lab.wait_ready(timeout=READY_TIMEOUT)
-        run.writer.wait_acks(STEADY_ACKS)  # acknowledged writes after recovery, too
-    finally:
-        for looper in (run.writer, run.reader):
-            looper.stop()
-    if run.writer.crash is not None:
-        raise RuntimeError(f"writer crashed: {run.writer.crash!r}")
-
+from .harness import READY_TIMEOUT, RESUME_TIMEOUT, Run, scenario
+from .observe import (
+    leader,
+    node_ip,
+    own_state,
+    single_vip_holder,
+    sync_standby,
+    wait_serving,
+    wait_vip_moves,
+)
+from .operator import postmaster_pid, switchover
+from .workload import Writer
 
 # ---- the scenarios ------------------------------------------------------------------------
 
@@ -408,22 +96,22 @@ def primary_freeze(lab: Lab, hold: float | None = None, etcd_leader_too: bool = 
 def vip_holder_loses_haproxy(lab: Lab) -> dict[str, Any]:
     """(5a) HAProxy dies on the VIP holder (stopped: systemd would restart a killed one)."""
     with scenario(lab, "vip_holder_loses_haproxy") as run:
-        holder = _single_holder(lab)
+        holder = single_vip_holder(lab)
         run.extra["old_vip_holder"] = holder
         try:
             since = run.inject(lambda: lab.exec(holder, ["systemctl", "stop", "haproxy"], check=True))
-            run.extra["vip_moved_s"] = _wait_vip_moves(lab, holder, since)
+            run.extra["vip_moved_s"] = wait_vip_moves(lab, holder, since)
             run.writer.wait_resumed(since, RESUME_TIMEOUT)
         finally:
             lab.exec(holder, ["systemctl", "start", "haproxy"], check=False)
-        run.extra["new_vip_holder"] = _single_holder(lab)
+        run.extra["new_vip_holder"] = single_vip_holder(lab)
     return run.result()
 
 
 def vip_holder_dies(lab: Lab) -> dict[str, Any]:
     """(5b) The VIP holder's machine dies; the primary is elsewhere, so only the VIP moves."""
     lab.wait_ready(timeout=READY_TIMEOUT)
-    holder = _single_holder(lab)
+    holder = single_vip_holder(lab)
     if leader(lab) == holder:  # isolate the VIP from a failover: move the primary away first
         others = [n.name for n in lab.spec.postgres_nodes if n.name != holder]
         sync = sync_standby(lab)
@@ -434,14 +122,14 @@ def vip_holder_dies(lab: Lab) -> dict[str, Any]:
         run.extra["old_vip_holder"] = holder
         try:
             since = run.inject(machine.kill)
-            run.extra["vip_moved_s"] = _wait_vip_moves(lab, holder, since)
+            run.extra["vip_moved_s"] = wait_vip_moves(lab, holder, since)
             run.writer.wait_resumed(since, RESUME_TIMEOUT)
         finally:
             restarted = time.monotonic()
             machine.start()
         run.rejoin_s = wait_serving(lab, holder, restarted, as_replica=True)
         run.extra["rejoin_of"] = holder  # here rejoin_s is the dead VIP holder's, not a primary's
-        run.extra["new_vip_holder"] = _single_holder(lab)
+        run.extra["new_vip_holder"] = single_vip_holder(lab)
     return run.result()
 
 
@@ -561,8 +249,8 @@ def _require(name: str | None) -> str:
 def _etcd_leader_on(lab: Lab, node: str, wanted: bool) -> str | None:
     """Move etcd leadership to ``node`` if ``wanted``; the etcd leader either way."""
     if wanted:
-        move_etcd_leader(lab, node)
-    return etcd_leader(lab)
+        etcdctl.move_leader(lab, node)
+    return etcdctl.leader(lab)
 
 
 def _hold_out(
@@ -581,7 +269,7 @@ def _hold_out(
     run.extra["etcd_leader_at_fault"] = _etcd_leader_on(lab, old, etcd_leader_too)
     try:
         since = run.inject(cut)
-        run.writer.wait_resumed(since, hold)
+        run.writer.wait_resumed(since, hold, scale=False)  # the fault lasts ``hold``, however slow
         _sleep_until(since + hold)
     finally:
         restored = time.monotonic()
@@ -592,28 +280,6 @@ def _hold_out(
 
 def _sleep_until(deadline: float) -> None:
     time.sleep(max(0.0, deadline - time.monotonic()))
-
-
-def _single_holder(lab: Lab, timeout: float = 30.0) -> str:
-    deadline = time.monotonic() + timeout
-    while True:
-        holders = lab.vip_holders()
-        if len(holders) == 1:
-            return holders[0]
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"VIP holders: {holders}")
-        time.sleep(0.5)
-
-
-def _wait_vip_moves(lab: Lab, old: str, since: float, timeout: float = 60.0) -> float | None:
-    """Seconds from ``since`` until exactly one other machine holds the VIP."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        holders = lab.vip_holders()
-        if len(holders) == 1 and holders[0] != old:
-            return round(time.monotonic() - since, 2)
-        time.sleep(0.2)
-    return None
 
 
 def _first_ack_elsewhere(writer: Writer, old_ip: str) -> float | None:

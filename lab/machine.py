@@ -13,7 +13,6 @@ freezer, bridge port) so tests see what a VM's peers would see.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import shutil
@@ -21,13 +20,14 @@ import signal
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from lab.netns import LabNetwork
 
+from . import plumbing
 from .mounts import mounts_under
+from .wait import wait_until
 
 SEED_DIR = "var/lib/cloud/seed/nocloud"
 SEED_FILES = ("user-data", "meta-data", "network-config", "vendor-data")
@@ -78,7 +78,7 @@ class Machine:
     @property
     def host_ifname(self) -> str:
         """Bridge-side end of the machine's veth (the "tap" on the bridge)."""
-        return _ifname("pv-", self.spec.name)
+        return plumbing.ifname("pv-", self.spec.name)
 
     @property
     def guest_tmp_ifname(self) -> str:
@@ -86,7 +86,7 @@ class Machine:
 
         It briefly lives in the host namespace, so it is unique per lab too.
         """
-        return _ifname("pc-", f"{self.network.name}/{self.spec.name}")
+        return plumbing.ifname("pc-", f"{self.network.name}/{self.spec.name}")
 
     # ---- lifecycle ---------------------------------------------------------
 
@@ -121,14 +121,14 @@ class Machine:
         init_pid = self._init_pid(state)
         nspawn_pid = self._nspawn_pid(state)
         if init_pid:
-            _signal(init_pid, signal.SIGKILL)
+            plumbing.send_signal(init_pid, signal.SIGKILL)
         elif nspawn_pid:
-            _signal(nspawn_pid, signal.SIGKILL)
+            plumbing.send_signal(nspawn_pid, signal.SIGKILL)
         if nspawn_pid and not self._wait_nspawn_exit(nspawn_pid, KILL_TIMEOUT):
-            _signal(nspawn_pid, signal.SIGKILL)
+            plumbing.send_signal(nspawn_pid, signal.SIGKILL)
             self._wait_nspawn_exit(nspawn_pid, KILL_TIMEOUT)
         if init_pid:
-            _wait(lambda: self._init_pid(state) is None, KILL_TIMEOUT)
+            wait_until(lambda: self._init_pid(state) is None, KILL_TIMEOUT, interval=0.05)
         self._wait_nic_gone()
         self._mark_stopped(state)
 
@@ -141,7 +141,7 @@ class Machine:
                 self.kill()
             return
         self.thaw()
-        _signal(nspawn_pid, signal.SIGTERM)  # nspawn asks systemd to power off
+        plumbing.send_signal(nspawn_pid, signal.SIGTERM)  # nspawn asks systemd to power off
         if not self._wait_nspawn_exit(nspawn_pid, STOP_TIMEOUT):
             self.kill()
             return
@@ -162,9 +162,9 @@ class Machine:
             else:
                 self.kill()
         self._drop_nic()
-        _umount_all_under(self.dir)
+        plumbing.umount_all_under(self.dir)
         for cg in state.get("cgroups", []) or []:  # type: ignore[union-attr]
-            _rmdir_cgroup_tree(Path(cg))
+            plumbing.rmdir_cgroup_tree(Path(cg))
             for parent in (Path(cg).parent, Path(cg).parent.parent):  # <lab>/, pgha-lab/
                 with contextlib.suppress(OSError):
                     parent.rmdir()  # only succeeds once the last machine is gone
@@ -293,10 +293,10 @@ class Machine:
 
     def _wait_nic_gone(self) -> None:
         """Wait for the kernel to drop the veth with the machine's namespace, then make sure."""
-        _wait(
+        wait_until(
             lambda: not self.network.exists() or not self.network.link_exists(self.host_ifname),
             5.0,
-            step=0.05,
+            interval=0.05,
         )
         self._drop_nic()
 
@@ -387,17 +387,18 @@ class Machine:
 
     def _wait_for_init(self, nspawn_pid: int) -> int:
         """Find the machine's PID 1: the child of nspawn that is PID 1 of its namespace."""
-        deadline = time.monotonic() + BOOT_TIMEOUT
-        while time.monotonic() < deadline:
+
+        def init_pid() -> int | None:
             if self._proc is not None and self._proc.poll() is not None:
                 raise MachineError(
                     f"{self.spec.name}: nspawn exited with {self._proc.returncode}:\n{self._console_tail()}"
                 )
-            for pid in _children(nspawn_pid):
-                if _is_ns_init(pid):
-                    return pid
-            time.sleep(0.02)
-        raise MachineError(f"{self.spec.name}: no PID 1 after {BOOT_TIMEOUT}s:\n{self._console_tail()}")
+            return next((p for p in plumbing.children(nspawn_pid) if plumbing.is_ns_init(p)), None)
+
+        pid = wait_until(init_pid, BOOT_TIMEOUT, interval=0.02)
+        if pid is None:
+            raise MachineError(f"{self.spec.name}: no PID 1 after {BOOT_TIMEOUT}s:\n{self._console_tail()}")
+        return pid
 
     def _console_tail(self, lines: int = 30) -> str:
         """Last lines of the console, for error messages."""
@@ -415,7 +416,7 @@ class Machine:
             return None
         if self._proc is not None and self._proc.pid == pid and self._proc.poll() is not None:
             return None  # exited (and now reaped)
-        cmd = _cmdline(pid)
+        cmd = plumbing.cmdline(pid)
         if (
             b"systemd-nspawn" in cmd
             and f"--machine={self.spec.name}".encode() in cmd
@@ -431,13 +432,13 @@ class Machine:
         live on, reparented, and a reused PID must never be signalled.
         """
         pid = state.get("init_pid")
-        if not isinstance(pid, int) or not _is_ns_init(pid):
+        if not isinstance(pid, int) or not plumbing.is_ns_init(pid):
             return None
         freezer = self._freezer_dir(state)
         if freezer is None:
-            return pid if _ppid(pid) == state.get("nspawn_pid") else None
-        rel = "/" + str(freezer.relative_to(_hierarchy_mount("freezer") or Path("/"))).strip("/")
-        path = _proc_cgroup(pid).get("freezer")
+            return pid if plumbing.ppid(pid) == state.get("nspawn_pid") else None
+        rel = "/" + str(freezer.relative_to(plumbing.hierarchy_mount("freezer") or Path("/"))).strip("/")
+        path = plumbing.proc_cgroup(pid).get("freezer")
         if path is not None and (path == rel or path.startswith(rel + "/")):
             return pid
         return None
@@ -450,7 +451,7 @@ class Machine:
                 return True
             except subprocess.TimeoutExpired:
                 return False
-        return _wait(lambda: not _cmdline(pid), timeout)
+        return wait_until(lambda: not plumbing.cmdline(pid), timeout, interval=0.05)
 
     # ---- cgroups -----------------------------------------------------------
 
@@ -461,12 +462,12 @@ class Machine:
         under; a cgroup per machine gives it its own freezer and accounting.
         """
         made = []
-        mine = _proc_cgroup(os.getpid())
-        for key, mount in _cgroup_hierarchies().items():
+        mine = plumbing.proc_cgroup(os.getpid())
+        for key, mount in plumbing.cgroup_hierarchies().items():
             base = mount / mine.get(key.split(",")[0], "/").lstrip("/")
             target = base / CGROUP_PREFIX / self.network.name / self.spec.name
             try:
-                _rmdir_cgroup_tree(target, keep_top=True)  # leftovers of nspawn's subgroups
+                plumbing.rmdir_cgroup_tree(target, keep_top=True)  # leftovers of nspawn's subgroups
                 for d in (base / CGROUP_PREFIX, base / CGROUP_PREFIX / self.network.name, target):
                     d.mkdir(exist_ok=True)
                     if key == "cpuset":
@@ -483,7 +484,7 @@ class Machine:
     def _freezer_dir(self, state: dict[str, object] | None = None) -> Path | None:
         """The machine's cgroup in the v1 freezer hierarchy, from state.json."""
         state = state if state is not None else self._load_state()
-        mount = _hierarchy_mount("freezer")
+        mount = plumbing.hierarchy_mount("freezer")
         for cg in state.get("cgroups", []) or []:  # type: ignore[union-attr]
             if mount is not None and Path(cg).is_relative_to(mount):
                 return Path(cg)
@@ -497,150 +498,5 @@ class Machine:
                 return
             raise MachineError(f"{self.spec.name} has no freezer cgroup (not booted?)")
         (f / "freezer.state").write_text(want)
-        if not _wait(lambda: (f / "freezer.state").read_text().strip() == want, 10.0):
+        if not wait_until(lambda: (f / "freezer.state").read_text().strip() == want, 10.0, interval=0.05):
             raise MachineError(f"{self.spec.name}: freezer stuck before {want}")
-
-
-# ---- helpers ---------------------------------------------------------------
-
-
-def _ifname(prefix: str, name: str) -> str:
-    """A link name of at most 15 bytes (IFNAMSIZ-1) that stays unique per machine name."""
-    if len(prefix + name) <= 15 and all(c.isalnum() or c in "-_." for c in name):
-        return prefix + name
-    return prefix + hashlib.sha1(name.encode()).hexdigest()[: 15 - len(prefix)]
-
-
-def _signal(pid: int, sig: int) -> None:
-    """Send a signal, ignoring a process that is already gone."""
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, sig)
-
-
-def _wait(cond: Callable[[], bool], timeout: float, step: float = 0.05) -> bool:
-    """Poll cond() until true or timeout; True if it became true."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if cond():
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(step)
-
-
-def _cmdline(pid: int) -> bytes:
-    """A process's command line with NULs as spaces; empty if gone or a zombie."""
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
-    except OSError:
-        return b""
-
-
-def _status(pid: int) -> dict[str, str]:
-    """Fields of /proc/<pid>/status; empty if the process is gone."""
-    try:
-        text = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return {}
-    return {k: v.strip() for k, _, v in (line.partition(":") for line in text.splitlines())}
-
-
-def _ppid(pid: int) -> int | None:
-    """Parent PID, or None if the process is gone."""
-    value = _status(pid).get("PPid")
-    return int(value) if value else None
-
-
-def _is_ns_init(pid: int) -> bool:
-    """Whether pid is alive (not a zombie) and PID 1 of a nested PID namespace."""
-    st = _status(pid)
-    nspid = st.get("NSpid", "").split()
-    return len(nspid) >= 2 and nspid[-1] == "1" and not st.get("State", "").startswith("Z")
-
-
-def _children(pid: int) -> Iterator[int]:
-    """PIDs whose parent is pid (scanning /proc; works without CONFIG_PROC_CHILDREN)."""
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry.name}/stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[-1].split()
-        if len(fields) > 1 and fields[1] == str(pid):
-            yield int(entry.name)
-
-
-def _proc_cgroup(pid: int) -> dict[str, str]:
-    """A process's cgroup path per hierarchy key ("freezer", "name=systemd", "" for v2)."""
-    out: dict[str, str] = {}
-    try:
-        text = Path(f"/proc/{pid}/cgroup").read_text()
-    except OSError:
-        return out
-    for line in text.splitlines():
-        _, controllers, path = line.split(":", 2)
-        for key in controllers.split(",") if controllers else [""]:
-            out[key] = path
-    return out
-
-
-def _cgroup_hierarchies() -> dict[str, Path]:
-    """Mounted cgroup hierarchies that we are in, keyed as in /proc/self/cgroup.
-
-    Keys are "name=systemd", "freezer", "cpu,cpuacct" (if co-mounted) or ""
-    for the unified (v2) hierarchy; each hierarchy appears once.
-    """
-    mounts: list[tuple[str, set[str], Path]] = []
-    with open("/proc/self/mountinfo") as fh:
-        for line in fh:
-            left, _, right = line.partition(" - ")
-            fields = right.split()
-            if len(fields) >= 3 and fields[0] in ("cgroup", "cgroup2"):
-                mounts.append((fields[0], set(fields[2].split(",")), Path(left.split()[4])))
-    found: dict[str, Path] = {}
-    for key in _proc_cgroup_keys(os.getpid()):
-        for fstype, opts, point in mounts:
-            if key == "" and fstype == "cgroup2":
-                found[key] = point
-                break
-            if key and fstype == "cgroup" and set(key.split(",")) <= opts:
-                found[key] = point
-                break
-    return found
-
-
-def _proc_cgroup_keys(pid: int) -> list[str]:
-    """Hierarchy keys of /proc/<pid>/cgroup, unsplit ("cpu,cpuacct" stays one)."""
-    try:
-        text = Path(f"/proc/{pid}/cgroup").read_text()
-    except OSError:
-        return []
-    return [line.split(":", 2)[1] for line in text.splitlines() if line.count(":") >= 2]
-
-
-def _hierarchy_mount(controller: str) -> Path | None:
-    """Mount point of the v1 hierarchy that holds one controller, e.g. freezer."""
-    for key, point in _cgroup_hierarchies().items():
-        if controller in key.split(","):
-            return point
-    return None
-
-
-def _rmdir_cgroup_tree(top: Path, keep_top: bool = False) -> None:
-    """Remove a cgroup and its empty descendants, deepest first; busy ones stay."""
-    if not top.is_dir():
-        return
-    for dirpath, _dirnames, _files in os.walk(top, topdown=False):
-        if keep_top and Path(dirpath) == top:
-            continue
-        with contextlib.suppress(OSError):
-            os.rmdir(dirpath)
-
-
-def _umount_all_under(path: Path) -> None:
-    """Unmount the overlay (and anything else) below a machine dir before deleting it."""
-    for point in mounts_under(path):
-        if subprocess.run(["umount", point], check=False, capture_output=True).returncode:
-            subprocess.run(["umount", "-l", point], check=False)

@@ -19,15 +19,19 @@ import asyncssh
 from pgha import Step
 
 from .inside import connect
+from .wait import scaled
 
 
 @dataclass(frozen=True)
 class Target:
-    """How to reach one machine: its private IP inside the lab namespace."""
+    """How to reach one machine: its private IP inside the lab namespace, and
+    the SSH host key the lab gave it (OpenSSH public format), which every
+    connection pins, as Pulumi's remote.Command does with ``hostKey``."""
 
     host: str
     port: int
     user: str
+    host_key: str
 
 
 @dataclass
@@ -70,21 +74,31 @@ class SshRunner:
         loop = asyncio.get_running_loop()
         sock = await loop.run_in_executor(None, connect, self.netns, target.host, target.port, timeout)
         sock.setblocking(False)
+        pinned = asyncssh.import_public_key(target.host_key)
+        # Only the pinned key is trusted, and only its algorithm is offered: a
+        # machine presenting any other key is refused before authentication,
+        # so it never receives a command or a stdin bundle.
         return await asyncssh.connect(
             sock=sock,
             username=target.user,
             client_keys=[self.key],
-            known_hosts=None,
+            known_hosts=([pinned], [], []),
+            server_host_key_algs=[pinned.get_algorithm()],
             connect_timeout=timeout,
         )
 
     async def wait_for_ssh(self, target: Target, timeout: float = 120.0) -> None:
+        # asyncio cannot poll through the blocking lab.wait.wait_until; same scaled limit.
+        timeout = scaled(timeout)
         deadline = time.monotonic() + timeout
         while True:
             try:
                 conn = await self._connect(target, 3.0)
                 conn.close()
                 return
+            except asyncssh.HostKeyNotVerifiable as error:
+                # Not a machine still booting: whoever answers is not the machine we made.
+                raise StepError(f"{target.host}:{target.port} presented another host key: {error}") from None
             except (OSError, asyncssh.Error, TimeoutError):
                 if time.monotonic() > deadline:
                     raise StepError(f"no SSH on {target.host}:{target.port} after {timeout:.0f} s") from None

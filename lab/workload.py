@@ -22,6 +22,7 @@ import psycopg
 
 from .client import connect
 from .cluster import Lab
+from .wait import wait_until
 
 LEDGER_DDL = """
 create table if not exists ha_ledger (
@@ -96,16 +97,19 @@ class Read:
 
 def ensure_ledger(lab: Lab) -> None:
     """Create the ledger table through the VIP (the primary), retrying briefly."""
-    deadline = time.monotonic() + 30
-    while True:
+    errors: list[psycopg.Error] = []
+
+    def created() -> bool:
         try:
             with connect(lab, lab.spec.haproxy.primary_port, timeout=CONNECT_TIMEOUT) as conn:
                 conn.execute(LEDGER_DDL)
-            return
-        except psycopg.Error:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
+        except psycopg.Error as exc:
+            errors[:] = [exc]
+            return False
+        return True
+
+    if not wait_until(created, 30.0):
+        raise errors[0]
 
 
 class _Looper(threading.Thread):
@@ -216,26 +220,29 @@ class Writer(_Looper):
         """Until ``count`` more acknowledgements arrived: the writer is in steady state."""
         with self.lock:
             target = len(self.acks) + count
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and self.is_alive():
-            with self.lock:
-                if len(self.acks) >= target:
-                    return True
-            time.sleep(0.05)
-        return False
 
-    def wait_resumed(self, since: float, timeout: float) -> float | None:
-        """Time of the first ack after a failure that ended at or after ``since``; None on timeout."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and self.is_alive():
+        def reached() -> bool:
+            with self.lock:
+                return len(self.acks) >= target
+
+        wait_until(lambda: reached() or not self.is_alive(), timeout, interval=0.05)
+        return reached()
+
+    def wait_resumed(self, since: float, timeout: float, scale: bool = True) -> float | None:
+        """Time of the first ack after a failure that ended at or after ``since``; None on timeout.
+
+        ``scale=False`` when the timeout is the fault's own duration (lab.wait.wait_until).
+        """
+
+        def resumed() -> float | None:
             acks, failures = self.snapshot()
             first_fail = next((f for f in failures if f.ended >= since), None)
-            if first_fail is not None:
-                resumed = next((a.at for a in acks if a.at > first_fail.ended), None)
-                if resumed is not None:
-                    return resumed
-            time.sleep(0.1)
-        return None
+            if first_fail is None:
+                return None
+            return next((a.at for a in acks if a.at > first_fail.ended), None)
+
+        wait_until(lambda: resumed() is not None or not self.is_alive(), timeout, interval=0.1, scale=scale)
+        return resumed()
 
     def windows(self, since: float | None = None) -> list[Window]:
         """Unavailability windows: first failed attempt to the first acknowledgement after it.
@@ -306,10 +313,11 @@ class Writer(_Looper):
         if not acked:
             return []
         low, high = min(acked), max(acked)
-        deadline = time.monotonic() + timeout
         missing: set[int] = acked
         last_error: Exception | None = None
-        while True:
+
+        def all_there() -> bool:
+            nonlocal missing, last_error
             try:
                 with connect(
                     self.lab, self.lab.spec.postgres.port, host=host, timeout=CONNECT_TIMEOUT
@@ -321,9 +329,9 @@ class Writer(_Looper):
                 last_error = None
             except psycopg.Error as exc:
                 last_error = exc
-            if (not missing and last_error is None) or time.monotonic() > deadline:
-                break
-            time.sleep(1)
+            return not missing and last_error is None
+
+        wait_until(all_there, timeout, interval=1.0)
         if last_error is not None:
             raise RuntimeError(f"cannot read ha_ledger on {host}: {last_error}") from last_error
         return sorted(missing)

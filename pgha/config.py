@@ -15,7 +15,9 @@ from collections import Counter
 from ipaddress import IPv4Address, IPv4Network, ip_address
 from typing import Any, Literal, get_args, get_origin
 
+from .etcd import members as etcd_members
 from .patroni import MANAGED_PARAMETERS
+from .secrets import SUPPLIED
 from .spec import (
     IMAGE_POSTGRES_VERSIONS,
     BackupSpec,
@@ -57,13 +59,38 @@ KNOWN_KEYS = (
     "maintenance",
     "restore",
 )
-_HOSTNAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-_PROXMOX_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")
-_PG_PARAMETER = re.compile(r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?$")
+# Every pattern is applied with re.fullmatch (via _Reader.matches): ``$`` alone
+# would accept a trailing newline, which splits the lines it lands in.
+_HOSTNAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
+_PROXMOX_ID = re.compile(r"[A-Za-z][A-Za-z0-9_.-]*")
+_PG_PARAMETER = re.compile(r"[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?")
 _SSH_KEY = re.compile(
-    r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com"
-    r"|sk-ecdsa-sha2-nistp256@openssh\.com) [A-Za-z0-9+/]+={0,3}( .*)?$"
+    r"(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com"
+    r"|sk-ecdsa-sha2-nistp256@openssh\.com) [A-Za-z0-9+/]+={0,3}( [^\x00-\x1f\x7f]*)?"
 )
+# Control characters (C0, DEL, C1) and the Unicode line separators: a newline
+# in a value splits the config line, YAML document or shell word it lands in.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# An absolute path of plain characters: it reaches pgBackRest's config and a root step.
+_ABSOLUTE_PATH = re.compile(r"(/[A-Za-z0-9._-]+)+/?")
+# S3: bucket names per AWS's rules, endpoints as host[:port], regions as AWS and most S3 clones name them.
+_S3_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_S3_ENDPOINT = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?(:[0-9]{1,5})?")
+_S3_REGION = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+# Accounts the packages or the system own: the deploy user gets passwordless
+# sudo, so it must never be one of them (``postgres`` with sudo is root).
+RESERVED_USERS = frozenset(
+    {
+        "root", "daemon", "bin", "sys", "sync", "games", "man", "lp", "mail", "news", "uucp",
+        "proxy", "www-data", "backup", "list", "irc", "gnats", "nobody", "sshd", "messagebus",
+        "postgres", "etcd", "haproxy", "keepalived", "keepalived-script", "pgbackrest",
+        "prometheus", "polkitd", "tss", "admin", "sudo", "debian", "ssl-cert",
+    }
+)  # fmt: skip
+# Upper bounds: etcd's write latency grows with its voters and its maintainers
+# advise at most 7; PostgreSQL VMs beyond 9 only add synchronous standbys to wait for.
+MAX_ETCD_MEMBERS = 7
+MAX_VMS = 9
 
 
 class ConfigError(ValueError):
@@ -86,7 +113,29 @@ class _Reader:
         self.problems: list[str] = []
 
     def problem(self, key: str, message: str) -> None:
+        # A key may come from the config too: its control characters are shown escaped.
+        key = _CONTROL.sub(lambda m: f"\\u{ord(m.group()):04x}", str(key))
         self.problems.append(f"{NAMESPACE}:{key}: {message}")
+
+    def matches(self, raw: Any, key: str, pattern: re.Pattern[str], what: str) -> bool:
+        """Whether ``raw`` is a string that matches ``pattern`` as a whole; a problem otherwise."""
+        if not isinstance(raw, str) or not pattern.fullmatch(raw):
+            self.problem(key, f"{raw!r} is not {what}")
+            return False
+        return True
+
+    def control_characters(self, raw: Any, key: str, secret: bool = False) -> None:
+        """Flag control characters in every string of ``raw`` (keys and values, nested)."""
+        if isinstance(raw, dict):
+            for name, value in raw.items():
+                self.control_characters(name, f"{key}.{name}" if isinstance(name, str) else key, secret)
+                self.control_characters(value, f"{key}.{name}", secret)
+        elif isinstance(raw, list):
+            for index, value in enumerate(raw):
+                self.control_characters(value, f"{key}[{index}]", secret)
+        elif isinstance(raw, str) and (found := _CONTROL.search(raw)):
+            shown = "(secret, not shown)" if secret else repr(raw)
+            self.problem(key, f"{shown} contains the control character U+{ord(found.group()):04X}")
 
     def mapping(self, raw: Any, key: str) -> dict[str, Any]:
         if raw is None:
@@ -228,8 +277,13 @@ def _read_sdn(reader: _Reader, raw: Any) -> SdnSpec | None:
                 f"network.sdn.{ident}",
                 f"{name!r} must be 1-8 lowercase letters or digits, starting with a letter",
             )
-    peers = data.get("peers") or []
-    if values.get("type") == "vxlan" and not peers:
+    peers_raw = data.get("peers") or []
+    if not isinstance(peers_raw, list):
+        # A string would otherwise be read character by character.
+        reader.problem("network.sdn.peers", f"expected a list of IPv4 addresses, got {peers_raw!r}")
+        peers_raw = []
+    peers = [a for i, p in enumerate(peers_raw) if (a := reader.ipv4(p, f"network.sdn.peers[{i}]"))]
+    if values.get("type") == "vxlan" and not peers_raw:
         reader.problem("network.sdn.peers", "a vxlan zone needs the Proxmox hosts' peer addresses")
     if values.get("type") == "vlan" and not values.get("bridge"):
         reader.problem("network.sdn.bridge", "a vlan zone needs the VLAN-aware bridge it rides on")
@@ -243,7 +297,7 @@ def _read_node(
 ) -> Node | None:
     """One VM (or, with ``external``, an existing machine: the witness) of the stack."""
     data = reader.mapping(raw, key)
-    known = {"name", "host", "ip", "external"} if external else {"name", "host", "ip", "vmId"}
+    known = {"name", "host", "ip", "external", "hostKey"} if external else {"name", "host", "ip", "vmId"}
     for unknown in sorted(set(data) - known):
         reader.problem(f"{key}.{unknown}", f"unknown key (known: {', '.join(sorted(known))})")
     name, host = data.get("name"), data.get("host")
@@ -252,12 +306,12 @@ def _read_node(
         host = name
     if not name:
         reader.problem(f"{key}.name", "is required")
-    elif not _HOSTNAME.match(str(name)):
-        reader.problem(f"{key}.name", f"{name!r} is not a valid hostname (a-z, 0-9, '-')")
+    elif not reader.matches(name, f"{key}.name", _HOSTNAME, "a valid hostname (a-z, 0-9, '-')"):
+        name = None
     if not host:
         reader.problem(f"{key}.host", "is required (the Proxmox node name)")
-    elif not _PROXMOX_ID.match(str(host)):
-        reader.problem(f"{key}.host", f"{host!r} is not a valid Proxmox node name")
+    elif not reader.matches(host, f"{key}.host", _PROXMOX_ID, "a valid Proxmox node name"):
+        host = None
     ip = reader.ipv4(data.get("ip"), f"{key}.ip")
     if ip is not None and (ip.is_loopback or ip.is_multicast or ip.is_unspecified):
         reader.problem(f"{key}.ip", f"{ip} cannot be a machine's address")
@@ -271,9 +325,25 @@ def _read_node(
     vm_id = reader.value(data["vmId"], f"{key}.vmId", int) if "vmId" in data else None
     if vm_id is not None and not 100 <= vm_id <= 999999999:
         reader.problem(f"{key}.vmId", f"{vm_id} is outside Proxmox's 100-999999999")
-    if not (name and host and ip):
+    host_key = data.get("hostKey") if external else None
+    if external and not (isinstance(host_key, str) and _SSH_KEY.match(host_key.strip())):
+        reader.problem(
+            f"{key}.hostKey",
+            "is required with external: true: the machine's SSH host public key "
+            f"(ssh-keyscan -t ed25519 <ip>, without the address), got {host_key!r}",
+        )
+        host_key = None
+    if not (name and host and ip) or (external and host_key is None):
         return None
-    return Node(name=str(name), host=str(host), ip=ip, role=role, vm_id=vm_id, external=external)  # type: ignore[arg-type]
+    return Node(
+        name=str(name),
+        host=str(host),
+        ip=ip,
+        role=role,  # type: ignore[arg-type]
+        vm_id=vm_id,
+        external=external,
+        host_key=host_key.strip() if host_key else None,
+    )  # type: ignore[arg-type]
 
 
 def _read_nodes(reader: _Reader, config: dict[str, Any], cidr: IPv4Network | None) -> list[Node]:
@@ -283,6 +353,8 @@ def _read_nodes(reader: _Reader, config: dict[str, Any], cidr: IPv4Network | Non
         raw_vms = []
     elif len(raw_vms) < 3:
         reader.problem("vms", f"needs at least 3 VMs for quorum and failover, got {len(raw_vms)}")
+    elif len(raw_vms) > MAX_VMS:
+        reader.problem("vms", f"{len(raw_vms)} VMs is more than the {MAX_VMS} pgha supports")
     nodes = [_read_node(reader, raw, f"vms[{i}]", cidr, "postgres") for i, raw in enumerate(raw_vms)]
     vms = [n for n in nodes if n is not None]
     if len(vms) == len(raw_vms) >= 2 and len({n.host for n in vms}) == 1:
@@ -338,10 +410,12 @@ def _read_ssh(reader: _Reader, raw: Any) -> SshSpec | None:
     elif not isinstance(keys, list):
         reader.problem("ssh.authorizedKeys", f"expected a list of SSH public keys, got {keys!r}")
         keys = []
+    bad_keys = False
     for i, key in enumerate(keys):
-        if not isinstance(key, str) or not _SSH_KEY.match(key.strip()):
+        if not isinstance(key, str) or not _SSH_KEY.fullmatch(key.strip()):
             shown = key[:40] + "..." if isinstance(key, str) and len(key) > 40 else key
             reader.problem(f"ssh.authorizedKeys[{i}]", f"{shown!r} is not an SSH public key")
+            bad_keys = True
     jump = None
     if data.get("jumpHost") is not None:
         jump_values = reader.section(data["jumpHost"], "ssh.jumpHost", JumpHost)
@@ -349,9 +423,15 @@ def _read_ssh(reader: _Reader, raw: Any) -> SshSpec | None:
             reader.problem("ssh.jumpHost", "needs host and user")
         else:
             jump = JumpHost(**jump_values)
-    if values.get("user") is not None and not _HOSTNAME.match(values["user"]):
-        reader.problem("ssh.user", f"{values['user']!r} is not a valid user name")
-    if not keys:
+    user = values.get("user")
+    valid_user = user is not None and reader.matches(user, "ssh.user", _HOSTNAME, "a valid user name")
+    if valid_user and (user in RESERVED_USERS or user.startswith(("systemd-", "_"))):
+        reader.problem(
+            "ssh.user",
+            f"{user!r} is a system or service account; the deploy user gets passwordless sudo, "
+            "so it needs a name of its own (e.g. pgha)",
+        )
+    if not keys or bad_keys:
         return None
     return SshSpec(authorized_keys=tuple(k.strip() for k in keys), jump_host=jump, **values)
 
@@ -420,11 +500,22 @@ def _read_backup(reader: _Reader, raw: Any, config: dict[str, Any]) -> BackupSpe
         reader.problem("backup.repositoryVm", "is required with repository host (an object: name, host, ip)")
     if kind != "host" and data.get("repositoryVm") is not None:
         reader.problem("backup.repositoryVm", f"only applies to repository host, not {kind}")
-    path = values.get("path", BackupSpec.path)
-    if not str(path).startswith("/") or any(c in str(path) for c in " \n'\"$`"):
-        reader.problem("backup.path", f"{path!r} must be an absolute path without spaces or quotes")
+    reader.matches(
+        values.get("path", BackupSpec.path),
+        "backup.path",
+        _ABSOLUTE_PATH,
+        "an absolute path of letters, digits, '.', '_', '-' and '/'",
+    )
+    s3_rules = {
+        "s3Bucket": (_S3_BUCKET, "an S3 bucket name (3-63 of a-z, 0-9, '.', '-')"),
+        "s3Endpoint": (_S3_ENDPOINT, "an S3 endpoint host name, optionally with :port"),
+        "s3Region": (_S3_REGION, "an S3 region (a-z, 0-9, '-')"),
+    }
+    for key, (pattern, what) in s3_rules.items():
+        if values.get(_snake(key)) is not None:
+            reader.matches(values[_snake(key)], f"backup.{key}", pattern, what)
     if kind == "s3":
-        for key in ("s3Bucket", "s3Endpoint", "s3Region"):
+        for key in s3_rules:
             if not values.get(_snake(key)):
                 reader.problem(f"backup.{key}", "is required with repository s3")
         for key in ("backupS3Key", "backupS3KeySecret"):
@@ -484,7 +575,7 @@ def _read_parameters(reader: _Reader, parameters: dict[str, Any]) -> dict[str, s
     become PostgreSQL's ``on``/``off``."""
     values: dict[str, str | int | float] = {}
     for name, value in parameters.items():
-        if not isinstance(name, str) or not _PG_PARAMETER.match(name):
+        if not isinstance(name, str) or not _PG_PARAMETER.fullmatch(name):
             reader.problem(f"postgres.parameters.{name}", "is not a PostgreSQL parameter name")
         elif isinstance(value, bool):
             values[name] = "on" if value else "off"
@@ -493,6 +584,24 @@ def _read_parameters(reader: _Reader, parameters: dict[str, Any]) -> dict[str, s
         else:
             values[name] = value
     return values
+
+
+def _read_allow_from(reader: _Reader, raw: Any) -> tuple[IPv4Network, ...]:
+    """patroni.restApiAllowFrom: IPv4 addresses or networks, as a list."""
+    data = raw if isinstance(raw, dict) else {}
+    value = data.get("restApiAllowFrom")
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        reader.problem("patroni.restApiAllowFrom", f"expected a list of IPv4 networks, got {value!r}")
+        return ()
+    networks = []
+    for index, item in enumerate(value):
+        try:
+            networks.append(IPv4Network(str(item), strict=True))
+        except ValueError as exc:
+            reader.problem(f"patroni.restApiAllowFrom[{index}]", f"{item!r} is not an IPv4 network ({exc})")
+    return tuple(networks)
 
 
 def _check_tls(reader: _Reader, tls: TlsSpec) -> None:
@@ -510,6 +619,10 @@ def load_spec(config: dict[str, Any], stack: str) -> ClusterSpec:
     """Validate the ``pgha:`` namespace (keys without prefix) and build the spec."""
     reader = _Reader()
     config = {k.removeprefix(f"{NAMESPACE}:"): v for k, v in config.items()}
+    # Before anything reads a value: no string anywhere, secrets included, may
+    # carry a control character into a config line or a script.
+    for key, value in config.items():
+        reader.control_characters(value, key, secret=key in SUPPLIED.values())
     for unknown in sorted(set(config) - set(KNOWN_KEYS)):
         reader.problem(unknown, f"unknown key (known: {', '.join(KNOWN_KEYS)})")
 
@@ -532,7 +645,11 @@ def load_spec(config: dict[str, Any], stack: str) -> ClusterSpec:
     postgres_values = reader.section(config.get("postgres"), "postgres", PostgresSpec)
     postgres_values["parameters"] = _read_parameters(reader, postgres_values.get("parameters") or {})
     postgres = PostgresSpec(**postgres_values)
-    patroni = PatroniSpec(**reader.section(config.get("patroni"), "patroni", PatroniSpec))
+    patroni_values = reader.section(
+        config.get("patroni"), "patroni", PatroniSpec, skip=("rest_api_allow_from",)
+    )
+    patroni_values["rest_api_allow_from"] = _read_allow_from(reader, config.get("patroni"))
+    patroni = PatroniSpec(**patroni_values)
     haproxy = HaproxySpec(**reader.section(config.get("haproxy"), "haproxy", HaproxySpec))
     etcd = EtcdSpec(**reader.section(config.get("etcd"), "etcd", EtcdSpec))
     vm = VmSpec(**reader.section(config.get("vm"), "vm", VmSpec))
@@ -556,7 +673,7 @@ def load_spec(config: dict[str, Any], stack: str) -> ClusterSpec:
             f"postgres.parameters.{name}",
             "is managed by pgha (TLS, scram-sha-256, listeners) and cannot be overridden",
         )
-    if not _HOSTNAME.match(postgres.scope):
+    if not isinstance(postgres.scope, str) or not _HOSTNAME.fullmatch(postgres.scope):
         reader.problem("postgres.scope", f"{postgres.scope!r} must be a lowercase name (a-z, 0-9, '-')")
     _check_patroni(reader, patroni, len([n for n in nodes if n.runs_postgres]) - 1)
     backup = _read_backup(reader, config.get("backup"), config)
@@ -580,7 +697,7 @@ def load_spec(config: dict[str, Any], stack: str) -> ClusterSpec:
 
     if reader.problems or network is None or vip is None or ssh is None:
         raise ConfigError(reader.problems or ["incomplete config"])
-    return ClusterSpec(
+    spec = ClusterSpec(
         stack=stack,
         vip=vip,
         network=network,
@@ -597,3 +714,13 @@ def load_spec(config: dict[str, Any], stack: str) -> ClusterSpec:
         maintenance=maintenance,
         restore=restore,
     )
+    # etcd.members() is the one place that decides who votes: ask it.
+    voters = len(etcd_members(spec))
+    if voters > MAX_ETCD_MEMBERS:
+        raise ConfigError(
+            [
+                f"{NAMESPACE}:vms: {voters} etcd members (every VM, on two Proxmox hosts) is more than "
+                f"{MAX_ETCD_MEMBERS}: use fewer VMs, or a witness on a third host (one member per host)"
+            ]
+        )
+    return spec

@@ -20,6 +20,11 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 CORE_DIR = Path(__file__).resolve().parent
 REPO_DIR = CORE_DIR.parent
 INSTALLER_PATH = "/usr/local/sbin/pgha-install-files"
+# The installer is a Python program on the VM like the others (pgha/vmprograms.py),
+# with one difference: cloud-init writes it, so its text is part of every VM's
+# user-data, and on Proxmox a changed user-data snippet replaces the VM. Its
+# path is decided here, not in its text, and its text changes only on purpose.
+INSTALLER_SOURCE = CORE_DIR / "install_files.py"
 
 
 @dataclass(frozen=True)
@@ -77,6 +82,17 @@ class Step:
         return hashlib.sha256((self.command + "\0" + self.stdin).encode()).hexdigest()
 
 
+def shquote(value: object) -> str:
+    """The one way a value reaches bash: a single word, quoted when it needs it.
+
+    Strings and integers only: anything else (None, a bool, a list) in a step
+    is a bug in the renderer, not something to print as Python would.
+    """
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise TypeError(f"shquote: {value!r} is neither a string nor an integer")
+    return shlex.quote(str(value))
+
+
 def template_env(directory: Path) -> Environment:
     """Jinja for text configs: strict, so a missing value is an error, not a blank."""
     env = Environment(
@@ -90,7 +106,7 @@ def template_env(directory: Path) -> Environment:
         comment_start_string="<#",
         comment_end_string="#>",
     )
-    env.filters["shquote"] = shlex.quote
+    env.filters["shquote"] = shquote
     return env
 
 

@@ -35,6 +35,13 @@ CA_USES = ("cert_signing", "crl_signing", "digital_signature")
 # Every node certificate serves (etcd, Patroni, PostgreSQL, HAProxy stats) and
 # is a client too (etcd peers, Patroni to etcd).
 NODE_USES = ("digital_signature", "server_auth", "client_auth")
+# The DNS name etcd requires in a client's and a peer's certificate
+# (ETCD_CLIENT_CERT_ALLOWED_HOSTNAME, ETCD_PEER_CERT_ALLOWED_HOSTNAME): only the
+# certificates of the nodes that use etcd carry it, so the repository's, a
+# restore machine's or any other certificate of the CA is refused. One shared
+# name, since etcd 3.5 checks a single value (3.6 takes a list). ``.internal``
+# is reserved for private use: no public certificate can carry it.
+ETCD_CLIENT_NAME = "etcd-client.pgha.internal"
 
 
 @dataclass(frozen=True)
@@ -60,7 +67,8 @@ def node_identity(spec: ClusterSpec, node: Node) -> CertIdentity:
     addresses = [str(node.ip)]
     if node.runs_postgres:
         addresses.append(str(spec.vip))
-    return CertIdentity(node.name, (node.name,), tuple(addresses))
+    names = (node.name, ETCD_CLIENT_NAME) if node.uses_etcd else (node.name,)
+    return CertIdentity(node.name, names, tuple(addresses))
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from . import ClusterSecrets, ClusterTls, ConfigError, leave_step, load_stack, node_files, node_steps
-from .cloudinit import DEPLOY_KEY_PLACEHOLDER, seed
+from .cloudinit import DEPLOY_KEY_PLACEHOLDER, HostKey, seed
 from .spec import ClusterSpec
 
 
@@ -47,7 +47,7 @@ def write_tree(
             continue  # an existing machine: no VM, so no NoCloud seed
         seed_dir = root / "cloud-init"
         seed_dir.mkdir(parents=True, exist_ok=True)
-        for name, content in seed(spec, node, deploy_key).items():
+        for name, content in seed(spec, node, deploy_key, HostKey.placeholder(node)).items():
             (seed_dir / name).write_text(content)
 
 

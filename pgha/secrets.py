@@ -18,6 +18,9 @@ class ClusterSecrets:
     rewind_password: str
     restapi_password: str
     haproxy_stats_password: str
+    # pgBackRest's repository passphrase (repo1-cipher-pass): losing it loses
+    # every backup, so keep a copy outside the cluster (docs/security.md).
+    backup_cipher_pass: str
     # Supplied by the operator as secret config, not generated: the S3
     # backup repository's key pair (empty unless the repository is s3).
     backup_s3_key: str = ""

@@ -34,6 +34,9 @@ class Node:
     # A machine that exists already (the witness on a NAS, a QDevice host, a
     # VPS): no VM is created for it; the steps reach it over SSH all the same.
     external: bool = False
+    # An external machine's SSH host public key (``witness.hostKey``): the steps
+    # pin it, as they pin the keys Pulumi generates for its VMs.
+    host_key: str | None = None
 
     @property
     def mac(self) -> str:
@@ -44,6 +47,15 @@ class Node:
     @property
     def runs_postgres(self) -> bool:
         return self.role == "postgres"
+
+    @property
+    def uses_etcd(self) -> bool:
+        """Patroni or an etcd member: the only nodes whose certificate etcd admits.
+
+        Not the backup repository nor a restore machine: a certificate of the
+        cluster's CA alone must not give write access to Patroni's keys.
+        """
+        return self.role in ("postgres", "witness")
 
 
 @dataclass(frozen=True)
@@ -109,6 +121,9 @@ class PatroniSpec:
     # only then. 0 drops slots as soon as a member's key expires.
     member_slots_ttl: int = 1800
     watchdog: Literal["off", "automatic", "required"] = "automatic"
+    # Networks (besides the members) that may call the REST API's unsafe
+    # endpoints (switchover, restart, config), password still required.
+    rest_api_allow_from: tuple[IPv4Network, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -237,6 +252,10 @@ class BackupSpec:
     # A WAL segment is archived at least this often, bounding what PITR can miss.
     archive_timeout_s: int = 60
     tls_port: int = 8432
+    # Client-side encryption of everything in the repository, with the
+    # generated passphrase (ClusterSecrets.backup_cipher_pass). "none" only
+    # for a repository created unencrypted by an older pgha (docs/security.md).
+    cipher: Literal["aes-256-cbc", "none"] = "aes-256-cbc"
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,123 @@
-"""Shared fixtures: the dev stack's config and spec, as every test sees them."""
+"""Shared fixtures (the dev stack's config and spec; one running lab per stack) and the stages.
+
+tests/stages.py decides each test's stage; tests/helpers.py holds what the
+fixtures and tests call. Lab fixtures are session-scoped and share one
+LabPool: a stack's lab comes up at its first test and goes down after its last.
+"""
 
 from __future__ import annotations
 
 import copy
+import os
+from collections.abc import Generator
 from typing import Any
 
 import pytest
 
+from lab.cluster import Lab
 from pgha import ClusterSecrets, ClusterSpec, ClusterTls, LocalCa, load_spec
 from pgha.stackfile import load_stack, read_config
+from tests import stages
+from tests.helpers import LabPool
+
+# Lab fixture -> its stack. Another stack of the same layout (own namespace) lets
+# two checkouts test side by side; PGHA_LAB_PREFIX keeps their names apart as well.
+LAB_FIXTURES = {
+    "lab": os.environ.get("PGHA_LAB_STACK", "dev"),
+    "ops_lab": os.environ.get("PGHA_OPS_STACK", "ops"),
+    "scale_lab": os.environ.get("PGHA_SCALE_STACK", "scale"),
+    # The witness on an existing machine (witness.external); "witness" for the VM witness.
+    "witness_lab": os.environ.get("PGHA_WITNESS_STACK", "qdevice"),
+}
+_POOL = pytest.StashKey[LabPool]()
+_LAST_USER = pytest.StashKey[dict[str, str]]()  # stack -> nodeid of the last test using it
+
+
+# ---- stages ----------------------------------------------------------------------------
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects: the stage markers must be there
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    stages.apply_stages(items)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Note the last selected test of each stack, so its lab goes down right after it."""
+    last: dict[str, str] = {}
+    for item in session.items:
+        for fixture, stack in LAB_FIXTURES.items():
+            if fixture in getattr(item, "fixturenames", ()):
+                last[stack] = item.nodeid
+    session.config.stash[_LAST_USER] = last
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    pool = item.config.stash.get(_POOL, None)
+    if pool is None:
+        return
+    for stack, nodeid in item.config.stash[_LAST_USER].items():
+        if nodeid == item.nodeid:
+            pool.release(stack)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+    """With $PGHA_LAB_REQUIRED (.ci/run as root), a lab test that skips fails instead."""
+    report = yield
+    if report.skipped and stages.lab_required() and item.get_closest_marker("lab") is not None:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = f"lab test skipped while {stages.LAB_REQUIRED_ENV} is set: {reason}"
+    return report
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    pool = session.config.stash.get(_POOL, None)
+    if pool is not None:
+        pool.close()
+    ran_lab = any(item.get_closest_marker("lab") for item in session.items)
+    collecting = session.config.option.collectonly
+    if stages.lab_required() and not ran_lab and not collecting and exitstatus == pytest.ExitCode.OK:
+        session.config.get_terminal_writer().line(
+            f"error: {stages.LAB_REQUIRED_ENV} is set but no lab test was selected", red=True
+        )
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+# ---- one running lab per stack -----------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def lab_pool(request: pytest.FixtureRequest) -> LabPool:
+    return request.config.stash.setdefault(_POOL, LabPool())
+
+
+@pytest.fixture(scope="session")
+def lab(lab_pool: LabPool) -> Lab:
+    """The dev stack's lab ($PGHA_LAB_STACK), up from its first test to its last."""
+    return lab_pool.get(LAB_FIXTURES["lab"])
+
+
+@pytest.fixture(scope="session")
+def ops_lab(lab_pool: LabPool) -> Lab:
+    """The ops stack's lab: the operations tests change its config."""
+    return lab_pool.get(LAB_FIXTURES["ops_lab"])
+
+
+@pytest.fixture(scope="session")
+def scale_lab(lab_pool: LabPool) -> Lab:
+    """The scale stack's lab: scaled out and in by tests/ha/test_scale.py."""
+    return lab_pool.get(LAB_FIXTURES["scale_lab"])
+
+
+@pytest.fixture(scope="session")
+def witness_lab(lab_pool: LabPool) -> Lab:
+    """The witness stack's lab: by default qdevice, an etcd witness on an existing machine."""
+    return lab_pool.get(LAB_FIXTURES["witness_lab"])
+
+
+# ---- the dev stack's config ----------------------------------------------------------------
 
 
 @pytest.fixture
@@ -30,6 +139,7 @@ def secrets() -> ClusterSecrets:
         rewind_password="rewind-Secret-3",
         restapi_password="api-Secret-4",
         haproxy_stats_password="stats-Secret-5",
+        backup_cipher_pass="cipher-Secret-6",
     )
 
 

@@ -23,10 +23,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .. import patroni, pki
+from .. import patroni, pki, vmprograms
 from ..files import RenderedFile, Step, render_script, render_template
 from ..secrets import ClusterSecrets
 from ..spec import BackupSpec, ClusterSpec, Node
+from . import backup_status
 
 HERE = Path(__file__).resolve().parent
 PHASE = 8
@@ -34,7 +35,7 @@ STANZA_PHASE = 9
 PACKAGES = ("pgbackrest",)
 CONFIG_PATH = "/etc/pgbackrest.conf"  # Debian's, read by its pgbackrest.service
 BACKUP_PATH = "/usr/local/sbin/pgha-backup"
-STATUS_PATH = "/usr/local/sbin/pgha-backup-status"
+STATUS_PATH = backup_status.INSTALL_PATH
 RESTORE_PATH = "/usr/local/sbin/pgha-restore"
 UNIT_DIR = "/etc/systemd/system"
 SERVICE_UNIT = "pgha-backup@.service"
@@ -122,6 +123,15 @@ def _repository(backup: BackupSpec, secrets: ClusterSecrets) -> list[tuple[str, 
     return [("repo1-path", backup.path)]
 
 
+def _cipher(backup: BackupSpec, secrets: ClusterSecrets) -> list[tuple[str, str]]:
+    """Encryption, where the repository is written: pgBackRest encrypts on the
+    node that holds repo1's storage (the repository VM, or each database VM with
+    path and s3), so the database VMs of a repository host never see the passphrase."""
+    if backup.cipher == "none":
+        return []
+    return [("repo1-cipher-type", backup.cipher), ("repo1-cipher-pass", secrets.backup_cipher_pass)]
+
+
 def _retention(backup: BackupSpec) -> list[tuple[str, str]]:
     return [
         ("repo1-retention-full", str(backup.retention_full)),
@@ -175,6 +185,7 @@ def config_sections(
         clients = [n.name for n in spec.postgres_nodes] + [RESTORE_CLIENT]
         global_options = [
             *_repository(backup, secrets),
+            *_cipher(backup, secrets),
             *_retention(backup),
             *common,
             *_tls_server(node, PEM_PATH, backup.tls_port, clients, name),
@@ -196,6 +207,7 @@ def config_sections(
         peers = [n for n in spec.postgres_nodes if n != node]
         global_options = [
             *_repository(backup, secrets),
+            *_cipher(backup, secrets),
             *_retention(backup),
             *common,
             *_tls_server(node, PEM_PATH, backup.tls_port, others, name),
@@ -236,12 +248,8 @@ def tool_files(spec: ClusterSpec, node: Node) -> list[RenderedFile]:
     context = {"stanza": stanza(spec), "status_path": STATUS_PATH, **_gate_context(spec, node)}
     return [
         RenderedFile(BACKUP_PATH, render_template(HERE, "pgha-backup.sh.j2", **context), mode=0o755),
-        RenderedFile(
-            STATUS_PATH,
-            render_template(
-                HERE, "pgha-backup-status.py.j2", stanza=stanza(spec), max_age_hours=backup.max_age_hours
-            ),
-            mode=0o755,
+        *vmprograms.program_files(
+            backup_status, {"stanza": stanza(spec), "max_age_hours": backup.max_age_hours}
         ),
         RenderedFile(
             RESTORE_PATH,
@@ -294,12 +302,14 @@ def timer_name(kind: str) -> str:
 def files(spec: ClusterSpec, node: Node, secrets: ClusterSecrets, tls: pki.ClusterTls) -> list[RenderedFile]:
     backup = spec.backup
     assert backup is not None
-    conf = render_config(spec, config_sections(spec, node, secrets), node.role)
-    # Group postgres: pgBackRest runs as postgres; the S3 key pair makes it a secret.
+    sections = config_sections(spec, node, secrets)
+    conf = render_config(spec, sections, node.role)
+    # Group postgres: pgBackRest runs as postgres; the S3 key pair or the
+    # repository passphrase make it a secret.
+    secret_keys = ("repo1-s3-key", "repo1-s3-key-secret", "repo1-cipher-pass")
+    holds_secret = any(key in secret_keys for _, options in sections for key, _ in options)
     result = [
-        RenderedFile(
-            CONFIG_PATH, conf, mode=0o640, owner="root", group="postgres", secret=backup.repository == "s3"
-        ),
+        RenderedFile(CONFIG_PATH, conf, mode=0o640, owner="root", group="postgres", secret=holds_secret),
         *tool_files(spec, node),
     ]
     result.append(pki.key_file(PEM_PATH, tls.node(node), owner="postgres"))

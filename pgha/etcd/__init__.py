@@ -6,7 +6,9 @@ so the throwaway single-node member the package bootstraps never mixes with
 the cluster's.
 
 Clients and peers speak TLS only, on the private IP only, and must show a
-certificate from the cluster's CA: there is no plaintext or loopback listener.
+certificate from the cluster's CA that names :data:`pki.ETCD_CLIENT_NAME`,
+which only the nodes that use etcd have: there is no plaintext or loopback
+listener, and the repository's certificate is refused.
 """
 
 from __future__ import annotations
@@ -80,6 +82,7 @@ def files(spec: ClusterSpec, node: Node, tls: pki.ClusterTls) -> list[RenderedFi
         token=f"pgha-{spec.stack}-{spec.postgres.scope}",
         pem_path=PEM_PATH,
         ca_path=pki.CA_PATH,
+        allowed_name=pki.ETCD_CLIENT_NAME,
         membership_path=MEMBERSHIP_PATH,
         bootstrap_env=BOOTSTRAP_ENV_PATH,
     )

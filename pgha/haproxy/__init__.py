@@ -15,10 +15,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .. import pki
+from .. import pki, vmprograms
 from ..files import RenderedFile, Step, render_script, render_template
 from ..secrets import HAPROXY_STATS_USER, ClusterSecrets
 from ..spec import ClusterSpec, Node
+from . import save_state
 
 HERE = Path(__file__).resolve().parent
 PHASE = 5
@@ -29,7 +30,7 @@ METRICS_PATH = "/metrics"
 STATS_PATH = "/stats"
 ADMIN_SOCKET = "/run/haproxy/admin.sock"
 STATE_FILE = "/var/lib/haproxy/server-state"
-SAVE_STATE_PATH = "/usr/local/lib/pgha/haproxy-save-state"
+SAVE_STATE_PATH = save_state.INSTALL_PATH
 DROPIN_PATH = "/etc/systemd/system/haproxy.service.d/pgha.conf"
 # Read by HAProxy's master process, which runs as root: nobody else needs it.
 PEM_PATH = f"{pki.TLS_DIR}/haproxy.pem"
@@ -65,7 +66,7 @@ def files(spec: ClusterSpec, node: Node, secrets: ClusterSecrets, tls: pki.Clust
     return [
         RenderedFile(CONFIG_PATH, content, mode=0o640, group="haproxy", secret=True),
         pki.key_file(PEM_PATH, tls.node(node), owner="root"),
-        RenderedFile(SAVE_STATE_PATH, render_template(HERE, "save-state.py.j2", **paths), mode=0o755),
+        *vmprograms.program_files(save_state, {"admin_socket": ADMIN_SOCKET, "state_file": STATE_FILE}),
         RenderedFile(DROPIN_PATH, render_template(HERE, "haproxy.service.conf.j2", **paths)),
     ]
 

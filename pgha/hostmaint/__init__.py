@@ -17,21 +17,21 @@ password is read from Patroni's config on the VM.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from .. import etcd, patroni, pki
+from .. import etcd, patroni, pki, vmprograms
 from ..files import RenderedFile, Step, render_script, render_template
 from ..secrets import ClusterSecrets
 from ..spec import ClusterSpec, Node
+from . import tool
 
 HERE = Path(__file__).resolve().parent
 # With keepalived: Patroni runs by then, and the agent needs nothing later.
 PHASE = 6
 STEP = "host-maintenance"
-TOOL_PATH = "/usr/local/sbin/pgha-host-maintenance"
-SETTINGS_PATH = "/etc/pgha/host-maintenance.json"
+TOOL_PATH = tool.INSTALL_PATH
+SETTINGS_PATH = tool.SETTINGS_PATH
 UNIT_NAME = "pgha-host-maintenance-agent.service"
 UNIT_PATH = f"/etc/systemd/system/{UNIT_NAME}"
 MAINTENANCE_TAGS = ("nofailover", "nosync")
@@ -75,12 +75,10 @@ def settings(spec: ClusterSpec, node: Node) -> dict[str, Any]:
 
 
 def files(spec: ClusterSpec, node: Node) -> list[RenderedFile]:
-    tool = (HERE / "tool.py").read_text()
+    """The tool as its module's file (pgha.vmprograms), its settings (root only), the agent's unit."""
     unit = render_template(HERE, "agent.service.j2", tool_path=TOOL_PATH)
-    document = json.dumps(settings(spec, node), indent=1, sort_keys=True) + "\n"
     return [
-        RenderedFile(TOOL_PATH, tool, mode=0o755),
-        RenderedFile(SETTINGS_PATH, document, mode=0o600),
+        *vmprograms.program_files(tool, settings(spec, node), settings_mode=0o600),
         RenderedFile(UNIT_PATH, unit),
     ]
 

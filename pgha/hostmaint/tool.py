@@ -38,7 +38,8 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
-SETTINGS_PATH = "/etc/pgha/host-maintenance.json"
+INSTALL_PATH = "/usr/local/sbin/pgha-host-maintenance"
+SETTINGS_PATH = "/etc/pgha/pgha-host-maintenance.json"
 AGENT_POLL_S = 1.0
 ACK_TIMEOUT_S = 60.0
 JOIN_TIMEOUT_S = 900.0
@@ -643,8 +644,8 @@ def systemctl(*args: str, check: bool = False) -> int:
     return result.returncode
 
 
-def main(argv: list[str]) -> int:
-    args = argv[1:]
+def main(argv: list[str] | None = None) -> int:
+    args = (sys.argv if argv is None else argv)[1:]
     if args in (["status"], ["agent"]) or (len(args) == 2 and args[1] in ("start", "finish")):
         cluster = Cluster(load_settings(os.environ.get("PGHA_HOST_MAINTENANCE_SETTINGS", SETTINGS_PATH)))
     else:
@@ -666,4 +667,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    sys.exit(main())

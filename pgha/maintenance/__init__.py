@@ -1,7 +1,8 @@
 """Changes that reach running PostgreSQL: dynamic config, rolling restarts, rolling updates.
 
-Two steps, both driving one script (``rolling.py.j2``, shipped in the step's
-bundle) that talks to Patroni's REST API:
+Two steps, both driving one program (``rolling.py``, installed as
+``pgha-rolling`` by the step with its settings and the step's plan, see
+``pgha/vmprograms.py``) that talks to Patroni's REST API:
 
 - ``patroni-config`` (every deployment, on the first PostgreSQL VM only):
   PATCHes Patroni's dynamic config to :func:`patroni.dynamic_config` where it
@@ -24,22 +25,22 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .. import backup, etcd, patroni, pki
-from ..files import RenderedFile, Step, render_script, render_template
+from .. import backup, etcd, patroni, pki, vmprograms
+from ..files import RenderedFile, Step, render_script
 from ..spec import ClusterSpec, Node
+from . import rolling
 
 HERE = Path(__file__).resolve().parent
 CONFIG_PHASE = 7
 UPGRADE_PHASE = 10
-TOOL_PATH = "/usr/local/lib/pgha/pgha-rolling"
+TOOL_PATH = rolling.INSTALL_PATH
 CONFIG_PLAN_PATH = "/etc/pgha/patroni-dynamic.json"
 UPGRADE_PLAN_PATH = "/etc/pgha/upgrade.json"
 
 
-def tool_file() -> RenderedFile:
-    return RenderedFile(
-        TOOL_PATH, render_template(HERE, "rolling.py.j2", patroni_config=patroni.CONFIG_PATH), mode=0o755
-    )
+def tool_files() -> list[RenderedFile]:
+    """pgha-rolling and its settings: where Patroni's config (and REST API password) is."""
+    return vmprograms.program_files(rolling, {"patroni_config": patroni.CONFIG_PATH})
 
 
 def _cluster_plan(spec: ClusterSpec, step: str) -> dict[str, Any]:
@@ -99,12 +100,12 @@ def steps(spec: ClusterSpec, node: Node) -> list[Step]:
         script = render_script(
             HERE, "apply-config.sh.j2", "patroni-config", tool_path=TOOL_PATH, plan_path=CONFIG_PLAN_PATH
         )
-        files = (tool_file(), _json_file(CONFIG_PLAN_PATH, config_plan(spec)))
+        files = (*tool_files(), _json_file(CONFIG_PLAN_PATH, config_plan(spec)))
         found.append(Step(node.name, CONFIG_PHASE, "patroni-config", script, files))
     if spec.maintenance.upgrade:
         script = render_script(
             HERE, "upgrade.sh.j2", "upgrade", tool_path=TOOL_PATH, plan_path=UPGRADE_PLAN_PATH
         )
-        files = (tool_file(), _json_file(UPGRADE_PLAN_PATH, upgrade_plan(spec, node)))
+        files = (*tool_files(), _json_file(UPGRADE_PLAN_PATH, upgrade_plan(spec, node)))
         found.append(Step(node.name, UPGRADE_PHASE, "upgrade", script, files))
     return found

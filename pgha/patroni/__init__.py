@@ -53,6 +53,33 @@ DEFAULT_PARAMETERS: dict[str, Any] = {
 }
 
 
+# Settings that make PostgreSQL run a program: pgha sets them in Patroni's
+# local config, which wins over the DCS (Patroni merges local
+# ``postgresql.parameters`` over the dynamic ones), so whoever can write the
+# DCS (an etcd client, a holder of the REST API password) cannot make the
+# primary run a command. Stack config may not set them either.
+COMMAND_PARAMETERS = (
+    "archive_command",
+    "restore_command",
+    "archive_cleanup_command",
+    "recovery_end_command",
+    "ssl_passphrase_command",
+    "dynamic_library_path",
+)
+# Libraries PostgreSQL loads (absolute paths are allowed): pinned locally
+# too, to what stack config says (nothing by default).
+LIBRARY_PARAMETERS = ("shared_preload_libraries", "session_preload_libraries", "local_preload_libraries")
+# Patroni's own hooks that run programs, pinned in the local ``postgresql``
+# section, whose keys replace the DCS's: no callbacks, no pre-promote or
+# before-stop script, replicas made by pg_basebackup only.
+PINNED_HOOKS: dict[str, Any] = {
+    "callbacks": {},
+    "pre_promote": "",
+    "before_stop": "",
+    "create_replica_methods": ["basebackup"],
+    "bin_name": {},
+}
+
 # What pgha's security rests on: stack config may not override these.
 MANAGED_PARAMETERS = (
     "listen_addresses",
@@ -65,6 +92,7 @@ MANAGED_PARAMETERS = (
     "ssl_min_protocol_version",
     "password_encryption",
     "unix_socket_directories",
+    *COMMAND_PARAMETERS,
 )
 
 
@@ -116,12 +144,30 @@ def dynamic_config(spec: ClusterSpec) -> dict[str, Any]:
             "use_pg_rewind": True,
             "use_slots": True,
             "parameters": {
-                **DEFAULT_PARAMETERS,
-                **backup.postgres_parameters(spec),
-                **spec.postgres.parameters,
+                name: value
+                for name, value in {
+                    **DEFAULT_PARAMETERS,
+                    **backup.postgres_parameters(spec),
+                    **spec.postgres.parameters,
+                }.items()
+                if name not in pinned_parameters(spec)
             },
         },
     }
+
+
+def pinned_parameters(spec: ClusterSpec) -> dict[str, str]:
+    """The settings that run or load a program, as the local config pins them (see COMMAND_PARAMETERS)."""
+    pinned = {name: "" for name in (*COMMAND_PARAMETERS, *LIBRARY_PARAMETERS)}
+    pinned["dynamic_library_path"] = "$libdir"
+    given = {**backup.postgres_parameters(spec), **spec.postgres.parameters}
+    pinned.update({name: str(value) for name, value in given.items() if name in pinned})
+    return pinned
+
+
+def rest_api_allowlist(spec: ClusterSpec) -> list[str]:
+    """Who may call the REST API's unsafe endpoints besides the members: the operators' networks."""
+    return [str(network) for network in spec.patroni.rest_api_allow_from]
 
 
 def config(spec: ClusterSpec, node: Node, secrets: ClusterSecrets) -> dict[str, Any]:
@@ -137,8 +183,12 @@ def config(spec: ClusterSpec, node: Node, secrets: ClusterSecrets) -> dict[str, 
             "keyfile": PEM_PATH,
             # Patroni verifies its peers' REST APIs (failsafe, leader race) against it.
             "cafile": pki.CA_PATH,
-            # Unsafe endpoints (switchover, restart, reinitialize, config) need this.
+            # Unsafe endpoints (switchover, restart, reinitialize, config) need this,
+            # and a caller that is a member (Patroni's, pgha's tools on a VM) or
+            # in the operators' allow-list; everyone else gets 403 first.
             "authentication": {"username": RESTAPI_USER, "password": secrets.restapi_password},
+            "allowlist_include_members": True,
+            **({"allowlist": rest_api_allowlist(spec)} if rest_api_allowlist(spec) else {}),
         },
         # etcd's v2 API, not etcd3: with etcd3 leases, an etcd leader frozen with
         # the primary revoked the healthy members' leases after its thaw
@@ -179,7 +229,9 @@ def config(spec: ClusterSpec, node: Node, secrets: ClusterSecrets) -> dict[str, 
                 },
                 "rewind": {"username": REWIND_USER, "password": secrets.rewind_password, **verified_tls()},
             },
+            **PINNED_HOOKS,
             "parameters": {
+                **pinned_parameters(spec),
                 "unix_socket_directories": SOCKET_DIR,
                 "ssl": "on",
                 "ssl_cert_file": PEM_PATH,

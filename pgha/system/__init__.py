@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .. import pki, witness
-from ..files import INSTALLER_PATH, REPO_DIR, RenderedFile, Step, render_script, render_template
+from ..files import INSTALLER_PATH, INSTALLER_SOURCE, RenderedFile, Step, render_script, render_template
 from ..spec import ClusterSpec, Node
 
 HERE = Path(__file__).resolve().parent
@@ -37,9 +37,7 @@ def steps(spec: ClusterSpec, node: Node, tls: pki.ClusterTls) -> list[Step]:
         sysctl_path=SYSCTL_PATH,
         external=node.external,
         installer_path=INSTALLER_PATH,
-        installer_source=(REPO_DIR / "cloud-init" / "pgha-install-files").read_text()
-        if node.external
-        else "",
+        installer_source=INSTALLER_SOURCE.read_text() if node.external else "",
         firewall_rules=witness.RULES_PATH,
         firewall_unit=witness.UNIT_PATH,
         firewall_unit_name=witness.UNIT_NAME,

@@ -9,7 +9,8 @@ from pgha import cloudinit
 
 def test_user_data(spec):
     node = spec.nodes[0]
-    text = cloudinit.user_data(spec, node, "ssh-ed25519 AAAAdeploy deploy@pulumi")
+    host_key = cloudinit.HostKey("PRIVATE host key\n", "ssh-ed25519 AAAAhost root@psql-01\n")
+    text = cloudinit.user_data(spec, node, "ssh-ed25519 AAAAdeploy deploy@pulumi", host_key)
     assert text.startswith("#cloud-config\n")
     document = yaml.safe_load(text)
     assert document["hostname"] == "psql-01"
@@ -19,6 +20,12 @@ def test_user_data(spec):
     assert user["name"] == "pgha"
     assert user["ssh_authorized_keys"][0] == "ssh-ed25519 AAAAdeploy deploy@pulumi"
     assert user["ssh_authorized_keys"][1:] == list(spec.ssh.authorized_keys)
+    # The image's host keys are deleted, none generated: the VM offers the one Pulumi made.
+    assert document["ssh_deletekeys"] is True and document["ssh_genkeytypes"] == []
+    assert document["ssh_keys"] == {
+        "ed25519_private": "PRIVATE host key\n",
+        "ed25519_public": "ssh-ed25519 AAAAhost root@psql-01",
+    }
     (installer,) = document["write_files"]
     assert installer["path"] == "/usr/local/sbin/pgha-install-files"
     assert installer["permissions"] == "0755"

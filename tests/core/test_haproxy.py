@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from pgha import haproxy
+import json
+
+from pgha import haproxy, vmprograms
+from pgha.haproxy import save_state
 
 
 def sections(text: str) -> dict[str, list[str]]:
@@ -107,7 +110,10 @@ def test_reloads_keep_the_servers_check_states(spec, secrets, tls):
     ]
     assert "ExecStartPre=/bin/rm -f /var/lib/haproxy/server-state" in dropin
     saver = files["/usr/local/lib/pgha/haproxy-save-state"]
-    assert saver.mode == 0o755 and b"show servers state" in saver.content.encode()
-    compile(saver.content, saver.path, "exec")
+    assert saver.mode == 0o755 and saver.content == vmprograms.source(save_state)
+    assert json.loads(files[save_state.SETTINGS_PATH].content) == {
+        "admin_socket": "/run/haproxy/admin.sock",
+        "state_file": "/var/lib/haproxy/server-state",
+    }
     (step,) = haproxy.steps(spec, spec.nodes[0], secrets, tls)
     assert "if changed /etc/systemd/system/haproxy.service.d/pgha.conf; then" in step.script

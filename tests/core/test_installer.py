@@ -8,9 +8,9 @@ import stat
 import subprocess
 import sys
 
-from pgha.cloudinit import CLOUD_INIT_DIR
+from pgha.files import INSTALLER_SOURCE
 
-INSTALLER = CLOUD_INIT_DIR / "pgha-install-files"
+INSTALLER = INSTALLER_SOURCE
 
 
 def run(bundle: dict) -> list[str]:

@@ -4,23 +4,14 @@ from __future__ import annotations
 
 import json
 import subprocess
-import types
 from typing import Any
 
 import pytest
 import yaml
 
-from pgha import ConfigError, load_spec, maintenance, node_steps, patroni
+from pgha import ConfigError, load_spec, maintenance, node_steps, patroni, vmprograms
 from pgha.files import RenderedFile
-
-
-def tool_module(tmp_path) -> types.ModuleType:
-    """The rendered pgha-rolling script, imported as a module (it is stdlib-only Python)."""
-    path = tmp_path / "pgha_rolling.py"
-    path.write_text(maintenance.tool_file().content)
-    module = types.ModuleType("pgha_rolling")
-    exec(compile(path.read_text(), str(path), "exec"), module.__dict__)
-    return module
+from pgha.maintenance import rolling
 
 
 def files_of(step) -> dict[str, RenderedFile]:
@@ -52,8 +43,9 @@ def test_config_step_runs_on_one_vm_and_holds_no_secret(spec, secrets, tls):
         assert value not in step.command and value not in step.stdin
     # The password comes from Patroni's own root/postgres-only config, on the VM.
     tool = files_of(step)[maintenance.TOOL_PATH]
-    assert f'PATRONI_CONFIG = "{patroni.CONFIG_PATH}"' in tool.content
-    assert tool.mode == 0o755
+    assert tool.content == vmprograms.source(rolling) and tool.mode == 0o755
+    settings = files_of(step)[rolling.SETTINGS_PATH]
+    assert json.loads(settings.content) == {"patroni_config": patroni.CONFIG_PATH}
     assert files_of(step)[maintenance.CONFIG_PLAN_PATH].mode == 0o600
     assert f"python3 {maintenance.TOOL_PATH} apply-config {maintenance.CONFIG_PLAN_PATH}" in step.script
 
@@ -96,8 +88,8 @@ def test_a_witness_takes_its_turn_with_its_etcd_certificate(dev_config, secrets)
     assert plan["without_postgres"] == ["witness", "backup-01"] and "witness" not in plan["members"]
 
 
-def test_tool_patches_only_what_differs(tmp_path, spec):
-    tool = tool_module(tmp_path)
+def test_tool_patches_only_what_differs(spec):
+    tool = rolling
     desired = patroni.dynamic_config(spec)
     current = json.loads(json.dumps(desired))
     assert tool.difference(desired, current) == {}
@@ -126,56 +118,54 @@ def _view(leader: str, replicas: dict[str, str], pending: tuple[str, ...] = ()) 
     return {"members": members}
 
 
-def _tool(tmp_path, spec, node: str, markers: dict[str, str], view: dict[str, Any]):
-    module = tool_module(tmp_path)
+def _tool(spec, node: str, markers: dict[str, str], view: dict[str, Any]) -> rolling.Tool:
     plan = maintenance.upgrade_plan(spec, spec.node(node))
     plan["ca"] = None  # no CA file here: nothing is fetched
-    tool = module.Tool(plan)
+    tool = rolling.Tool(plan)
     tool.markers = lambda: dict(markers)
     tool.cluster = lambda: view
-    return module, tool
+    return tool
 
 
-def test_turns_go_to_replicas_by_name_then_the_primary(tmp_path, dev_config):
+def test_turns_go_to_replicas_by_name_then_the_primary(dev_config, monkeypatch):
     dev_config["maintenance"] = {"upgrade": 7}
     spec = load_spec(dev_config, "dev")
     healthy = _view("psql-01", {"psql-02": "streaming", "psql-03": "streaming"})
-    module, repository = _tool(tmp_path, spec, "psql-02", {}, healthy)
-    module.TURN_TIMEOUT = -1
-    with pytest.raises(module.Stop, match="not my turn"):
-        repository.wait_turn()  # the VMs without PostgreSQL (here backup-01) go first
+    repository = _tool(spec, "psql-02", {}, healthy)
+    with monkeypatch.context() as patched:
+        patched.setattr(rolling, "TURN_TIMEOUT", -1)
+        with pytest.raises(rolling.Stop, match="not my turn"):
+            repository.wait_turn()  # the VMs without PostgreSQL (here backup-01) go first
     done = {"backup-01": "done 7"}
-    _, first = _tool(tmp_path, spec, "psql-02", done, healthy)
+    first = _tool(spec, "psql-02", done, healthy)
     first.wait_turn()  # returns at once: psql-02 is the first replica by name
-    _, later = _tool(tmp_path, spec, "psql-03", {**done, "psql-02": "done 7"}, healthy)
+    later = _tool(spec, "psql-03", {**done, "psql-02": "done 7"}, healthy)
     later.wait_turn()
-    module, primary = _tool(
-        tmp_path, spec, "psql-01", {**done, "psql-02": "done 7", "psql-03": "done 6"}, healthy
-    )
-    module.TURN_TIMEOUT = -1  # give up on the first round instead of waiting
-    with pytest.raises(module.Stop, match="not my turn"):
+    primary = _tool(spec, "psql-01", {**done, "psql-02": "done 7", "psql-03": "done 6"}, healthy)
+    monkeypatch.setattr(rolling, "TURN_TIMEOUT", -1)  # give up on the first round instead of waiting
+    with pytest.raises(rolling.Stop, match="not my turn"):
         primary.wait_turn()  # psql-03 has not done generation 7 yet
 
 
-def test_a_failed_turn_or_an_unhealthy_cluster_stops_everyone(tmp_path, dev_config):
+def test_a_failed_turn_or_an_unhealthy_cluster_stops_everyone(dev_config, monkeypatch):
     dev_config["maintenance"] = {"upgrade": 7}
     spec = load_spec(dev_config, "dev")
     healthy = _view("psql-01", {"psql-02": "streaming", "psql-03": "streaming"})
-    module, tool = _tool(tmp_path, spec, "psql-03", {"psql-02": "failed 7: apt-get failed"}, healthy)
-    with pytest.raises(module.Stop, match="rolling update stopped: psql-02 failed 7"):
+    tool = _tool(spec, "psql-03", {"psql-02": "failed 7: apt-get failed"}, healthy)
+    with pytest.raises(rolling.Stop, match="rolling update stopped: psql-02 failed 7"):
         tool.wait_turn()
     broken = _view("psql-01", {"psql-02": "streaming", "psql-03": "stopped"})
-    module, tool = _tool(tmp_path, spec, "psql-02", {}, broken)
-    module.START_GRACE = -1  # no time to settle
-    with pytest.raises(module.Stop, match=r"cluster unhealthy before the rolling update.*psql-03 is stopped"):
+    tool = _tool(spec, "psql-02", {}, broken)
+    monkeypatch.setattr(rolling, "START_GRACE", -1)  # no time to settle
+    stopped = r"cluster unhealthy before the rolling update.*psql-03 is stopped"
+    with pytest.raises(rolling.Stop, match=stopped):
         tool.wait_turn()
 
 
-def test_health_needs_one_leader_streaming_replicas_and_sync_standbys(tmp_path, spec):
-    module = tool_module(tmp_path)
+def test_health_needs_one_leader_streaming_replicas_and_sync_standbys(spec):
     plan = maintenance.config_plan(spec)
     plan["ca"] = None
-    tool = module.Tool(plan)
+    tool = rolling.Tool(plan)
     assert tool.problems(_view("psql-01", {"psql-02": "streaming", "psql-03": "streaming"})) == []
     lagging = _view("psql-01", {"psql-02": "streaming", "psql-03": "starting"})
     assert tool.problems(lagging) == ["psql-03 is starting, not streaming"]
@@ -217,11 +207,10 @@ def test_parameters_must_be_scalars_with_postgresql_names(dev_config):
     assert parameters == {"jit": "off", "auto_explain.log_min_duration": 100}  # YAML's `off` is PostgreSQL's
 
 
-def test_config_step_acts_only_on_a_difference_and_only_on_a_healthy_cluster(tmp_path, spec):
-    module = tool_module(tmp_path)
+def test_config_step_acts_only_on_a_difference_and_only_on_a_healthy_cluster(spec, monkeypatch):
     plan = maintenance.config_plan(spec)
     plan["ca"] = None
-    tool = module.Tool(plan)
+    tool = rolling.Tool(plan)
     calls: list[tuple[str, str]] = []
     current = json.loads(json.dumps(plan["dynamic"]))
 
@@ -234,7 +223,8 @@ def test_config_step_acts_only_on_a_difference_and_only_on_a_healthy_cluster(tmp
     tool.apply_config()  # in step: nothing to do, even with a replica down
     assert calls == [("GET", "https://10.0.0.4:8008/config")]
     current["postgresql"]["parameters"]["max_connections"] = 100
-    module.START_GRACE = -1
-    with pytest.raises(module.Stop, match=r"not healthy before the configuration change.*psql-03 is stopped"):
+    monkeypatch.setattr(rolling, "START_GRACE", -1)
+    stopped = r"not healthy before the configuration change.*psql-03 is stopped"
+    with pytest.raises(rolling.Stop, match=stopped):
         tool.apply_config()
     assert ("PATCH", "https://10.0.0.4:8008/config") not in calls

@@ -21,10 +21,19 @@ def test_identity_names_node_ip_and_the_vip_where_postgres_answers(dev_config):
     dev_config["witness"] = {"name": "witness", "host": "pve3", "ip": "10.0.0.6"}
     spec = load_spec(dev_config, "dev")
     assert pki.node_identity(spec, spec.node("psql-02")) == pki.CertIdentity(
-        "psql-02", ("psql-02",), ("10.0.0.3", "10.0.0.10")
+        "psql-02", ("psql-02", pki.ETCD_CLIENT_NAME), ("10.0.0.3", "10.0.0.10")
     )
     # The witness runs only etcd: it never answers on the VIP.
     assert pki.node_identity(spec, spec.node("witness")).ip_addresses == ("10.0.0.6",)
+    assert pki.ETCD_CLIENT_NAME in pki.node_identity(spec, spec.node("witness")).dns_names
+
+
+def test_only_the_nodes_that_use_etcd_carry_its_client_name(spec):
+    """etcd admits a certificate only if it names ETCD_CLIENT_NAME: never the repository's."""
+    repository = spec.node("backup-01")
+    assert pki.node_identity(spec, repository).dns_names == ("backup-01",)
+    for node in spec.postgres_nodes:
+        assert pki.ETCD_CLIENT_NAME in pki.node_identity(spec, node).dns_names
 
 
 def test_node_certificates_chain_to_the_ca_and_name_the_node(spec, tls):
@@ -35,7 +44,8 @@ def test_node_certificates_chain_to_the_ca_and_name_the_node(spec, tls):
         leaf.verify_directly_issued_by(ca)
         assert not leaf.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
         sans = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        assert sans.get_values_for_type(x509.DNSName) == [node.name]
+        etcd_name = [pki.ETCD_CLIENT_NAME] if node.uses_etcd else []
+        assert sans.get_values_for_type(x509.DNSName) == [node.name, *etcd_name]
         vip = [ipaddress.ip_address("10.0.0.10")] if node.runs_postgres else []
         assert sans.get_values_for_type(x509.IPAddress) == [node.ip, *vip]
         uses = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value

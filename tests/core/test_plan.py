@@ -63,6 +63,8 @@ def test_no_secret_outside_the_files_meant_for_it(spec, secrets, tls):
         "/etc/pgha/tls/postgres.pem",
         "/etc/pgha/tls/haproxy.pem",
         "/etc/pgha/tls/pgbackrest.pem",
+        # The repository VM's: the repository passphrase.
+        "/etc/pgbackrest.conf",
     }
 
 

@@ -171,7 +171,7 @@ def test_the_leave_step_is_a_secret_free_step_outside_the_phases(spec5, secrets,
     step = leave_step(spec5, node)
     assert (step.name, step.files, step.stdin) == ("leave", (), "")
     subprocess.run(["bash", "-n"], input=step.script, text=True, check=True)
-    assert f"exec {membership.HELPER_PATH} leave" in step.script
+    assert f"helper={membership.HELPER_PATH}\n" in step.script and 'exec "$helper" leave' in step.script
     assert step.command.startswith("sudo -n /bin/bash -c ")
     assert "leave" not in {s.name for s in node_steps(spec5, node, secrets, tls5)}
 
@@ -192,10 +192,11 @@ def test_synchronous_standbys_follow_the_vm_count(spec, spec5, secrets, tls5):
     """synchronous_node_count sits in the DCS from bootstrap on: the step reconciles it."""
     for current, wanted in ((spec, 2), (spec5, 4)):
         (step,) = patroni.steps(current, current.nodes[0], secrets, tls5)
-        assert f"set_dcs synchronous_node_count {wanted}" in step.script
+        assert f"\nkeep_dcs synchronous_node_count {wanted}\n" in step.script
         # Every VM's step may try at once: a compare-and-set loser retries.
         assert 'edit-config --force --quiet -s "$1=$2"' in step.script
-        assert f'if [ "$(dcs_setting synchronous_node_count)" != {wanted} ]; then' in step.script
+        assert 'if [ "$(dcs_setting "$1")" != "$2" ]; then' in step.script
+        assert 'wait_until 60 "$1 = $2 in the DCS" set_dcs "$1" "$2"' in step.script
         subprocess.run(["bash", "-n"], input=step.script, text=True, check=True)
 
 
@@ -214,7 +215,7 @@ def test_member_slots_ttl_is_bootstrapped_and_kept_in_line(dev_config, secrets, 
     dev_config["patroni"] = {"memberSlotsTtl": 60}
     spec = load_spec(dev_config, "dev")
     (step,) = patroni.steps(spec, spec.nodes[0], secrets, tls)
-    assert "set_dcs member_slots_ttl 60" in step.script
+    assert "\nkeep_dcs member_slots_ttl 60\n" in step.script
     assert patroni.config(spec, spec.nodes[0], secrets)["bootstrap"]["dcs"]["member_slots_ttl"] == 60
 
 

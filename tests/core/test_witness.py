@@ -7,7 +7,8 @@ import pytest
 from pgha import ConfigError, LocalCa, image_packages, load_spec, node_steps, witness
 from pgha.topology import failure_domains
 
-EXTERNAL = {"name": "qnetd", "ip": "10.0.0.5", "external": True}
+HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBXJ1dDYu9dyoDSkTgm9WDhcgqvDWH0Pe2hA9ma3q7ia root@qnetd"
+EXTERNAL = {"name": "qnetd", "ip": "10.0.0.5", "external": True, "hostKey": HOST_KEY}
 
 
 def _spec(dev_config, **witness_config):
@@ -19,6 +20,7 @@ def test_an_external_witness_is_its_own_failure_domain(dev_config):
     spec = _spec(dev_config)
     node = spec.node("qnetd")
     assert node.external and node.role == "witness" and node.host == "qnetd"
+    assert node.host_key == HOST_KEY
     assert spec.proxmox_hosts == ("pve1", "pve2")
     domains = failure_domains(spec)
     assert all(text.startswith("survived") for text in domains.values()), domains
@@ -37,6 +39,8 @@ def test_an_external_witness_may_sit_outside_the_private_network(dev_config):
         ({"vmId": 120}, "pgha:witness.vmId: unknown key"),
         ({"ip": "127.0.0.1"}, "pgha:witness.ip: 127.0.0.1 cannot be a machine's address"),
         ({"name": "Q;rm -rf /"}, "pgha:witness.name: 'Q;rm -rf /' is not a valid hostname"),
+        ({"hostKey": None}, "pgha:witness.hostKey: is required with external: true"),
+        ({"hostKey": "ssh-ed25519 AAAA\nrm -rf /"}, "pgha:witness.hostKey: "),
     ],
 )
 def test_bad_external_witness(dev_config, change, message):
@@ -59,7 +63,7 @@ def test_only_etcd_and_a_firewall_go_there(dev_config, secrets):
     assert [s.name for s in steps] == ["system", "etcd", "etcd-health"]
     system = steps[0]
     assert "cloud-init status" not in system.script
-    assert "PGHA_INSTALLER_EOF" in system.script and "nftables" in system.script
+    assert "pgha-install-files.new" in system.script and "nftables" in system.script
     paths = {f.path for f in system.files}
     assert witness.RULES_PATH in paths and "/etc/sysctl.d/90-pgha.conf" not in paths
     rules = next(f.content for f in system.files if f.path == witness.RULES_PATH)

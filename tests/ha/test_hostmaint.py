@@ -14,8 +14,7 @@ import pytest
 from lab import faults, hostmaint
 from lab.cluster import Lab
 from pgha import etcd
-
-from .test_faults import _check
+from tests.helpers import check_result
 
 pytestmark = pytest.mark.lab
 
@@ -45,7 +44,7 @@ def test_majority_host_reboot_cycle(lab: Lab) -> None:
     host = "pve1"
     result = hostmaint.maintenance_cycle(lab, host)
     print(json.dumps({k: v for k, v in result.items() if k != "patroni_logs"}))
-    _check(lab, result, failover=False)
+    check_result(lab, result, failover=False)
     message = json.dumps({k: v for k, v in result.items() if k != "patroni_logs"})
     assert result["unavailability_s"] <= CYCLE_BUDGET_S, message
     assert result["acks_while_down"] > 0, message  # writes went on while the host was down

@@ -5,71 +5,54 @@ list, as ``pulumi up`` after editing ``pgha:vms``; ``Lab.replace`` as
 ``pulumi up --replace``) while the writer inserts through VIP:5432 and the
 reader reads through VIP:5433. Judged like the faults: every acknowledged
 write on every node, never two primaries, and a healthy cluster of the new
-size; each result (unavailability included) is printed as one JSON line (by _check).
+size; each result (unavailability included) is printed as one JSON line (by tests.helpers.check_result).
 
 The tests run in file order on one lab: the stack's three VMs, then five.
 """
 
 from __future__ import annotations
 
-import os
 import re
 import time
-from collections.abc import Iterator
 from itertools import pairwise
 from typing import Any
 
 import pytest
 
-from lab import faults
+from lab import etcdctl, harness, observe, operator
 from lab.client import connect
 from lab.cluster import Lab
+from lab.wait import wait_until
 from pgha import ClusterSpec, etcd, haproxy, keepalived, load_spec
 from pgha.stackfile import read_config
-from tests.lab.conftest import running_lab
-
-from .test_faults import _check, _report
+from tests.helpers import check_result, report
 
 pytestmark = pytest.mark.lab
 
-STACK = os.environ.get("PGHA_SCALE_STACK", "scale")
 NEW_VMS = [
     {"name": "psql-04", "host": "pve2", "ip": "10.0.0.5"},
     {"name": "psql-05", "host": "pve1", "ip": "10.0.0.6"},
 ]
 
 
-def spec_with(vms: int) -> ClusterSpec:
-    """The stack's config with its first ``vms`` VMs of the stack's three plus NEW_VMS."""
-    config = read_config(STACK)
+def spec_with(lab: Lab, vms: int) -> ClusterSpec:
+    """The lab's stack config with its first ``vms`` VMs of the stack's three plus NEW_VMS."""
+    config = read_config(lab.stack)
     config["vms"] = [*config["vms"], *NEW_VMS][:vms]
-    return load_spec(config, STACK)
-
-
-@pytest.fixture(scope="module")
-def scale_lab() -> Iterator[Lab]:
-    yield from running_lab(STACK)
+    return load_spec(config, lab.stack)
 
 
 def _etcd_members(lab: Lab) -> list[dict[str, Any]]:
     via = lab.spec.postgres_nodes[0].name
-    return faults._etcdctl(lab, via, ["member", "list"], retry_for=30.0)["members"]
+    return etcdctl.member_list(lab, via)
 
 
 def _read(lab: Lab, node: str, path: str) -> str:
     return lab.exec(node, ["cat", path], capture_output=True, text=True, check=True).stdout
 
 
-def _wait(what: str, predicate: Any, timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(1)
-
-
 def _patroni_members(lab: Lab) -> set[str]:
-    return set(faults.members(lab))
+    return set(observe.members(lab))
 
 
 def _slots(lab: Lab) -> set[str]:
@@ -84,7 +67,7 @@ def _bootstrapped_from(lab: Lab, node: str) -> str | None:
     return f"{found[-1][0]} {found[-1][1]}" if found else None
 
 
-def _max_ack_gap(run: faults.Run) -> float:
+def _max_ack_gap(run: harness.Run) -> float:
     """The longest wait between two acknowledged writes from the operation on: a stall
     (commits waiting for a standby) that ``unavailability_s``, made of failures, misses."""
     acks = sorted(a.at for a in run.writer.snapshot()[0] if a.at >= run.fault_at)
@@ -97,16 +80,18 @@ def _assert_topology(lab: Lab) -> None:
     listed = _etcd_members(lab)
     assert {m["name"] for m in listed} == {m.name for m in etcd.members(lab.spec)} == names
     assert not any(m.get("isLearner") for m in listed)
-    assert all(lab.etcd_health().values()), lab.etcd_health()
+    assert all(observe.etcd_health(lab).values()), observe.etcd_health(lab)
     status = lab.status()
-    assert lab.is_healthy(status), status
+    assert observe.is_healthy(lab, status), status
     roles = sorted(n["role"] for n in status["nodes"])
     assert roles == ["leader"] + ["sync_standby"] * (len(names) - 1), roles
-    _wait("Patroni to list exactly the VMs of the spec", lambda: _patroni_members(lab) == names)
-    replicas = {n.replace("-", "_") for n in names} - {faults.leader(lab).replace("-", "_")}
+    wait_until(lambda: _patroni_members(lab) == names, 90.0, interval=1.0, error="Patroni to list the VMs")
+    replicas = {n.replace("-", "_") for n in names} - {observe.leader(lab).replace("-", "_")}
     # A removed VM's slot stays patroni.memberSlotsTtl (60 s on the scale stack) after its key expired.
     slots_ttl = lab.spec.patroni.member_slots_ttl + lab.spec.patroni.ttl + 60
-    _wait("the leader's slots to match the replicas", lambda: _slots(lab) == replicas, timeout=slots_ttl)
+    wait_until(
+        lambda: _slots(lab) == replicas, slots_ttl, interval=1.0, error="the slots to match the replicas"
+    )
     for node in lab.spec.postgres_nodes:
         config = _read(lab, node.name, haproxy.CONFIG_PATH)
         primary = config[config.index("listen primary") :].split("\n\n")[0]
@@ -121,14 +106,14 @@ def test_scale_out_from_three_to_five(scale_lab: Lab) -> None:
     """Two VMs join: etcd members added one at a time, cloned from replicas, known everywhere."""
     lab = scale_lab
     assert len(lab.spec.nodes) == 3
-    with faults.scenario(lab, "scale_out_3_to_5") as run:
-        started = run.inject(lambda: lab.apply(spec_with(5)))
+    with harness.scenario(lab, "scale_out_3_to_5") as run:
+        started = run.inject(lambda: lab.apply(spec_with(lab, 5)))
         run.extra["operation_s"] = round(time.monotonic() - started, 1)
     result = run.result()
     result["max_ack_gap_s"] = _max_ack_gap(run)
     result["cloned"] = {n["name"]: _bootstrapped_from(lab, n["name"]) for n in NEW_VMS}
-    _check(lab, result, failover=False)
-    assert result["new_primary"] == result["old_primary"], _report(result)
+    check_result(lab, result, failover=False)
+    assert result["new_primary"] == result["old_primary"], report(result)
     # A new member takes its base backup from a replica (clonefrom), not from the primary.
     for name, source in result["cloned"].items():
         assert source is not None and source.startswith("replica "), (name, source)
@@ -140,17 +125,17 @@ def test_scale_in_from_five_to_three(scale_lab: Lab) -> None:
     """Two VMs leave, one of them the primary: it hands over, both leave etcd and Patroni."""
     lab = scale_lab
     assert len(lab.spec.nodes) == 5
-    lab.wait_ready(timeout=faults.READY_TIMEOUT)
+    lab.wait_ready(timeout=harness.READY_TIMEOUT)
     # The hard case: the primary is on a VM that goes away.
-    faults.switchover(lab, to="psql-04")
-    with faults.scenario(lab, "scale_in_5_to_3") as run:
-        started = run.inject(lambda: lab.apply(spec_with(3)))
+    operator.switchover(lab, to="psql-04")
+    with harness.scenario(lab, "scale_in_5_to_3") as run:
+        started = run.inject(lambda: lab.apply(spec_with(lab, 3)))
         run.extra["operation_s"] = round(time.monotonic() - started, 1)
     result = run.result()
     result["max_ack_gap_s"] = _max_ack_gap(run)
-    _check(lab, result, failover=False)
+    check_result(lab, result, failover=False)
     # The primary moved off psql-04, by the leave step's switchover.
-    assert result["new_primary"] in {"psql-01", "psql-02", "psql-03"}, _report(result)
+    assert result["new_primary"] in {"psql-01", "psql-02", "psql-03"}, report(result)
     assert len(lab.spec.nodes) == 3
     assert not (lab.state_dir / "machines" / "psql-04").exists()
     _assert_topology(lab)
@@ -159,14 +144,14 @@ def test_scale_in_from_five_to_three(scale_lab: Lab) -> None:
 def test_replace_a_dead_vm(scale_lab: Lab) -> None:
     """A replica's disk is lost: the VM is rebuilt fresh under its name; nothing else changes."""
     lab = scale_lab
-    lab.wait_ready(timeout=faults.READY_TIMEOUT)
-    holder = faults._single_holder(lab)
-    victim = next(n.name for n in lab.spec.postgres_nodes if n.name not in (faults.leader(lab), holder))
+    lab.wait_ready(timeout=harness.READY_TIMEOUT)
+    holder = observe.single_vip_holder(lab)
+    victim = next(n.name for n in lab.spec.postgres_nodes if n.name not in (observe.leader(lab), holder))
     before = {m["name"]: m["ID"] for m in _etcd_members(lab)}
-    with faults.scenario(lab, f"replace_{victim}") as run:
+    with harness.scenario(lab, f"replace_{victim}") as run:
         machine = lab.machine(lab.spec.node(victim))
         run.inject(machine.kill)  # the VM dies; its disk is gone with the replacement
-        run.writer.wait_acks(faults.STEADY_ACKS, timeout=60)
+        run.writer.wait_acks(harness.STEADY_ACKS, timeout=60)
         replaced = time.monotonic()
         run.extra["replaced_at_s"] = round(replaced - run.fault_at, 2)
         lab.replace(victim)
@@ -177,8 +162,8 @@ def test_replace_a_dead_vm(scale_lab: Lab) -> None:
     result["cloned"] = _bootstrapped_from(lab, victim)
     after = {m["name"]: m["ID"] for m in _etcd_members(lab)}
     result["etcd_member_ids_changed"] = sorted(n for n in after if after[n] != before.get(n))
-    _check(lab, result, failover=False)
+    check_result(lab, result, failover=False)
     # Only the replaced VM's etcd member is new; its data came from a replica.
-    assert result["etcd_member_ids_changed"] == [victim], _report(result)
-    assert result["cloned"] is not None and result["cloned"].startswith("replica "), _report(result)
+    assert result["etcd_member_ids_changed"] == [victim], report(result)
+    assert result["cloned"] is not None and result["cloned"].startswith("replica "), report(result)
     _assert_topology(lab)

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from lab import backups, faults
+from lab import backups, observe, operator
 from lab.client import connect
 from pgha import backup
 
@@ -53,7 +53,7 @@ def test_backup_files_are_read_from_a_standby(lab):
     result = backups.take(lab, "incr")
     assert result.returncode == 0, result.stdout + result.stderr
     # pgBackRest names the host it copies from; it must not be the primary.
-    primary = faults.leader(lab)
+    primary = observe.leader(lab)
     standbys = {str(n.ip) for n in lab.spec.postgres_nodes if n.name != primary}
     log = result.stdout + result.stderr
     assert "backup standby" in log or any(ip in log for ip in standbys), log
@@ -92,7 +92,7 @@ def test_a_backup_whose_standby_fails_over_ends_cleanly_and_the_next_one_works(l
         "CREATE TABLE bulk AS SELECT g AS id, repeat(md5(random()::text), 8) AS pad"
         " FROM generate_series(1, 300000) g",
     )
-    primary = faults.leader(lab)
+    primary = observe.leader(lab)
     # pgBackRest reads from the first standby in its pg1..pgN list: make that one the new primary mid-backup.
     source = next(n.name for n in lab.spec.postgres_nodes if n.name != primary)
     started = time.monotonic()
@@ -103,7 +103,7 @@ def test_a_backup_whose_standby_fails_over_ends_cleanly_and_the_next_one_works(l
         text=True,
     )
     time.sleep(1.0)
-    faults.switchover(lab, to=source)
+    operator.switchover(lab, to=source)
     output, _ = running.communicate(timeout=600)
     errors = [line for line in output.splitlines() if "ERROR" in line]
     print(

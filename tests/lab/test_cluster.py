@@ -8,7 +8,9 @@ import time
 
 import pytest
 
+from lab import observe
 from lab.client import connect
+from lab.wait import wait_until
 from pgha import etcd, haproxy, node_files, patroni
 
 pytestmark = pytest.mark.lab
@@ -50,15 +52,17 @@ def test_vip_routes_writes_to_primary_and_reads_to_replicas(lab):
         marker = f"written-{time.time_ns()}"
         primary.execute("insert into lab_smoke (note) values (%s)", (marker,))
     seen_on = set()
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and len(seen_on) < 2:
+
+    def both_replicas_have_it() -> bool:
         with connect(lab, ports.replica_port) as replica:
             in_recovery, server = replica.execute("select pg_is_in_recovery(), inet_server_addr()").fetchone()
             assert in_recovery is True
             found = replica.execute("select count(*) from lab_smoke where note = %s", (marker,)).fetchone()[0]
             if found:
                 seen_on.add(str(server))
-        time.sleep(0.2)
+        return len(seen_on) == 2
+
+    wait_until(both_replicas_have_it, 10.0, interval=0.2)
     # Round-robin: consecutive new connections to 5433 reach both replicas, and both have the row.
     assert len(seen_on) == 2, seen_on
 
@@ -82,7 +86,7 @@ def test_haproxy_metrics_and_patroni_api_on_every_node(lab):
 
 
 def test_exactly_one_vip_holder(lab):
-    assert len(lab.vip_holders()) == 1
+    assert len(observe.vip_holders(lab)) == 1
 
 
 def _fingerprint(lab) -> dict[str, str]:

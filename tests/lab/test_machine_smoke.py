@@ -24,6 +24,7 @@ import pytest
 from lab.image import ensure_image
 from lab.machine import Machine, MachineSpec
 from lab.netns import LabNetwork
+from lab.wait import wait_until
 
 pytestmark = [
     pytest.mark.lab,
@@ -156,12 +157,15 @@ def ssh(
 def wait_ssh(lab: Lab, m: Machine, timeout: float = 60.0) -> float:
     """Poll until SSH answers; returns the seconds it took."""
     t0 = time.monotonic()
-    last = None
-    while time.monotonic() - t0 < timeout:
-        last = ssh(lab, m, "true", timeout=5, connect_timeout=1)
-        if last is not None and last.returncode == 0:
-            return time.monotonic() - t0
-        time.sleep(0.3)
+    tries: list[subprocess.CompletedProcess | None] = []
+
+    def answers() -> bool:
+        tries[:] = [ssh(lab, m, "true", timeout=5, connect_timeout=1)]
+        return tries[0] is not None and tries[0].returncode == 0
+
+    if wait_until(answers, timeout, interval=0.3):
+        return time.monotonic() - t0
+    last = tries[0] if tries else None
     detail = last.stderr if last is not None else "hung"
     pytest.fail(f"{m.spec.name}: no SSH after {timeout}s ({detail})\n{m.console_log.read_text()[-3000:]}")
 

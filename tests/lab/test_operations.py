@@ -18,34 +18,26 @@ import itertools
 import json
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg
 import pytest
 
-from lab import faults
+from lab import harness, observe
 from lab.client import connect
 from lab.cluster import Lab
 from lab.ssh import StepError
 from lab.workload import CLIENT_OPTIONS, Writer
 from pgha import load_spec
 from pgha.stackfile import read_config
-from tests.lab.conftest import running_lab
 
 pytestmark = pytest.mark.lab
 
-STACK = "ops"
 RELOAD_ONLY = {
     "postgres": {"parameters": {"log_min_duration_statement": 250}},
     "haproxy": {"maxconn": 900},
     "keepalived": {"checkInterval": 2},
 }
-
-
-@pytest.fixture(scope="module")
-def ops_lab() -> Iterator[Lab]:
-    yield from running_lab(STACK)
 
 
 def spec_with(lab: Lab, changes: dict[str, Any]) -> Any:
@@ -150,7 +142,7 @@ def test_reload_only_change_fails_no_request(ops_lab: Lab) -> None:
     pids_before = {n.name: service_pid(lab, n.name, "keepalived") for n in lab.spec.postgres_nodes}
     holder = lab.status()["vipHolder"]
     started = time.time()
-    with faults.scenario(lab, "reload_only_change") as run:
+    with harness.scenario(lab, "reload_only_change") as run:
         session = LongSession(lab)
         session.start()
         try:
@@ -179,7 +171,7 @@ def test_reload_only_change_fails_no_request(ops_lab: Lab) -> None:
         assert reloads_since(lab, node.name, "keepalived", started) >= 1
         assert service_pid(lab, node.name, "keepalived") == pids_before[node.name]
     status = lab.status()
-    assert lab.is_healthy(status) and status["vipHolder"] == holder
+    assert observe.is_healthy(lab, status) and status["vipHolder"] == holder
 
 
 def test_restart_needing_change_costs_one_switchover(ops_lab: Lab) -> None:
@@ -187,7 +179,7 @@ def test_restart_needing_change_costs_one_switchover(ops_lab: Lab) -> None:
     changes = copy.deepcopy(RELOAD_ONLY)
     changes["postgres"]["parameters"]["max_connections"] = 300
     spec = spec_with(lab, changes)
-    with faults.scenario(lab, "restart_needing_change") as run:
+    with harness.scenario(lab, "restart_needing_change") as run:
         since = run.inject(lambda: lab.apply(spec))
         run.extra["max_ack_gap_s"] = round(max_ack_gap(run.writer, since), 2)
         run.extra["apply_s"] = round(time.monotonic() - since, 1)
@@ -200,20 +192,20 @@ def test_restart_needing_change_costs_one_switchover(ops_lab: Lab) -> None:
     assert set(on_every_node(lab, "show max_connections").values()) == {"300"}
     pending = on_every_node(lab, "select count(*) from pg_settings where pending_restart")
     assert set(pending.values()) == {0}, pending
-    view = lab.cluster_view() or {}
+    view = observe.cluster_view(lab) or {}
     assert not any(m.get("pending_restart") for m in view.get("members", [])), view
     # A second run finds nothing to do: no restart, no switchover.
-    leader = faults.leader(lab)
+    leader = observe.leader(lab)
     starts = on_every_node(lab, "select pg_postmaster_start_time()")
     lab.apply(spec)
-    assert faults.leader(lab) == leader
+    assert observe.leader(lab) == leader
     assert on_every_node(lab, "select pg_postmaster_start_time()") == starts
 
 
 def test_rolling_update_restarts_every_node_once(ops_lab: Lab) -> None:
     lab = ops_lab
     starts_before = on_every_node(lab, "select pg_postmaster_start_time()")
-    with faults.scenario(lab, "rolling_update") as run:
+    with harness.scenario(lab, "rolling_update") as run:
         since = run.inject(lab.rolling_update)
         run.extra["max_ack_gap_s"] = round(max_ack_gap(run.writer, since), 2)
         run.extra["update_s"] = round(time.monotonic() - since, 1)
@@ -225,25 +217,29 @@ def test_rolling_update_restarts_every_node_once(ops_lab: Lab) -> None:
     assert all(w["seconds"] is not None for w in result["windows"]), result
     assert result["unavailability_s"] < 15, result
     assert all(starts_after[n] != starts_before[n] for n in starts_before), (starts_before, starts_after)
-    assert lab.is_healthy(lab.status())
+    assert observe.is_healthy(lab, lab.status())
 
 
 def test_rolling_update_stops_on_an_unhealthy_cluster(ops_lab: Lab) -> None:
     """A replica down: every VM's turn is refused with the reason, and nothing restarts."""
     lab = ops_lab
     lab.wait_ready()
-    leader = faults.leader(lab)
+    leader = observe.leader(lab)
     replica = next(n.name for n in lab.spec.postgres_nodes if n.name != leader)
     lab.exec(replica, ["systemctl", "stop", "patroni"], check=True)
     lines: list[str] = []
     report, lab.report = lab.report, lines.append
     try:
         running = [n for n in lab.spec.postgres_nodes if n.name != replica]
-        starts = {n.name: faults.own_state(lab, n.name).get("postmaster_start_time") for n in running}
+
+        def starts_now() -> dict[str, Any]:
+            return {n.name: observe.own_state(lab, n.name).get("postmaster_start_time") for n in running}
+
+        starts = starts_now()
         with pytest.raises(StepError):
             lab.rolling_update()
-        assert {n.name: faults.own_state(lab, n.name).get("postmaster_start_time") for n in running} == starts
-        assert faults.leader(lab) == leader
+        assert starts_now() == starts
+        assert observe.leader(lab) == leader
     finally:
         lab.report = report
         lab.exec(replica, ["systemctl", "start", "patroni"], check=True)

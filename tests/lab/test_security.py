@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import csv
 import dataclasses
+import functools
 import io
 import json
 import socket
@@ -24,8 +25,10 @@ from ipaddress import ip_address
 import psycopg
 import pytest
 
+from lab import observe
 from lab.client import connect
 from lab.inside import inside
+from lab.wait import wait_until
 from pgha import LocalCa, backup, etcd, haproxy, node_files, patroni, pki
 from pgha.secrets import HAPROXY_STATS_USER, RESTAPI_USER
 
@@ -70,7 +73,7 @@ def leader_and_replica(lab) -> tuple[str, str]:
 
 
 def current_leader(lab) -> str | None:
-    view = lab.cluster_view() or {"members": []}
+    view = observe.cluster_view(lab) or {"members": []}
     return next((m["name"] for m in view["members"] if m["role"] == "leader"), None)
 
 
@@ -233,22 +236,32 @@ def test_patroni_api_is_https_only(lab):
     assert lab.http_json(patroni.rest_api_url(lab.spec, node) + "/patroni")["state"] == "running"
 
 
+def post_from(lab, node: str, url: str, body: dict, password: str | None = None) -> tuple[int, str]:
+    """POST JSON to Patroni from inside ``node`` (a member: the REST API's allow-list admits it)."""
+    argv = ["curl", "-sS", "-w", "\n%{http_code}", "--cacert", pki.CA_PATH, "-X", "POST", "-K", "-"]
+    argv += ["-H", "Content-Type: application/json", "-d", json.dumps(body), url]
+    config = f'user = "{RESTAPI_USER}:{password}"\n' if password is not None else ""
+    result = lab.exec(node, argv, input=config, capture_output=True, text=True, timeout=60)
+    text, _, code = result.stdout.rpartition("\n")
+    return int(code or 0), text
+
+
 def test_switchover_needs_the_password(lab):
     leader, candidate = leader_and_replica(lab)
     url = patroni.rest_api_url(lab.spec, lab.spec.node(leader)) + "/switchover"
     body = {"leader": leader, "candidate": candidate}
-    status, text = post(lab, url, body)
+    # Not from a member: refused before the password is even looked at (restapi allow-list).
+    status, text = post(lab, url, body, auth=(RESTAPI_USER, lab.secrets().restapi_password))
+    assert status == 403, (status, text)
+    status, text = post_from(lab, candidate, url, body)
     assert status == 401, (status, text)
-    status, text = post(lab, url, body, auth=(RESTAPI_USER, "not-the-password"))
+    status, text = post_from(lab, candidate, url, body, "not-the-password")
     assert status == 401, (status, text)
     assert current_leader(lab) == leader  # nothing happened
 
-    status, text = post(lab, url, body, auth=(RESTAPI_USER, lab.secrets().restapi_password))
+    status, text = post_from(lab, candidate, url, body, lab.secrets().restapi_password)
     assert status == 200, (status, text)
-    deadline = time.monotonic() + 60
-    while current_leader(lab) != candidate:
-        assert time.monotonic() < deadline, "the switchover did not happen"
-        time.sleep(1)
+    wait_until(lambda: current_leader(lab) == candidate, 60.0, interval=1.0, error="no switchover")
     lab.wait_ready()
     with connect(lab, lab.spec.haproxy.primary_port) as conn:
         assert str(conn.execute("select inet_server_addr()").fetchone()[0]) == str(
@@ -276,26 +289,32 @@ def stats_csv(lab, node, password: str | None) -> tuple[int, list[dict[str, str]
     return 200, list(csv.DictReader(io.StringIO(text.removeprefix("# "))))
 
 
+def servers_when_routed(lab, node, wanted: set[tuple[str, str]]) -> list[dict[str, str]] | None:
+    """HAProxy's server rows on ``node`` once exactly ``wanted`` (backend, server) pairs are UP."""
+    status, rows = stats_csv(lab, node, lab.secrets().haproxy_stats_password)
+    assert status == 200
+    servers = [
+        r
+        for r in rows
+        if r["pxname"] in ("primary", "replicas") and r["svname"] not in ("FRONTEND", "BACKEND")
+    ]
+    up = {(r["pxname"], r["svname"]) for r in servers if r["status"] == "UP"}
+    return servers if up == wanted else None
+
+
 def test_haproxy_checks_patroni_over_verified_tls_and_routes(lab):
     leader = leader_and_replica(lab)[0]
     replicas = {n.name for n in lab.spec.postgres_nodes} - {leader}
     for node in lab.spec.postgres_nodes:
         assert stats_csv(lab, node, None)[0] == 401
         assert stats_csv(lab, node, "not-the-password")[0] == 401
-        deadline = time.monotonic() + 30
-        while True:
-            status, rows = stats_csv(lab, node, lab.secrets().haproxy_stats_password)
-            assert status == 200
-            servers = [
-                r
-                for r in rows
-                if r["pxname"] in ("primary", "replicas") and r["svname"] not in ("FRONTEND", "BACKEND")
-            ]
-            up = {(r["pxname"], r["svname"]) for r in servers if r["status"] == "UP"}
-            if up == {("primary", leader)} | {("replicas", r) for r in replicas}:
-                break
-            assert time.monotonic() < deadline, (node.name, up)
-            time.sleep(1)
+        wanted = {("primary", leader)} | {("replicas", r) for r in replicas}
+        servers = wait_until(
+            functools.partial(servers_when_routed, lab, node, wanted),
+            30.0,
+            interval=1.0,
+            error=f"{node.name}: HAProxy never routed as {sorted(wanted)}",
+        )
         # Layer-7 answers (200 or 503) came back over HTTPS: the handshake and the CA check passed.
         # ("* " marks a check in progress.)
         statuses = {r["check_status"].removeprefix("* ") for r in servers}
@@ -508,11 +527,13 @@ def test_certificate_rotation_rolls_out_without_downtime(lab):
     assert changed == expected, changed
     # Reloads are signals (SIGHUP to Patroni, HAProxy's reload): give the
     # services a moment to pick the new files up, under a loaded CI machine.
-    deadline = time.monotonic() + 30
     serials_after = served_serials(lab)
-    while time.monotonic() < deadline and any(serials_after[k] == serials_before[k] for k in serials_after):
-        time.sleep(1)
-        serials_after = served_serials(lab)
+
+    def all_rotated() -> bool:
+        serials_after.update(served_serials(lab))
+        return all(serials_after[k] != serials_before[k] for k in serials_after)
+
+    wait_until(all_rotated, 30.0, interval=1.0)
     tls = lab.tls()
     for (name, role), serial in serials_after.items():
         assert serial != serials_before[(name, role)], (name, role)

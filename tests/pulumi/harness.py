@@ -59,6 +59,7 @@ DEPLOY_PRIVATE_KEY = (
     "-----BEGIN OPENSSH PRIVATE KEY-----\nMOCKdeployPRIVATEkey7f3a9c\n-----END OPENSSH PRIVATE KEY-----\n"
 )
 DEPLOY_KEY_NAME = "pgha-deploy-key"
+HOST_KEY_SUFFIX = "-ssh-host-key"
 
 
 def mock_key_pem(name: str) -> str:
@@ -103,6 +104,7 @@ class PghaMocks(pulumi.runtime.Mocks):
     def __init__(self) -> None:
         self.passwords: dict[str, str] = {}
         self.tls_keys: dict[str, str] = {}  # resource name -> its mock private key
+        self.host_keys: dict[str, str] = {}  # "<vm>-ssh-host-key" -> its mock private key
         self._vm_ids = itertools.count(100)
 
     def secrets(self) -> ClusterSecrets:
@@ -125,6 +127,17 @@ class PghaMocks(pulumi.runtime.Mocks):
                 publicKeyOpenssh=DEPLOY_PUBLIC_KEY,
                 privateKeyOpenssh=DEPLOY_PRIVATE_KEY,
                 privateKeyPem=DEPLOY_PRIVATE_KEY,
+            )
+        elif args.typ == PRIVATE_KEY and args.name.endswith(HOST_KEY_SUFFIX):
+            # A VM's SSH host key: distinctive per VM, in pulumi_tls's OpenSSH outputs.
+            tag = hashlib.sha256(args.name.encode()).hexdigest()[:20]
+            private = (
+                f"-----BEGIN OPENSSH PRIVATE KEY-----\nMockHostKey{tag}\n-----END OPENSSH PRIVATE KEY-----\n"
+            )
+            self.host_keys[args.name] = private
+            state.update(
+                publicKeyOpenssh=f"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5MockHost{tag}\n",
+                privateKeyOpenssh=private,
             )
         elif args.typ == PRIVATE_KEY:
             key = mock_key_pem(args.name)
@@ -163,6 +176,7 @@ class Registration:
     replacement_trigger: Any = None
     replace_with: list[str] = field(default_factory=list)
     delete_before_replace: bool = False
+    additional_secret_outputs: list[str] = field(default_factory=list)
 
 
 class RecordingMonitor(MockMonitor):
@@ -192,6 +206,7 @@ class RecordingMonitor(MockMonitor):
                 ),
                 replace_with=list(request.replace_with),
                 delete_before_replace=request.deleteBeforeReplace,
+                additional_secret_outputs=list(request.additionalSecretOutputs),
             )
         return response
 

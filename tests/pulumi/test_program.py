@@ -264,8 +264,8 @@ def test_the_connection_uses_the_deploy_key_on_the_private_ip(dev_run: ProgramRu
 
 def test_no_generated_secret_appears_in_clear_in_any_input(dev_run: ProgramRun):
     passwords = list(dev_run.mocks.passwords.values())
-    assert len(passwords) == 5
-    assert len(dev_run.of_type(PASSWORD)) == 5
+    assert len(passwords) == 6  # five passwords and the backup repository's passphrase
+    assert len(dev_run.of_type(PASSWORD)) == 6
     tls_keys = [key.splitlines()[1] for key in dev_run.mocks.tls_keys.values()]
     assert len(tls_keys) == 5  # the CA's and one per VM
     secrets = [*passwords, DEPLOY_PRIVATE_KEY.splitlines()[1], *tls_keys]
@@ -296,7 +296,7 @@ def test_a_private_ca_signs_one_certificate_per_vm(dev_run: ProgramRun, dev_spec
         request = unwrap(dev_run.named(CERT_REQUEST, f"{node.name}-tls-request").inputs)
         assert request["privateKeyPem"] == mock_key_pem(f"{node.name}-tls-key")
         assert request["subject"]["commonName"] == node.name
-        assert request["dnsNames"] == [node.name]
+        assert request["dnsNames"] == [node.name] + ([pki.ETCD_CLIENT_NAME] if node.uses_etcd else [])
         assert request["ipAddresses"] == [str(node.ip), *(["10.0.0.10"] if node.runs_postgres else [])]
         cert = unwrap(dev_run.named(LOCALLY_SIGNED_CERT, f"{node.name}-tls-cert").inputs)
         assert cert["certRequestPem"] == f"CSR {node.name}-tls-request"
@@ -511,6 +511,8 @@ def test_an_external_witness_gets_no_vm_but_its_steps_over_ssh():
     for registration in steps.values():
         connection = unwrap(registration.inputs["connection"])
         assert (connection["host"], connection["user"]) == ("10.0.0.5", "pgha")
+        # Its own host key from the stack config, pinned like a VM's generated one.
+        assert connection["hostKey"] == config["pgha:witness"]["hostKey"]
         # No VM to wait for or be replaced with: only the phase before.
         assert not any("qnetd" in d and VM in d for d in registration.dependencies)
     system = unwrap(steps["qnetd-01-system"].inputs["create"])
@@ -567,3 +569,58 @@ def test_an_explicit_provider_reaches_every_proxmox_resource():
     # Wait for the last step, so every registration is in.
     last = cluster.steps.commands[("psql-03", "keepalived")]
     return pulumi.Output.all(provider.urn, last.urn).apply(lambda v: check(v[0]))
+
+
+# --- SSH host keys and what the state keeps in clear -----------------------------------
+
+
+def test_every_step_pins_the_host_key_its_vm_was_given(dev_run: ProgramRun, dev_spec: ClusterSpec):
+    """pulumi-command accepts any host key unless ``hostKey`` is set (it then uses ssh.FixedHostKey
+    and negotiates that key's algorithm only): every command sets its own VM's key, which
+    cloud-init installs from the same Pulumi-generated PrivateKey."""
+    commands = dev_run.of_type(COMMAND)
+    assert len(commands) > 3 * len(dev_spec.nodes)
+    for node in dev_spec.nodes:
+        key = unwrap(dev_run.named(PRIVATE_KEY, f"{node.name}-ssh-host-key").inputs)
+        assert key["algorithm"] == "ED25519"
+        private = dev_run.mocks.host_keys[f"{node.name}-ssh-host-key"]
+        snippet = dev_run.named(SNIPPET, f"{node.name}-user-data").inputs["sourceRaw"]
+        # The user-data carries the private half: the snippet's content is a secret input.
+        assert is_secret(snippet) or is_secret(snippet["data"])
+        document = yaml.safe_load(unwrap(snippet)["data"])
+        assert document["ssh_deletekeys"] is True and document["ssh_genkeytypes"] == []
+        assert document["ssh_keys"]["ed25519_private"] == private
+        public = document["ssh_keys"]["ed25519_public"]
+        assert public.startswith("ssh-ed25519 ")
+        mine = [c for c in commands if c.name.startswith(f"{node.name}-")]
+        assert mine
+        for command in mine:
+            assert unwrap(command.inputs["connection"])["hostKey"] == public, command.name
+        others = {n.name for n in dev_spec.nodes} - {node.name}
+        for other in others:
+            other_public = yaml.safe_load(
+                unwrap(dev_run.named(SNIPPET, f"{other}-user-data").inputs["sourceRaw"])["data"]
+            )["ssh_keys"]["ed25519_public"]
+            assert other_public != public
+
+
+def test_commands_carrying_secrets_keep_their_output_secret(dev_run: ProgramRun, dev_spec: ClusterSpec):
+    """stdout and stderr of a command fed secrets are ``additionalSecretOutputs``; the others stay
+    readable in the state (they are the steps' change logs)."""
+    checked = 0
+    for node in dev_spec.nodes:
+        for step in node_steps(dev_spec, node, PLACEHOLDERS, tls_placeholders(dev_spec)):
+            command = dev_run.named(COMMAND, command_name(node.name, step.title))
+            # (pulumi_command's SDK adds "connection" itself.)
+            outputs = set(command.additional_secret_outputs) - {"connection"}
+            assert outputs == ({"stdout", "stderr"} if step.has_secrets else set()), command.name
+            checked += step.has_secrets
+    assert checked == 13
+
+
+def test_no_host_private_key_appears_in_clear(dev_run: ProgramRun):
+    keys = [k.splitlines()[1] for k in dev_run.mocks.host_keys.values()]
+    assert len(keys) == 4
+    for registration in dev_run.monitor.registrations.values():
+        for text in clear_strings(registration.inputs):
+            assert not any(k in text for k in keys), registration.name

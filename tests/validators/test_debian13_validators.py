@@ -41,7 +41,7 @@ from pgha import (
     load_stack,
     node_files,
 )
-from pgha.files import REPO_DIR
+from pgha.files import INSTALLER_SOURCE
 from pgha.keepalived import SCRIPT_USER
 
 pytestmark = pytest.mark.validators
@@ -315,7 +315,7 @@ class NodeSandbox:
     def install(self, files: Iterable[RenderedFile]) -> None:
         """Install files with the VMs' own installer (owners resolved in the image, dirs 0755)."""
         bundle = json.dumps({"files": [f.to_bundle() for f in files]})
-        installer = (REPO_DIR / "cloud-init" / "pgha-install-files").read_text()
+        installer = INSTALLER_SOURCE.read_text()
         self.check(["python3", "-c", installer], stdin=bundle)
 
     def rendered(self, path: str) -> RenderedFile:

@@ -12,8 +12,17 @@ the upgrade's turn-taking, etcd's v2 keys are used. The REST API password is
 read from Patroni's own config file (root/postgres only): it is never on a
 command line or in this file. Every wait has a deadline, and an unhealthy
 cluster stops the run with a non-zero exit and the reason.
+
+Settings (``patroni_config``: where Patroni's config file is) come from
+``SETTINGS_PATH``; the plan of each run from the PLAN file its step installs.
+Installed as one file on the VM; standard library plus python3-yaml, which
+Patroni brings (see ``pgha/vmprograms.py``).
 """
 
+from __future__ import annotations
+
+import base64
+import contextlib
 import json
 import os
 import ssl
@@ -23,8 +32,13 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
+from typing import Any
 
-PATRONI_CONFIG = "{{ patroni_config }}"
+INSTALL_PATH = "/usr/local/lib/pgha/pgha-rolling"
+SETTINGS_PATH = "/etc/pgha/pgha-rolling.json"
+# Patroni's config, as Debian's patroni.service reads it (the settings say so).
+PATRONI_CONFIG = "/etc/patroni/config.yml"
 POLICY_RC = "/usr/sbin/policy-rc.d"
 HEALTHY_TIMEOUT = 180
 RESTART_TIMEOUT = 600
@@ -36,39 +50,48 @@ START_GRACE = 60
 # waiting VMs put up with an unhealthy cluster that long while another one works.
 UNHEALTHY_GRACE = 300
 
+View = dict[str, Any]
+
 
 class Stop(Exception):
     """A reason to stop, shown to the operator as is."""
 
 
 class Tool:
-    def __init__(self, plan):
+    def __init__(self, plan: dict[str, Any], patroni_config: str = PATRONI_CONFIG) -> None:
         self.plan = plan
         self.step = plan["step"]
+        self.patroni_config = patroni_config
         self.context = ssl.create_default_context(cafile=plan["ca"])
-        self._auth = None
+        self._auth: str | None = None
 
     # ---- output ----------------------------------------------------------------
 
-    def log(self, message):
-        print("[pgha %s] %s" % (self.step, message), file=sys.stderr, flush=True)
+    def log(self, message: str) -> None:
+        print(f"[pgha {self.step}] {message}", file=sys.stderr, flush=True)
 
     # ---- Patroni's REST API ------------------------------------------------------
 
-    def auth(self):
+    def auth(self) -> str:
         """Basic auth header from Patroni's config: root reads it, nobody else sees it."""
         if self._auth is None:
-            import base64
+            import yaml  # python3-yaml comes with Patroni; only this path needs it
 
-            import yaml
-
-            with open(PATRONI_CONFIG) as handle:
+            with open(self.patroni_config) as handle:
                 credentials = yaml.safe_load(handle)["restapi"]["authentication"]
-            token = "%s:%s" % (credentials["username"], credentials["password"])
+            token = f"{credentials['username']}:{credentials['password']}"
             self._auth = "Basic " + base64.b64encode(token.encode()).decode()
         return self._auth
 
-    def call(self, url, method="GET", body=None, auth=False, timeout=10, context=None):
+    def call(
+        self,
+        url: str,
+        method: str = "GET",
+        body: Any = None,
+        auth: bool = False,
+        timeout: float = 10,
+        context: ssl.SSLContext | None = None,
+    ) -> tuple[int, Any]:
         """(status, decoded JSON or text); an unreachable URL raises OSError."""
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(url, data=data, method=method)
@@ -87,10 +110,10 @@ class Tool:
         except ValueError:
             return status, text.strip()
 
-    def api_urls(self):
+    def api_urls(self) -> dict[str, str]:
         return self.plan["rest_api_urls"]
 
-    def cluster(self):
+    def cluster(self) -> View | None:
         """Patroni's /cluster from the first member that answers; None if none does."""
         for url in self.api_urls().values():
             try:
@@ -101,25 +124,25 @@ class Tool:
                 return view
         return None
 
-    def own(self, name):
+    def own(self, name: str) -> View:
         """The member's own view (/patroni), live from its PostgreSQL; {} when silent."""
         try:
-            status, view = self.call(self.api_urls()[name] + "/patroni", timeout=3)
+            _status, view = self.call(self.api_urls()[name] + "/patroni", timeout=3)
         except OSError:
             return {}
         return view if isinstance(view, dict) else {}
 
     @staticmethod
-    def members(view):
+    def members(view: View | None) -> dict[str, View]:
         return {m["name"]: m for m in (view or {}).get("members", [])}
 
-    def leader(self, view):
+    def leader(self, view: View | None) -> str | None:
         for name, member in self.members(view).items():
             if member.get("role") in ("leader", "master", "primary") and member.get("state") == "running":
                 return name
         return None
 
-    def problems(self, view):
+    def problems(self, view: View | None) -> list[str]:
         """What stands between the cluster and healthy: one leader, every replica streaming,
         enough synchronous standbys. Empty when healthy."""
         if view is None:
@@ -130,20 +153,20 @@ class Tool:
             found.append("the cluster is paused (maintenance mode)")
         leaders = [n for n, m in members.items() if m.get("role") in ("leader", "master", "primary")]
         if len(leaders) != 1 or members[leaders[0]].get("state") != "running":
-            found.append("no single running leader (leaders: %s)" % (leaders or "none"))
+            found.append(f"no single running leader (leaders: {leaders or 'none'})")
         for name in self.plan["members"]:
             member = members.get(name)
             if member is None:
-                found.append("%s is not in the cluster" % name)
+                found.append(f"{name} is not in the cluster")
             elif name not in leaders and member.get("state") != "streaming":
-                found.append("%s is %s, not streaming" % (name, member.get("state")))
+                found.append(f"{name} is {member.get('state')}, not streaming")
         synchronous = [n for n, m in members.items() if m.get("role") == "sync_standby"]
         wanted = self.plan["sync_standbys"]
         if len(synchronous) < wanted:
-            found.append("%d synchronous standby(s) of %d" % (len(synchronous), wanted))
+            found.append(f"{len(synchronous)} synchronous standby(s) of {wanted}")
         return found
 
-    def wait_healthy(self, what, timeout=HEALTHY_TIMEOUT):
+    def wait_healthy(self, what: str, timeout: float = HEALTHY_TIMEOUT) -> View:
         deadline = time.monotonic() + timeout
         while True:
             view = self.cluster()
@@ -151,28 +174,30 @@ class Tool:
             if not found:
                 return view
             if time.monotonic() > deadline:
-                raise Stop("cluster not healthy %s after %d s: %s" % (what, timeout, "; ".join(found)))
+                raise Stop(f"cluster not healthy {what} after {timeout} s: {'; '.join(found)}")
             time.sleep(1)
 
-    def wait_leader(self, timeout=HEALTHY_TIMEOUT):
+    def wait_leader(self, timeout: float = HEALTHY_TIMEOUT) -> View:
         deadline = time.monotonic() + timeout
         while True:
             view = self.cluster()
             if self.leader(view) is not None:
                 return view
             if time.monotonic() > deadline:
-                raise Stop("no running leader after %d s: %s" % (timeout, "; ".join(self.problems(view))))
+                raise Stop(f"no running leader after {timeout} s: {'; '.join(self.problems(view))}")
             time.sleep(1)
 
-    def require_healthy(self, what):
+    def require_healthy(self, what: str) -> View:
         """Healthy now, or a clear stop: nothing is changed on a cluster already in trouble."""
         view = self.cluster()
         found = self.problems(view)
         if found:
-            raise Stop("cluster unhealthy %s, nothing done: %s" % (what, "; ".join(found)))
+            raise Stop(f"cluster unhealthy {what}, nothing done: {'; '.join(found)}")
         return view
 
-    def wait_member(self, name, started_before, settled=True, timeout=RESTART_TIMEOUT):
+    def wait_member(
+        self, name: str, started_before: str | None, settled: bool = True, timeout: float = RESTART_TIMEOUT
+    ) -> None:
         """Until ``name`` runs a new postmaster as a streaming replica (``settled``: with
         nothing left pending restart)."""
         deadline = time.monotonic() + timeout
@@ -186,24 +211,28 @@ class Tool:
             ):
                 return
             time.sleep(1)
-        raise Stop("%s did not stream again within %d s: %s" % (name, timeout, self.own(name)))
+        raise Stop(f"{name} did not stream again within {timeout} s: {self.own(name)}")
 
-    def restart_member(self, name):
+    def restart_member(self, name: str) -> None:
         """Patroni restarts the member's PostgreSQL (a replica): wait until it streams again."""
         before = self.own(name).get("postmaster_start_time")
-        self.log("(re)starting PostgreSQL on %s" % name)
+        self.log(f"(re)starting PostgreSQL on {name}")
         status, answer = self.call(
-            self.api_urls()[name] + "/restart", "POST", {"restart_pending": True}, auth=True, timeout=RESTART_TIMEOUT
+            self.api_urls()[name] + "/restart",
+            "POST",
+            {"restart_pending": True},
+            auth=True,
+            timeout=RESTART_TIMEOUT,
         )
         if status != 200:
             if status == 503 and not self.own(name).get("pending_restart"):
-                self.log("%s no longer needs a restart" % name)  # it restarted meanwhile
+                self.log(f"{name} no longer needs a restart")  # it restarted meanwhile
                 return
-            raise Stop("restart of %s refused (%s): %s" % (name, status, answer))
+            raise Stop(f"restart of {name} refused ({status}): {answer}")
         self.wait_member(name, before)
-        self.wait_healthy("after restarting %s" % name)
+        self.wait_healthy(f"after restarting {name}")
 
-    def switchover(self, view, prefer=()):
+    def switchover(self, view: View, prefer: list[str] | tuple[str, ...] = ()) -> tuple[str, View]:
         """Hand the leadership to a healthy synchronous standby (one of ``prefer`` if possible).
 
         In synchronous mode only a synchronous standby is certain to hold every
@@ -219,10 +248,11 @@ class Tool:
         ]
         candidates.sort(key=lambda n: n not in prefer)
         if not candidates:
-            raise Stop("no healthy %s to switch over to" % ("synchronous standby" if wanted_role else "replica"))
+            wanted = "synchronous standby" if wanted_role else "replica"
+            raise Stop(f"no healthy {wanted} to switch over to")
         candidate = candidates[0]
         before = self.own(leader).get("postmaster_start_time")
-        self.log("switching over from %s to %s" % (leader, candidate))
+        self.log(f"switching over from {leader} to {candidate}")
         status, answer = self.call(
             self.api_urls()[leader] + "/switchover",
             "POST",
@@ -231,28 +261,28 @@ class Tool:
             timeout=RESTART_TIMEOUT,
         )
         if status != 200:
-            raise Stop("switchover from %s to %s refused (%s): %s" % (leader, candidate, status, answer))
+            raise Stop(f"switchover from {leader} to {candidate} refused ({status}): {answer}")
         self.wait_member(leader, before, settled=False)
-        return leader, self.wait_healthy("after the switchover to %s" % candidate)
+        return leader, self.wait_healthy(f"after the switchover to {candidate}")
 
     # ---- apply-config ------------------------------------------------------------
 
-    def apply_config(self):
+    def apply_config(self) -> None:
         view = self.wait_leader()
         leader_url = self.api_urls()[self.leader(view)]
         status, current = self.call(leader_url + "/config")
         if status != 200 or not isinstance(current, dict):
-            raise Stop("cannot read Patroni's dynamic config (%s): %s" % (status, current))
+            raise Stop(f"cannot read Patroni's dynamic config ({status}): {current}")
         patch = difference(self.plan["dynamic"], current)
         pending = any(m.get("pending_restart") for m in self.members(view).values())
         if not patch and not pending:
             return  # nothing to do, whatever the cluster's health
         self.wait_healthy("before the configuration change", timeout=START_GRACE)
         if patch:
-            self.log("changed: Patroni dynamic config: %s" % ", ".join(describe(patch)))
+            self.log(f"changed: Patroni dynamic config: {', '.join(describe(patch))}")
             status, answer = self.call(leader_url + "/config", "PATCH", patch, auth=True)
             if status != 200:
-                raise Stop("PATCH /config refused (%s): %s" % (status, answer))
+                raise Stop(f"PATCH /config refused ({status}): {answer}")
             # Every member applies it in its next HA loop, reloading PostgreSQL
             # and flagging what needs a restart: give them two loops.
             loops = max(self.plan["loop_wait"], int(current.get("loop_wait") or 0))
@@ -264,14 +294,14 @@ class Tool:
             time.sleep(loops + 1)
             self.restart_pending()
 
-    def restart_pending(self):
+    def restart_pending(self) -> None:
         """Restart the members whose PostgreSQL waits for one: replicas, then the primary
         through a switchover. Nothing pending: nothing happens."""
         view = self.wait_healthy("before restarting")
         pending = sorted(n for n, m in self.members(view).items() if m.get("pending_restart"))
         if not pending:
             return
-        self.log("pending restart: %s" % ", ".join(pending))
+        self.log(f"pending restart: {', '.join(pending)}")
         leader = self.leader(view)
         for name in pending:
             if name != leader:
@@ -283,13 +313,15 @@ class Tool:
             # restart it again only if Patroni still says so.
             if self.members(view).get(old, {}).get("pending_restart"):
                 self.restart_member(old)
-        still = sorted(n for n, m in self.members(self.wait_healthy("at the end")).items() if m.get("pending_restart"))
+        still = sorted(
+            n for n, m in self.members(self.wait_healthy("at the end")).items() if m.get("pending_restart")
+        )
         if still:
-            raise Stop("still pending restart after the rolling restart: %s" % ", ".join(still))
+            raise Stop(f"still pending restart after the rolling restart: {', '.join(still)}")
 
     # ---- upgrade: this VM's turn -------------------------------------------------
 
-    def etcd(self, method="GET", key="", value=None):
+    def etcd(self, method: str = "GET", key: str = "", value: str | None = None) -> dict[str, Any]:
         """etcd v2 keys under the plan's prefix, with this VM's client certificate."""
         context = ssl.create_default_context(cafile=self.plan["ca"])
         context.load_cert_chain(self.plan["client_pem"])
@@ -309,43 +341,41 @@ class Tool:
                 last = error
             except OSError as error:
                 last = error
-        raise Stop("etcd unreachable for the rolling update's markers: %s" % last)
+        raise Stop(f"etcd unreachable for the rolling update's markers: {last}")
 
-    def markers(self):
+    def markers(self) -> dict[str, str]:
         """Each VM's last word about the rolling update: 'done G', 'running G', 'failed G: …'."""
         listing = self.etcd().get("node", {}).get("nodes", [])
         return {n["key"].rsplit("/", 1)[-1]: n.get("value", "") for n in listing}
 
-    def mark(self, state):
-        self.etcd("PUT", "/" + self.plan["node"], "%s %d" % (state, self.plan["generation"]))
+    def mark(self, state: str) -> None:
+        self.etcd("PUT", "/" + self.plan["node"], f"{state} {self.plan['generation']}")
 
-    def upgrade(self):
+    def upgrade(self) -> None:
         me, generation = self.plan["node"], self.plan["generation"]
-        tag = " %d" % generation
+        tag = f" {generation}"
         if self.markers().get(me) == "done" + tag:
-            self.log("already upgraded in generation %d" % generation)
+            self.log(f"already upgraded in generation {generation}")
             return
         self.wait_turn()
         self.mark("running")
         try:
             self.upgrade_here()
         except BaseException as error:
-            try:
-                self.etcd("PUT", "/" + me, "failed%s: %s" % (tag, error))
-            except Stop:
-                pass
+            with contextlib.suppress(Stop):
+                self.etcd("PUT", "/" + me, f"failed{tag}: {error}")
             raise
         self.mark("done")
-        self.log("changed: %s upgraded and restarted (generation %d)" % (me, generation))
+        self.log(f"changed: {me} upgraded and restarted (generation {generation})")
 
-    def wait_turn(self):
+    def wait_turn(self) -> None:
         """Witnesses first, then the replicas by name, then the primary; one VM at a time.
 
         Roles are read anew on every round, so a failover meanwhile only
         changes who comes last.
         """
         me, generation = self.plan["node"], self.plan["generation"]
-        tag = " %d" % generation
+        tag = f" {generation}"
         started = time.monotonic()
         deadline = started + TURN_TIMEOUT
         unhealthy_since = None
@@ -354,7 +384,8 @@ class Tool:
             markers = self.markers()
             failed = {n: v for n, v in markers.items() if v.startswith("failed" + tag)}
             if failed:
-                raise Stop("rolling update stopped: %s" % "; ".join("%s %s" % kv for kv in failed.items()))
+                stopped = "; ".join(f"{n} {v}" for n, v in failed.items())
+                raise Stop(f"rolling update stopped: {stopped}")
             view = self.cluster()
             found = self.problems(view)
             busy = [n for n, v in markers.items() if v == "running" + tag and n != me]
@@ -363,11 +394,11 @@ class Tool:
                 unhealthy_since = unhealthy_since or time.monotonic()
                 if not busy and waiting_for is None and time.monotonic() - started > START_GRACE:
                     raise Stop(
-                        "cluster unhealthy before the rolling update (for %d s), nothing done: %s"
-                        % (START_GRACE, "; ".join(found))
+                        f"cluster unhealthy before the rolling update (for {START_GRACE} s), "
+                        f"nothing done: {'; '.join(found)}"
                     )
                 if time.monotonic() - unhealthy_since > UNHEALTHY_GRACE:
-                    raise Stop("cluster unhealthy for %d s: %s" % (UNHEALTHY_GRACE, "; ".join(found)))
+                    raise Stop(f"cluster unhealthy for {UNHEALTHY_GRACE} s: {'; '.join(found)}")
             else:
                 unhealthy_since = None
                 done = {n for n, v in markers.items() if v == "done" + tag}
@@ -379,19 +410,19 @@ class Tool:
                     return
                 if waiting_for != pending[:1]:
                     waiting_for = pending[:1]
-                    self.log("waiting for %s to finish" % (", ".join(waiting_for) or "the others"))
+                    self.log(f"waiting for {', '.join(waiting_for) or 'the others'} to finish")
             if time.monotonic() > deadline:
-                raise Stop("not my turn after %d s" % TURN_TIMEOUT)
+                raise Stop(f"not my turn after {TURN_TIMEOUT} s")
             time.sleep(2)
 
-    def upgrade_here(self):
+    def upgrade_here(self) -> None:
         me = self.plan["node"]
         is_postgres = me in self.plan["members"]
         if is_postgres:
-            view = self.require_healthy("at %s's turn" % me)
+            view = self.require_healthy(f"at {me}'s turn")
             if self.leader(view) == me:
                 markers = self.markers()
-                upgraded = [n for n, v in markers.items() if v == "done %d" % self.plan["generation"]]
+                upgraded = [n for n, v in markers.items() if v == f"done {self.plan['generation']}"]
                 self.switchover(view, prefer=upgraded)
         upgraded = self.apt_upgrade()
         if self.unit_needs_restart("etcd", upgraded, ("etcd-server",)):
@@ -405,7 +436,7 @@ class Tool:
             before = self.own(me).get("postmaster_start_time")
             # Patroni and PostgreSQL both start from the new binaries; a replica
             # restarting costs the writers no failover.
-            self.log("(re)starting patroni and PostgreSQL on %s" % me)
+            self.log(f"(re)starting patroni and PostgreSQL on {me}")
             run(["systemctl", "restart", "patroni"])
             self.wait_member(me, before)
             if self.unit_needs_restart("haproxy", upgraded, ("haproxy",)):
@@ -415,9 +446,9 @@ class Tool:
             if self.unit_needs_restart("keepalived", upgraded, ("keepalived",)):
                 self.log("(re)starting keepalived")
                 run(["systemctl", "restart", "keepalived"])
-            self.wait_healthy("after upgrading %s" % me)
+            self.wait_healthy(f"after upgrading {me}")
 
-    def apt_upgrade(self):
+    def apt_upgrade(self) -> list[str]:
         """``apt-get upgrade`` with service (re)starts held back: we restart in order.
 
         Returns the packages whose version changed.
@@ -427,15 +458,22 @@ class Tool:
         own_policy = not os.path.exists(POLICY_RC)
         if own_policy:
             with open(POLICY_RC, "w") as handle:
-                handle.write("#!/bin/sh\n# pgha rolling update: services are restarted by pgha, in order.\nexit 101\n")
+                handle.write(
+                    "#!/bin/sh\n# pgha rolling update: services are restarted by pgha, in order.\nexit 101\n"
+                )
             os.chmod(POLICY_RC, 0o755)
         try:
             if self.plan["apt_update"]:
                 run(["apt-get", "-q", "update"], env=env)
             run(
                 [
-                    "apt-get", "-q", "-y",
-                    "-o", "Dpkg::Options::=--force-confdef", "-o", "Dpkg::Options::=--force-confold",
+                    "apt-get",
+                    "-q",
+                    "-y",
+                    "-o",
+                    "Dpkg::Options::=--force-confdef",
+                    "-o",
+                    "Dpkg::Options::=--force-confold",
                     "upgrade",
                 ],
                 env=env,
@@ -445,10 +483,10 @@ class Tool:
                 os.unlink(POLICY_RC)
         after = installed()
         changed = sorted(p for p in after if before.get(p) != after[p])
-        self.log("packages upgraded: %s" % (", ".join(changed) or "none (already current)"))
+        self.log(f"packages upgraded: {', '.join(changed) or 'none (already current)'}")
         return changed
 
-    def unit_needs_restart(self, unit, upgraded, packages):
+    def unit_needs_restart(self, unit: str, upgraded: list[str], packages: tuple[str, ...]) -> bool:
         """Its package changed, or its main process maps a file that was replaced."""
         active = subprocess.run(["systemctl", "is-active", "-q", unit]).returncode == 0
         if not active:
@@ -459,12 +497,12 @@ class Tool:
             ["systemctl", "show", "-P", "MainPID", unit], capture_output=True, text=True
         ).stdout.strip()
         try:
-            with open("/proc/%s/maps" % pid) as handle:
+            with open(f"/proc/{pid}/maps") as handle:
                 return any(line.rstrip().endswith("(deleted)") and " /usr/" in line for line in handle)
         except OSError:
             return False
 
-    def wait_etcd_member(self, timeout=120):
+    def wait_etcd_member(self, timeout: float = 120) -> None:
         context = ssl.create_default_context(cafile=self.plan["ca"])
         context.load_cert_chain(self.plan["client_pem"])
         deadline = time.monotonic() + timeout
@@ -476,13 +514,13 @@ class Tool:
             except OSError:
                 pass
             time.sleep(1)
-        raise Stop("etcd on %s not healthy %d s after its restart" % (self.plan["node"], timeout))
+        raise Stop(f"etcd on {self.plan['node']} not healthy {timeout} s after its restart")
 
 
-def difference(desired, current):
+def difference(desired: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
     """What to PATCH so that ``current`` holds ``desired``: changed keys, and None for the
     PostgreSQL parameters pgha no longer sets (pgha owns that list; other keys it leaves)."""
-    patch = {}
+    patch: dict[str, Any] = {}
     for key, value in desired.items():
         now = current.get(key)
         if isinstance(value, dict):
@@ -496,7 +534,7 @@ def difference(desired, current):
     return patch
 
 
-def normal(value):
+def normal(value: object) -> str:
     """Patroni keeps values as given: 200 and '200', True and 'true' are the same setting."""
     if isinstance(value, bool):
         return "on" if value else "off"
@@ -504,20 +542,22 @@ def normal(value):
     return {"true": "on", "false": "off"}.get(text.lower(), text)
 
 
-def describe(patch, prefix=""):
+def describe(patch: dict[str, Any], prefix: str = "") -> Iterator[str]:
     for key, value in sorted(patch.items()):
         if isinstance(value, dict):
             yield from describe(value, prefix + key + ".")
         else:
-            yield "%s%s=%s" % (prefix, key, "(removed)" if value is None else value)
+            yield f"{prefix}{key}={'(removed)' if value is None else value}"
 
 
-def installed():
+def installed() -> dict[str, str]:
     listing = subprocess.run(
         ["dpkg-query", "-W", "-f=${Package} ${Version} ${db:Status-Abbrev}\\n"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
-    versions = {}
+    versions: dict[str, str] = {}
     for line in listing.splitlines():
         parts = line.split()
         if len(parts) >= 3 and parts[2].startswith("ii"):
@@ -525,29 +565,32 @@ def installed():
     return versions
 
 
-def run(argv, env=None):
+def run(argv: list[str], env: dict[str, str] | None = None) -> None:
     """A command whose output goes to our stderr (the step's log); its failure stops us."""
     result = subprocess.run(argv, env=env, stdout=sys.stderr, stderr=sys.stderr, stdin=subprocess.DEVNULL)
     if result.returncode != 0:
-        raise Stop("%s failed with exit code %d" % (" ".join(argv), result.returncode))
+        raise Stop(f"{' '.join(argv)} failed with exit code {result.returncode}")
 
 
-def main(argv):
-    if len(argv) != 3 or argv[1] not in ("apply-config", "upgrade"):
+def main(argv: list[str] | None = None, settings_path: str = SETTINGS_PATH) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 2 or args[0] not in ("apply-config", "upgrade"):
         print(__doc__, file=sys.stderr)
         return 2
-    with open(argv[2]) as handle:
-        tool = Tool(json.load(handle))
+    with open(settings_path) as handle:
+        settings = json.load(handle)
+    with open(args[1]) as handle:
+        tool = Tool(json.load(handle), settings["patroni_config"])
     try:
-        if argv[1] == "apply-config":
+        if args[0] == "apply-config":
             tool.apply_config()
         else:
             tool.upgrade()
     except Stop as stop:
-        tool.log("STOPPED: %s" % stop)
+        tool.log(f"STOPPED: {stop}")
         return 1
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    sys.exit(main())

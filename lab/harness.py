@@ -1,0 +1,113 @@
+"""The measurement harness: a client workload across a change, judged by what clients saw.
+
+``scenario`` starts from a healthy lab, runs a ``Writer`` (VIP:5432) and a
+``Reader`` (VIP:5433) in steady state, lets the caller inject a fault or an
+operation, waits for the lab to be healthy again and stops the clients;
+``Run.result()`` then gives one dict:
+
+    fault, old_primary, new_primary, unavailability_s, windows, acked, lost,
+    lost_by_node, split_brain, split_brain_acks, rejoin_s, reads, ...
+
+``lost`` counts acknowledged rows absent from at least one node once all are
+streaming again; ``rejoin_s`` is how long the old primary took to serve again
+(stream as a replica, or lead again when no failover happened), counted from
+the moment the fault was undone (or, with nothing to undo, from the fault).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from .cluster import Lab
+from .observe import leader, patroni_logs
+from .workload import Reader, Writer, ensure_ledger
+
+STEADY_ACKS = 50  # acknowledged writes before the fault: the writer is in steady state
+RESUME_TIMEOUT = 120.0  # s until writes through the VIP resume after a fault
+READY_TIMEOUT = 180.0  # s until the lab is healthy again after a fault
+
+
+class Run:
+    """One scenario's client workload and measurements."""
+
+    def __init__(self, lab: Lab, fault: str) -> None:
+        self.lab = lab
+        self.fault = fault
+        self.writer = Writer(lab)
+        self.reader = Reader(lab)
+        self.old_primary: str | None = None
+        self.fault_at = 0.0
+        self.fault_wall: float | None = None
+        self.rejoin_s: float | None = None
+        self.extra: dict[str, Any] = {}
+
+    def inject(self, action: Callable[[], None]) -> float:
+        """Run the fault at a known client time."""
+        self.fault_at = time.monotonic()
+        self.fault_wall = time.time()
+        action()
+        return self.fault_at
+
+    def result(self) -> dict[str, Any]:
+        """Judge the run once the lab is healthy again and the clients have stopped."""
+        writer = self.writer
+        acks, failures = writer.snapshot()
+        lost_by_node = {node.name: writer.missing_on(str(node.ip)) for node in self.lab.spec.postgres_nodes}
+        lost = sorted(set().union(*lost_by_node.values())) if lost_by_node else []
+        evidence = writer.split_brain()
+        windows = writer.windows(since=self.fault_at)
+        new_primary = leader(self.lab)
+        result: dict[str, Any] = {
+            "fault": self.fault,
+            "old_primary": self.old_primary,
+            "new_primary": new_primary,
+            "unavailability_s": round(writer.unavailability(since=self.fault_at), 2),
+            "windows": [
+                {
+                    "start_s": round(w.start - self.fault_at, 2),
+                    "seconds": None if w.seconds is None else round(w.seconds, 2),
+                    "failed_attempts": w.failures,
+                }
+                for w in windows
+            ],
+            "acked": len(acks),
+            "failed_attempts": len(failures),
+            "lost": len(lost),
+            "lost_by_node": {k: len(v) for k, v in lost_by_node.items()},
+            "lost_sample": lost[:10],
+            "split_brain": bool(evidence),
+            "split_brain_acks": len(evidence),
+            "servers_in_order": writer.servers(),
+            "rejoin_s": None if self.rejoin_s is None else round(self.rejoin_s, 1),
+            "reads": self.reader.summary(),
+            **self.extra,
+        }
+        if lost or evidence:
+            since = None if self.fault_wall is None else self.fault_wall - 5
+            result["patroni_logs"] = patroni_logs(self.lab, since=since)
+        return result
+
+
+@contextmanager
+def scenario(lab: Lab, fault: str) -> Iterator[Run]:
+    """A healthy lab, clients running in steady state; clients stopped and joined afterwards."""
+    lab.wait_ready(timeout=READY_TIMEOUT)
+    ensure_ledger(lab)
+    run = Run(lab, fault)
+    run.old_primary = leader(lab)
+    run.writer.start()
+    run.reader.start()
+    try:
+        if not run.writer.wait_acks(STEADY_ACKS):
+            raise RuntimeError(f"writer not acknowledged before the fault: {run.writer.snapshot()[1][-3:]}")
+        yield run
+        lab.wait_ready(timeout=READY_TIMEOUT)
+        run.writer.wait_acks(STEADY_ACKS)  # acknowledged writes after recovery, too
+    finally:
+        for looper in (run.writer, run.reader):
+            looper.stop()
+    if run.writer.crash is not None:
+        raise RuntimeError(f"writer crashed: {run.writer.crash!r}")

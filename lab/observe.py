@@ -1,0 +1,297 @@
+"""Reading a live lab: Patroni's members and leader, the VIP holder, etcd's health.
+
+Only looks, never changes anything: fault scenarios, operator commands and
+tests all ask the cluster the same way. Waits go through ``lab.wait.wait_until``
+so $PGHA_TIMEOUT_FACTOR stretches them all.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from typing import TYPE_CHECKING, Any
+
+from pgha import Node, etcd, patroni
+
+from . import external
+from .wait import wait_until
+
+if TYPE_CHECKING:
+    from .cluster import Lab
+    from .machine import Machine
+
+REJOIN_TIMEOUT = 180.0  # an old primary rewinding and streaming again
+LEADING_GIVE_UP = 20.0  # s an old primary may lead again before waiting for it to stream is given up
+
+
+# ---- Patroni ------------------------------------------------------------------------------
+
+
+def cluster_view(lab: Lab) -> dict[str, Any] | None:
+    """Patroni's /cluster, from the first node whose REST API answers."""
+    for node in lab.spec.postgres_nodes:
+        try:
+            return lab.http_json(patroni.rest_api_url(lab.spec, node) + "/cluster")
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def members(lab: Lab) -> dict[str, dict[str, Any]]:
+    """Patroni's members by name (empty while no REST API answers)."""
+    view = cluster_view(lab) or {}
+    return {m["name"]: m for m in view.get("members", [])}
+
+
+def leader(lab: Lab) -> str | None:
+    """The member Patroni reports as running leader."""
+    for name, member in members(lab).items():
+        if member.get("role") == "leader" and member.get("state") == "running":
+            return name
+    return None
+
+
+def sync_standby(lab: Lab) -> str | None:
+    """A synchronous standby that streams, if any."""
+    for name, member in members(lab).items():
+        if member.get("role") == "sync_standby" and member.get("state") == "streaming":
+            return name
+    return None
+
+
+def node_ip(lab: Lab, name: str) -> str:
+    return str(lab.spec.node(name).ip)
+
+
+def own_state(lab: Lab, name: str) -> dict[str, Any]:
+    """The node's own view (its REST API's /patroni), live from its PostgreSQL; empty if silent.
+
+    The DCS keeps a dead member's last state until its key expires (ttl), so
+    asking the node itself is the only way to see that it really streams.
+    """
+    try:
+        state = lab.http_json(patroni.rest_api_url(lab.spec, lab.spec.node(name)) + "/patroni", timeout=1.0)
+    except (OSError, ValueError):
+        return {}
+    return state if isinstance(state, dict) else {}
+
+
+def is_streaming(lab: Lab, name: str) -> bool:
+    """Whether the node is a replica whose WAL receiver streams (in its own words)."""
+    state = own_state(lab, name)
+    return state.get("role") == "replica" and state.get("replication_state") == "streaming"
+
+
+def wait_leader(lab: Lab, not_: str | None = None, timeout: float = 120.0) -> str | None:
+    """The running leader, once it is not ``not_``; None on timeout."""
+
+    def new_leader() -> str | None:
+        current = leader(lab)
+        return current if current is not None and current != not_ else None
+
+    return wait_until(new_leader, timeout)
+
+
+def wait_serving(
+    lab: Lab, name: str, since: float, timeout: float = REJOIN_TIMEOUT, as_replica: bool = False
+) -> float | None:
+    """Seconds from ``since`` until ``name`` streams as a replica, or leads (holding the
+    leader key and running as primary) unless ``as_replica``; None on timeout, or once it
+    has led for LEADING_GIVE_UP s where it should follow (it will not stream then)."""
+    leading_since: list[float] = []
+
+    def serving() -> float | bool | None:
+        if is_streaming(lab, name):
+            return time.monotonic() - since
+        leads = leader(lab) == name and own_state(lab, name).get("role") == "primary"
+        if leads and not as_replica:
+            return time.monotonic() - since
+        if not leads:
+            leading_since.clear()
+        elif not leading_since:
+            leading_since.append(time.monotonic())
+        elif time.monotonic() - leading_since[0] > LEADING_GIVE_UP:
+            return True  # stop waiting: the answer is None
+        return None
+
+    answer = wait_until(serving, timeout)
+    return answer if isinstance(answer, float) else None
+
+
+# Lines that say nothing about a fault: the steady loop and pg_controldata dumps.
+_QUIET = (" INFO: no action. ", "]:   ")
+
+
+def patroni_logs(lab: Lab, since: float | None = None, lines: int = 150) -> dict[str, str]:
+    """Patroni's and etcd's journal on every running node: the evidence for a finding.
+
+    With ``since`` (a wall-clock epoch) everything from then on, minus the
+    steady-state noise, capped at the last ``lines`` lines per node.
+    """
+    window = ["--since", f"@{int(since)}"] if since is not None else ["-n", str(lines)]
+    logs = {}
+    for node in lab.spec.postgres_nodes:
+        try:
+            result = lab.exec(
+                node.name,
+                ["journalctl", "-u", "patroni", "-u", "etcd", "--no-pager", "-o", "short-precise", *window],
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
+            kept = [line for line in result.stdout.splitlines() if not any(q in line for q in _QUIET)]
+            logs[node.name] = "\n".join(kept[-lines:])
+        except (RuntimeError, subprocess.SubprocessError) as exc:
+            logs[node.name] = f"(unavailable: {exc})"
+    return logs
+
+
+# ---- the VIP ------------------------------------------------------------------------------
+
+
+def vip_holders(lab: Lab) -> list[str]:
+    """Every running, unfrozen machine that has the VIP on an interface."""
+    holders = []
+    for name, machine in lab.machines().items():
+        if not machine.is_running() or machine.is_frozen():
+            continue
+        result = lab.exec(name, ["ip", "-o", "-4", "addr", "show"], capture_output=True, text=True)
+        if f" {lab.spec.vip}/" in result.stdout:
+            holders.append(name)
+    return holders
+
+
+def single_vip_holder(lab: Lab, timeout: float = 30.0) -> str:
+    """The one machine holding the VIP, once there is exactly one."""
+    seen: list[str] = []
+
+    def one() -> str | None:
+        seen[:] = vip_holders(lab)
+        return seen[0] if len(seen) == 1 else None
+
+    return wait_until(one, timeout, error=lambda _: f"VIP holders: {seen}")
+
+
+def wait_vip_moves(lab: Lab, old: str, since: float, timeout: float = 60.0) -> float | None:
+    """Seconds from ``since`` until exactly one other machine holds the VIP; None on timeout."""
+
+    def moved() -> float | None:
+        holders = vip_holders(lab)
+        return round(time.monotonic() - since, 2) if len(holders) == 1 and holders[0] != old else None
+
+    return wait_until(moved, timeout, interval=0.2)
+
+
+# ---- etcd ---------------------------------------------------------------------------------
+
+
+def etcd_health(lab: Lab) -> dict[str, bool]:
+    """Each etcd member's /health (with the operator's client certificate)."""
+    health = {}
+    for member in etcd.members(lab.spec):
+        if member.external:
+            # Its firewall admits the members only: ask on the machine itself.
+            health[member.name] = external.etcd_healthy(lab, member)
+            continue
+        try:
+            answer = lab.http_json(etcd.client_url(lab.spec, member) + "/health", client_cert=True)
+            health[member.name] = answer["health"] in ("true", True)
+        except (OSError, ValueError, KeyError):
+            health[member.name] = False
+    return health
+
+
+# ---- the whole picture --------------------------------------------------------------------
+
+
+def machine_state(lab: Lab, machine: Machine) -> str:
+    """stopped, frozen, partitioned or running: what the lab did to the machine."""
+    if not machine.is_running():
+        return "stopped"
+    if machine.is_frozen():
+        return "frozen"
+    if not _link_up(lab, machine.host_ifname):
+        return "partitioned"
+    return "running"
+
+
+def _link_up(lab: Lab, ifname: str) -> bool:
+    result = subprocess.run(
+        ["ip", "-n", lab.network.name, "-o", "link", "show", "dev", ifname],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return result.returncode == 0 and ",UP" in result.stdout
+
+
+def _absent_state(node: Node, machine: str) -> str:
+    """A node Patroni does not list: a witness is as its machine is; a database node is down."""
+    if not node.runs_postgres or machine != "running":
+        return machine
+    return "unknown"
+
+
+def status(lab: Lab) -> dict[str, Any]:
+    """Roles, states, lag, machine states, the VIP holder and etcd health: `python -m lab status`."""
+    listed = members(lab)
+    machines = lab.machines()
+    nodes = []
+    for node in lab.spec.nodes:
+        member = listed.get(node.name, {})
+        state = machine_state(lab, machines[node.name])
+        lag = member.get("lag")
+        nodes.append(
+            {
+                "name": node.name,
+                "host": node.host,
+                "ip": str(node.ip),
+                "role": member.get("role", node.role if not node.runs_postgres else "unknown"),
+                "state": member.get("state", _absent_state(node, state)),
+                "lagBytes": lag if isinstance(lag, int) else None,
+                "machine": state,
+            }
+        )
+    holders = vip_holders(lab)
+    return {
+        "vip": str(lab.spec.vip),
+        "primaryPort": lab.spec.haproxy.primary_port,
+        "replicaPort": lab.spec.haproxy.replica_port,
+        "nodes": nodes,
+        "vipHolder": holders[0] if len(holders) == 1 else (holders or None),
+        "etcd": etcd_health(lab),
+    }
+
+
+def is_healthy(lab: Lab, view: dict[str, Any]) -> bool:
+    """One leader, every other database node streaming (all sync standbys), one VIP holder."""
+    databases = {n.name for n in lab.spec.postgres_nodes}
+    postgres = [n for n in view["nodes"] if n["name"] in databases]
+    leaders = [n for n in postgres if n["role"] == "leader" and n["state"] == "running"]
+    streaming = [n for n in postgres if n["role"] != "leader" and n["state"] == "streaming"]
+    # Synchronous standbys are what make a failover lossless: wait for all of them.
+    synchronous = [n for n in streaming if n["role"] == "sync_standby"]
+    wanted_sync = lab.spec.sync_standbys if lab.spec.patroni.synchronous_mode else 0
+    return (
+        len(leaders) == 1
+        and len(streaming) == len(postgres) - 1
+        and len(synchronous) >= wanted_sync
+        and isinstance(view["vipHolder"], str)
+    )
+
+
+def wait_ready(lab: Lab, timeout: float = 120.0) -> dict[str, Any]:
+    """The status, once healthy (``is_healthy``); WaitTimeout with the last status otherwise."""
+    last: list[dict[str, Any]] = []
+
+    def healthy() -> dict[str, Any] | None:
+        last[:] = [status(lab)]
+        return last[0] if is_healthy(lab, last[0]) else None
+
+    return wait_until(
+        healthy,
+        timeout,
+        interval=1.0,
+        error=lambda _: f"lab not healthy: {json.dumps(last[0] if last else None)}",
+    )

@@ -1,0 +1,97 @@
+"""Helpers the lab and HA tests share: whether the lab can run, the running labs, judging a result.
+
+Fixtures stay in tests/conftest.py; what they and the tests call lives here,
+public, so no test module imports another's private names.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from typing import Any
+
+import pytest
+
+from lab.cluster import Lab
+from lab.lock import LabBusy
+from lab.observe import is_healthy
+
+LAB_TOOLS = ("systemd-nspawn", "debootstrap", "nsenter", "unshare")
+
+
+def lab_unavailable() -> str | None:
+    """Why the lab cannot run here (not root, a tool missing), or None."""
+    if os.geteuid() != 0:
+        return "the lab needs root"
+    missing = [t for t in LAB_TOOLS if not shutil.which(t)]
+    return f"missing {', '.join(missing)} (run ./setup.sh)" if missing else None
+
+
+class LabPool:
+    """One running lab per stack for the whole run, each down after the last test that uses it.
+
+    A lab is taken (its lock), cleared of a crashed run's leftovers and brought
+    up on first use. Another live process holding the lock fails the test:
+    a run never tears down a lab someone else is using.
+    """
+
+    def __init__(self) -> None:
+        self.labs: dict[str, Lab] = {}
+
+    def get(self, stack: str) -> Lab:
+        if stack in self.labs:
+            return self.labs[stack]
+        reason = lab_unavailable()
+        if reason:
+            pytest.skip(reason)
+        cluster = Lab(stack)
+        try:
+            cluster.lock.acquire()
+        except LabBusy as busy:
+            pytest.fail(str(busy), pytrace=False)
+        self.labs[stack] = cluster  # from here on, torn down even if up() fails
+        cluster.down(keep_lock=True)  # leftovers of a crashed run (the lock is ours now)
+        cluster.up()
+        return cluster
+
+    def release(self, stack: str) -> None:
+        """Tear a stack's lab down (and drop its lock)."""
+        cluster = self.labs.pop(stack, None)
+        if cluster is not None:
+            cluster.down()
+
+    def close(self) -> None:
+        for stack in list(self.labs):
+            self.release(stack)
+
+
+def report(result: dict[str, Any]) -> str:
+    """A scenario's result (and Patroni's logs, when there are any) as a failure message."""
+    logs = result.get("patroni_logs", {})
+    summary = {k: v for k, v in result.items() if k != "patroni_logs"}
+    text = json.dumps(summary, indent=1)
+    for node, log in logs.items():
+        text += f"\n--- patroni on {node} ---\n{log}"
+    return text
+
+
+def print_result(result: dict[str, Any]) -> None:
+    """One JSON line per result on stdout (``pytest -s`` shows them): the measurements."""
+    print(json.dumps({k: v for k, v in result.items() if k != "patroni_logs"}))
+
+
+def check_result(lab: Lab, result: dict[str, Any], failover: bool) -> None:
+    """What every scenario must show a client: writes acknowledged and none lost, never two
+    primaries, writes back after the fault, a healthy lab; with ``failover`` a new primary
+    and the old one streaming again."""
+    print_result(result)
+    message = report(result)
+    assert result["acked"] > 0, message
+    assert result["lost"] == 0, message
+    assert not result["split_brain"], message
+    assert all(w["seconds"] is not None for w in result["windows"]), message  # writes came back
+    if failover:
+        assert result["new_primary"] != result["old_primary"], message
+        assert result["rejoin_s"] is not None, message  # the old primary streams again
+    assert is_healthy(lab, lab.status()), message
