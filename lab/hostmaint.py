@@ -5,7 +5,7 @@
 operator runs it with sudo on any VM. ``maintenance_cycle`` is the issue's
 scenario: start on a host, crash it (standing in for the reboot) while a
 client writes, boot it again, finish, and judge the whole cycle by the client's
-ledger (lab/faults.py's harness).
+ledger (lab/harness.py).
 """
 
 from __future__ import annotations
@@ -16,8 +16,11 @@ from typing import Any
 
 from pgha import etcd, hostmaint
 
-from . import faults
+from . import etcdctl
 from .cluster import Lab
+from .harness import READY_TIMEOUT, scenario
+from .observe import leader, own_state
+from .operator import switchover
 
 TOOL_TIMEOUT = 1200.0
 # While the host is down, writes must go on for at least this long past the
@@ -43,8 +46,8 @@ def run_tool(lab: Lab, host: str, action: str, check: bool = True) -> subprocess
 def etcd_voters(lab: Lab) -> list[str]:
     """The names of etcd's voting members, asked through any running member."""
     for member in etcd_members_running(lab):
-        listed = faults._etcdctl(lab, member, ["member", "list"], retry_for=30.0)
-        return sorted(m.get("name", "") for m in listed["members"] if not m.get("isLearner"))
+        listed = etcdctl.member_list(lab, member, retry_for=30.0)
+        return sorted(m.get("name", "") for m in listed if not m.get("isLearner"))
     return []
 
 
@@ -60,19 +63,19 @@ def maintenance_cycle(lab: Lab, host: str, primary_on_host: bool = True) -> dict
     """
     victims = [n for n in lab.spec.nodes if n.host == host]
     on_host = [n.name for n in victims if n.runs_postgres]
-    lab.wait_ready(timeout=faults.READY_TIMEOUT)
-    if primary_on_host and on_host and faults.leader(lab) not in on_host:
-        faults.switchover(lab, to=on_host[0])
-        lab.wait_ready(timeout=faults.READY_TIMEOUT)
+    lab.wait_ready(timeout=READY_TIMEOUT)
+    if primary_on_host and on_host and leader(lab) not in on_host:
+        switchover(lab, to=on_host[0])
+        lab.wait_ready(timeout=READY_TIMEOUT)
     timings: dict[str, float] = {}
-    with faults.scenario(lab, f"host_maintenance_{host}") as run:
+    with scenario(lab, f"host_maintenance_{host}") as run:
         machines = [lab.machine(n) for n in victims]
         started = run.inject(lambda: None)
         timings["start_s"] = _timed(lambda: run_tool(lab, host, "start"))
         # Safe twice: a second start changes nothing and succeeds.
         timings["start_again_s"] = _timed(lambda: run_tool(lab, host, "start"))
         run.extra["voters_during"] = etcd_voters(lab)
-        run.extra["new_primary_at_start"] = faults.leader(lab)
+        run.extra["new_primary_at_start"] = leader(lab)
         crashed = time.monotonic()
         for machine in machines:
             machine.kill()
@@ -105,7 +108,7 @@ def _timed(action: Any) -> float:
 
 def _wait_patroni(lab: Lab, names: list[str], timeout: float = 180.0) -> None:
     deadline = time.monotonic() + timeout
-    while not all(faults.own_state(lab, n) for n in names):
+    while not all(own_state(lab, n) for n in names):
         if time.monotonic() > deadline:
             raise RuntimeError(f"Patroni did not answer on {names} within {timeout:.0f} s")
         time.sleep(0.5)

@@ -11,8 +11,10 @@ import json
 
 import pytest
 
-from lab import faults, hostmaint
+from lab import hostmaint
 from lab.cluster import Lab
+from lab.harness import READY_TIMEOUT
+from lab.observe import leader, members
 from pgha import etcd
 from tests.helpers import check_result
 
@@ -24,8 +26,8 @@ CYCLE_BUDGET_S = 5.0
 
 def test_refused_when_a_replica_is_down(lab: Lab) -> None:
     """Unsafe: nothing changes, and the reason names the member."""
-    lab.wait_ready(timeout=faults.READY_TIMEOUT)
-    replica = next(n for n in lab.spec.postgres_nodes if n.name != faults.leader(lab))
+    lab.wait_ready(timeout=READY_TIMEOUT)
+    replica = next(n for n in lab.spec.postgres_nodes if n.name != leader(lab))
     machine = lab.machine(replica)
     machine.kill()
     try:
@@ -35,7 +37,7 @@ def test_refused_when_a_replica_is_down(lab: Lab) -> None:
     print(json.dumps({"refused": result.returncode, "stderr": result.stderr.strip()[-400:]}))
     assert result.returncode == 1, result.stderr
     assert "REFUSED" in result.stderr and replica.name in result.stderr, result.stderr
-    lab.wait_ready(timeout=faults.READY_TIMEOUT)
+    lab.wait_ready(timeout=READY_TIMEOUT)
     status = json.loads(hostmaint.run_tool(lab, "pve1", "status").stdout)
     assert status["maintenance"] == {}, status  # nothing was changed
 
@@ -52,5 +54,5 @@ def test_majority_host_reboot_cycle(lab: Lab) -> None:
     assert result["voters_during"] == ["psql-02"], message
     assert result["voters_after"] == sorted(m.name for m in etcd.members(lab.spec)), message
     assert "nothing to do" in result["finish_again"], message  # finish is safe twice
-    view = faults.members(lab)
+    view = members(lab)
     assert not any((m.get("tags") or {}).get("nofailover") for m in view.values()), view

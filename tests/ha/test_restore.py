@@ -10,8 +10,9 @@ import json
 
 import pytest
 
-from lab import faults
 from lab.cluster import Lab
+from lab.harness import READY_TIMEOUT
+from lab.observe import is_healthy
 from lab.restore import disaster_recovery
 
 pytestmark = pytest.mark.lab
@@ -31,5 +32,5 @@ def test_everything_lost_then_restored(lab: Lab) -> None:
     assert result["rpo_s"] is not None, message
     assert result["rpo_s"] <= result["archive_timeout_s"] + RPO_SLACK_S, message
     assert result["oldest_missing_before_crash_s"] <= result["archive_timeout_s"] + RPO_SLACK_S, message
-    lab.wait_ready(timeout=faults.READY_TIMEOUT)
-    assert lab.is_healthy(lab.status())
+    lab.wait_ready(timeout=READY_TIMEOUT)
+    assert is_healthy(lab, lab.status())
