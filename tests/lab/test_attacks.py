@@ -19,6 +19,7 @@ import asyncssh
 import pytest
 
 from lab import attacks
+from lab.wait import wait_until
 from pgha import backup, etcd, patroni, pki
 from pgha.secrets import RESTAPI_USER
 
@@ -78,11 +79,13 @@ def test_a_dcs_write_of_archive_command_does_not_change_what_the_primary_runs(la
         status, body = attacks.dcs_write_archive_command(lab, member.name, etcd.PEM_PATH, evil)
         assert status == 200, body
         # Patroni read it: its /config now shows the evil value (the write did land)...
-        deadline = time.monotonic() + 30
         url = patroni.rest_api_url(lab.spec, lab.spec.node(primary)) + "/config"
-        while lab.http_json(url)["postgresql"]["parameters"].get("archive_command") != evil:
-            assert time.monotonic() < deadline, "Patroni never saw the DCS change"
-            time.sleep(1)
+        wait_until(
+            lambda: lab.http_json(url)["postgresql"]["parameters"].get("archive_command") == evil,
+            30.0,
+            interval=1.0,
+            error="Patroni never saw the DCS change",
+        )
         # ...and had several loops (loop_wait) to apply it: what PostgreSQL runs is unchanged.
         time.sleep(3 * lab.spec.patroni.loop_wait)
         for node in lab.spec.postgres_nodes:
