@@ -86,6 +86,8 @@ def main() -> None:
     pulumi.export("failureDomains", cluster.failure_domains)
     if cluster.prometheus is not None:
         pulumi.export("prometheus", cluster.prometheus)
+    # Public: what the owner of an external witness adds to its SSH user's authorized_keys.
+    pulumi.export("deployPublicKey", cluster.passwords.deploy_public_key)
 
 
 main()

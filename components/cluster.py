@@ -75,6 +75,8 @@ class PghaCluster(pulumi.ComponentResource):
                 opts=child,
             )
             for node in spec.nodes
+            # An external witness is an existing machine: no VM, only the steps.
+            if not node.external
         }
         self.steps = RemoteSteps(
             name,
@@ -84,7 +86,11 @@ class PghaCluster(pulumi.ComponentResource):
                 tls=self.certificates.tls,
                 deploy_private_key=self.passwords.deploy_private_key,
                 vms={name: vm.vm for name, vm in self.vms.items()},
-                host_keys={name: vm.host_public_key for name, vm in self.vms.items()},
+                host_keys={
+                    **{name: vm.host_public_key for name, vm in self.vms.items()},
+                    # An external machine's own key, from its stack config.
+                    **{n.name: n.host_key for n in spec.nodes if n.external and n.host_key},
+                },
             ),
             opts=child,
         )

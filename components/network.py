@@ -57,7 +57,7 @@ class PrivateNetwork(pulumi.ComponentResource):
                 f"{name}-zone",
                 resource_id=sdn.zone,
                 bridge=str(sdn.bridge),
-                nodes=list(spec.hosts),
+                nodes=list(spec.proxmox_hosts),
                 mtu=network.mtu,
                 opts=after_cleanup,
             )
@@ -66,7 +66,7 @@ class PrivateNetwork(pulumi.ComponentResource):
                 f"{name}-zone",
                 resource_id=sdn.zone,
                 peers=list(sdn.peers),
-                nodes=list(spec.hosts),
+                nodes=list(spec.proxmox_hosts),
                 # 1450 unless pgha:network.mtu says otherwise: VXLAN costs 50 bytes.
                 mtu=network.mtu,
                 opts=after_cleanup,

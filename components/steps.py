@@ -26,7 +26,8 @@ class RemoteStepsArgs:
     secrets: pulumi.Output[ClusterSecrets]
     tls: pulumi.Output[ClusterTls]
     deploy_private_key: pulumi.Input[str]
-    # Each node's VM, by node name: its steps re-run when it is replaced.
+    # Each node's VM, by node name: its steps re-run when it is replaced. An
+    # external machine (pgha:witness with external: true) has none.
     vms: Mapping[str, pulumi.Resource]
     # Each node's SSH host public key (OpenSSH format), by node name: pinned.
     host_keys: Mapping[str, pulumi.Input[str]]
@@ -75,6 +76,12 @@ def _real_steps(
         # The commands are visible in `ps` and in the plan: they must not change with a secret.
         raise ValueError(f"the steps of {node.name} depend on secret values")
     return {s.name: s for s in steps}
+
+
+def _vm_of(args: RemoteStepsArgs, node: Node) -> list[pulumi.Resource]:
+    """The node's VM as a one-element list; empty for an external machine (no VM of ours)."""
+    vm = args.vms.get(node.name)
+    return [vm] if vm is not None else []
 
 
 class RemoteSteps(pulumi.ComponentResource):
@@ -126,7 +133,9 @@ class RemoteSteps(pulumi.ComponentResource):
                         parent=self,
                         depends_on=previous,
                         replace_with=(
-                            list(args.vms.values()) if step.phase == verify.PHASE else [args.vms[node.name]]
+                            list(args.vms.values())
+                            if step.phase == verify.PHASE
+                            else _vm_of(args, node) or None
                         ),
                         additional_secret_outputs=["stdout", "stderr"] if step.has_secrets else None,
                     ),
@@ -147,7 +156,7 @@ class RemoteSteps(pulumi.ComponentResource):
                 delete=leave.command,
                 logging=remote.Logging.STDOUT_AND_STDERR,
                 add_previous_output_in_env=False,
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[args.vms[node.name]]),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=_vm_of(args, node)),
             )
 
         self.register_outputs({"commands": [c.urn for c in self.commands.values()]})

@@ -72,7 +72,7 @@ class CloudImage(pulumi.ComponentResource):
             # Asked of the API in every preview: an old cluster fails here, not halfway.
             version = proxmoxve.get_version_output(opts=pulumi.InvokeOutputOptions(parent=self))
             self.version = version.version.apply(require_import_support)
-            for host in spec.hosts:
+            for host in spec.proxmox_hosts:
                 self.files[host] = proxmoxve.download.File(
                     f"{name}-image-{host}",
                     node_name=host,
@@ -140,7 +140,7 @@ class PghaVm(pulumi.ComponentResource):
         # On a host's own storage, every host gets a copy: a VM migrated there
         # (by hand or by a new pgha:vms[].host) must find its files, since
         # Proxmox rebuilds the cloud-init drive from them when the VM starts.
-        hosts = (node.host,) if spec.vm.snippets_shared else spec.hosts
+        hosts = (node.host,) if spec.vm.snippets_shared else spec.proxmox_hosts
         self.snippets: dict[tuple[str, str], proxmoxve.FileLegacy] = {
             (host, document): proxmoxve.FileLegacy(
                 f"{name}-{host}-{document}",

@@ -16,6 +16,8 @@ switchover [--to NODE]  planned switchover with patronictl, run inside a node
 backup [--type full|diff|incr]   one pgBackRest backup, as its timer takes it
 restore-drill [--time T] [--sql Q] [--keep]   restore onto a fresh machine, check it
 rolling-update          rolling package update, one VM at a time (the upgrade steps)
+host-maintenance HOST start|finish|status   a Proxmox host's planned maintenance (lab/hostmaint.py)
+disaster-recovery       lose every VM but the repository, up again with pgha:restore (lab/restore.py)
 bench failover [--runs N] | bench vip-follow [--faults 8,1]   (lab/bench.py, lab/onehop.py)
 bench proxy [--clients 1,8] [--rounds N] [--primaries all]   VIP:5432 against direct, A B A B
 """
@@ -30,7 +32,7 @@ import time
 
 from pgha import ConfigError
 
-from . import backups
+from . import backups, hostmaint, restore
 from .bench import FAILOVER_FAULTS, failover, proxy
 from .cluster import Lab
 from .lock import LabBusy
@@ -106,6 +108,10 @@ def main(argv: list[str] | None = None) -> int:
     drill.add_argument("--sql", help="a query to run on the restored copy")
     drill.add_argument("--keep", action="store_true", help="leave the restore machine running")
     verbs.add_parser("rolling-update")
+    host_maintenance = verbs.add_parser("host-maintenance")
+    host_maintenance.add_argument("host")
+    host_maintenance.add_argument("action", choices=("start", "finish", "status"))
+    verbs.add_parser("disaster-recovery")
     bench = verbs.add_parser("bench").add_subparsers(dest="bench", required=True)
     bench_failover = bench.add_parser("failover")
     bench_failover.add_argument("--runs", type=int, default=3)
@@ -198,6 +204,15 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print(f"rolling update done in {time.monotonic() - started:.1f} s")
         print(_render_status(lab.status()))
+    elif args.verb == "host-maintenance":
+        started = time.monotonic()
+        result = hostmaint.run_tool(lab, args.host, args.action, check=False)
+        print(result.stderr + result.stdout, end="")
+        if args.action != "status":
+            print(f"({args.action} took {time.monotonic() - started:.1f} s, exit {result.returncode})")
+        return result.returncode
+    elif args.verb == "disaster-recovery":
+        print(json.dumps(restore.disaster_recovery(lab)))
     elif args.verb == "bench" and args.bench == "failover":
         faults = [f for f in args.faults.split(",") if f]
         failover(lab, args.runs, faults, emit=lambda summary: print(json.dumps(summary), flush=True))

@@ -41,7 +41,7 @@ from pgha import (
 from pgha.secrets import new_password
 from pgha.spec import MaintenanceSpec
 
-from . import observe
+from . import external, observe
 from .image import ensure_image
 from .inside import inside
 from .lock import StackLock
@@ -224,7 +224,9 @@ class Lab:
             prefixlen=self.spec.network.cidr.prefixlen,
             mac=node.mac,
             interface=self.spec.network.interface,
-            seed=cloudinit.seed(self.spec, node, self.deploy_public_key(), self.host_key(node)),
+            seed=(external.seed if node.external else cloudinit.seed)(
+                self.spec, node, self.deploy_public_key(), self.host_key(node)
+            ),
         )
         return Machine(spec, self.state_dir / "machines", self.network)
 

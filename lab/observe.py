@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from pgha import Node, etcd, patroni
 
+from . import external
 from .wait import wait_until
 
 if TYPE_CHECKING:
@@ -189,6 +190,10 @@ def etcd_health(lab: Lab) -> dict[str, bool]:
     """Each etcd member's /health (with the operator's client certificate)."""
     health = {}
     for member in etcd.members(lab.spec):
+        if member.external:
+            # Its firewall admits the members only: ask on the machine itself.
+            health[member.name] = external.etcd_healthy(lab, member)
+            continue
         try:
             answer = lab.http_json(etcd.client_url(lab.spec, member) + "/health", client_cert=True)
             health[member.name] = answer["health"] in ("true", True)

@@ -37,6 +37,7 @@ from .spec import (
     Node,
     PatroniSpec,
     PostgresSpec,
+    RestoreSpec,
     RoleSpec,
     SdnSpec,
     SshSpec,
@@ -69,6 +70,7 @@ KNOWN_KEYS = (
     "rolePasswords",
     "clients",
     "monitoring",
+    "restore",
 )
 # Every pattern is applied with re.fullmatch (via _Reader.matches): ``$`` alone
 # would accept a trailing newline, which splits the lines it lands in.
@@ -303,11 +305,18 @@ def _read_sdn(reader: _Reader, raw: Any) -> SdnSpec | None:
     return SdnSpec(peers=tuple(str(p) for p in peers), **values)
 
 
-def _read_node(reader: _Reader, raw: Any, key: str, cidr: IPv4Network | None, role: str) -> Node | None:
+def _read_node(
+    reader: _Reader, raw: Any, key: str, cidr: IPv4Network | None, role: str, external: bool = False
+) -> Node | None:
+    """One VM (or, with ``external``, an existing machine: the witness) of the stack."""
     data = reader.mapping(raw, key)
-    for unknown in sorted(set(data) - {"name", "host", "ip", "vmId"}):
-        reader.problem(f"{key}.{unknown}", "unknown key (known: host, ip, name, vmId)")
+    known = {"name", "host", "ip", "external", "hostKey"} if external else {"name", "host", "ip", "vmId"}
+    for unknown in sorted(set(data) - known):
+        reader.problem(f"{key}.{unknown}", f"unknown key (known: {', '.join(sorted(known))})")
     name, host = data.get("name"), data.get("host")
+    if external and not host and name:
+        # The machine is its own failure domain unless told which one it shares.
+        host = name
     if not name:
         reader.problem(f"{key}.name", "is required")
     elif not reader.matches(name, f"{key}.name", _HOSTNAME, "a valid hostname (a-z, 0-9, '-')"):
@@ -317,7 +326,11 @@ def _read_node(reader: _Reader, raw: Any, key: str, cidr: IPv4Network | None, ro
     elif not reader.matches(host, f"{key}.host", _PROXMOX_ID, "a valid Proxmox node name"):
         host = None
     ip = reader.ipv4(data.get("ip"), f"{key}.ip")
-    if ip is not None and cidr is not None:
+    if ip is not None and (ip.is_loopback or ip.is_multicast or ip.is_unspecified):
+        reader.problem(f"{key}.ip", f"{ip} cannot be a machine's address")
+    elif ip is not None and cidr is not None and external and ip not in cidr:
+        pass  # an existing machine may sit behind a router or a VPN: routing is the operator's
+    elif ip is not None and cidr is not None:
         if ip not in cidr:
             reader.problem(f"{key}.ip", f"{ip} is outside pgha:network.cidr {cidr}")
         elif ip in (cidr.network_address, cidr.broadcast_address):
@@ -325,9 +338,25 @@ def _read_node(reader: _Reader, raw: Any, key: str, cidr: IPv4Network | None, ro
     vm_id = reader.value(data["vmId"], f"{key}.vmId", int) if "vmId" in data else None
     if vm_id is not None and not 100 <= vm_id <= 999999999:
         reader.problem(f"{key}.vmId", f"{vm_id} is outside Proxmox's 100-999999999")
-    if not (name and host and ip):
+    host_key = data.get("hostKey") if external else None
+    if external and not (isinstance(host_key, str) and _SSH_KEY.match(host_key.strip())):
+        reader.problem(
+            f"{key}.hostKey",
+            "is required with external: true: the machine's SSH host public key "
+            f"(ssh-keyscan -t ed25519 <ip>, without the address), got {host_key!r}",
+        )
+        host_key = None
+    if not (name and host and ip) or (external and host_key is None):
         return None
-    return Node(name=str(name), host=str(host), ip=ip, role=role, vm_id=vm_id)  # type: ignore[arg-type]
+    return Node(
+        name=str(name),
+        host=str(host),
+        ip=ip,
+        role=role,  # type: ignore[arg-type]
+        vm_id=vm_id,
+        external=external,
+        host_key=host_key.strip() if host_key else None,
+    )  # type: ignore[arg-type]
 
 
 def _read_nodes(reader: _Reader, config: dict[str, Any], cidr: IPv4Network | None) -> list[Node]:
@@ -349,7 +378,8 @@ def _read_nodes(reader: _Reader, config: dict[str, Any], cidr: IPv4Network | Non
         )
     witness = None
     if config.get("witness") is not None:
-        witness = _read_node(reader, config["witness"], "witness", cidr, "witness")
+        external = _read_external_witness_flag(reader, config["witness"])
+        witness = _read_node(reader, config["witness"], "witness", cidr, "witness", external=external)
         if witness is not None and witness.host in {n.host for n in vms}:
             reader.problem(
                 "witness.host",
@@ -370,6 +400,14 @@ def _read_nodes(reader: _Reader, config: dict[str, Any], cidr: IPv4Network | Non
             if value is not None and counts[value] > 1:
                 reader.problem(f"{label}.{_camel(attr)}", f"{value} is used by more than one VM")
     return everyone
+
+
+def _read_external_witness_flag(reader: _Reader, raw: Any) -> bool:
+    """``witness.external``: true for an existing Debian 13 machine (no VM), reached over SSH."""
+    if not isinstance(raw, dict) or "external" not in raw:
+        return False
+    flag = reader.value(raw["external"], "witness.external", bool)
+    return bool(flag)
 
 
 def _read_ssh(reader: _Reader, raw: Any) -> SshSpec | None:
@@ -519,6 +557,36 @@ def _read_backup(reader: _Reader, raw: Any, config: dict[str, Any]) -> BackupSpe
     if any(p.startswith(f"{NAMESPACE}:backup") for p in reader.problems):
         return None
     return BackupSpec(**values)
+
+
+# PostgreSQL's timestamptz input as pgBackRest passes it on: date, time, optional zone.
+_RESTORE_TIME = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?([+-]\d{2}(:?\d{2})?|Z| UTC)?$"
+)
+# pgBackRest's backup labels: a full one, or a diff/incr on top of one.
+_BACKUP_LABEL = re.compile(r"^\d{8}-\d{6}F(_\d{8}-\d{6}[DI])?$")
+
+
+def _read_restore(reader: _Reader, raw: Any, backup: BackupSpec | None) -> RestoreSpec | None:
+    """``pgha:restore``: bootstrap a fresh cluster from the backup repository (see RestoreSpec)."""
+    if raw is None:
+        return None
+    values = reader.section(raw, "restore", RestoreSpec)
+    if backup is None:
+        reader.problem("restore", "needs pgha:backup: the repository the cluster is restored from")
+    stanza = values.get("from_stanza")
+    if stanza is not None and not _HOSTNAME.match(stanza):
+        reader.problem("restore.fromStanza", f"{stanza!r} is not a stanza name (a-z, 0-9, '-')")
+    when, label = values.get("time"), values.get("label")
+    if when is not None and not _RESTORE_TIME.match(when):
+        reader.problem("restore.time", f"{when!r} is not a timestamp like '2026-11-30 14:05:00+00'")
+    if label is not None and not _BACKUP_LABEL.match(label):
+        reader.problem("restore.label", f"{label!r} is not a pgBackRest backup label like 20261130-010002F")
+    if when is not None and label is not None:
+        reader.problem("restore.label", "give time or label, not both")
+    if any(p.startswith(f"{NAMESPACE}:restore") for p in reader.problems):
+        return None
+    return RestoreSpec(**values)
 
 
 def _snake(camel: str) -> str:
@@ -684,6 +752,7 @@ def load_spec(config: dict[str, Any], stack: str) -> ClusterSpec:
     _check_patroni(reader, patroni, len([n for n in nodes if n.runs_postgres]) - 1)
     backup = _read_backup(reader, config.get("backup"), config)
     monitoring = _read_monitoring(reader, config.get("monitoring"))
+    restore = _read_restore(reader, config.get("restore"), backup)
     if haproxy.check_fall < 1 or haproxy.check_rise < 1:
         reader.problem("haproxy.checkFall", "checkFall and checkRise must be at least 1")
     _check_ports(
@@ -727,6 +796,7 @@ def load_spec(config: dict[str, Any], stack: str) -> ClusterSpec:
         roles=roles,
         clients=clients,
         monitoring=monitoring,
+        restore=restore,
     )
     # etcd.members() is the one place that decides who votes: ask it.
     voters = len(etcd_members(spec))

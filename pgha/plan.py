@@ -1,11 +1,12 @@
 """The ordered remote steps of the whole cluster: one place decides the order.
 
 Phases run cluster-wide: every VM finishes phase N before any starts N+1
-(cloud-init → etcd → etcd healthy → Patroni → HAProxy → keepalived → Patroni's
-dynamic config, on one VM only → pgBackRest and, beside it, the application
-databases and roles (through the primary) → its stanza and first backup →
-monitoring → a rolling package update, when asked for → verify, on one VM:
-what a client sees, whenever anything else changed). Pulumi
+(cloud-init → etcd → etcd healthy → Patroni → HAProxy → keepalived and the
+host-maintenance agent → Patroni's dynamic config, on one VM only → pgBackRest
+and, beside it, the application databases and roles (through the primary) →
+its stanza and first backup → monitoring → a rolling package update, when
+asked for → verify, on one VM: what a client sees, whenever anything else
+changed). Pulumi
 turns that into ``depends_on``; the lab runs each phase in parallel over SSH.
 """
 
@@ -18,6 +19,7 @@ from . import (
     databases,
     etcd,
     haproxy,
+    hostmaint,
     keepalived,
     maintenance,
     membership,
@@ -25,6 +27,7 @@ from . import (
     patroni,
     system,
     verify,
+    witness,
 )
 from .files import RenderedFile, Step
 from .pki import ClusterTls
@@ -64,6 +67,7 @@ def _service_steps(spec: ClusterSpec, node: Node, secrets: ClusterSecrets, tls: 
         *patroni.steps(spec, node, secrets, tls),
         *haproxy.steps(spec, node, secrets, tls),
         *keepalived.steps(spec, node),
+        *hostmaint.steps(spec, node),
         *backup.steps(spec, node, secrets, tls),
         *databases.steps(spec, node, secrets),
         *maintenance.steps(spec, node),
@@ -107,6 +111,8 @@ def image_packages(spec: ClusterSpec) -> tuple[str, ...]:
                 *keepalived.PACKAGES,
                 *backup.PACKAGES,
                 *(monitoring.PACKAGES if spec.monitoring else ()),
+                # An external witness's firewall; in the lab its machine boots this image too.
+                *(witness.PACKAGES if any(n.external for n in spec.nodes) else ()),
                 "qemu-guest-agent",
             )
         )

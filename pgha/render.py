@@ -43,6 +43,8 @@ def write_tree(
         leave = steps_dir / "leave.sh"
         leave.write_text(leave_step(spec, node).script)
         leave.chmod(0o755)
+        if node.external:
+            continue  # an existing machine: no VM, so no NoCloud seed
         seed_dir = root / "cloud-init"
         seed_dir.mkdir(parents=True, exist_ok=True)
         for name, content in seed(spec, node, deploy_key, HostKey.placeholder(node)).items():

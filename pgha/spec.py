@@ -42,6 +42,12 @@ class Node:
     # The stack the VM belongs to (set by load_spec): two stacks on one layer-2
     # network may both name their VMs psql-01..03, but must not share MACs.
     stack: str = ""
+    # A machine that exists already (the witness on a NAS, a QDevice host, a
+    # VPS): no VM is created for it; the steps reach it over SSH all the same.
+    external: bool = False
+    # An external machine's SSH host public key (``witness.hostKey``): the steps
+    # pin it, as they pin the keys Pulumi generates for its VMs.
+    host_key: str | None = None
 
     @property
     def mac(self) -> str:
@@ -356,6 +362,24 @@ class MonitoringSpec:
 
 
 @dataclass(frozen=True)
+class RestoreSpec:
+    """``pgha:restore``: a fresh cluster's first start restores from the backup repository.
+
+    Patroni bootstraps the primary with pgBackRest instead of initdb (its custom
+    bootstrap method); the replicas clone from it. ``from_stanza`` is the
+    stanza to read in the stack's repository (default: this stack's own, its
+    ``postgres.scope``); another stack's stanza in a shared ``path`` or ``s3``
+    repository makes a staging copy. ``time`` (PITR) or ``label`` (one backup
+    set, to its end) pick the point; neither: the latest archived state.
+    Only a cluster that does not exist yet is affected: Patroni bootstraps once.
+    """
+
+    from_stanza: str | None = None
+    time: str | None = None
+    label: str | None = None
+
+
+@dataclass(frozen=True)
 class ClusterSpec:
     """Everything the renderers need, for one stack."""
 
@@ -389,6 +413,7 @@ class ClusterSpec:
         return next((d for d in self.databases if d.state == "present"), None)
 
     monitoring: MonitoringSpec | None = None
+    restore: RestoreSpec | None = None
 
     @property
     def postgres_nodes(self) -> tuple[Node, ...]:
@@ -427,6 +452,11 @@ class ClusterSpec:
     @property
     def hosts(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(n.host for n in self.nodes))
+
+    @property
+    def proxmox_hosts(self) -> tuple[str, ...]:
+        """The Proxmox hosts that run a VM of the stack (an external witness's machine is none)."""
+        return tuple(dict.fromkeys(n.host for n in self.nodes if not n.external))
 
     @property
     def quorum_nodes(self) -> tuple[Node, ...]:

@@ -26,7 +26,8 @@ LAB_FIXTURES = {
     "lab": os.environ.get("PGHA_LAB_STACK", "dev"),
     "ops_lab": os.environ.get("PGHA_OPS_STACK", "ops"),
     "scale_lab": os.environ.get("PGHA_SCALE_STACK", "scale"),
-    "witness_lab": os.environ.get("PGHA_WITNESS_STACK", "witness"),
+    # The witness on an existing machine (witness.external); "witness" for the VM witness.
+    "witness_lab": os.environ.get("PGHA_WITNESS_STACK", "qdevice"),
     "async_lab": os.environ.get("PGHA_ASYNC_STACK", "async"),
 }
 _POOL = pytest.StashKey[LabPool]()
@@ -113,7 +114,7 @@ def scale_lab(lab_pool: LabPool) -> Lab:
 
 @pytest.fixture(scope="session")
 def witness_lab(lab_pool: LabPool) -> Lab:
-    """The witness stack's lab (a third, etcd-only VM)."""
+    """The witness stack's lab: by default qdevice, an etcd witness on an existing machine."""
     return lab_pool.get(LAB_FIXTURES["witness_lab"])
 
 

@@ -46,6 +46,16 @@ PEM_PATH = f"{pki.TLS_DIR}/pgbackrest.pem"
 # The certificate name a restore machine presents to the repository VM.
 RESTORE_CLIENT = "pgha-restore"
 RESTORE_DIR = "/var/lib/postgresql/pgha-restore"
+# pgha:restore: Patroni's custom bootstrap and what it runs after promotion.
+BOOTSTRAP_PATH = "/usr/local/lib/pgha/bootstrap-restore"
+POST_BOOTSTRAP_PATH = "/usr/local/lib/pgha/post-restore"
+RECOVERY_SETTINGS = (
+    "restore_command",
+    "recovery_target",
+    "recovery_target_time",
+    "recovery_target_action",
+    "recovery_target_timeline",
+)
 RESTORE_PORT = 5499
 
 
@@ -342,6 +352,44 @@ def steps(spec: ClusterSpec, node: Node, secrets: ClusterSecrets, tls: pki.Clust
         )
         result.append(Step(node.name, STANZA_PHASE, "backup-stanza", stanza_script))
     return result
+
+
+def bootstrap_method(spec: ClusterSpec) -> dict[str, object]:
+    """Patroni's ``bootstrap`` keys for pgha:restore: the custom method, then the clean-up."""
+    return {
+        "method": "pgbackrest",
+        "pgbackrest": {
+            "command": BOOTSTRAP_PATH,
+            # pgBackRest writes the recovery settings (target, restore_command): keep them.
+            "keep_existing_recovery_conf": True,
+            "no_params": True,
+        },
+        "post_bootstrap": POST_BOOTSTRAP_PATH,
+    }
+
+
+def bootstrap_files(
+    spec: ClusterSpec, node: Node, secrets: ClusterSecrets, tls: pki.ClusterTls
+) -> list[RenderedFile]:
+    """What Patroni's restore bootstrap needs before Patroni starts (the patroni step installs them):
+    pgBackRest's config and certificate, as the backup step renders them, and the two scripts."""
+    restore = spec.restore
+    assert restore is not None and spec.backup is not None
+    wanted = {CONFIG_PATH, PEM_PATH}
+    bootstrap = render_template(
+        HERE,
+        "bootstrap-restore.sh.j2",
+        data_dir=spec.postgres.data_dir,
+        from_stanza=restore.from_stanza or stanza(spec),
+        time=restore.time,
+        label=restore.label,
+    )
+    post = render_template(HERE, "post-restore.sh.j2", settings=RECOVERY_SETTINGS)
+    return [
+        *(f for f in files(spec, node, secrets, tls) if f.path in wanted),
+        RenderedFile(BOOTSTRAP_PATH, bootstrap, mode=0o755),
+        RenderedFile(POST_BOOTSTRAP_PATH, post, mode=0o755),
+    ]
 
 
 def restore_files(spec: ClusterSpec, tls: pki.ClusterTls, client: pki.NodeTls) -> list[RenderedFile]:

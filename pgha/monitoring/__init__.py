@@ -91,7 +91,13 @@ SOURCES = {
 
 
 def sources(spec: ClusterSpec, node: Node) -> list[str]:
-    """Which sources a VM serves: node everywhere, the others where the service runs."""
+    """Which sources a VM serves: node everywhere, the others where the service runs.
+
+    None on an external witness: pgha installs only etcd there, behind a firewall
+    that admits the cluster's members alone (pgha.witness).
+    """
+    if node.external:
+        return []
     names = ["node"]
     if node.runs_postgres:
         names += ["postgres", "patroni", "haproxy"]
@@ -192,7 +198,7 @@ def files(spec: ClusterSpec, node: Node, tls: pki.ClusterTls) -> list[RenderedFi
 
 
 def steps(spec: ClusterSpec, node: Node, tls: pki.ClusterTls) -> list[Step]:
-    if spec.monitoring is None:
+    if spec.monitoring is None or node.external:
         return []
     packages = [*NODE_PACKAGES, *(POSTGRES_PACKAGES if node.runs_postgres else ())]
     script = render_script(

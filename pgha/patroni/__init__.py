@@ -276,6 +276,8 @@ def config(spec: ClusterSpec, node: Node, secrets: ClusterSecrets) -> dict[str, 
             # step, which PATCHes the same dynamic_config() into /config.
             "dcs": dynamic_config(spec),
             "initdb": [{"encoding": "UTF8"}, {"locale": "C.UTF-8"}, "data-checksums"],
+            # pgha:restore: the first primary comes from the backup repository.
+            **(backup.bootstrap_method(spec) if spec.restore else {}),
         },
         "postgresql": {
             "listen": f"{node.ip}:{pg.port}",
@@ -402,12 +404,14 @@ def files(spec: ClusterSpec, node: Node, secrets: ClusterSecrets, tls: pki.Clust
 def steps(spec: ClusterSpec, node: Node, secrets: ClusterSecrets, tls: pki.ClusterTls) -> list[Step]:
     if not node.runs_postgres:
         return []
+    restore = spec.restore is not None
     script = render_script(
         HERE,
         "patroni.sh.j2",
         "patroni",
         spec=spec,
-        packages=PACKAGES,
+        # pgha:restore: pgBackRest must be there before Patroni bootstraps with it.
+        packages=(*PACKAGES, *backup.PACKAGES) if restore else PACKAGES,
         server_packages=server_packages(spec),
         health_url=rest_api_url(spec, node) + "/health",
         ca_path=pki.CA_PATH,
@@ -420,4 +424,7 @@ def steps(spec: ClusterSpec, node: Node, secrets: ClusterSecrets, tls: pki.Clust
         hostaware_tag_path=HOSTAWARE_TAG_PATH,
         dynamic=dynamic_settings(spec),
     )
-    return [Step(node.name, PHASE, "patroni", script, tuple(files(spec, node, secrets, tls)))]
+    found = files(spec, node, secrets, tls)
+    if restore:
+        found += backup.bootstrap_files(spec, node, secrets, tls)
+    return [Step(node.name, PHASE, "patroni", script, tuple(found))]

@@ -14,7 +14,8 @@ def test_phase_order(spec, secrets, tls):
         names = [s.name for s in node_steps(spec, node, secrets, tls)]
         # Cluster-wide changes are applied once, from the first PostgreSQL VM.
         config = ["patroni-config"] if node == spec.nodes[0] else []
-        postgres = ["system", "etcd", "etcd-health", "patroni", "haproxy", "keepalived", *config, "backup"]
+        postgres = ["system", "etcd", "etcd-health", "patroni", "haproxy", "keepalived"]
+        postgres += ["host-maintenance", *config, "backup"]
         # Applications go through the primary, wherever it is: a step on every PostgreSQL VM.
         postgres += ["databases", "monitoring"]
         # ...and checked, last, from the same VM.

@@ -24,6 +24,7 @@ from pgha.cloudinit import DEPLOY_KEY_PLACEHOLDER, HostKey, seed
 from pgha.databases import tool as databases_tool
 from pgha.files import CORE_DIR, INSTALLER_PATH, INSTALLER_SOURCE, REPO_DIR
 from pgha.haproxy import save_state
+from pgha.hostmaint import tool as host_maintenance
 from pgha.maintenance import rolling
 from pgha.monitoring import collector
 from pgha.patroni import hostaware
@@ -31,7 +32,7 @@ from pgha.stackfile import load_stack
 from pgha.verify import probe
 
 STACKS = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in REPO_DIR.glob("Pulumi.*.yaml"))
-MODULES = (save_state, backup_status, rolling, hostaware, databases_tool, collector, probe)
+MODULES = (save_state, backup_status, rolling, hostaware, databases_tool, collector, probe, host_maintenance)
 RUFF = Path(sys.executable).parent / "ruff"
 
 

@@ -333,10 +333,10 @@ def test_every_secret_bearing_input_arrives_as_a_secret(dev_run: ProgramRun):
                     continue
                 assert is_secret(registration.inputs[key]), (registration.name, key)
                 checked += 1
-    # The CA; a key request and a cert per VM (four); stdin and connection of 3 x 8 + 4 + 1 step
-    # commands plus a monitoring step per VM and the verify step; the connection of each VM's
-    # leave command (four).
-    assert checked == 1 + 4 + 4 + 2 * 34 + 4
+    # The CA; a key request and a cert per VM (four); stdin and connection of the step commands
+    # (3 x 8 + 4 + 1, a host-maintenance agent on each database VM, a monitoring step on every VM
+    # and the verify step); the connection of each VM's leave command (four).
+    assert checked == 1 + 4 + 4 + 2 * 37 + 4
 
 
 def test_rotation_replaces_every_node_key_and_only_those():
@@ -387,6 +387,7 @@ def test_exports(dev_run: ProgramRun):
     assert dev_run.secret_exports["primaryConnectionString"]
     assert dev_run.secret_exports["replicaConnectionString"]
     assert not dev_run.secret_exports["vip"]
+    assert exports["deployPublicKey"] == DEPLOY_PUBLIC_KEY and not dev_run.secret_exports["deployPublicKey"]
     assert exports["nodes"] == [
         {"name": "psql-01", "host": "pve1", "ip": "10.0.0.4", "role": "postgres"},
         {"name": "psql-02", "host": "pve2", "ip": "10.0.0.3", "role": "postgres"},
@@ -552,6 +553,33 @@ def test_a_witness_gets_a_vm_and_etcd_but_no_postgres():
         "witness-leave",
     ]
     assert all(text.startswith("survived") for text in run.exports["failureDomains"].values())
+
+
+def test_an_external_witness_gets_no_vm_but_its_steps_over_ssh():
+    """An existing machine: no VM, snippet or image for it; the same steps reach it over SSH."""
+    config = stack_file_config("qdevice")
+    run = run_program(config, stack="qdevice")
+    assert run.error is None, run.errors
+    assert sorted(r.name for r in run.of_type(VM)) == ["psql-01", "psql-02", "psql-03"]
+    assert not [r for r in run.of_type(SNIPPET) if "qnetd" in r.name]
+    # Images go to the Proxmox hosts only; "qnetd" (the witness's own failure domain) is none.
+    assert {unwrap(r.inputs)["nodeName"] for r in run.of_type(IMAGE)} == {"pve1", "pve2"}
+    steps = {r.name: r for r in run.of_type(COMMAND) if r.name.startswith("qnetd-")}
+    assert sorted(steps) == ["qnetd-01-system", "qnetd-02-etcd", "qnetd-03-etcd-health", "qnetd-leave"]
+    for registration in steps.values():
+        connection = unwrap(registration.inputs["connection"])
+        assert (connection["host"], connection["user"]) == ("10.0.0.5", "pgha")
+        # Its own host key from the stack config, pinned like a VM's generated one.
+        assert connection["hostKey"] == config["pgha:witness"]["hostKey"]
+        # No VM to wait for or be replaced with: only the phase before.
+        assert not any("qnetd" in d and VM in d for d in registration.dependencies)
+    system = unwrap(steps["qnetd-01-system"].inputs["create"])
+    assert "cloud-init status --wait" not in system  # the owner prepared it, not our cloud-init
+    assert "pgha-install-files" in system and "pgha-firewall.service" in system
+    etcd_deps = run.monitor.registrations[steps["qnetd-02-etcd"].urn].dependencies
+    assert steps["qnetd-01-system"].urn in etcd_deps  # the firewall is up before etcd starts
+    assert all(text.startswith("survived") for text in run.exports["failureDomains"].values())
+    assert set(run.exports["failureDomains"]) == {"pve1", "pve2", "qnetd"}
 
 
 def test_an_upgrade_generation_runs_a_rolling_update_step_on_every_vm_last():

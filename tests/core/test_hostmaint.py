@@ -1,0 +1,117 @@
+"""Host maintenance: what the tool decides, and what the step installs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+from pgha import hostmaint, load_spec, node_steps
+from pgha.hostmaint import tool
+
+
+def _members(spec) -> list[tool.Member]:
+    return tool.members_of(hostmaint.settings(spec, spec.postgres_nodes[0]))
+
+
+def test_two_hosts_without_witness_remove_the_majority_hosts_members(spec):
+    members = _members(spec)
+    # pve1 carries psql-01 and psql-03: both go, psql-02 alone keeps the quorum.
+    assert tool.etcd_members_to_remove(members, "pve1") == ["psql-01", "psql-03"]
+    # pve2 carries one of three: the other two keep the quorum already.
+    assert tool.etcd_members_to_remove(members, "pve2") == []
+
+
+def test_a_witness_means_no_member_is_removed(dev_config):
+    dev_config["witness"] = {"name": "witness", "host": "pve3", "ip": "10.0.0.5"}
+    members = _members(load_spec(dev_config, "dev"))
+    assert [m.name for m in members if m.etcd] == ["psql-01", "psql-02", "witness"]
+    for host in ("pve1", "pve2", "pve3"):
+        assert tool.etcd_members_to_remove(members, host) == []
+
+
+def test_five_vms_on_two_hosts(dev_config):
+    dev_config["vms"] += [
+        {"name": "psql-04", "host": "pve2", "ip": "10.0.0.8"},
+        {"name": "psql-05", "host": "pve1", "ip": "10.0.0.9"},
+    ]
+    members = _members(load_spec(dev_config, "dev"))
+    # pve1: three of five; without them two remain, below the quorum of three.
+    assert tool.etcd_members_to_remove(members, "pve1") == ["psql-01", "psql-03", "psql-05"]
+    assert tool.etcd_members_to_remove(members, "pve2") == []
+
+
+def _view(**overrides: dict[str, Any]) -> dict[str, Any]:
+    members = {
+        "psql-01": {"name": "psql-01", "role": "leader", "state": "running"},
+        "psql-02": {"name": "psql-02", "role": "sync_standby", "state": "streaming", "lag": 0},
+        "psql-03": {"name": "psql-03", "role": "sync_standby", "state": "streaming", "lag": 0},
+    }
+    for name, change in overrides.items():
+        members[name.replace("_", "-")] = {**members[name.replace("_", "-")], **change}
+    return {"members": list(members.values())}
+
+
+EXPECTED = ["psql-01", "psql-02", "psql-03"]
+
+
+def test_a_healthy_cluster_has_no_problem():
+    assert tool.cluster_problems(_view(), EXPECTED, 2, max_lag=1048576) == []
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"psql_03": {"lag": 5_000_000}}, "psql-03 lags 5000000 bytes"),
+        ({"psql_02": {"state": "starting"}}, "psql-02 is starting, not streaming"),
+        ({"psql_02": {"role": "replica"}}, "1 synchronous standby(s) of 2"),
+        ({"psql_01": {"state": "stopped"}}, "no single running leader"),
+    ],
+)
+def test_refusal_reasons(change, reason):
+    found = tool.cluster_problems(_view(**change), EXPECTED, 2, max_lag=1048576)
+    assert any(reason in p for p in found), found
+
+
+def test_a_missing_member_and_no_api_are_problems():
+    view = _view()
+    view["members"] = view["members"][:2]
+    assert tool.cluster_problems(view, EXPECTED, 1) == ["psql-03 is not in the cluster"]
+    assert tool.cluster_problems(None, EXPECTED, 1) == ["no Patroni REST API answers"]
+
+
+def test_tags_are_set_once():
+    document: dict[str, Any] = {"tags": {"nofailover": False, "clonefrom": True}}
+    assert tool.with_tags(document, tool.MAINTENANCE_TAGS)
+    assert document["tags"] == {"nofailover": True, "clonefrom": True, "nosync": True}
+    assert not tool.with_tags(document, tool.MAINTENANCE_TAGS)
+
+
+def test_the_step_installs_the_module_as_is_with_its_settings(spec, secrets, tls):
+    for node in spec.nodes:
+        steps = [s for s in node_steps(spec, node, secrets, tls) if s.name == hostmaint.STEP]
+        if not node.runs_postgres:
+            assert steps == []  # the repository VM has no Patroni to tag
+            continue
+        files = {f.path: f for f in steps[0].files}
+        assert files[hostmaint.TOOL_PATH].content == (hostmaint.HERE / "tool.py").read_text()
+        assert files[hostmaint.TOOL_PATH].mode == 0o755
+        settings = json.loads(files[hostmaint.SETTINGS_PATH].content)
+        assert settings["node"] == node.name
+        assert settings["hosts"] == ["pve1", "pve2"]
+        assert {m["name"] for m in settings["members"]} == {"psql-01", "psql-02", "psql-03"}
+        assert settings["normal_tags"] == {"nofailover": False, "nosync": False}
+        # No secret in the settings: the REST API password is read on the VM.
+        assert secrets.restapi_password not in files[hostmaint.SETTINGS_PATH].content
+        assert files[hostmaint.SETTINGS_PATH].mode == 0o600
+
+
+def test_the_tool_refuses_a_bad_command_line():
+    result = subprocess.run(
+        [sys.executable, str(hostmaint.HERE / "tool.py"), "pve1", "reboot"], capture_output=True, text=True
+    )
+    assert result.returncode == 2
+    assert "HOST start" in result.stderr
