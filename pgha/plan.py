@@ -56,7 +56,7 @@ def node_steps(spec: ClusterSpec, node: Node, secrets: ClusterSecrets, tls: Clus
         # Last, and tied to everything else: its digest moves with any other step's.
         others = [s for n in spec.nodes if n != node for s in _service_steps(spec, n, secrets, tls)]
         deployed = verify.fingerprint(s.digest for s in [*steps, *others])
-        steps.append(verify.step(spec, node, deployed))
+        steps.append(verify.step(spec, node, deployed, secrets))
     return steps
 
 

@@ -22,6 +22,9 @@ class ClusterSecrets:
     # pgBackRest's repository passphrase (repo1-cipher-pass): losing it loses
     # every backup, so keep a copy outside the cluster (docs/security.md).
     backup_cipher_pass: str
+    # The verify probe's own login (pgha_verify, not a superuser): the superuser
+    # has no network login, and the probe must come in through the VIP.
+    verify_password: str
     # Supplied by the operator as secret config, not generated: the S3
     # backup repository's key pair (empty unless the repository is s3).
     backup_s3_key: str = ""
@@ -82,3 +85,7 @@ REPLICATION_USER = "replicator"
 REWIND_USER = "rewind_user"
 RESTAPI_USER = "patroni"
 HAPROXY_STATS_USER = "stats"
+# The verify probe's role and database (pgha.verify), kept by pgha.databases:
+# names starting with pgha are reserved, so no declared object clashes.
+VERIFY_ROLE = "pgha_verify"
+VERIFY_DATABASE = "pgha_verify"

@@ -147,6 +147,7 @@ def secrets() -> ClusterSecrets:
         restapi_password="api-Secret-4",
         haproxy_stats_password="stats-Secret-5",
         backup_cipher_pass="cipher-Secret-6",
+        verify_password="verify-Secret-7",
         role_passwords={"app": "app-Secret-6-abcdefgh"},
     )
 

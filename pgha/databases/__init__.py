@@ -9,6 +9,11 @@ every VM agrees. Re-running it with nothing changed changes nothing.
 
 Databases get CONNECT and TEMPORARY revoked from PUBLIC: an application
 reaches only the databases it owns (or whose owner it is a member of).
+pgha's own entries come first and always: the verify probe's role and
+database (``pgha_verify``, see :mod:`pgha.verify`), a login role with a small
+connection limit and no other attribute, owning its database. The tool
+treats them like declared ones; they export no connection string.
+
 Passwords travel on stdin in the step's bundle and only as SCRAM verifiers to
 PostgreSQL; the step script and its output hold none.
 """
@@ -22,7 +27,7 @@ from urllib.parse import quote
 
 from .. import patroni, vmprograms
 from ..files import RenderedFile, Step, render_script
-from ..secrets import ClusterSecrets
+from ..secrets import VERIFY_DATABASE, VERIFY_ROLE, ClusterSecrets
 from ..spec import ClusterSpec, DatabaseSpec, Node
 from . import tool
 
@@ -32,15 +37,38 @@ PHASE = 8
 TOOL_PATH = tool.INSTALL_PATH
 PLAN_PATH = tool.SETTINGS_PATH
 TIMEOUT_S = 300
+# The verify probe needs one session at a time; a little room for a retry.
+VERIFY_CONNECTION_LIMIT = 3
+
+
+def internal_roles(secrets: ClusterSecrets) -> list[dict[str, Any]]:
+    """pgha's own roles in the plan: the verify probe's login."""
+    return [
+        {
+            "name": VERIFY_ROLE,
+            "login": True,
+            "connection_limit": VERIFY_CONNECTION_LIMIT,
+            "member_of": [],
+            "state": "present",
+            "password": secrets.verify_password,
+        }
+    ]
+
+
+def internal_databases() -> list[dict[str, Any]]:
+    """pgha's own databases in the plan: the verify probe's, owned by its role."""
+    return [{"name": VERIFY_DATABASE, "owner": VERIFY_ROLE, "extensions": [], "state": "present"}]
 
 
 def plan(spec: ClusterSpec, secrets: ClusterSecrets) -> dict[str, Any]:
-    """What the tool reads: the declared roles (with passwords) and databases, and where PostgreSQL is."""
+    """What the tool reads: pgha's own and the declared roles (with passwords) and databases, and where
+    PostgreSQL is."""
     return {
         "socket_dir": patroni.SOCKET_DIR,
         "port": spec.postgres.port,
         "timeout": TIMEOUT_S,
-        "roles": [
+        "roles": internal_roles(secrets)
+        + [
             {
                 "name": role.name,
                 "login": role.login,
@@ -51,7 +79,8 @@ def plan(spec: ClusterSpec, secrets: ClusterSecrets) -> dict[str, Any]:
             }
             for role in spec.roles
         ],
-        "databases": [
+        "databases": internal_databases()
+        + [
             {"name": d.name, "owner": d.owner, "extensions": list(d.extensions), "state": d.state}
             for d in spec.databases
         ],
@@ -65,7 +94,7 @@ def files(spec: ClusterSpec, secrets: ClusterSecrets) -> list[RenderedFile]:
 
 
 def steps(spec: ClusterSpec, node: Node, secrets: ClusterSecrets) -> list[Step]:
-    if not node.runs_postgres or not (spec.databases or spec.roles):
+    if not node.runs_postgres:
         return []
     script = render_script(HERE, "databases.sh.j2", "databases", tool=TOOL_PATH, plan=PLAN_PATH)
     return [Step(node.name, PHASE, "databases", script, tuple(files(spec, secrets)))]

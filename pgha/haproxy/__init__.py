@@ -13,6 +13,8 @@ version. HAProxy's Prometheus metrics are served on the monitoring port
 (pgha.monitoring), to ``monitoring.allowFrom`` only.
 With ``pgha:clients.allowFrom``, 5432/5433 accept only those source networks:
 PostgreSQL sees HAProxy's address, so this is where the client's is known.
+The verify probe's VM (and the VIP, its source when it holds the VIP itself)
+stays allowed, or a restricted stack could never pass its own verify phase.
 """
 
 from __future__ import annotations
@@ -48,6 +50,17 @@ def health_url(spec: ClusterSpec, node: Node) -> str:
     return stats_url(spec, node) + HEALTH_PATH
 
 
+def allow_from(spec: ClusterSpec) -> list[str]:
+    """5432/5433's allowed sources: ``clients.allowFrom`` plus the verify probe's (none: anyone)."""
+    from .. import verify  # it builds on the whole cluster
+
+    if not spec.clients.allow_from:
+        return []
+    probe = [f"{verify.verify_node(spec).ip}/32", f"{spec.vip}/32"]
+    declared = [str(network) for network in spec.clients.allow_from]
+    return declared + [p for p in probe if p not in declared]
+
+
 def files(spec: ClusterSpec, node: Node, secrets: ClusterSecrets, tls: pki.ClusterTls) -> list[RenderedFile]:
     from .. import monitoring  # it builds on this module's paths
 
@@ -57,7 +70,7 @@ def files(spec: ClusterSpec, node: Node, secrets: ClusterSecrets, tls: pki.Clust
         spec=spec,
         node=node,
         servers=spec.postgres_nodes,
-        allow_from=[str(network) for network in spec.clients.allow_from],
+        allow_from=allow_from(spec),
         stats_user=HAPROXY_STATS_USER,
         stats_password=secrets.haproxy_stats_password,
         health_path=HEALTH_PATH,

@@ -24,7 +24,15 @@ import yaml
 
 from .. import backup, etcd, pki, vmprograms
 from ..files import RenderedFile, Step, render_script, render_template
-from ..secrets import REPLICATION_USER, RESTAPI_USER, REWIND_USER, SUPERUSER, ClusterSecrets
+from ..secrets import (
+    REPLICATION_USER,
+    RESTAPI_USER,
+    REWIND_USER,
+    SUPERUSER,
+    VERIFY_DATABASE,
+    VERIFY_ROLE,
+    ClusterSecrets,
+)
 from ..spec import ClusterSpec, Node
 from . import hostaware
 
@@ -137,6 +145,9 @@ def pg_hba(spec: ClusterSpec) -> list[str]:
       (HAProxy's), but HAProxy passes TLS through, so it would have to
       present a cluster certificate itself. A scale-out adds lines; Patroni
       rewrites pg_hba.conf on reload.
+    - The verify probe's role (``pgha_verify``): TLS and scram-sha-256, only
+      to its own database and only from the members' addresses (HAProxy on
+      the VIP's VM forwards from its member's IP).
     - pgha's own roles from anywhere else: rejected before any password.
     - Everyone else (the application roles): TLS and scram-sha-256 from the
       private network. Behind HAProxy PostgreSQL sees the VMs' own addresses,
@@ -146,12 +157,13 @@ def pg_hba(spec: ClusterSpec) -> list[str]:
     before any password is exchanged.
     """
     members = [f"{node.ip}/32" for node in spec.postgres_nodes]
-    reserved = ",".join((SUPERUSER, REPLICATION_USER, REWIND_USER))
+    reserved = ",".join((SUPERUSER, REPLICATION_USER, REWIND_USER, VERIFY_ROLE))
     return [
         "local all all peer",
         *(f"hostssl replication {REPLICATION_USER} {member} {CLUSTER_CERT}" for member in members),
         # pg_rewind and Patroni's pre-rewind check read the primary's postgres database.
         *(f"hostssl postgres {REWIND_USER} {member} {CLUSTER_CERT}" for member in members),
+        *(f"hostssl {VERIFY_DATABASE} {VERIFY_ROLE} {member} scram-sha-256" for member in members),
         f"host all {reserved} 0.0.0.0/0 reject",
         "host replication all 0.0.0.0/0 reject",
         f"hostssl all all {spec.network.cidr} scram-sha-256",

@@ -3,7 +3,10 @@
 One step, on the first PostgreSQL VM, running :mod:`pgha.verify.probe` (a
 program for the VM by ``pgha/vmprograms.py``'s convention: the module's own
 file and a JSON settings file). It checks what a client would see and fails
-with the reason.
+with the reason. It logs in as ``pgha_verify`` (a login role that is not a
+superuser, owning only its own database, kept by :mod:`pgha.databases`; the
+superuser has no network login): the settings file holds that password, so
+the step carries a secret (no logging, secret outputs).
 
 The step must run on every deployment that changed anything, and only then:
 its settings carry a ``fingerprint``, a hash of every other step's digest in
@@ -14,13 +17,14 @@ moves whenever any other step's does. A replaced VM re-runs it through
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Iterable
 from pathlib import Path
 
 from .. import maintenance, patroni, pki, vmprograms
 from ..files import Step, render_script
-from ..secrets import SUPERUSER
+from ..secrets import VERIFY_DATABASE, VERIFY_ROLE, ClusterSecrets
 from ..spec import ClusterSpec, Node
 from . import probe
 
@@ -28,9 +32,8 @@ HERE = Path(__file__).resolve().parent
 PHASE = 12  # last: after a rolling upgrade (11)
 TOOL_PATH = probe.INSTALL_PATH
 SETTINGS_PATH = probe.SETTINGS_PATH
-# Where the probe writes its row: a schema of its own in the default database.
-SCHEMA = "pgha"
-TABLE = f"{SCHEMA}.verify"
+# Where the probe writes its row: a table in its own database, which its role owns.
+TABLE = "public.verify"
 
 
 def verify_node(spec: ClusterSpec) -> Node:
@@ -49,7 +52,7 @@ def fingerprint(digests: Iterable[str]) -> str:
     return hashlib.sha256("\n".join(sorted(digests)).encode()).hexdigest()
 
 
-def settings(spec: ClusterSpec, node: Node, deployed: str) -> dict[str, object]:
+def settings(spec: ClusterSpec, node: Node, deployed: str, secrets: ClusterSecrets) -> dict[str, object]:
     return {
         "fingerprint": deployed,
         "node": node.name,
@@ -58,12 +61,11 @@ def settings(spec: ClusterSpec, node: Node, deployed: str) -> dict[str, object]:
         "vip": str(spec.vip),
         "primary_port": spec.haproxy.primary_port,
         "replica_port": spec.haproxy.replica_port,
-        "database": "postgres",
-        "user": SUPERUSER,
-        "schema": SCHEMA,
+        "database": VERIFY_DATABASE,
+        "user": VERIFY_ROLE,
+        "password": secrets.verify_password,
         "table": TABLE,
         "ca": pki.CA_PATH,
-        "patroni_config": patroni.CONFIG_PATH,
         "cluster_url": f"{patroni.rest_api_url(spec, node)}/cluster",
         "members": [n.name for n in spec.postgres_nodes],
         "sync_standbys": spec.sync_standbys if spec.patroni.synchronous_mode else 0,
@@ -72,8 +74,13 @@ def settings(spec: ClusterSpec, node: Node, deployed: str) -> dict[str, object]:
     }
 
 
-def step(spec: ClusterSpec, node: Node, deployed: str) -> Step:
-    """The verify step; ``deployed`` is :func:`fingerprint` of every other step."""
+def step(spec: ClusterSpec, node: Node, deployed: str, secrets: ClusterSecrets) -> Step:
+    """The verify step; ``deployed`` is :func:`fingerprint` of every other step.
+
+    The settings hold pgha_verify's password: root 0600 and marked secret.
+    """
     script = render_script(HERE, "verify.sh.j2", "verify", tool_path=TOOL_PATH, settings_path=SETTINGS_PATH)
-    files = vmprograms.program_files(probe, settings(spec, node, deployed), settings_mode=0o600)
-    return Step(node.name, PHASE, "verify", script, tuple(files))
+    program, config = vmprograms.program_files(
+        probe, settings(spec, node, deployed, secrets), settings_mode=0o600
+    )
+    return Step(node.name, PHASE, "verify", script, (program, dataclasses.replace(config, secret=True)))

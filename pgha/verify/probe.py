@@ -14,9 +14,11 @@ at one moment:
   through VIP:replica_port from a standby.
 
 It retries until ``timeout_s`` (a switchover made by an earlier step may still
-be settling), then exits 1 listing every check that failed. The superuser's
-password is read from Patroni's config, root-only on the VM; it travels to
-psql in the environment, never on a command line.
+be settling), then exits 1 listing every check that failed. It logs in as
+``pgha_verify`` (not a superuser: the superuser has no network login) to its
+own database, which it owns, so it can create its table there. The password
+is in the settings file, root 0600; it travels to psql in the environment,
+never on a command line.
 """
 
 from __future__ import annotations
@@ -124,14 +126,6 @@ def vip_problems(settings: dict[str, Any]) -> list[str]:
     return [f"{len(holders)} VMs answer for the VIP {settings['vip']}: {named} (split brain)"]
 
 
-def superuser_password(settings: dict[str, Any]) -> str:
-    import yaml  # Patroni's own dependency: present wherever Patroni runs
-
-    with open(settings["patroni_config"]) as handle:
-        document = yaml.safe_load(handle)
-    return str(document["postgresql"]["authentication"]["superuser"]["password"])
-
-
 def psql(settings: dict[str, Any], port: int, sql: str, password: str) -> tuple[bool, str]:
     """Run SQL as a client would: TLS to the VIP, the server's certificate checked."""
     conninfo = (
@@ -156,12 +150,12 @@ def psql(settings: dict[str, Any], port: int, sql: str, password: str) -> tuple[
     return True, done.stdout.strip()
 
 
-def write_read_problems(settings: dict[str, Any], password: str) -> list[str]:
+def write_read_problems(settings: dict[str, Any]) -> list[str]:
     """A row written on the primary port must come back from a standby on the replica port."""
     token = secrets.token_hex(8)
     table = settings["table"]
+    password = settings["password"]
     write = (
-        f"CREATE SCHEMA IF NOT EXISTS {settings['schema']}; "
         f"CREATE TABLE IF NOT EXISTS {table} (id int PRIMARY KEY, token text NOT NULL, "
         "written_at timestamptz NOT NULL DEFAULT now()); "
         f"INSERT INTO {table} (id, token) VALUES (1, '{token}') "
@@ -187,7 +181,7 @@ def write_read_problems(settings: dict[str, Any], password: str) -> list[str]:
 def problems(settings: dict[str, Any]) -> list[str]:
     found = patroni_problems(settings) + vip_problems(settings)
     if not found:
-        found = write_read_problems(settings, superuser_password(settings))
+        found = write_read_problems(settings)
     return found
 
 

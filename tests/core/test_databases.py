@@ -150,18 +150,63 @@ def test_a_step_on_every_postgres_vm_after_patroni_config(spec, secrets, tls):
             plan_file = next(f for f in step.files if f.path == databases.PLAN_PATH)
             assert (plan_file.owner, plan_file.group, plan_file.mode) == ("postgres", "postgres", 0o600)
             plan = json.loads(plan_file.content)
-            assert plan["roles"][0] == {
-                "name": "app",
-                "login": True,
-                "connection_limit": -1,
-                "member_of": [],
-                "state": "present",
-                "password": "app-Secret-6-abcdefgh",
-            }
+            # pgha's own entries first: the verify probe's login, not a superuser, owning its database.
+            assert plan["roles"] == [
+                {
+                    "name": "pgha_verify",
+                    "login": True,
+                    "connection_limit": 3,
+                    "member_of": [],
+                    "state": "present",
+                    "password": "verify-Secret-7",
+                },
+                {
+                    "name": "app",
+                    "login": True,
+                    "connection_limit": -1,
+                    "member_of": [],
+                    "state": "present",
+                    "password": "app-Secret-6-abcdefgh",
+                },
+            ]
+            assert [(d["name"], d["owner"], d["state"]) for d in plan["databases"]] == [
+                ("pgha_verify", "pgha_verify", "present"),
+                ("app", "app", "present"),
+            ]
             assert (
                 "runuser -u postgres -- /usr/local/lib/pgha/pgha-databases /etc/pgha/pgha-databases.json"
                 in step.script
             )
+
+
+def test_the_verify_role_and_database_are_kept_even_with_nothing_declared(dev_config, secrets, tls):
+    dev_config["databases"] = []
+    dev_config["roles"] = []
+    bare = load_spec(dev_config, "dev")
+    assert not bare.databases and not bare.roles
+    for node in bare.nodes:
+        steps = [s for s in node_steps(bare, node, secrets, tls) if s.name == "databases"]
+        assert len(steps) == (1 if node.runs_postgres else 0), node.name
+    plan = databases.plan(bare, secrets)
+    assert [r["name"] for r in plan["roles"]] == ["pgha_verify"]
+    assert [d["name"] for d in plan["databases"]] == ["pgha_verify"]
+    # The tool creates them like declared ones: a login role (never a superuser), then its database.
+    todo = tool.actions({"roles": {}, "databases": {}}, plan)
+    assert [a.describe for a in todo] == [
+        "create_role pgha_verify",
+        "set_password pgha_verify",
+        "create_database pgha_verify pgha_verify",
+        "revoke_public pgha_verify",
+    ]
+    # A superuser pgha_verify (tampered with) is brought back to a plain login.
+    verifier = tool.scram_verifier("verify-Secret-7")
+    tampered = {"login": True, "connection_limit": 3, "password": verifier, "member_of": []}
+    tampered |= {a: a == "superuser" for a in tool.DENIED_ATTRIBUTES}
+    state = {
+        "roles": {"pgha_verify": tampered},
+        "databases": {"pgha_verify": {"owner": "pgha_verify", "public_access": False, "extensions": []}},
+    }
+    assert [a.describe for a in tool.actions(state, plan)] == ["alter_role pgha_verify"]
 
 
 def test_a_nologin_role_gets_no_password_and_a_missing_one_is_an_error(dev_config, secrets):

@@ -131,6 +131,10 @@ def test_clients_allow_from_rejects_everyone_else_on_both_listeners(dev_config, 
     parsed = config(spec, spec.nodes[0], secrets)
     for name in ("listen primary", "listen replicas"):
         rules = [line for line in parsed[name] if line.startswith("tcp-request")]
-        assert rules == ["tcp-request connection reject unless { src 192.0.2.0/24 10.0.0.1/32 }"], name
+        # ...plus the verify probe's VM and the VIP (its source when it holds the VIP), or a
+        # restricted stack would fail its own verify phase.
+        assert rules == [
+            "tcp-request connection reject unless { src 192.0.2.0/24 10.0.0.1/32 10.0.0.4/32 10.0.0.10/32 }"
+        ], name
     # Stats and metrics are not client ports: no client rule there.
     assert not any(line.startswith("tcp-request") for line in parsed["frontend stats"])

@@ -115,6 +115,20 @@ def test_pg_hba_replication_and_rewind_only_from_members(spec, secrets):
         assert hba_method(hba, "hostssl", "app", "replicator", stranger) == "reject"
 
 
+def test_pg_hba_verify_role_only_to_its_database_from_members(spec, secrets):
+    hba = parsed(spec, spec.nodes[0], secrets)["postgresql"]["pg_hba"]
+    for member in ("10.0.0.4", "10.0.0.3", "10.0.0.2"):
+        assert hba_method(hba, "hostssl", "pgha_verify", "pgha_verify", member) == "scram-sha-256"
+        assert hba_method(hba, "hostnossl", "pgha_verify", "pgha_verify", member) == "reject"
+        # Any other database, even from a member: refused before a password.
+        for database in ("postgres", "app", "replication"):
+            assert hba_method(hba, "hostssl", database, "pgha_verify", member) == "reject"
+        # The superuser still has no network login, not even to the verify database.
+        assert hba_method(hba, "hostssl", "pgha_verify", "postgres", member) == "reject"
+    for stranger in ("10.0.0.7", "10.0.0.1", "10.0.0.10"):
+        assert hba_method(hba, "hostssl", "pgha_verify", "pgha_verify", stranger) == "reject"
+
+
 def test_pg_hba_follows_a_scale_out(dev_config, secrets):
     dev_config["vms"].append({"name": "psql-04", "host": "pve2", "ip": "10.0.0.5"})
     spec5 = load_spec(dev_config, "dev")

@@ -78,6 +78,8 @@ def test_no_secret_outside_the_files_meant_for_it(spec, secrets, tls):
         "/etc/pgha/tls/pgbackrest.pem",
         # The repository VM's: the repository passphrase.
         "/etc/pgbackrest.conf",
+        # The verify probe's settings: pgha_verify's password.
+        "/etc/pgha/verify.json",
     }
 
 

@@ -35,7 +35,10 @@ def test_the_step_ships_the_plain_module_and_its_settings(spec, secrets, tls):
     assert tool.path == probe.INSTALL_PATH == "/usr/local/lib/pgha/verify"
     assert "{{" not in tool.content  # a plain module, not a template
     assert files[verify.SETTINGS_PATH].mode == 0o600
-    assert not step.has_secrets and "su-Secret-1" not in step.stdin  # the password stays in Patroni's file
+    # Its own login, never the superuser: the settings hold pgha_verify's password and are secret.
+    assert settings["user"] == settings["database"] == "pgha_verify"
+    assert settings["password"] == "verify-Secret-7" and files[verify.SETTINGS_PATH].secret
+    assert step.has_secrets and "su-Secret-1" not in step.stdin
     assert f"python3 {verify.TOOL_PATH} {verify.SETTINGS_PATH}" in step.script
     assert settings["vip"] == "10.0.0.10" and settings["interface"] == "ens18"
     assert (settings["primary_port"], settings["replica_port"]) == (5432, 5433)

@@ -255,8 +255,8 @@ def test_stdin_bundles_use_the_real_secrets_and_stay_secret(dev_run: ProgramRun,
                 assert any(v.replace("\n", "\\n") in step.stdin for v in generated)
     # etcd (its key), Patroni, HAProxy, pgBackRest and the databases (role passwords) on each
     # of the three VMs; the repository's backup step, and its monitoring step (the key of the
-    # HAProxy that serves its metrics port).
-    assert secret_steps == 17
+    # HAProxy that serves its metrics port); the verify step on the first VM (pgha_verify's password).
+    assert secret_steps == 18
 
 
 def test_the_connection_uses_the_deploy_key_on_the_private_ip(dev_run: ProgramRun, dev_spec: ClusterSpec):
@@ -271,9 +271,11 @@ def test_the_connection_uses_the_deploy_key_on_the_private_ip(dev_run: ProgramRu
 
 def test_no_generated_secret_appears_in_clear_in_any_input(dev_run: ProgramRun):
     passwords = list(dev_run.mocks.passwords.values())
-    # Five cluster passwords, the backup repository's passphrase and the default application role's.
-    assert len(passwords) == 7
-    assert len(dev_run.of_type(PASSWORD)) == 7
+    # Five cluster passwords, the verify probe's, the backup repository's passphrase and the
+    # default application role's.
+    assert len(passwords) == 8
+    assert len(dev_run.of_type(PASSWORD)) == 8
+    assert any(name.endswith("verify-password") for name in dev_run.mocks.passwords)
     tls_keys = [key.splitlines()[1] for key in dev_run.mocks.tls_keys.values()]
     assert len(tls_keys) == 5  # the CA's and one per VM
     secrets = [*passwords, DEPLOY_PRIVATE_KEY.splitlines()[1], *tls_keys]
@@ -699,8 +701,8 @@ def test_commands_carrying_secrets_keep_their_output_secret(dev_run: ProgramRun,
             assert outputs == ({"stdout", "stderr"} if step.has_secrets else set()), command.name
             checked += step.has_secrets
     # The databases step (role passwords) on each PostgreSQL VM, and the repository VM's
-    # monitoring step (its HAProxy key).
-    assert checked == 17
+    # monitoring step (its HAProxy key), and the verify step (pgha_verify's password).
+    assert checked == 18
 
 
 def test_no_host_private_key_appears_in_clear(dev_run: ProgramRun):
