@@ -157,3 +157,23 @@ def tls() -> ClusterTls:
     """Real certificates for the dev stack, issued locally once (the lab's code path)."""
     spec = load_stack("dev")
     return LocalCa.create(spec).issue_cluster(spec)
+
+
+# Seconds spent per stage in this run: setup, call and teardown (a lab comes up in a setup).
+_stage_seconds: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    try:
+        stage = stages.stage_of(stages.ROOT / report.nodeid.split("::")[0])
+    except (pytest.UsageError, ValueError):
+        return
+    _stage_seconds[stage] = _stage_seconds.get(stage, 0.0) + report.duration
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    """The suite's duration per stage, the figure the issue notes report."""
+    if _stage_seconds:
+        ran = [stage for stage in stages.STAGES if stage in _stage_seconds]
+        parts = [f"{stage} {_stage_seconds[stage]:.0f} s" for stage in ran]
+        terminalreporter.write_line("time per stage: " + ", ".join(parts))
