@@ -26,6 +26,11 @@ LIMITS_S: dict[str, float] = {
     # this limit catches a regression, not the goal.
     "planned_switchover": 10,
     "standby_*": 5,
+    # A planned reboot of the host with the etcd majority (issue 13): the switchover off
+    # the host plus the VIP's move, the whole start/crash/boot/finish cycle. Goal 5 s, not
+    # reached reliably: 4.87, 5.04, 5.33 s measured (docs/two-hosts.md); like the switchover
+    # above, this limit catches a regression, not the goal.
+    "host_maintenance_cycle": 10,
 }
 
 
