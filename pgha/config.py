@@ -15,6 +15,7 @@ from collections import Counter
 from ipaddress import IPv4Address, IPv4Network, ip_address, ip_network
 from typing import Any, Literal, get_args, get_origin
 
+from .databases import tool as databases_tool
 from .etcd import members as etcd_members
 from .patroni import MANAGED_PARAMETERS
 from .secrets import SUPPLIED
@@ -822,21 +823,10 @@ RESERVED_ROLES = frozenset(
     | {"samerole", "samegroup", "sameuser", "current_user", "current_role", "session_user"}
 )
 RESERVED_DATABASES = frozenset({"postgres", "all", "replication", "samerole", "samegroup", "sameuser"})
-# Predefined roles an application role may join; not pg_read_server_files,
-# pg_write_server_files or pg_execute_server_program, which reach the OS as postgres.
-GRANTABLE_PREDEFINED = frozenset(
-    {
-        "pg_monitor",
-        "pg_read_all_settings",
-        "pg_read_all_stats",
-        "pg_stat_scan_tables",
-        "pg_read_all_data",
-        "pg_write_all_data",
-        "pg_signal_backend",
-        "pg_checkpoint",
-        "pg_maintain",
-    }
-)
+# Predefined roles an application role may join (not pg_read_server_files,
+# pg_write_server_files or pg_execute_server_program, which reach the OS as
+# postgres): the same list pgha-databases manages, so one place decides it.
+GRANTABLE_PREDEFINED = frozenset(databases_tool.GRANTABLE_PREDEFINED)
 _PASSWORD = re.compile(r"[\x21-\x7e]{16,128}")
 
 
