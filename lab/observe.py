@@ -52,12 +52,18 @@ def leader(lab: Lab) -> str | None:
     return None
 
 
+def sync_standbys(lab: Lab) -> list[str]:
+    """Standbys Patroni reports as synchronous (or quorum) and streaming."""
+    return [
+        name
+        for name, m in members(lab).items()
+        if m.get("role") in ("sync_standby", "quorum_standby") and m.get("state") == "streaming"
+    ]
+
+
 def sync_standby(lab: Lab) -> str | None:
     """A synchronous standby that streams, if any."""
-    for name, member in members(lab).items():
-        if member.get("role") in ("sync_standby", "quorum_standby") and member.get("state") == "streaming":
-            return name
-    return None
+    return next(iter(sync_standbys(lab)), None)
 
 
 def node_ip(lab: Lab, name: str) -> str:

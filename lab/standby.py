@@ -24,19 +24,10 @@ from typing import Any
 from .cluster import Lab
 from .harness import READY_TIMEOUT, Run, scenario
 from .netfaults import carrier, drop, undrop
-from .observe import leader, members, vip_holders, wait_serving
+from .observe import leader, sync_standbys, vip_holders, wait_serving
 from .operator import switchover
 
 HOLD_S = 12.0
-
-
-def sync_standbys(lab: Lab) -> list[str]:
-    """Standbys Patroni reports as synchronous (or quorum) and streaming."""
-    return [
-        name
-        for name, m in members(lab).items()
-        if m.get("role") in ("sync_standby", "quorum_standby") and m.get("state") == "streaming"
-    ]
 
 
 def _local_standby(lab: Lab) -> str:

@@ -40,9 +40,6 @@ def test_refused_when_a_replica_is_down(lab: Lab) -> None:
     assert status["maintenance"] == {}, status  # nothing was changed
 
 
-# Not strict: a pass is reported too. In the merged tree the lab's switchover to a named
-# node fails when host-aware sync (issue 12) tags it nosync: see this stop's issue note.
-@pytest.mark.xfail(reason="switchover to a nosync-tagged standby under host-aware sync", strict=False)
 def test_majority_host_reboot_cycle(lab: Lab) -> None:
     host = "pve1"
     result = hostmaint.maintenance_cycle(lab, host)
