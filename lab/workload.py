@@ -406,8 +406,29 @@ class Writer(_Looper):
 
         wait_until(all_there, timeout, interval=1.0)
         if last_error is not None:
-            raise RuntimeError(f"cannot read ha_ledger on {host}: {last_error}") from last_error
+            raise RuntimeError(
+                f"cannot read ha_ledger on {host}: {last_error}; {self._diagnose(host)}"
+            ) from last_error
         return sorted(missing)
+
+    def _diagnose(self, host: str) -> str:
+        """What a node whose ledger cannot be read says of itself: pg_isready inside it, its addresses."""
+        node = next((n for n in self.lab.spec.postgres_nodes if str(n.ip) == host), None)
+        if node is None:
+            return "no such node"
+        port = str(self.lab.spec.postgres.port)
+        checks = {
+            "pg_isready on its own address": ["pg_isready", "-h", host, "-p", port, "-t", "3"],
+            "addresses": ["ip", "-brief", "address"],
+        }
+        said = []
+        for what, argv in checks.items():
+            try:
+                result = self.lab.exec(node.name, argv, capture_output=True, text=True, timeout=10)
+                said.append(f"{what}: {(result.stdout + result.stderr).strip()!r} (exit {result.returncode})")
+            except Exception as error:  # a diagnosis never hides the failure it explains
+                said.append(f"{what}: {error!r}")
+        return "; ".join(said)
 
 
 class Reader(_Looper):
