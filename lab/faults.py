@@ -26,11 +26,13 @@ from .observe import (
     own_state,
     single_vip_holder,
     sync_standby,
+    vip_holders,
     wait_serving,
     wait_vip_moves,
 )
 from .operator import postmaster_pid, switchover
 from .probe import DirectProbe
+from .wait import wait_until
 from .workload import Writer
 
 # ---- the scenarios ------------------------------------------------------------------------
@@ -121,20 +123,26 @@ def vip_holder_loses_haproxy(lab: Lab) -> dict[str, Any]:
 
 
 def vip_holder_dies(lab: Lab) -> dict[str, Any]:
-    """(5b) The VIP holder's machine dies; the primary is elsewhere, so only the VIP moves.
+    """(5b) The VIP holder's machine dies.
 
-    With one hop (keepalived.primaryWeight, docs/one-hop.md) the VIP follows the
-    primary, so its holder's death is also the primary's (fault 1's case).
+    Without one hop the primary is moved off the holder first, so only the VIP
+    moves (scenario ``vip_holder_dies``). With one hop (keepalived.primaryWeight,
+    docs/one-hop.md) the VIP follows the primary, so its holder's death is also
+    the primary's: scenario ``vip_holder_dies_with_primary``, a failover judged
+    like fault 1 (tests/ha/limits.py).
     """
     lab.wait_ready(timeout=READY_TIMEOUT)
-    holder = single_vip_holder(lab)
     one_hop = lab.spec.keepalived.primary_weight > 0
+    if one_hop:  # the VIP follows a switchover or failover within seconds: let it settle
+        wait_until(lambda: vip_holders(lab) == [leader(lab)], 30.0, error="the VIP to follow the primary")
+    holder = single_vip_holder(lab)
     if leader(lab) == holder and not one_hop:  # isolate the VIP from a failover: move the primary away
         others = [n.name for n in lab.spec.postgres_nodes if n.name != holder]
         sync = sync_standby(lab)
         switchover(lab, to=sync if sync in others else others[0])
         lab.wait_ready(timeout=READY_TIMEOUT)
-    with scenario(lab, "vip_holder_dies") as run:
+    name = "vip_holder_dies_with_primary" if leader(lab) == holder else "vip_holder_dies"
+    with scenario(lab, name) as run:
         machine = lab.machine(lab.spec.node(holder))
         run.extra["old_vip_holder"] = holder
         try:
