@@ -115,3 +115,71 @@ def test_the_tool_refuses_a_bad_command_line():
     )
     assert result.returncode == 2
     assert "HOST start" in result.stderr
+
+
+class _EtcdStub(tool.Cluster):
+    """Cluster without network: etcdctl answers from a member list kept here."""
+
+    def __init__(self, settings: dict[str, Any], fail_after_removing: bool) -> None:
+        self.settings = settings
+        self.members = tool.members_of(settings)
+        self.fail_after_removing = fail_after_removing
+        self.asked: list[tuple[tuple[str, ...], list[str] | None]] = []
+        self.listed = [
+            {"ID": index + 1, "name": m.name, "peerURLs": [m.etcd_peer], "clientURLs": [m.etcd_client]}
+            for index, m in enumerate(self.members)
+            if m.etcd
+        ]
+        self.leader = self.listed[0]["ID"]  # on pve1: leadership moves first
+
+    def log(self, message: str) -> None:
+        pass
+
+    def etcdctl(self, *args: str, endpoints: list[str] | None = None) -> Any:
+        self.asked.append((args, endpoints))
+        if args[:2] == ("member", "list"):
+            return {"members": self.listed}
+        if args[:2] == ("member", "remove"):
+            self.listed = [e for e in self.listed if f"{e['ID']:x}" != args[2]]
+            if self.fail_after_removing:
+                raise tool.Refused("etcdctl member remove: context deadline exceeded")
+            return None
+        if args[:2] == ("endpoint", "status"):
+            return [{"Status": {"leader": self.leader}}]
+        if args[0] == "move-leader":
+            self.leader = int(args[1], 16)
+            return None
+        raise AssertionError(args)
+
+    def etcd_health(self, listed: list[dict[str, Any]]) -> dict[str, bool]:
+        return {e["name"]: True for e in listed}
+
+
+@pytest.mark.parametrize("fail_after_removing", [False, True])
+def test_etcd_members_are_removed_through_the_members_that_stay(spec, fail_after_removing):
+    """A member asked to remove itself stops before it answers: ask the others, and trust the list."""
+    settings = hostmaint.settings(spec, spec.postgres_nodes[0])
+    cluster = _EtcdStub(settings, fail_after_removing)
+    leaving = tool.etcd_members_to_remove(cluster.members, "pve1")
+    cluster.remove_etcd_members(leaving, "pve1")
+    staying = {m.etcd_client for m in cluster.members if m.etcd and m.host != "pve1"}
+    removals = [endpoints for args, endpoints in cluster.asked if args[:2] == ("member", "remove")]
+    assert len(removals) == len(leaving) > 0
+    assert all(endpoints and set(endpoints) == staying for endpoints in removals), removals
+    assert {e["name"] for e in cluster.listed} == {
+        m.name for m in cluster.members if m.etcd and m.host != "pve1"
+    }
+
+
+def test_a_removal_that_did_not_happen_is_still_refused(spec):
+    settings = hostmaint.settings(spec, spec.postgres_nodes[0])
+    cluster = _EtcdStub(settings, fail_after_removing=False)
+
+    def refuse(*args: str, endpoints: list[str] | None = None) -> Any:
+        if args[:2] == ("member", "remove"):
+            raise tool.Refused("etcdctl member remove: permission denied")
+        return _EtcdStub.etcdctl(cluster, *args, endpoints=endpoints)
+
+    cluster.etcdctl = refuse  # type: ignore[method-assign]
+    with pytest.raises(tool.Refused, match="permission denied"):
+        cluster.remove_etcd_members(tool.etcd_members_to_remove(cluster.members, "pve1"), "pve1")
