@@ -565,9 +565,12 @@ class Agent:
         # operator's VM runs meanwhile, and writers are cut off only once (the
         # tags wait for Patroni's next loop, which would push it past the switchover).
         if systemctl("is-enabled", "keepalived") == 0 or systemctl("is-active", "keepalived") == 0:
-            # Its last advert (priority 0) hands the VIP to a peer at once.
+            # Its last advert (priority 0) hands the VIP to a peer at once. Stopped
+            # before it is disabled: `disable --now` reloads systemd first, which
+            # delayed the VIP's move by a second in the lab.
             self.cluster.log("stopping keepalived: the VIP stays off this host")
-            systemctl("disable", "--now", "keepalived", check=True)
+            systemctl("stop", "keepalived", check=True)
+            systemctl("disable", "keepalived", check=True)
         self.set_tags(MAINTENANCE_TAGS)
         if self.me.etcd and self.etcd_entry() is None:
             self.wipe_etcd()
