@@ -44,6 +44,7 @@ HERE = Path(__file__).resolve().parent
 # After the databases step (8) has made the role and its database.
 PHASE = 9
 PACKAGES = ("pgbouncer",)
+UNIT = "pgbouncer"
 CONFIG_PATH = "/etc/pgbouncer/pgbouncer.ini"
 USERLIST_PATH = "/etc/pgbouncer/userlist.txt"
 SQL_PATH = "/etc/pgha/pooler-auth.sql"
@@ -114,8 +115,12 @@ def files(spec: ClusterSpec, node: Node, secrets: ClusterSecrets, tls: pki.Clust
 
 
 def steps(spec: ClusterSpec, node: Node, secrets: ClusterSecrets, tls: pki.ClusterTls) -> list[Step]:
-    if spec.pooler is None or not node.runs_postgres:
+    if spec.pooler is None:
         return []
+    if not node.runs_postgres:
+        # The repository VM or a witness: nothing to pool; the lab's image carries the package.
+        script = render_script(HERE, "pooler-absent.sh.j2", "pooler", unit=UNIT)
+        return [Step(node.name, PHASE, "pooler", script)]
     script = render_script(
         HERE,
         "pooler.sh.j2",

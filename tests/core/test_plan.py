@@ -21,7 +21,8 @@ def test_phase_order(spec, secrets, tls):
         # ...and checked, last, from the same VM.
         postgres += ["verify"] if node == spec.nodes[0] else []
         # The repository VM takes the backups: it alone creates the stanza.
-        repository = ["system", "etcd", "backup", "backup-stanza", "monitoring"]
+        # ...and a pooler step that only disables a PgBouncer an image brought along.
+        repository = ["system", "etcd", "backup", "backup-stanza", "pooler", "monitoring"]
         expected = {"postgres": postgres, "repository": repository}
         assert names == expected[node.role], node.name
     # No upgrade phase until maintenance.upgrade asks for one.
@@ -31,9 +32,9 @@ def test_phase_order(spec, secrets, tls):
     for phase, steps in phases(spec, secrets, tls):
         nodes = {s.node for s in steps}
         if PHASE_NAMES[phase] == "backup-stanza":
-            # The stanza on the repository VM; PgBouncer (pgha:pooler) beside it on the others.
+            # The stanza on the repository VM; the pooler step (pgha:pooler) beside it on every VM.
             assert {s.node for s in steps if s.name == "backup-stanza"} == {"backup-01"}
-            assert {s.node for s in steps if s.name == "pooler"} == {n.name for n in spec.postgres_nodes}
+            assert {s.node for s in steps if s.name == "pooler"} == {n.name for n in spec.nodes}
         elif PHASE_NAMES[phase] in ("patroni-config", "verify"):
             assert nodes == {"psql-01"}
         elif PHASE_NAMES[phase] in ("etcd-health", "patroni", "haproxy", "keepalived"):

@@ -7,7 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from pgha import ConfigError, databases, image_packages, load_spec, node_files, node_steps, patroni, pooler
+from pgha import (
+    ConfigError,
+    RenderedFile,
+    databases,
+    image_packages,
+    load_spec,
+    node_files,
+    node_steps,
+    patroni,
+    pooler,
+)
 from pgha.haproxy import CONFIG_PATH as HAPROXY_CONFIG
 from pgha.render import main as render_main
 from pgha.secrets import ClusterSecrets
@@ -20,7 +30,7 @@ def problems(config) -> list[str]:
     return error.value.problems
 
 
-def pooler_files(spec, node, secrets, tls) -> dict[str, object]:
+def pooler_files(spec, node, secrets, tls) -> dict[str, RenderedFile]:
     (step,) = [s for s in node_steps(spec, node, secrets, tls) if s.name == "pooler"]
     return {f.path: f for f in step.files}
 
@@ -143,6 +153,7 @@ def test_no_secret_in_a_readable_pooler_file(spec, secrets, tls):
     generated = [*secrets.values(), *tls.private_keys()]
     for node in spec.postgres_nodes:
         for path, rendered in pooler_files(spec, node, secrets, tls).items():
+            assert path.startswith(("/etc/pgbouncer/", "/etc/pgha/", "/etc/systemd/system/pgbouncer")), path
             holds = any(v in rendered.content for v in generated)
             assert holds == rendered.secret, path
             if holds:
@@ -176,7 +187,10 @@ def test_step_installs_the_package_before_its_files_and_runs_after_databases(spe
         assert "openssl s_client" in body and f"-verify_ip {node.ip}" in body
     for node in spec.nodes:
         if not node.runs_postgres:
-            assert not [s for s in node_steps(spec, node, secrets, tls) if s.name == "pooler"]
+            # The repository VM: no pooler; one from the image is disabled, nothing installed.
+            (step,) = [s for s in node_steps(spec, node, secrets, tls) if s.name == "pooler"]
+            assert not step.files and "systemctl disable -q --now pgbouncer" in step.script
+            assert "install_missing" not in step.script.split("# --- end of library ---")[1]
 
 
 # ---- HAProxy and pg_hba ---------------------------------------------------------------------
