@@ -138,6 +138,9 @@ def test_a_switchover_leaves_no_pooler_client_on_the_old_primary(lab: Lab) -> No
         time.sleep(0.5)
     took = time.monotonic() - started
     print(f"\nheld pooler clients cut {cut:.1f} s, new ones on {new} {took:.1f} s after the switchover")
+    # The primary back where it was: later tests find the cluster as they would without this one.
+    lab.wait_ready(timeout=READY_TIMEOUT)
+    switchover(lab, to=old)
     lab.wait_ready(timeout=READY_TIMEOUT)
 
 

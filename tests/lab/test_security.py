@@ -80,11 +80,17 @@ def ports(lab) -> dict[int, str]:
 
 
 def leader_and_replica(lab) -> tuple[str, str]:
-    """The leader and a streaming replica, once the cluster is healthy."""
+    """The leader and a streaming replica, once the cluster is healthy.
+
+    The synchronous standby when there is one: it is the only candidate
+    Patroni accepts for a switchover in synchronous mode (else 412), and which
+    replica it is depends on the switchovers earlier tests made.
+    """
     members = lab.wait_ready()["nodes"]
     leader = next(m["name"] for m in members if m["role"] == "leader")
-    replica = next(m["name"] for m in members if m["role"] != "leader" and m["state"] == "streaming")
-    return leader, replica
+    streaming = [m for m in members if m["role"] != "leader" and m["state"] == "streaming"]
+    synchronous = [m for m in streaming if m["role"] in ("sync_standby", "quorum_standby")]
+    return leader, (synchronous or streaming)[0]["name"]
 
 
 def current_leader(lab) -> str | None:
