@@ -115,10 +115,11 @@ def files(spec: ClusterSpec, node: Node, secrets: ClusterSecrets, tls: pki.Clust
 
 
 def steps(spec: ClusterSpec, node: Node, secrets: ClusterSecrets, tls: pki.ClusterTls) -> list[Step]:
-    if spec.pooler is None:
+    if spec.pooler is None or node.external:
+        # An existing machine (an external witness) is the operator's: its services are left alone.
         return []
     if not node.runs_postgres:
-        # The repository VM or a witness: nothing to pool; the lab's image carries the package.
+        # The repository VM or a witness VM: nothing to pool; the lab's image carries the package.
         script = render_script(HERE, "pooler-absent.sh.j2", "pooler", unit=UNIT)
         return [Step(node.name, PHASE, "pooler", script)]
     script = render_script(

@@ -9,6 +9,7 @@ import pytest
 
 from pgha import (
     ConfigError,
+    LocalCa,
     RenderedFile,
     databases,
     image_packages,
@@ -22,6 +23,7 @@ from pgha.haproxy import CONFIG_PATH as HAPROXY_CONFIG
 from pgha.render import main as render_main
 from pgha.secrets import ClusterSecrets
 from tests.core.test_patroni import hba_method
+from tests.core.test_witness import EXTERNAL
 
 
 def problems(config) -> list[str]:
@@ -236,3 +238,11 @@ def test_pg_hba_lets_the_pooler_role_in_only_from_members_to_its_database(spec):
 
 def test_secrets_include_the_pooler_password():
     assert "pooler_password" in ClusterSecrets.names()
+
+
+def test_an_external_witness_is_left_alone(dev_config, secrets, tls):
+    """An existing machine is the operator's: no pooler step, not even the one that disables."""
+    dev_config["witness"] = EXTERNAL
+    spec = load_spec(dev_config, "dev")
+    witness_tls = LocalCa.create(spec).issue_cluster(spec)
+    assert not [s for s in node_steps(spec, spec.node("qnetd"), secrets, witness_tls) if s.name == "pooler"]

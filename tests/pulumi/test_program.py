@@ -554,6 +554,8 @@ def test_a_witness_gets_a_vm_and_etcd_but_no_postgres():
         "witness-01-system",
         "witness-02-etcd",
         "witness-03-etcd-health",
+        # pgha:pooler (the dev stack's): only disables a PgBouncer an image brought along.
+        "witness-09-pooler",
         "witness-10-monitoring",
         "witness-leave",
     ]
