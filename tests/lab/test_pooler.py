@@ -92,7 +92,10 @@ def test_a_switchover_leaves_no_pooler_client_on_the_old_primary(lab: Lab) -> No
     lab.wait_ready(timeout=READY_TIMEOUT)
     old = observe.leader(lab)
     assert old is not None
-    held = [pooled(lab) for _ in range(5)]
+    # As a client should: its kernel gives up on unacknowledged data after 5 s. If
+    # HAProxy's cut comes after the VIP has moved, its FIN leaves from an address
+    # the old VM no longer holds, and only this tells the client its connection is dead.
+    held = [pooled(lab, tcp_user_timeout=5000) for _ in range(5)]
     for conn in held:
         conn.execute("BEGIN; SELECT 1; COMMIT")
     assert int(local_sql(lab, old, APP_BACKENDS)) >= 1
@@ -138,9 +141,8 @@ def test_a_switchover_leaves_no_pooler_client_on_the_old_primary(lab: Lab) -> No
         time.sleep(0.5)
     took = time.monotonic() - started
     print(f"\nheld pooler clients cut {cut:.1f} s, new ones on {new} {took:.1f} s after the switchover")
-    # The primary back where it was: later tests find the cluster as they would without this one.
-    lab.wait_ready(timeout=READY_TIMEOUT)
-    switchover(lab, to=old)
+    # No switch back: a switchover to a named standby that host-aware sync tags
+    # nosync is refused (412), the known issue of lab.operator.switchover(to=...).
     lab.wait_ready(timeout=READY_TIMEOUT)
 
 
