@@ -80,7 +80,7 @@ def main() -> None:
     pulumi.export("replicaPort", cluster.replica_port)
     pulumi.export("primaryConnectionString", cluster.primary_connection_string)
     pulumi.export("replicaConnectionString", cluster.replica_connection_string)
-    # Per database: {primary, replica} connection strings for its owner (secret).
+    # Per database: {primary, replica, pooler (with pgha:pooler)} connection strings for its owner (secret).
     pulumi.export("databases", cluster.databases)
     pulumi.export("nodes", cluster.nodes)
     pulumi.export("failureDomains", cluster.failure_domains)

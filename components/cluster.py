@@ -26,11 +26,13 @@ class PghaClusterArgs:
 
 
 def database_outputs(spec: ClusterSpec, database: DatabaseSpec, secrets: ClusterSecrets) -> dict[str, str]:
-    """One database's connection strings, as its owner: read-write on 5432, the replicas on 5433."""
+    """One database's connection strings, as its owner: read-write on 5432, the replicas on 5433,
+    and with ``pgha:pooler`` the primary through PgBouncer on 6432."""
     password = secrets.role_password(database.owner)
     return {
         "primary": connection_string(spec, database, password, spec.haproxy.primary_port),
         "replica": connection_string(spec, database, password, spec.haproxy.replica_port),
+        **({"pooler": connection_string(spec, database, password, spec.pooler.port)} if spec.pooler else {}),
     }
 
 

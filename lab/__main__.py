@@ -20,6 +20,7 @@ host-maintenance HOST start|finish|status   a Proxmox host's planned maintenance
 disaster-recovery       lose every VM but the repository, up again with pgha:restore (lab/restore.py)
 bench failover [--runs N] | bench vip-follow [--faults 8,1]   (lab/bench.py, lab/onehop.py)
 bench proxy [--clients 1,8] [--rounds N] [--primaries all]   VIP:5432 against direct, A B A B
+bench pooler [--clients 200] [--seconds 30] [--rounds N]   VIP:6432 (PgBouncer) against VIP:5432
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from .cluster import Lab
 from .lock import LabBusy
 from .onehop import ab_switchover, follow
 from .operator import switchover
+from .poolbench import pooler
 from .ssh import StepError
 
 
@@ -129,6 +131,11 @@ def main(argv: list[str] | None = None) -> int:
     bench_proxy.add_argument(
         "--primaries", default="", help="comma-separated nodes to switch over to in turn, or 'all'"
     )
+    bench_pooler = bench.add_parser("pooler")
+    bench_pooler.add_argument("--clients", type=int, default=200)
+    bench_pooler.add_argument("--seconds", type=int, default=30, help="per pgbench run")
+    bench_pooler.add_argument("--rounds", type=int, default=1, help="pooler/direct pairs per mode")
+    bench_pooler.add_argument("--modes", default="-S,-N", help="pgbench modes, comma-separated")
     for sub in verbs.choices.values():
         # `python -m lab up --stack ops` as well as `python -m lab --stack ops up`.
         sub.add_argument("--stack", default=argparse.SUPPRESS, help="the stack (default: dev)")
@@ -223,6 +230,15 @@ def main(argv: list[str] | None = None) -> int:
         for fault in [f for f in args.faults.split(",") if f]:
             for _ in range(args.runs):
                 print(json.dumps(follow(lab, fault)), flush=True)
+    elif args.verb == "bench" and args.bench == "pooler":
+        pooler(
+            lab,
+            clients=args.clients,
+            seconds=args.seconds,
+            rounds=args.rounds,
+            modes=[m for m in args.modes.split(",") if m],
+            emit=lambda summary: print(json.dumps(summary), flush=True),
+        )
     elif args.verb == "bench":
         names = [n.name for n in lab.spec.postgres_nodes] if args.primaries == "all" else args.primaries
         proxy(

@@ -37,6 +37,7 @@ from .spec import (
     NetworkSpec,
     Node,
     PatroniSpec,
+    PoolerSpec,
     PostgresSpec,
     RestoreSpec,
     RoleSpec,
@@ -72,6 +73,7 @@ KNOWN_KEYS = (
     "clients",
     "monitoring",
     "restore",
+    "pooler",
 )
 # Every pattern is applied with re.fullmatch (via _Reader.matches): ``$`` alone
 # would accept a trailing newline, which splits the lines it lands in.
@@ -466,6 +468,9 @@ def _check_ports(reader: _Reader, spec: dict[str, Any]) -> None:
         ports["backup.tlsPort"] = spec["backup_tls_port"]
     if spec.get("monitoring_port") is not None:
         ports["monitoring.port"] = spec["monitoring_port"]
+    if spec.get("pooler") is not None:
+        ports["pooler.port"] = spec["pooler"].port
+        ports["pooler.listenPort"] = spec["pooler"].listen_port
     for key, port in ports.items():
         _check_port(reader, key, port)
     seen: dict[int, str] = {}
@@ -649,6 +654,34 @@ def _read_monitoring(reader: _Reader, raw: Any) -> MonitoringSpec | None:
     return MonitoringSpec(allow_from=tuple(networks), **values)
 
 
+# PgBouncer's own limits are far higher; these keep a typo from exhausting a VM.
+MAX_POOLER_CLIENTS = 100_000
+MAX_POOL_SIZE = 10_000
+
+
+def _read_pooler(reader: _Reader, raw: Any) -> PoolerSpec | None:
+    """``pgha:pooler``: absent means no PgBouncer at all; ``{}`` means the defaults."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        reader.problem("pooler", f"expected an object (use {{}} for the defaults), got {raw!r}")
+        return None
+    before = len(reader.problems)
+    values = reader.section(raw, "pooler", PoolerSpec)
+    limits = {
+        "default_pool_size": ("pooler.defaultPoolSize", MAX_POOL_SIZE),
+        "max_client_conn": ("pooler.maxClientConn", MAX_POOLER_CLIENTS),
+        "server_idle_timeout_s": ("pooler.serverIdleTimeoutS", 3600),
+    }
+    for name, (key, most) in limits.items():
+        number = values.get(name)
+        if number is not None and not 1 <= number <= most:
+            reader.problem(key, f"{number} is outside 1-{most}")
+    if len(reader.problems) > before:
+        return None
+    return PoolerSpec(**values)
+
+
 def _check_keepalived(reader: _Reader, keepalived: KeepalivedSpec) -> None:
     """VRRP priorities stop at 254: the base priority (100) plus the primary's weight must fit."""
     if not 0 <= keepalived.primary_weight <= 150:
@@ -753,6 +786,7 @@ def load_spec(config: dict[str, Any], stack: str) -> ClusterSpec:
     _check_patroni(reader, patroni, len([n for n in nodes if n.runs_postgres]) - 1)
     backup = _read_backup(reader, config.get("backup"), config)
     monitoring = _read_monitoring(reader, config.get("monitoring"))
+    pooler = _read_pooler(reader, config.get("pooler"))
     restore = _read_restore(reader, config.get("restore"), backup)
     if haproxy.check_fall < 1 or haproxy.check_rise < 1:
         reader.problem("haproxy.checkFall", "checkFall and checkRise must be at least 1")
@@ -766,6 +800,7 @@ def load_spec(config: dict[str, Any], stack: str) -> ClusterSpec:
             "ssh_port": ssh.port if ssh else 22,
             "backup_tls_port": backup.tls_port if backup else None,
             "monitoring_port": monitoring.port if monitoring else None,
+            "pooler": pooler,
         },
     )
     _check_tls(reader, tls)
@@ -798,6 +833,7 @@ def load_spec(config: dict[str, Any], stack: str) -> ClusterSpec:
         clients=clients,
         monitoring=monitoring,
         restore=restore,
+        pooler=pooler,
     )
     # etcd.members() is the one place that decides who votes: ask it.
     voters = len(etcd_members(spec))

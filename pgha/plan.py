@@ -4,9 +4,9 @@ Phases run cluster-wide: every VM finishes phase N before any starts N+1
 (cloud-init → etcd → etcd healthy → Patroni → HAProxy → keepalived and the
 host-maintenance agent → Patroni's dynamic config, on one VM only → pgBackRest
 and, beside it, the application databases and roles (through the primary) →
-its stanza and first backup → monitoring → a rolling package update, when
-asked for → verify, on one VM: what a client sees, whenever anything else
-changed). Pulumi
+its stanza and first backup, and beside it PgBouncer → monitoring → a rolling
+package update, when asked for → verify, on one VM: what a client sees,
+whenever anything else changed). Pulumi
 turns that into ``depends_on``; the lab runs each phase in parallel over SSH.
 """
 
@@ -25,6 +25,7 @@ from . import (
     membership,
     monitoring,
     patroni,
+    pooler,
     system,
     verify,
     witness,
@@ -43,7 +44,7 @@ PHASE_NAMES = {
     keepalived.PHASE: "keepalived",
     maintenance.CONFIG_PHASE: "patroni-config",
     backup.PHASE: "backup",
-    backup.STANZA_PHASE: "backup-stanza",
+    backup.STANZA_PHASE: "backup-stanza",  # pooler's phase too
     maintenance.UPGRADE_PHASE: "upgrade",
     monitoring.PHASE: "monitoring",
     verify.PHASE: "verify",
@@ -70,6 +71,7 @@ def _service_steps(spec: ClusterSpec, node: Node, secrets: ClusterSecrets, tls: 
         *hostmaint.steps(spec, node),
         *backup.steps(spec, node, secrets, tls),
         *databases.steps(spec, node, secrets),
+        *pooler.steps(spec, node, secrets, tls),
         *maintenance.steps(spec, node),
         *monitoring.steps(spec, node, tls),
     ]
@@ -111,6 +113,7 @@ def image_packages(spec: ClusterSpec) -> tuple[str, ...]:
                 *keepalived.PACKAGES,
                 *backup.PACKAGES,
                 *(monitoring.PACKAGES if spec.monitoring else ()),
+                *(pooler.PACKAGES if spec.pooler else ()),
                 # An external witness's firewall; in the lab its machine boots this image too.
                 *(witness.PACKAGES if any(n.external for n in spec.nodes) else ()),
                 "qemu-guest-agent",

@@ -25,6 +25,9 @@ class ClusterSecrets:
     # The verify probe's own login (pgha_verify, not a superuser): the superuser
     # has no network login, and the probe must come in through the VIP.
     verify_password: str
+    # PgBouncer's auth_query login (pgha_pooler, pgha.pooler): it reads SCRAM
+    # verifiers through one SECURITY DEFINER function, nothing else.
+    pooler_password: str
     # Supplied by the operator as secret config, not generated: the S3
     # backup repository's key pair (empty unless the repository is s3).
     backup_s3_key: str = ""
@@ -89,3 +92,6 @@ HAPROXY_STATS_USER = "stats"
 # names starting with pgha are reserved, so no declared object clashes.
 VERIFY_ROLE = "pgha_verify"
 VERIFY_DATABASE = "pgha_verify"
+# PgBouncer's auth_query role and the database holding its lookup function (pgha.pooler).
+POOLER_ROLE = "pgha_pooler"
+POOLER_DATABASE = "pgha_pooler"

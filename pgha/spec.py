@@ -362,6 +362,26 @@ class MonitoringSpec:
 
 
 @dataclass(frozen=True)
+class PoolerSpec:
+    """PgBouncer on every PostgreSQL VM (docs/pooler.md), reached through HAProxy on ``port``.
+
+    HAProxy binds ``port`` on the VIP and each VM (as it does 5432) and sends
+    clients to the pooler of the VM whose Patroni is primary; PgBouncer itself
+    listens on ``listen_port`` of its VM, as PostgreSQL does on 5442 beside 5432.
+    """
+
+    port: int = 6432
+    listen_port: int = 6442
+    # Server connections per (database, role) pair: what PostgreSQL sees.
+    default_pool_size: int = 20
+    max_client_conn: int = 1000
+    # An idle server connection is closed after this: PgBouncer's default is
+    # 600 s; shorter, so that what a demoted VM's pooler still holds (idle,
+    # serving nobody: HAProxy sends it no client) goes soon (docs/pooler.md).
+    server_idle_timeout_s: int = 60
+
+
+@dataclass(frozen=True)
 class RestoreSpec:
     """``pgha:restore``: a fresh cluster's first start restores from the backup repository.
 
@@ -414,6 +434,7 @@ class ClusterSpec:
 
     monitoring: MonitoringSpec | None = None
     restore: RestoreSpec | None = None
+    pooler: PoolerSpec | None = None
 
     @property
     def postgres_nodes(self) -> tuple[Node, ...]:

@@ -150,6 +150,7 @@ def secrets() -> ClusterSecrets:
         haproxy_stats_password="stats-Secret-5",
         backup_cipher_pass="cipher-Secret-6",
         verify_password="verify-Secret-7",
+        pooler_password="pooler-Secret-8",
         role_passwords={"app": "app-Secret-6-abcdefgh"},
     )
 

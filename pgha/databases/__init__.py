@@ -11,8 +11,11 @@ Databases get CONNECT and TEMPORARY revoked from PUBLIC: an application
 reaches only the databases it owns (or whose owner it is a member of).
 pgha's own entries come first and always: the verify probe's role and
 database (``pgha_verify``, see :mod:`pgha.verify`), a login role with a small
-connection limit and no other attribute, owning its database. The tool
-treats them like declared ones; they export no connection string.
+connection limit and no other attribute, owning its database; and, with
+``pgha:pooler``, PgBouncer's auth_query role ``pgha_pooler`` and the database
+holding its lookup function, owned by postgres (see :mod:`pgha.pooler`), both
+declared absent without it. The tool treats them like declared ones; they
+export no connection string.
 
 Passwords travel on stdin in the step's bundle and only as SCRAM verifiers to
 PostgreSQL; the step script and its output hold none.
@@ -27,7 +30,7 @@ from urllib.parse import quote
 
 from .. import patroni, vmprograms
 from ..files import RenderedFile, Step, render_script
-from ..secrets import VERIFY_DATABASE, VERIFY_ROLE, ClusterSecrets
+from ..secrets import POOLER_DATABASE, POOLER_ROLE, SUPERUSER, VERIFY_DATABASE, VERIFY_ROLE, ClusterSecrets
 from ..spec import ClusterSpec, DatabaseSpec, Node
 from . import tool
 
@@ -39,10 +42,12 @@ PLAN_PATH = tool.SETTINGS_PATH
 TIMEOUT_S = 300
 # The verify probe needs one session at a time; a little room for a retry.
 VERIFY_CONNECTION_LIMIT = 3
+# PgBouncer opens one auth connection per VM's pool (its own IP only, see pg_hba).
+POOLER_CONNECTION_LIMIT = 10
 
 
-def internal_roles(secrets: ClusterSecrets) -> list[dict[str, Any]]:
-    """pgha's own roles in the plan: the verify probe's login."""
+def internal_roles(spec: ClusterSpec, secrets: ClusterSecrets) -> list[dict[str, Any]]:
+    """pgha's own roles in the plan: the verify probe's login and PgBouncer's auth_query login."""
     return [
         {
             "name": VERIFY_ROLE,
@@ -51,13 +56,30 @@ def internal_roles(secrets: ClusterSecrets) -> list[dict[str, Any]]:
             "member_of": [],
             "state": "present",
             "password": secrets.verify_password,
-        }
+        },
+        {
+            "name": POOLER_ROLE,
+            "login": True,
+            "connection_limit": POOLER_CONNECTION_LIMIT,
+            "member_of": [],
+            "state": "present" if spec.pooler else "absent",
+            "password": secrets.pooler_password,
+        },
     ]
 
 
-def internal_databases() -> list[dict[str, Any]]:
-    """pgha's own databases in the plan: the verify probe's, owned by its role."""
-    return [{"name": VERIFY_DATABASE, "owner": VERIFY_ROLE, "extensions": [], "state": "present"}]
+def internal_databases(spec: ClusterSpec) -> list[dict[str, Any]]:
+    """pgha's own databases in the plan: the verify probe's (owned by its role) and the pooler's
+    lookup function's, owned by the superuser so that its role only gets CONNECT and EXECUTE."""
+    return [
+        {"name": VERIFY_DATABASE, "owner": VERIFY_ROLE, "extensions": [], "state": "present"},
+        {
+            "name": POOLER_DATABASE,
+            "owner": SUPERUSER,
+            "extensions": [],
+            "state": "present" if spec.pooler else "absent",
+        },
+    ]
 
 
 def plan(spec: ClusterSpec, secrets: ClusterSecrets) -> dict[str, Any]:
@@ -67,7 +89,7 @@ def plan(spec: ClusterSpec, secrets: ClusterSecrets) -> dict[str, Any]:
         "socket_dir": patroni.SOCKET_DIR,
         "port": spec.postgres.port,
         "timeout": TIMEOUT_S,
-        "roles": internal_roles(secrets)
+        "roles": internal_roles(spec, secrets)
         + [
             {
                 "name": role.name,
@@ -79,7 +101,7 @@ def plan(spec: ClusterSpec, secrets: ClusterSecrets) -> dict[str, Any]:
             }
             for role in spec.roles
         ],
-        "databases": internal_databases()
+        "databases": internal_databases(spec)
         + [
             {"name": d.name, "owner": d.owner, "extensions": list(d.extensions), "state": d.state}
             for d in spec.databases

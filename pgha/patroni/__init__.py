@@ -25,6 +25,8 @@ import yaml
 from .. import backup, etcd, pki, vmprograms
 from ..files import RenderedFile, Step, render_script, render_template
 from ..secrets import (
+    POOLER_DATABASE,
+    POOLER_ROLE,
     REPLICATION_USER,
     RESTAPI_USER,
     REWIND_USER,
@@ -148,6 +150,9 @@ def pg_hba(spec: ClusterSpec) -> list[str]:
     - The verify probe's role (``pgha_verify``): TLS and scram-sha-256, only
       to its own database and only from the members' addresses (HAProxy on
       the VIP's VM forwards from its member's IP).
+    - PgBouncer's auth_query role (``pgha_pooler``, with ``pgha:pooler``):
+      TLS and scram-sha-256, only to its lookup function's database and only
+      from the members' addresses (each PgBouncer reaches its own VM's IP).
     - pgha's own roles from anywhere else: rejected before any password.
     - Everyone else (the application roles): TLS and scram-sha-256 from the
       private network. Behind HAProxy PostgreSQL sees the VMs' own addresses,
@@ -157,13 +162,17 @@ def pg_hba(spec: ClusterSpec) -> list[str]:
     before any password is exchanged.
     """
     members = [f"{node.ip}/32" for node in spec.postgres_nodes]
-    reserved = ",".join((SUPERUSER, REPLICATION_USER, REWIND_USER, VERIFY_ROLE))
+    reserved = ",".join((SUPERUSER, REPLICATION_USER, REWIND_USER, VERIFY_ROLE, POOLER_ROLE))
+    pooler = (
+        [f"hostssl {POOLER_DATABASE} {POOLER_ROLE} {m} scram-sha-256" for m in members] if spec.pooler else []
+    )
     return [
         "local all all peer",
         *(f"hostssl replication {REPLICATION_USER} {member} {CLUSTER_CERT}" for member in members),
         # pg_rewind and Patroni's pre-rewind check read the primary's postgres database.
         *(f"hostssl postgres {REWIND_USER} {member} {CLUSTER_CERT}" for member in members),
         *(f"hostssl {VERIFY_DATABASE} {VERIFY_ROLE} {member} scram-sha-256" for member in members),
+        *pooler,
         f"host all {reserved} 0.0.0.0/0 reject",
         "host replication all 0.0.0.0/0 reject",
         f"hostssl all all {spec.network.cidr} scram-sha-256",

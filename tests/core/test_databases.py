@@ -160,6 +160,15 @@ def test_a_step_on_every_postgres_vm_after_patroni_config(spec, secrets, tls):
                     "state": "present",
                     "password": "verify-Secret-7",
                 },
+                # PgBouncer's auth_query login (the dev stack has pgha:pooler).
+                {
+                    "name": "pgha_pooler",
+                    "login": True,
+                    "connection_limit": 10,
+                    "member_of": [],
+                    "state": "present",
+                    "password": "pooler-Secret-8",
+                },
                 {
                     "name": "app",
                     "login": True,
@@ -171,6 +180,7 @@ def test_a_step_on_every_postgres_vm_after_patroni_config(spec, secrets, tls):
             ]
             assert [(d["name"], d["owner"], d["state"]) for d in plan["databases"]] == [
                 ("pgha_verify", "pgha_verify", "present"),
+                ("pgha_pooler", "postgres", "present"),
                 ("app", "app", "present"),
             ]
             assert (
@@ -188,23 +198,34 @@ def test_the_verify_role_and_database_are_kept_even_with_nothing_declared(dev_co
         steps = [s for s in node_steps(bare, node, secrets, tls) if s.name == "databases"]
         assert len(steps) == (1 if node.runs_postgres else 0), node.name
     plan = databases.plan(bare, secrets)
-    assert [r["name"] for r in plan["roles"]] == ["pgha_verify"]
-    assert [d["name"] for d in plan["databases"]] == ["pgha_verify"]
+    assert [r["name"] for r in plan["roles"]] == ["pgha_verify", "pgha_pooler"]
+    assert [d["name"] for d in plan["databases"]] == ["pgha_verify", "pgha_pooler"]
     # The tool creates them like declared ones: a login role (never a superuser), then its database.
     todo = tool.actions({"roles": {}, "databases": {}}, plan)
     assert [a.describe for a in todo] == [
         "create_role pgha_verify",
         "set_password pgha_verify",
+        "create_role pgha_pooler",
+        "set_password pgha_pooler",
         "create_database pgha_verify pgha_verify",
         "revoke_public pgha_verify",
+        "create_database pgha_pooler postgres",
+        "revoke_public pgha_pooler",
     ]
     # A superuser pgha_verify (tampered with) is brought back to a plain login.
     verifier = tool.scram_verifier("verify-Secret-7")
     tampered = {"login": True, "connection_limit": 3, "password": verifier, "member_of": []}
     tampered |= {a: a == "superuser" for a in tool.DENIED_ATTRIBUTES}
+    pooler = {"login": True, "connection_limit": 10, "member_of": []}
+    pooler |= {"password": tool.scram_verifier("pooler-Secret-8")} | dict.fromkeys(
+        tool.DENIED_ATTRIBUTES, False
+    )
     state = {
-        "roles": {"pgha_verify": tampered},
-        "databases": {"pgha_verify": {"owner": "pgha_verify", "public_access": False, "extensions": []}},
+        "roles": {"pgha_verify": tampered, "pgha_pooler": pooler},
+        "databases": {
+            "pgha_verify": {"owner": "pgha_verify", "public_access": False, "extensions": []},
+            "pgha_pooler": {"owner": "postgres", "public_access": False, "extensions": []},
+        },
     }
     assert [a.describe for a in tool.actions(state, plan)] == ["alter_role pgha_verify"]
 

@@ -17,11 +17,12 @@ def test_phase_order(spec, secrets, tls):
         postgres = ["system", "etcd", "etcd-health", "patroni", "haproxy", "keepalived"]
         postgres += ["host-maintenance", *config, "backup"]
         # Applications go through the primary, wherever it is: a step on every PostgreSQL VM.
-        postgres += ["databases", "monitoring"]
+        postgres += ["databases", "pooler", "monitoring"]
         # ...and checked, last, from the same VM.
         postgres += ["verify"] if node == spec.nodes[0] else []
         # The repository VM takes the backups: it alone creates the stanza.
-        repository = ["system", "etcd", "backup", "backup-stanza", "monitoring"]
+        # ...and a pooler step that only disables a PgBouncer an image brought along.
+        repository = ["system", "etcd", "backup", "backup-stanza", "pooler", "monitoring"]
         expected = {"postgres": postgres, "repository": repository}
         assert names == expected[node.role], node.name
     # No upgrade phase until maintenance.upgrade asks for one.
@@ -31,7 +32,9 @@ def test_phase_order(spec, secrets, tls):
     for phase, steps in phases(spec, secrets, tls):
         nodes = {s.node for s in steps}
         if PHASE_NAMES[phase] == "backup-stanza":
-            assert nodes == {"backup-01"}
+            # The stanza on the repository VM; the pooler step (pgha:pooler) beside it on every VM.
+            assert {s.node for s in steps if s.name == "backup-stanza"} == {"backup-01"}
+            assert {s.node for s in steps if s.name == "pooler"} == {n.name for n in spec.nodes}
         elif PHASE_NAMES[phase] in ("patroni-config", "verify"):
             assert nodes == {"psql-01"}
         elif PHASE_NAMES[phase] in ("etcd-health", "patroni", "haproxy", "keepalived"):
@@ -80,6 +83,9 @@ def test_no_secret_outside_the_files_meant_for_it(spec, secrets, tls):
         "/etc/pgbackrest.conf",
         # The verify probe's settings: pgha_verify's password.
         "/etc/pgha/verify.json",
+        # PgBouncer's auth_file (pgha_pooler's password) and its key pair (pgha:pooler).
+        "/etc/pgbouncer/userlist.txt",
+        "/etc/pgha/tls/pgbouncer.pem",
     }
 
 
@@ -103,6 +109,7 @@ def test_each_key_copy_belongs_to_the_service_that_reads_it(spec, secrets, tls):
         "/etc/pgha/tls/etcd.pem": ("etcd", "etcd", 0o600),
         "/etc/pgha/tls/postgres.pem": ("postgres", "postgres", 0o600),
         "/etc/pgha/tls/haproxy.pem": ("root", "root", 0o600),
+        "/etc/pgha/tls/pgbouncer.pem": ("postgres", "postgres", 0o600),
         "/etc/pgha/tls/pgbackrest.pem": ("postgres", "postgres", 0o600),
     }
 
@@ -165,5 +172,6 @@ def test_a_new_certificate_reruns_only_the_steps_holding_it(spec, secrets, tls):
         "04-patroni",
         "05-haproxy",
         "08-backup",
+        "09-pooler",
         "12-verify",
     }

@@ -48,6 +48,7 @@ def test_dev_tree(tmp_path):
         "07-patroni-config.sh",
         "08-backup.sh",
         "08-databases.sh",
+        "09-pooler.sh",
         "10-monitoring.sh",
         "12-verify.sh",
         "leave.sh",

@@ -48,6 +48,9 @@ LISTENERS = {
     "etcd-peer": ("etcd", "TLS with client certificates from the cluster's CA"),
     "pgbackrest": ("pgbackrest", "TLS; only the certificate names in tls-server-auth get in"),
     "monitoring": ("haproxy", "HTTPS; connections from outside monitoring.allowFrom are closed; GET only"),
+    # pgha:pooler: HAProxy's 6432 on the VM and the VIP, PgBouncer's own 6442 on the VM.
+    "pooler": ("haproxy", "TCP passthrough of PgBouncer's TLS"),
+    "pgbouncer": ("pgbouncer", "TLS required, SCRAM via auth_query; its own PostgreSQL only"),
     # Loopback only, behind the monitoring port (ss shows the first 15 characters of the name).
     "node-exporter": ("prometheus-node", "loopback only: served through the monitoring port"),
     "postgres-exporter": ("prometheus-post", "loopback only: served through the monitoring port"),
@@ -72,15 +75,22 @@ def ports(lab) -> dict[int, str]:
         spec.etcd.peer_port: "etcd-peer",
         **({spec.backup.tls_port: "pgbackrest"} if spec.backup else {}),
         **({spec.monitoring.port: "monitoring", **EXPORTER_PORTS} if spec.monitoring else {}),
+        **({spec.pooler.port: "pooler", spec.pooler.listen_port: "pgbouncer"} if spec.pooler else {}),
     }
 
 
 def leader_and_replica(lab) -> tuple[str, str]:
-    """The leader and a streaming replica, once the cluster is healthy."""
+    """The leader and a streaming replica, once the cluster is healthy.
+
+    The synchronous standby when there is one: it is the only candidate
+    Patroni accepts for a switchover in synchronous mode (else 412), and which
+    replica it is depends on the switchovers earlier tests made.
+    """
     members = lab.wait_ready()["nodes"]
     leader = next(m["name"] for m in members if m["role"] == "leader")
-    replica = next(m["name"] for m in members if m["role"] != "leader" and m["state"] == "streaming")
-    return leader, replica
+    streaming = [m for m in members if m["role"] != "leader" and m["state"] == "streaming"]
+    synchronous = [m for m in streaming if m["role"] in ("sync_standby", "quorum_standby")]
+    return leader, (synchronous or streaming)[0]["name"]
 
 
 def current_leader(lab) -> str | None:
@@ -401,7 +411,7 @@ def test_every_listener_is_intended_and_protected(lab):
             assert process == LISTENERS[role][0], (node.name, address, port, process)
             if role == "ssh":
                 assert address in ("0.0.0.0", "::", "*"), (node.name, address, port)
-            elif role in ("primary", "replicas"):
+            elif role in ("primary", "replicas", "pooler"):
                 assert address in (str(node.ip), str(lab.spec.vip)), (node.name, address, port)
             elif role in LOOPBACK_ONLY:
                 assert address == "127.0.0.1", (node.name, address, port, process)
@@ -418,12 +428,13 @@ def test_every_listener_is_intended_and_protected(lab):
             if role == "ssh":
                 with inside(lab.network.path), socket.create_connection((ip, port), timeout=5) as s:
                     assert s.recv(64).startswith(b"SSH-2.0-")
-            elif role in ("primary", "replicas"):
+            elif role in ("primary", "replicas", "pooler"):
                 # Whichever node is behind it answers: check the chain, and that it names the VIP.
                 der = tls_peer_certificate(lab, ip, port, postgres=True)
                 assert ip_address(lab.spec.vip) in sans(der)
             else:
-                der = tls_peer_certificate(lab, ip, port, postgres=role == "postgres", hostname=ip)
+                speaks_postgres = role in ("postgres", "pgbouncer")  # TLS after an SSLRequest
+                der = tls_peer_certificate(lab, ip, port, postgres=speaks_postgres, hostname=ip)
                 assert pki.serial_number(pem(der)) == pki.serial_number(lab.tls().node(node).certificate)
     members = {m.name for m in etcd.members(lab.spec)}
     for node in lab.spec.nodes:
@@ -493,8 +504,10 @@ def served_serials(lab) -> dict[tuple[str, str], int]:
                 "stats": lab.spec.haproxy.stats_port,
                 "postgres": lab.spec.postgres.port,
             }
+            if lab.spec.pooler is not None:
+                services["pgbouncer"] = lab.spec.pooler.listen_port
         for role, port in services.items():
-            der = tls_peer_certificate(lab, ip, port, postgres=role == "postgres", hostname=ip)
+            der = tls_peer_certificate(lab, ip, port, postgres=role in ("postgres", "pgbouncer"), hostname=ip)
             serials[(node.name, role)] = pki.serial_number(pem(der))
     return serials
 
@@ -546,6 +559,8 @@ def test_certificate_rotation_rolls_out_without_downtime(lab):
     expected = {"etcd", "haproxy", "patroni", "verify"}
     expected |= {"backup"} if lab.spec.backup else set()
     expected |= {"monitoring"} if lab.spec.monitoring else set()
+    # PgBouncer's own copy of the key (pgha:pooler), read again on reload.
+    expected |= {"pooler"} if lab.spec.pooler else set()
     assert changed == sorted(expected), changed
     # Reloads are signals (SIGHUP to Patroni, HAProxy's reload): give the
     # services a moment to pick the new files up, under a loaded CI machine.

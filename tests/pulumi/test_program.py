@@ -255,8 +255,9 @@ def test_stdin_bundles_use_the_real_secrets_and_stay_secret(dev_run: ProgramRun,
                 assert any(v.replace("\n", "\\n") in step.stdin for v in generated)
     # etcd (its key), Patroni, HAProxy, pgBackRest and the databases (role passwords) on each
     # of the three VMs; the repository's backup step, and its monitoring step (the key of the
-    # HAProxy that serves its metrics port); the verify step on the first VM (pgha_verify's password).
-    assert secret_steps == 18
+    # HAProxy that serves its metrics port); the verify step on the first VM (pgha_verify's password);
+    # the pooler step on each PostgreSQL VM (pgha_pooler's password and PgBouncer's key).
+    assert secret_steps == 21
 
 
 def test_the_connection_uses_the_deploy_key_on_the_private_ip(dev_run: ProgramRun, dev_spec: ClusterSpec):
@@ -271,10 +272,11 @@ def test_the_connection_uses_the_deploy_key_on_the_private_ip(dev_run: ProgramRu
 
 def test_no_generated_secret_appears_in_clear_in_any_input(dev_run: ProgramRun):
     passwords = list(dev_run.mocks.passwords.values())
-    # Five cluster passwords, the verify probe's, the backup repository's passphrase and the
-    # default application role's.
-    assert len(passwords) == 8
-    assert len(dev_run.of_type(PASSWORD)) == 8
+    # Five cluster passwords, the verify probe's, the pooler's auth_query login, the backup
+    # repository's passphrase and the default application role's.
+    assert len(passwords) == 9
+    assert len(dev_run.of_type(PASSWORD)) == 9
+    assert any(name.endswith("pooler-password") for name in dev_run.mocks.passwords)
     assert any(name.endswith("verify-password") for name in dev_run.mocks.passwords)
     tls_keys = [key.splitlines()[1] for key in dev_run.mocks.tls_keys.values()]
     assert len(tls_keys) == 5  # the CA's and one per VM
@@ -335,8 +337,9 @@ def test_every_secret_bearing_input_arrives_as_a_secret(dev_run: ProgramRun):
                 checked += 1
     # The CA; a key request and a cert per VM (four); stdin and connection of the step commands
     # (3 x 8 + 4 + 1, a host-maintenance agent on each database VM, a monitoring step on every VM
-    # and the verify step); the connection of each VM's leave command (four).
-    assert checked == 1 + 4 + 4 + 2 * 37 + 4
+    # and the verify step; 4 more: the pooler step on every VM); the connection of each VM's
+    # leave command (four).
+    assert checked == 1 + 4 + 4 + 2 * 41 + 4
 
 
 def test_rotation_replaces_every_node_key_and_only_those():
@@ -377,6 +380,8 @@ def test_exports(dev_run: ProgramRun):
         "app": {
             "primary": f"postgresql://app:{app}@10.0.0.10:5432/app?sslmode=verify-full",
             "replica": f"postgresql://app:{app}@10.0.0.10:5433/app?sslmode=verify-full",
+            # pgha:pooler: the primary through PgBouncer, inside the same secret output.
+            "pooler": f"postgresql://app:{app}@10.0.0.10:6432/app?sslmode=verify-full",
         }
     }
     assert dev_run.secret_exports["databases"]
@@ -549,6 +554,8 @@ def test_a_witness_gets_a_vm_and_etcd_but_no_postgres():
         "witness-01-system",
         "witness-02-etcd",
         "witness-03-etcd-health",
+        # pgha:pooler (the dev stack's): only disables a PgBouncer an image brought along.
+        "witness-09-pooler",
         "witness-10-monitoring",
         "witness-leave",
     ]
@@ -701,8 +708,9 @@ def test_commands_carrying_secrets_keep_their_output_secret(dev_run: ProgramRun,
             assert outputs == ({"stdout", "stderr"} if step.has_secrets else set()), command.name
             checked += step.has_secrets
     # The databases step (role passwords) on each PostgreSQL VM, and the repository VM's
-    # monitoring step (its HAProxy key), and the verify step (pgha_verify's password).
-    assert checked == 18
+    # monitoring step (its HAProxy key), the verify step (pgha_verify's password), and the
+    # pooler step on each PostgreSQL VM (pgha_pooler's password, PgBouncer's key).
+    assert checked == 21
 
 
 def test_no_host_private_key_appears_in_clear(dev_run: ProgramRun):
@@ -711,3 +719,14 @@ def test_no_host_private_key_appears_in_clear(dev_run: ProgramRun):
     for registration in dev_run.monitor.registrations.values():
         for text in clear_strings(registration.inputs):
             assert not any(k in text for k in keys), registration.name
+
+
+def test_without_the_pooler_no_pooler_string_and_no_pooler_step():
+    config = stack_file_config()
+    del config["pgha:pooler"]
+    run = run_program(config)
+    assert run.error is None, run.errors
+    assert set(run.exports["databases"]["app"]) == {"primary", "replica"}
+    assert not [c for c in run.of_type(COMMAND) if c.name.endswith("09-pooler")]
+    # The auth_query login's password is generated anyway, like every cluster secret.
+    assert any(name.endswith("pooler-password") for name in run.mocks.passwords)
