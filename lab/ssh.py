@@ -104,10 +104,27 @@ class SshRunner:
                     raise StepError(f"no SSH on {target.host}:{target.port} after {timeout:.0f} s") from None
                 await asyncio.sleep(0.5)
 
+    async def _connect_settled(self, target: Target, settle: float = 15.0) -> asyncssh.SSHClientConnection:
+        """Connect, retrying a refused connection for ``settle`` seconds (scaled).
+
+        A machine that answered wait_for_ssh may still restart sshd once as its
+        first boot finishes (seen once, under load: "Connection refused" right
+        after the drill machine's first answer). Nothing was sent yet, so a retry
+        is safe; any other error is raised at once.
+        """
+        deadline = time.monotonic() + scaled(settle)
+        while True:
+            try:
+                return await self._connect(target, 10.0)
+            except ConnectionRefusedError:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.5)
+
     async def run(
         self, target: Target, command: str, stdin: str = "", timeout: float = 1800
     ) -> tuple[int, str, str]:
-        async with await self._connect(target, 10.0) as conn:
+        async with await self._connect_settled(target) as conn:
             # No input: /dev/null, so a reader sees EOF at once, as with Pulumi's unset stdin.
             feed = {"input": stdin} if stdin else {"stdin": asyncssh.DEVNULL}
             result = await asyncio.wait_for(conn.run(command, check=False, **feed), timeout)
