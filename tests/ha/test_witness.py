@@ -16,12 +16,10 @@ from lab import faults
 from lab.cluster import Lab
 from lab.inside import inside
 from pgha import etcd
+from tests.ha.limits import limit
 from tests.helpers import check_result
 
 pytestmark = pytest.mark.lab
-
-# The issue's budget for a host crash with the primary on it, with a witness.
-CRASH_BUDGET_S = 25.0
 
 
 def _witness(lab: Lab):
@@ -63,4 +61,4 @@ def test_either_host_loss_is_survived(witness_lab: Lab, host: str) -> None:
     """The primary is put on the crashing host first, so each loss forces a failover."""
     result = faults.host_crash(witness_lab, host)
     check_result(witness_lab, result, failover=True)
-    assert result["unavailability_s"] <= CRASH_BUDGET_S, result
+    assert result["unavailability_s"] <= limit("host_crash_with_witness"), result  # tests/ha/limits.py
