@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Generator
+from collections.abc import Callable, Generator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from lab.cluster import Lab
 from pgha import ClusterSecrets, ClusterSpec, ClusterTls, LocalCa, load_spec
+from pgha.render import main as render_main
 from pgha.stackfile import load_stack, read_config
 from tests import stages
 from tests.helpers import LabPool
@@ -153,6 +155,27 @@ def secrets() -> ClusterSecrets:
         pooler_password="pooler-Secret-8",
         role_passwords={"app": "app-Secret-6-abcdefgh"},
     )
+
+
+@pytest.fixture
+def render_edited_dev_stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[str, str], int]:
+    """Render Pulumi.dev.yaml with ``old`` replaced by ``new`` through ``python -m pgha.render``'s main.
+
+    Returns its exit status; the stack file sits in ``tmp_path``, where every
+    stackfile lookup is pointed.
+    """
+
+    def render(old: str, new: str) -> int:
+        stack = (Path(__file__).parents[1] / "Pulumi.dev.yaml").read_text()
+        edited = stack.replace(old, new)
+        assert edited != stack, f"{old!r} is not in Pulumi.dev.yaml"
+        (tmp_path / "Pulumi.bad.yaml").write_text(edited)
+        monkeypatch.setattr("pgha.stackfile.REPO_DIR", tmp_path)
+        for function in ("stack_file", "read_config", "load_stack"):
+            monkeypatch.setattr(f"pgha.stackfile.{function}.__defaults__", (tmp_path,))
+        return render_main(["--stack", "bad", "--out", str(tmp_path / "out")])
+
+    return render
 
 
 @pytest.fixture(scope="session")

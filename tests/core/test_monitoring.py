@@ -14,7 +14,6 @@ import yaml
 from pgha import ConfigError, load_spec, monitoring, node_files, node_steps
 from pgha.haproxy import CONFIG_PATH as HAPROXY_CONFIG
 from pgha.monitoring import collector
-from pgha.render import main as render_main
 
 PROMTOOL = shutil.which("promtool")
 
@@ -71,16 +70,8 @@ def test_monitoring_unknown_key(dev_config):
     assert any("monitoring.scrapeEvery: unknown key" in p for p in problems(dev_config))
 
 
-def test_render_refuses_bad_monitoring(tmp_path, monkeypatch, capsys):
-    stack = (Path(__file__).parents[2] / "Pulumi.dev.yaml").read_text()
-    bad = stack.replace("      - 10.0.0.1/32", "      - 10.0.0.1/33")
-    assert bad != stack
-    (tmp_path / "Pulumi.bad.yaml").write_text(bad)
-    monkeypatch.setattr("pgha.stackfile.REPO_DIR", tmp_path)
-    monkeypatch.setattr("pgha.stackfile.stack_file.__defaults__", (tmp_path,))
-    monkeypatch.setattr("pgha.stackfile.read_config.__defaults__", (tmp_path,))
-    monkeypatch.setattr("pgha.stackfile.load_stack.__defaults__", (tmp_path,))
-    assert render_main(["--stack", "bad", "--out", str(tmp_path / "out")]) == 2
+def test_render_refuses_bad_monitoring(render_edited_dev_stack, capsys):
+    assert render_edited_dev_stack("      - 10.0.0.1/32", "      - 10.0.0.1/33") == 2
     assert "pgha:monitoring.allowFrom[0]: '10.0.0.1/33'" in capsys.readouterr().err
 
 

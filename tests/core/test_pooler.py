@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import configparser
-from pathlib import Path
 
 import pytest
 
@@ -20,7 +19,6 @@ from pgha import (
     pooler,
 )
 from pgha.haproxy import CONFIG_PATH as HAPROXY_CONFIG
-from pgha.render import main as render_main
 from pgha.secrets import ClusterSecrets
 from tests.core.test_patroni import hba_method
 from tests.core.test_witness import EXTERNAL
@@ -95,16 +93,8 @@ def test_bad_pooler_settings(dev_config, raw, key, message):
     assert any(p.startswith(f"pgha:{key}") and message in p for p in found), found
 
 
-def test_render_exits_2_on_a_hostile_pooler(tmp_path, monkeypatch, capsys):
-    stack = (Path(__file__).parents[2] / "Pulumi.dev.yaml").read_text()
-    bad = stack.replace("  pgha:pooler: {}", "  pgha:pooler:\n    listenPort: '$(reboot)'")
-    assert bad != stack
-    (tmp_path / "Pulumi.bad.yaml").write_text(bad)
-    monkeypatch.setattr("pgha.stackfile.REPO_DIR", tmp_path)
-    monkeypatch.setattr("pgha.stackfile.stack_file.__defaults__", (tmp_path,))
-    monkeypatch.setattr("pgha.stackfile.read_config.__defaults__", (tmp_path,))
-    monkeypatch.setattr("pgha.stackfile.load_stack.__defaults__", (tmp_path,))
-    assert render_main(["--stack", "bad", "--out", str(tmp_path / "out")]) == 2
+def test_render_exits_2_on_a_hostile_pooler(render_edited_dev_stack, capsys):
+    assert render_edited_dev_stack("  pgha:pooler: {}", "  pgha:pooler:\n    listenPort: '$(reboot)'") == 2
     err = capsys.readouterr().err
     assert "pgha:pooler.listenPort" in err and "Traceback" not in err
 
