@@ -383,6 +383,9 @@ class Cluster:
 
     def remove_etcd_members(self, names: list[str], host: str) -> None:
         """Remove ``names`` one at a time, leadership first moved off ``host``."""
+        # Asked of the members that stay: a member asked to remove itself stops
+        # before it answers, and etcdctl reports a failure for a removal that happened.
+        staying = [m.etcd_client for m in self.members if m.etcd and m.host != host]
         for name in names:
             listed = self.etcd_list()
             peer = self.member(name).etcd_peer
@@ -404,10 +407,6 @@ class Cluster:
                 self.log(f"moving etcd leadership to {target['name']}")
                 self.etcdctl("move-leader", f"{target['ID']:x}", endpoints=leading["clientURLs"])
             self.log(f"removing etcd member {name}: the others keep the quorum while {host} is down")
-            # Asked of the members that stay: a member asked to remove itself
-            # stops before it answers, and etcdctl reports a failure for a
-            # removal that happened.
-            staying = [m.etcd_client for m in self.members if m.etcd and m.host != host]
             try:
                 self.etcdctl("member", "remove", f"{entry['ID']:x}", endpoints=staying or None)
             except Refused:
