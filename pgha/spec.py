@@ -134,6 +134,9 @@ class PatroniSpec:
     # (see ClusterSpec.sync_standbys()).
     synchronous_node_count: int | None = None
     failsafe_mode: bool = True
+    # Which etcd API Patroni's DCS uses: v2 (TTL keys; see pgha/patroni's render
+    # for why) or v3 (leases), for the comparison in docs/ha-durability.md.
+    etcd_api: Literal["v2", "v3"] = "v2"
     # Seconds the leader keeps the replication slot of a member whose key is
     # gone (Patroni 4's member_slots_ttl, its default): a crashed replica
     # finds its WAL when it returns; a VM removed by a scale-in loses its slot

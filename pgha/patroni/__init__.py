@@ -267,7 +267,8 @@ def config(spec: ClusterSpec, node: Node, secrets: ClusterSecrets) -> dict[str, 
         # (etcd-io/etcd#15247) and the stale primary took its lock back, losing
         # acknowledged writes in the lab's freeze test; v2 TTL keys expire by
         # clock and have no lease to revoke. etcd 3.6 drops v2: revisit then.
-        "etcd": {
+        # pgha:patroni.etcdApi v3 selects etcd3, for the measured comparison.
+        ("etcd3" if spec.patroni.etcd_api == "v3" else "etcd"): {
             "hosts": etcd_hosts(spec, node),
             # The hosts as listed, no topology discovery: Patroni starts on the
             # first (its own member) instead of a random one, so a standby whose

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from ipaddress import ip_address, ip_network
 
+import pytest
 import yaml
 
-from pgha import load_spec, patroni
+from pgha import ConfigError, load_spec, patroni
 
 
 def parsed(spec, node, secrets) -> dict:
@@ -234,3 +235,20 @@ def test_security_parameters_cannot_be_overridden(dev_config):
 def test_dcs_is_etcd_v2_not_etcd3(spec, secrets):
     config = parsed(spec, spec.nodes[0], secrets)
     assert "etcd" in config and "etcd3" not in config
+
+
+def test_etcd_api_v3_selects_etcd3_with_the_same_hosts_and_tls(dev_config, secrets):
+    v2 = load_spec(dev_config, "dev")
+    dev_config["patroni"] = {**dev_config.get("patroni", {}), "etcdApi": "v3"}
+    v3 = load_spec(dev_config, "dev")
+    node = v3.nodes[0]
+    config = parsed(v3, node, secrets)
+    assert "etcd3" in config and "etcd" not in config
+    assert config["etcd3"] == parsed(v2, v2.nodes[0], secrets)["etcd"]
+
+
+def test_etcd_api_accepts_only_v2_or_v3(dev_config):
+    dev_config["patroni"] = {**dev_config.get("patroni", {}), "etcdApi": "v4"}
+    with pytest.raises(ConfigError) as caught:
+        load_spec(dev_config, "dev")
+    assert any("patroni.etcdApi" in p for p in caught.value.problems), caught.value.problems
