@@ -83,6 +83,7 @@ def files(spec: ClusterSpec, node: Node, tls: pki.ClusterTls) -> list[RenderedFi
         pem_path=PEM_PATH,
         ca_path=pki.CA_PATH,
         allowed_name=pki.ETCD_CLIENT_NAME,
+        client_name_checked=spec.patroni.etcd_api == "v2",
         membership_path=MEMBERSHIP_PATH,
         bootstrap_env=BOOTSTRAP_ENV_PATH,
     )

@@ -89,6 +89,22 @@ def test_v2_api_is_enabled_for_patroni(spec, tls):
     assert env(env_file(spec, spec.nodes[0], tls).content)["ETCD_ENABLE_V2"] == "true"
 
 
+def test_clients_and_peers_must_name_the_etcd_client_name(spec, tls):
+    values = env(env_file(spec, spec.nodes[0], tls).content)
+    assert values["ETCD_CLIENT_CERT_ALLOWED_HOSTNAME"] == values["ETCD_PEER_CERT_ALLOWED_HOSTNAME"]
+    assert values["ETCD_PEER_CERT_ALLOWED_HOSTNAME"] == "etcd-client.pgha.internal"
+
+
+def test_etcd_api_v3_drops_only_the_client_name_check(dev_config, tls):
+    """etcd 3.5 refuses its own JSON gateway (Patroni's etcd3) under the client name check."""
+    dev_config["patroni"] = {**dev_config.get("patroni", {}), "etcdApi": "v3"}
+    spec = load_spec(dev_config, "dev")
+    values = env(env_file(spec, spec.nodes[0], tls).content)
+    assert "ETCD_CLIENT_CERT_ALLOWED_HOSTNAME" not in values
+    assert values["ETCD_PEER_CERT_ALLOWED_HOSTNAME"] == "etcd-client.pgha.internal"
+    assert values["ETCD_CLIENT_CERT_AUTH"] == "true"
+
+
 def test_only_runtime_settings_restart_etcd(spec, tls, tmp_path):
     """Comments and the founding settings older versions kept in the file restart nothing."""
     node = spec.node("psql-01")
