@@ -29,6 +29,8 @@ PER_RUN_EXTRAS = (
     *("vip_moved_s", "rejoin_of", "victim", "direct_probe", "split_brain", "fault_at_utc", "errors"),
 )
 FAILOVER_FAULTS = ("1", "2", "5a", "5b", "8")
+# A fault that fails this many runs has likely broken the lab: the next fault is tried.
+FAILED_RUNS_BEFORE_GIVING_UP = 2
 TPS_RE = re.compile(r"^tps = ([0-9.]+) \(without initial connection time\)", re.MULTILINE)
 LATENCY_RE = re.compile(r"^latency average = ([0-9.]+) ms", re.MULTILINE)
 
@@ -45,12 +47,18 @@ def _spread(values: Iterable[float | None]) -> dict[str, float] | None:
     }
 
 
-def summarise(fault: str, results: list[dict[str, Any]]) -> dict[str, Any]:
-    """One fault's runs as one JSON object; raw per-run numbers kept for the record."""
+def summarise(fault: str, results: list[dict[str, Any]], failed: list[str] | None = None) -> dict[str, Any]:
+    """One fault's runs as one JSON object; raw per-run numbers kept for the record.
+
+    ``failed`` holds the errors of runs that ended in an exception: they count
+    as runs and are reported, never dropped.
+    """
+    failed = failed or []
     return {
         "fault": fault,
         "scenario": results[0]["fault"] if results else None,
-        "runs": len(results),
+        "runs": len(results) + len(failed),
+        "failed_runs": failed,
         "unavailability_s": _spread(r["unavailability_s"] for r in results),
         "max_gap_s": _spread(r["max_gap_s"] for r in results),
         "acked": sum(r["acked"] for r in results),
@@ -82,12 +90,19 @@ def failover(
     """Each fault ``runs`` times in a row; ``emit`` gets each fault's summary as soon as it is done."""
     summaries = []
     for fault in faults:
-        results = []
+        results: list[dict[str, Any]] = []
+        failed: list[str] = []
         for _ in range(runs):
-            result = SCENARIOS[fault](lab)
+            try:
+                result = SCENARIOS[fault](lab)
+            except Exception as exc:  # a failed run is a result too: report it, go on
+                failed.append(f"{type(exc).__name__}: {exc}")
+                if len(failed) >= FAILED_RUNS_BEFORE_GIVING_UP:
+                    break
+                continue
             result.pop("patroni_logs", None)
             results.append(result)
-        summary = summarise(fault, results)
+        summary = summarise(fault, results, failed)
         if emit is not None:
             emit(summary)
         summaries.append(summary)
