@@ -19,6 +19,7 @@ rolling-update          rolling package update, one VM at a time (the upgrade st
 host-maintenance HOST start|finish|status   a Proxmox host's planned maintenance (lab/hostmaint.py)
 disaster-recovery       lose every VM but the repository, up again with pgha:restore (lab/restore.py)
 bench failover [--runs N] | bench vip-follow [--faults 8,1]   (lab/bench.py, lab/onehop.py)
+bench vip-only [--runs N]   fault 5b with primaryWeight 0: the VIP holder dies, not the primary
 bench proxy [--clients 1,8] [--rounds N] [--primaries all]   VIP:5432 against direct, A B A B
 bench pooler [--clients 200] [--seconds 30] [--rounds N]   VIP:6432 (PgBouncer) against VIP:5432
 """
@@ -37,7 +38,7 @@ from . import backups, hostmaint, restore
 from .bench import FAILOVER_FAULTS, failover, proxy
 from .cluster import Lab
 from .lock import LabBusy
-from .onehop import ab_switchover, follow
+from .onehop import ab_switchover, follow, without_one_hop
 from .operator import switchover
 from .poolbench import pooler
 from .ssh import StepError
@@ -124,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     bench_follow.add_argument(
         "--ab", action="store_true", help="switchovers alternating primaryWeight 0 and 50 (A B A B)"
     )
+    bench_vip_only = bench.add_parser("vip-only")
+    bench_vip_only.add_argument("--runs", type=int, default=5)
     bench_proxy = bench.add_parser("proxy")
     bench_proxy.add_argument("--seconds", type=int, default=10, help="per pgbench run")
     bench_proxy.add_argument("--clients", default="1,8", help="client counts, comma-separated")
@@ -223,6 +226,13 @@ def main(argv: list[str] | None = None) -> int:
     elif args.verb == "bench" and args.bench == "failover":
         faults = [f for f in args.faults.split(",") if f]
         failover(lab, args.runs, faults, emit=lambda summary: print(json.dumps(summary), flush=True))
+    elif args.verb == "bench" and args.bench == "vip-only":
+        without_one_hop(
+            lab,
+            lambda lab: failover(
+                lab, args.runs, ["5b"], emit=lambda summary: print(json.dumps(summary), flush=True)
+            ),
+        )
     elif args.verb == "bench" and args.bench == "vip-follow" and args.ab:
         for result in ab_switchover(lab, args.runs):
             print(json.dumps(result), flush=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -102,3 +103,21 @@ def ab_switchover(lab: Lab, runs: int, weights: tuple[int, int] = (0, 50)) -> li
     finally:
         set_primary_weight(lab, lab.spec.keepalived.primary_weight)
     return results
+
+
+def without_one_hop(lab: Lab, measure: Callable[[Lab], list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """``measure`` with keepalived.primaryWeight 0 on the machines and in ``lab.spec``.
+
+    With one hop (the default) the VIP holder is the primary, so the loss of a
+    VIP holder that is *not* the primary (issue 12's VIP-only goal) exists only
+    with the weight at 0; fault 5b then moves the primary off the holder first.
+    The stack's own weight is put back whatever happens.
+    """
+    own = lab.spec
+    set_primary_weight(lab, 0)
+    lab.spec = replace(own, keepalived=replace(own.keepalived, primary_weight=0))
+    try:
+        return measure(lab)
+    finally:
+        lab.spec = own
+        set_primary_weight(lab, own.keepalived.primary_weight)
