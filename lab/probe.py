@@ -50,6 +50,9 @@ class DirectProbe:
         self.lab = lab
         self.old_primary = old_primary
         self.interval = interval
+        # The writer's database, where it created ha_probe (lab/workload.py): in
+        # any other the insert fails on every node and the probe could never go red.
+        self.database = lab.client_login()["dbname"]
         self.probes: list[Probe] = []
         self.lock = threading.Lock()
         self.stop_event = threading.Event()
@@ -81,7 +84,7 @@ class DirectProbe:
             "timeout", "-k", "1", str(ATTEMPT_S),
             "runuser", "-u", "postgres", "--",
             "psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
-            "-h", SOCKET_DIR, "-p", str(self.lab.spec.postgres.port), "-d", "postgres",
+            "-h", SOCKET_DIR, "-p", str(self.lab.spec.postgres.port), "-d", self.database,
             "-v", f"node={node}", "-f", "-",
         ]  # fmt: skip
         started = time.monotonic()
@@ -100,19 +103,24 @@ class DirectProbe:
     def verdict(self) -> dict[str, Any]:
         """Acknowledged inserts on the old primary that began after another node was seen promoted."""
         with self.lock:
-            probes = sorted(self.probes, key=lambda p: p.started)
-        promoted = [p.ended for p in probes if p.node != self.old_primary and p.in_recovery is False]
-        promoted_at = min(promoted, default=None)
-        late = [
-            p
-            for p in probes
-            if p.node == self.old_primary and p.acked and promoted_at is not None and p.started > promoted_at
-        ]
-        nodes = [n.name for n in self.lab.spec.postgres_nodes]
-        return {
-            "probes": len(probes),
-            "answered": sum(1 for p in probes if p.in_recovery is not None),
-            "acked_by_node": {n: sum(1 for p in probes if p.node == n and p.acked) for n in nodes},
-            "other_node_promoted": promoted_at is not None,
-            "old_primary_acks_after_promotion": len(late),
-        }
+            probes = list(self.probes)
+        return judge(probes, self.old_primary, [n.name for n in self.lab.spec.postgres_nodes])
+
+
+def judge(probes: list[Probe], old_primary: str, nodes: list[str]) -> dict[str, Any]:
+    """The verdict on a list of probes (pure, so a negative control can feed it a split brain)."""
+    probes = sorted(probes, key=lambda p: p.started)
+    promoted = [p.ended for p in probes if p.node != old_primary and p.in_recovery is False]
+    promoted_at = min(promoted, default=None)
+    late = [
+        p
+        for p in probes
+        if p.node == old_primary and p.acked and promoted_at is not None and p.started > promoted_at
+    ]
+    return {
+        "probes": len(probes),
+        "answered": sum(1 for p in probes if p.in_recovery is not None),
+        "acked_by_node": {n: sum(1 for p in probes if p.node == n and p.acked) for n in nodes},
+        "other_node_promoted": promoted_at is not None,
+        "old_primary_acks_after_promotion": len(late),
+    }

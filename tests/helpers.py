@@ -99,6 +99,9 @@ def check_result(lab: Lab, result: dict[str, Any], failover: bool) -> None:
     probe = result.get("direct_probe")
     if probe is not None:  # split brain asked of every node itself (lab/probe.py)
         assert probe["answered"] > 0, message
+        # Some insert was acknowledged somewhere (the primary before the fault, the new one
+        # after): an insert that fails everywhere could never show a split brain.
+        assert sum(probe["acked_by_node"].values()) > 0, message
         assert probe["old_primary_acks_after_promotion"] == 0, message
     if failover:
         assert result["new_primary"] != result["old_primary"], message
