@@ -29,6 +29,7 @@ from .spec import (
     ClusterSpec,
     DatabaseSpec,
     EtcdSpec,
+    FastPathSpec,
     HaproxySpec,
     JumpHost,
     KeepalivedSpec,
@@ -74,6 +75,7 @@ KNOWN_KEYS = (
     "monitoring",
     "restore",
     "pooler",
+    "fastPath",
 )
 # Every pattern is applied with re.fullmatch (via _Reader.matches): ``$`` alone
 # would accept a trailing newline, which splits the lines it lands in.
@@ -682,6 +684,23 @@ def _read_pooler(reader: _Reader, raw: Any) -> PoolerSpec | None:
     return PoolerSpec(**values)
 
 
+def _read_fast_path(reader: _Reader, raw: Any) -> FastPathSpec | None:
+    """``pgha:fastPath``: absent means HAProxy serves VIP:5432 alone; ``{}`` means the defaults."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        reader.problem("fastPath", f"expected an object (use {{}} for the defaults), got {raw!r}")
+        return None
+    before = len(reader.problems)
+    values = reader.section(raw, "fastPath", FastPathSpec)
+    poll = values.get("poll_ms")
+    if poll is not None and not 50 <= poll <= 2000:
+        reader.problem("fastPath.pollMs", f"{poll} is outside 50-2000")
+    if len(reader.problems) > before:
+        return None
+    return FastPathSpec(**values)
+
+
 def _check_keepalived(reader: _Reader, keepalived: KeepalivedSpec) -> None:
     """VRRP priorities stop at 254: the base priority (100) plus the primary's weight must fit."""
     if not 0 <= keepalived.primary_weight <= 150:
@@ -787,6 +806,7 @@ def load_spec(config: dict[str, Any], stack: str) -> ClusterSpec:
     backup = _read_backup(reader, config.get("backup"), config)
     monitoring = _read_monitoring(reader, config.get("monitoring"))
     pooler = _read_pooler(reader, config.get("pooler"))
+    fast_path = _read_fast_path(reader, config.get("fastPath"))
     restore = _read_restore(reader, config.get("restore"), backup)
     if haproxy.check_fall < 1 or haproxy.check_rise < 1:
         reader.problem("haproxy.checkFall", "checkFall and checkRise must be at least 1")
@@ -834,6 +854,7 @@ def load_spec(config: dict[str, Any], stack: str) -> ClusterSpec:
         monitoring=monitoring,
         restore=restore,
         pooler=pooler,
+        fast_path=fast_path,
     )
     # etcd.members() is the one place that decides who votes: ask it.
     voters = len(etcd_members(spec))

@@ -18,6 +18,7 @@ from . import (
     backup,
     databases,
     etcd,
+    fastpath,
     haproxy,
     hostmaint,
     keepalived,
@@ -68,6 +69,7 @@ def _service_steps(spec: ClusterSpec, node: Node, secrets: ClusterSecrets, tls: 
         *patroni.steps(spec, node, secrets, tls),
         *haproxy.steps(spec, node, secrets, tls),
         *keepalived.steps(spec, node),
+        *fastpath.steps(spec, node),
         *hostmaint.steps(spec, node),
         *backup.steps(spec, node, secrets, tls),
         *databases.steps(spec, node, secrets),
@@ -114,6 +116,7 @@ def image_packages(spec: ClusterSpec) -> tuple[str, ...]:
                 *backup.PACKAGES,
                 *(monitoring.PACKAGES if spec.monitoring else ()),
                 *(pooler.PACKAGES if spec.pooler else ()),
+                *(fastpath.PACKAGES if spec.fast_path else ()),
                 # An external witness's firewall; in the lab its machine boots this image too.
                 *(witness.PACKAGES if any(n.external for n in spec.nodes) else ()),
                 "qemu-guest-agent",

@@ -385,6 +385,15 @@ class PoolerSpec:
 
 
 @dataclass(frozen=True)
+class FastPathSpec:
+    """VIP:5432 forwarded by the kernel to the primary's own PostgreSQL, past HAProxy (pgha/fastpath)."""
+
+    # How often the agent asks the local Patroni whether it is the primary:
+    # the longest a demoted VM keeps taking new VIP connections for itself.
+    poll_ms: int = 200
+
+
+@dataclass(frozen=True)
 class RestoreSpec:
     """``pgha:restore``: a fresh cluster's first start restores from the backup repository.
 
@@ -438,6 +447,7 @@ class ClusterSpec:
     monitoring: MonitoringSpec | None = None
     restore: RestoreSpec | None = None
     pooler: PoolerSpec | None = None
+    fast_path: FastPathSpec | None = None
 
     @property
     def postgres_nodes(self) -> tuple[Node, ...]:

@@ -43,6 +43,7 @@ def test_dev_tree(tmp_path):
         "03-etcd-health.sh",
         "04-patroni.sh",
         "05-haproxy.sh",
+        "06-fastpath.sh",
         "06-host-maintenance.sh",
         "06-keepalived.sh",
         "07-patroni-config.sh",

@@ -22,6 +22,7 @@ from pgha import ClusterSecrets, ClusterTls, node_files, vmprograms
 from pgha.backup import backup_status
 from pgha.cloudinit import DEPLOY_KEY_PLACEHOLDER, HostKey, seed
 from pgha.databases import tool as databases_tool
+from pgha.fastpath import agent as fastpath_agent
 from pgha.files import CORE_DIR, INSTALLER_PATH, INSTALLER_SOURCE, REPO_DIR
 from pgha.haproxy import save_state
 from pgha.hostmaint import tool as host_maintenance
@@ -32,7 +33,10 @@ from pgha.stackfile import load_stack
 from pgha.verify import probe
 
 STACKS = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in REPO_DIR.glob("Pulumi.*.yaml"))
-MODULES = (save_state, backup_status, rolling, hostaware, databases_tool, collector, probe, host_maintenance)
+MODULES = (
+    *(save_state, backup_status, rolling, hostaware, databases_tool, collector, probe, host_maintenance),
+    fastpath_agent,
+)
 RUFF = Path(sys.executable).parent / "ruff"
 
 
