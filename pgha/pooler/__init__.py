@@ -4,8 +4,9 @@ Debian's ``pgbouncer`` runs on each PostgreSQL VM, listening on the VM's own
 IP (``pooler.listenPort``, 6442) and talking only to that VM's PostgreSQL,
 over TLS verified like a replica's (verify-full, the cluster's CA). HAProxy
 binds ``pooler.port`` (6432) on the VIP and on each VM and sends clients to the
-pooler of the VM whose Patroni answers ``/primary``, with the very checks and
-``on-marked-down shutdown-sessions`` of 5432 (see pgha/haproxy/haproxy.cfg.j2).
+pooler of the VM whose Patroni answers ``/primary`` and whose PgBouncer accepts
+a connection, with the timings and ``on-marked-down shutdown-sessions`` of 5432
+(see pgha/haproxy/haproxy.cfg.j2).
 
 Transaction pooling. Clients must use TLS (the node certificate, which names
 the VIP) and SCRAM: PgBouncer reads the verifier PostgreSQL stores through an
