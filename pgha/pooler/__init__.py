@@ -13,7 +13,9 @@ the VIP) and SCRAM: PgBouncer reads the verifier PostgreSQL stores through an
 ``auth_query`` that calls ``pgbouncer.get_auth()``, a SECURITY DEFINER
 function in the ``pgha_pooler`` database, which the ``pgha_pooler`` role may
 execute and nothing else; it never returns a superuser, a replication role
-or pgha's own roles. No userlist of application secrets exists: the only
+or pgha's own roles, but for the verify probe's ``pgha_verify`` (its own
+database only, as through 5432), so the verify phase checks 6432 as a client
+would. No userlist of application secrets exists: the only
 entry of ``auth_file`` is ``pgha_pooler``'s own password (postgres 0600).
 
 Draining on a switchover or failover (docs/pooler.md): HAProxy cuts every
@@ -55,7 +57,10 @@ PEM_PATH = f"{pki.TLS_DIR}/pgbouncer.pem"
 AUTH_QUERY = "SELECT usename, passwd FROM pgbouncer.get_auth($1)"
 DIGEST_SQL = "SELECT obj_description(to_regprocedure('pgbouncer.get_auth(text)'), 'pg_proc')"
 # Roles the lookup never returns (pg_* and pgha* are excluded by pattern too).
-NEVER_POOLED = (SUPERUSER, REPLICATION_USER, REWIND_USER, VERIFY_ROLE, POOLER_ROLE)
+NEVER_POOLED = (SUPERUSER, REPLICATION_USER, REWIND_USER, POOLER_ROLE)
+# The one pgha role it does return: the verify probe's, which pg_hba already lets
+# in from every member to its own database only, so 5432 and 6432 admit it alike.
+PROBE_ROLE = VERIFY_ROLE
 TIMEOUT_S = 120
 # Descriptors: every client and server connection, plus headroom.
 NOFILE_HEADROOM = 1024
@@ -74,6 +79,7 @@ def auth_sql() -> str:
         auth_role=POOLER_ROLE,
         auth_database=POOLER_DATABASE,
         reserved_sql=", ".join(_sql_literal(r) for r in NEVER_POOLED),
+        probe_sql=_sql_literal(PROBE_ROLE),
     )
 
 

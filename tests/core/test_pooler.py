@@ -160,8 +160,11 @@ def test_no_secret_in_a_readable_pooler_file(spec, secrets, tls):
 def test_the_lookup_function_never_returns_cluster_roles():
     sql = pooler.auth_sql()
     assert "SECURITY DEFINER" in sql and "SET search_path = pg_catalog, pg_temp" in sql
-    for role in ("postgres", "replicator", "rewind_user", "pgha_verify", "pgha_pooler"):
-        assert f"'{role}'" in sql
+    assert "a.rolname NOT IN ('postgres', 'replicator', 'rewind_user', 'pgha_pooler')" in sql
+    # Every pgha role but the verify probe's, which pg_hba admits to its own database
+    # only (as through 5432): the verify phase logs in through 6432 as a client would.
+    assert "AND (a.rolname NOT LIKE 'pgha%' OR a.rolname = 'pgha_verify')" in sql
+    assert sql.count("pgha_verify") == 1
     assert "NOT a.rolsuper" in sql and "NOT a.rolreplication" in sql
     assert "REVOKE ALL ON FUNCTION pgbouncer.get_auth(text) FROM PUBLIC" in sql
     assert "GRANT EXECUTE ON FUNCTION pgbouncer.get_auth(text) TO pgha_pooler" in sql
@@ -223,6 +226,12 @@ def test_pg_hba_lets_the_pooler_role_in_only_from_members_to_its_database(spec):
         assert hba_method(hba, "hostssl", "pgha_pooler", "pgha_pooler", str(node.ip)) == "scram-sha-256"
         assert hba_method(hba, "hostssl", "app", "pgha_pooler", str(node.ip)) == "reject"
     assert hba_method(hba, "hostssl", "pgha_pooler", "pgha_pooler", "10.0.0.200") == "reject"
+    # The one pgha role the lookup returns (the verify probe's): from a member, where
+    # PgBouncer connects from, its own database only, as through 5432.
+    for node in spec.postgres_nodes:
+        assert hba_method(hba, "hostssl", "pgha_verify", "pgha_verify", str(node.ip)) == "scram-sha-256"
+        for database in ("postgres", "app", "pgha_pooler"):
+            assert hba_method(hba, "hostssl", database, "pgha_verify", str(node.ip)) == "reject"
     assert hba_method(hba, "hostnossl", "pgha_pooler", "pgha_pooler", "10.0.0.4") == "reject"
 
 
