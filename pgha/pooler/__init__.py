@@ -62,6 +62,10 @@ NEVER_POOLED = (SUPERUSER, REPLICATION_USER, REWIND_USER, POOLER_ROLE)
 # in from every member to its own database only, so 5432 and 6432 admit it alike.
 PROBE_ROLE = VERIFY_ROLE
 TIMEOUT_S = 120
+# PgBouncer's exporter (pgha:monitoring) reads its console as this very login,
+# whose password auth_file already holds: a stats_users entry runs SHOW
+# commands only. No admin_users: nothing on the console is managed by hand.
+STATS_USER = POOLER_ROLE
 # Descriptors: every client and server connection, plus headroom.
 NOFILE_HEADROOM = 1024
 
@@ -93,6 +97,11 @@ def listen_address(node: Node, spec: ClusterSpec) -> str:
     return f"{node.ip}:{spec.pooler.listen_port}"
 
 
+def stats_users(spec: ClusterSpec) -> list[str]:
+    """Who may read the console: the exporter's login, and only with ``pgha:monitoring``."""
+    return [STATS_USER] if spec.monitoring is not None else []
+
+
 def files(spec: ClusterSpec, node: Node, secrets: ClusterSecrets, tls: pki.ClusterTls) -> list[RenderedFile]:
     """The config (no secret), the auth_file and the key pair (postgres 0600), the SQL, the drop-in."""
     assert spec.pooler is not None
@@ -105,6 +114,7 @@ def files(spec: ClusterSpec, node: Node, secrets: ClusterSecrets, tls: pki.Clust
         auth_role=POOLER_ROLE,
         auth_database=POOLER_DATABASE,
         auth_query=AUTH_QUERY,
+        stats_users=stats_users(spec),
         pem_path=PEM_PATH,
         ca_path=pki.CA_PATH,
     )

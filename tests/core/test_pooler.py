@@ -116,7 +116,15 @@ def test_pgbouncer_talks_to_its_own_postgres_only_in_transaction_mode(spec, secr
         assert main["pool_mode"] == "transaction"
         assert main["server_idle_timeout"] == "60"
         assert main["unix_socket_dir"] == ""
-        assert "admin_users" not in main and "stats_users" not in main
+        # The console: read-only, for PgBouncer's exporter (the dev stack has pgha:monitoring).
+        assert "admin_users" not in main and main["stats_users"] == "pgha_pooler"
+
+
+def test_no_console_user_without_monitoring(dev_config, secrets, tls):
+    del dev_config["monitoring"]
+    spec = load_spec(dev_config, "dev")
+    main = ini(spec, spec.nodes[0], secrets, tls)["pgbouncer"]
+    assert "admin_users" not in main and "stats_users" not in main
 
 
 def test_tls_on_both_sides(spec, secrets, tls):
