@@ -75,7 +75,7 @@ def _service_steps(spec: ClusterSpec, node: Node, secrets: ClusterSecrets, tls: 
         *databases.steps(spec, node, secrets),
         *pooler.steps(spec, node, secrets, tls),
         *maintenance.steps(spec, node),
-        *monitoring.steps(spec, node, tls),
+        *monitoring.steps(spec, node, tls, secrets),
     ]
     return sorted(steps, key=lambda s: s.phase)
 
@@ -116,6 +116,7 @@ def image_packages(spec: ClusterSpec) -> tuple[str, ...]:
                 *backup.PACKAGES,
                 *(monitoring.PACKAGES if spec.monitoring else ()),
                 *(pooler.PACKAGES if spec.pooler else ()),
+                *(monitoring.POOLER_PACKAGES if spec.monitoring and spec.pooler else ()),
                 *(fastpath.PACKAGES if spec.fast_path else ()),
                 # An external witness's firewall; in the lab its machine boots this image too.
                 *(witness.PACKAGES if any(n.external for n in spec.nodes) else ()),

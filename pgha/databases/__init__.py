@@ -40,7 +40,9 @@ PHASE = 8
 TOOL_PATH = tool.INSTALL_PATH
 PLAN_PATH = tool.SETTINGS_PATH
 TIMEOUT_S = 300
-# The verify probe needs one session at a time; a little room for a retry.
+# The verify probe needs one session at a time, plus the server connection the
+# primary's PgBouncer keeps after its 6432 check (server_idle_timeout): 2, and
+# a little room for a retry.
 VERIFY_CONNECTION_LIMIT = 3
 # PgBouncer opens one auth connection per VM's pool (its own IP only, see pg_hba).
 POOLER_CONNECTION_LIMIT = 10

@@ -9,9 +9,12 @@ A reload keeps the servers' check states (a saved server-state file), so
 neither a config change nor a rotated certificate routes a write astray.
 The stats page and the liveness URL are HTTPS with the node's certificate,
 on the private IP only; the stats page needs a password and hides the
-version. With ``pgha:pooler``, 6432 goes to the primary's PgBouncer exactly as
-5432 goes to its PostgreSQL (pgha.pooler). HAProxy's Prometheus metrics are served on the monitoring port
-(pgha.monitoring), to ``monitoring.allowFrom`` only.
+version. With ``pgha:pooler``, 6432 goes to the primary's PgBouncer as 5432
+goes to its PostgreSQL (pgha.pooler), but only while that PgBouncer accepts
+connections too: its check is Patroni's ``/primary`` then a connect to
+PgBouncer's port, so a dead pooler is not sent clients. HAProxy's Prometheus
+metrics are served on the monitoring port (pgha.monitoring), to
+``monitoring.allowFrom`` only.
 With ``pgha:clients.allowFrom``, 5432/5433 accept only those source networks:
 PostgreSQL sees HAProxy's address, so this is where the client's is known.
 The verify probe's VM (and the VIP, its source when it holds the VIP itself)

@@ -1,11 +1,14 @@
 """Prometheus metrics, alert rules and a dashboard for the cluster (docs/monitoring.md).
 
 Every VM runs Debian's ``prometheus-node-exporter``; PostgreSQL VMs also run
-``prometheus-postgres-exporter``. Both listen on loopback only. HAProxy serves
+``prometheus-postgres-exporter``, and with ``pgha:pooler``
+``prometheus-pgbouncer-exporter``, which logs in to PgBouncer's console as
+``pgha_pooler`` (a ``stats_users`` entry: SHOW only) with a password it reads
+from a root 0600 environment file. All listen on loopback only. HAProxy serves
 one HTTPS port per VM (``monitoring.port``, the node's certificate) that
 closes connections from outside ``monitoring.allowFrom`` before the TLS
 handshake and maps one path per source: ``/metrics/node``,
-``/metrics/postgres``, ``/metrics/patroni`` (Patroni's REST API, verified),
+``/metrics/postgres``, ``/metrics/pgbouncer``, ``/metrics/patroni`` (Patroni's REST API, verified),
 ``/metrics/haproxy`` (HAProxy's own exporter), ``/metrics/etcd`` (etcd's client
 port, with the node's client certificate). VMs without PostgreSQL (the backup
 repository, the witness) get an HAProxy that serves only this port.
@@ -22,9 +25,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
-from .. import backup, etcd, haproxy, patroni, pki, vmprograms
+from .. import backup, etcd, haproxy, patroni, pki, pooler, vmprograms
 from ..files import RenderedFile, Step, render_script, render_template
+from ..secrets import ClusterSecrets
 from ..spec import ClusterSpec, MonitoringSpec, Node
 from . import collector
 
@@ -33,10 +38,16 @@ PHASE = 10  # after the backup stanza (9), before a rolling upgrade (11)
 NODE_PACKAGES = ("prometheus-node-exporter",)
 POSTGRES_PACKAGES = ("prometheus-postgres-exporter",)
 PACKAGES = (*NODE_PACKAGES, *POSTGRES_PACKAGES, *haproxy.PACKAGES)
+# With pgha:pooler too (pgha.plan.image_packages): Debian 13's Go exporter (0.10).
+POOLER_PACKAGES = ("prometheus-pgbouncer-exporter",)
 NODE_EXPORTER = "prometheus-node-exporter"
 POSTGRES_EXPORTER = "prometheus-postgres-exporter"
+PGBOUNCER_EXPORTER = "prometheus-pgbouncer-exporter"
 NODE_EXPORTER_ADDRESS = "127.0.0.1:9100"
 POSTGRES_EXPORTER_ADDRESS = "127.0.0.1:9187"
+PGBOUNCER_EXPORTER_ADDRESS = "127.0.0.1:9127"
+# The exporter's connection string (a password): read by systemd as root.
+PGBOUNCER_EXPORTER_ENV = "/etc/pgha/pgbouncer-exporter.env"
 # The role postgres_exporter logs in as, over the Unix socket (peer: no password).
 EXPORTER_ROLE = "prometheus"
 UNIT_DIR = "/etc/systemd/system"
@@ -71,6 +82,17 @@ EXPORTER_METRICS = (
     "etcd_server_leader_changes_seen_total",
     "etcd_mvcc_db_total_size_in_bytes",
 )
+# What PgBouncer's exporter must report when it reaches PgBouncer (pgha:pooler);
+# the lab test checks these like EXPORTER_METRICS. No rule or panel reads them yet.
+PGBOUNCER_METRICS = (
+    "pgbouncer_up",
+    "pgbouncer_pools_client_active_connections",
+    "pgbouncer_pools_client_waiting_connections",
+    "pgbouncer_pools_server_active_connections",
+    "pgbouncer_pools_server_idle_connections",
+    "pgbouncer_pools_client_maxwait_seconds",
+    "pgbouncer_stats_queries_pooled_total",
+)
 
 
 @dataclass(frozen=True)
@@ -84,6 +106,7 @@ class Source:
 SOURCES = {
     "node": Source("pgha-node", "/metrics/node"),
     "postgres": Source("pgha-postgres", "/metrics/postgres"),
+    "pgbouncer": Source("pgha-pgbouncer", "/metrics/pgbouncer"),
     "patroni": Source("pgha-patroni", "/metrics/patroni"),
     "haproxy": Source("pgha-haproxy", HAPROXY_PATH),
     "etcd": Source("pgha-etcd", "/metrics/etcd"),
@@ -101,9 +124,17 @@ def sources(spec: ClusterSpec, node: Node) -> list[str]:
     names = ["node"]
     if node.runs_postgres:
         names += ["postgres", "patroni", "haproxy"]
+        if spec.pooler is not None:
+            names.append("pgbouncer")
     if node in etcd.members(spec):
         names.append("etcd")
     return names
+
+
+def served(spec: ClusterSpec) -> list[str]:
+    """The sources some VM of the stack serves, in SOURCES' order: one scrape job each."""
+    names = {name for node in spec.nodes for name in sources(spec, node)}
+    return [name for name in SOURCES if name in names]
 
 
 def _settings(spec: ClusterSpec) -> MonitoringSpec:
@@ -119,6 +150,7 @@ def frontend(spec: ClusterSpec, node: Node) -> str:
     servers = {
         "node": NODE_EXPORTER_ADDRESS,
         "postgres": POSTGRES_EXPORTER_ADDRESS,
+        "pgbouncer": PGBOUNCER_EXPORTER_ADDRESS,
         "patroni": f"{node.ip}:{spec.patroni.rest_api_port} {verify}",
         # etcd wants a client certificate of the cluster's CA: the node's own.
         "etcd": f"{node.ip}:{spec.etcd.client_port} {verify} crt {haproxy.PEM_PATH}",
@@ -154,11 +186,23 @@ def collector_settings(spec: ClusterSpec, node: Node) -> dict[str, Any]:
     }
 
 
-def files(spec: ClusterSpec, node: Node, tls: pki.ClusterTls) -> list[RenderedFile]:
+def pgbouncer_dsn(spec: ClusterSpec, node: Node, secrets: ClusterSecrets) -> str:
+    """The exporter's way into this VM's PgBouncer console: TLS verify-full, as a stats user."""
+    assert spec.pooler is not None
+    password = quote(secrets.pooler_password, safe="")
+    return (
+        f"postgres://{pooler.STATS_USER}:{password}@{pooler.listen_address(node, spec)}/pgbouncer"
+        f"?sslmode=verify-full&sslrootcert={pki.CA_PATH}&connect_timeout=5"
+    )
+
+
+def files(spec: ClusterSpec, node: Node, tls: pki.ClusterTls, secrets: ClusterSecrets) -> list[RenderedFile]:
     m = _settings(spec)
     context = {
         "node_exporter_address": NODE_EXPORTER_ADDRESS,
         "postgres_exporter_address": POSTGRES_EXPORTER_ADDRESS,
+        "pgbouncer_exporter_address": PGBOUNCER_EXPORTER_ADDRESS,
+        "env_path": PGBOUNCER_EXPORTER_ENV,
         "textfile_dir": TEXTFILE_DIR,
         "collector_path": COLLECTOR_PATH,
         "settings_path": SETTINGS_PATH,
@@ -187,6 +231,20 @@ def files(spec: ClusterSpec, node: Node, tls: pki.ClusterTls) -> list[RenderedFi
                 render_template(HERE, "postgres-exporter.conf.j2", **context),
             )
         )
+        if "pgbouncer" in sources(spec, node):
+            env = render_template(
+                HERE,
+                "pgbouncer-exporter.env.j2",
+                role=pooler.STATS_USER,
+                dsn=pgbouncer_dsn(spec, node, secrets),
+            )
+            result += [
+                RenderedFile(
+                    f"{UNIT_DIR}/{PGBOUNCER_EXPORTER}.service.d/pgha.conf",
+                    render_template(HERE, "pgbouncer-exporter.conf.j2", **context),
+                ),
+                RenderedFile(PGBOUNCER_EXPORTER_ENV, env, mode=0o600, owner="root", secret=True),
+            ]
     else:
         # No HAProxy step here: the monitoring port is this HAProxy's only job.
         config = render_template(HERE, "haproxy-monitoring.cfg.j2", node=node, frontend=frontend(spec, node))
@@ -197,10 +255,21 @@ def files(spec: ClusterSpec, node: Node, tls: pki.ClusterTls) -> list[RenderedFi
     return result
 
 
-def steps(spec: ClusterSpec, node: Node, tls: pki.ClusterTls) -> list[Step]:
+def steps(spec: ClusterSpec, node: Node, tls: pki.ClusterTls, secrets: ClusterSecrets) -> list[Step]:
     if spec.monitoring is None or node.external:
         return []
-    packages = [*NODE_PACKAGES, *(POSTGRES_PACKAGES if node.runs_postgres else ())]
+    pgbouncer = "pgbouncer" in sources(spec, node)
+    packages = [
+        *NODE_PACKAGES,
+        *(POSTGRES_PACKAGES if node.runs_postgres else ()),
+        *(POOLER_PACKAGES if pgbouncer else ()),
+    ]
+    # Each exporter this VM runs, and the files it reads at start: a change restarts it.
+    units = [NODE_EXPORTER, *((POSTGRES_EXPORTER,) if node.runs_postgres else ())]
+    units += [PGBOUNCER_EXPORTER] if pgbouncer else []
+    exporters = {unit: [f"{UNIT_DIR}/{unit}.service.d/pgha.conf"] for unit in units}
+    if pgbouncer:
+        exporters[PGBOUNCER_EXPORTER].append(PGBOUNCER_EXPORTER_ENV)
     script = render_script(
         HERE,
         "monitoring.sh.j2",
@@ -211,8 +280,12 @@ def steps(spec: ClusterSpec, node: Node, tls: pki.ClusterTls) -> list[Step]:
         textfile_dir=TEXTFILE_DIR,
         node_exporter=NODE_EXPORTER,
         postgres_exporter=POSTGRES_EXPORTER,
+        pgbouncer_exporter=PGBOUNCER_EXPORTER,
+        pgbouncer=pgbouncer,
+        exporters=exporters,
         node_exporter_url=f"http://{NODE_EXPORTER_ADDRESS}/metrics",
         postgres_exporter_url=f"http://{POSTGRES_EXPORTER_ADDRESS}/metrics",
+        pgbouncer_exporter_url=f"http://{PGBOUNCER_EXPORTER_ADDRESS}/metrics",
         unit_dir=UNIT_DIR,
         haproxy_config=haproxy.CONFIG_PATH,
         primary_url=patroni.rest_api_url(spec, node) + "/primary",
@@ -222,7 +295,7 @@ def steps(spec: ClusterSpec, node: Node, tls: pki.ClusterTls) -> list[Step]:
         role_exists_sql=f"SELECT 1 FROM pg_roles WHERE rolname = '{EXPORTER_ROLE}'",
         role_create_sql=f"CREATE ROLE {EXPORTER_ROLE} LOGIN IN ROLE pg_monitor",
     )
-    return [Step(node.name, PHASE, "monitoring", script, tuple(files(spec, node, tls)))]
+    return [Step(node.name, PHASE, "monitoring", script, tuple(files(spec, node, tls, secrets)))]
 
 
 # ---- what an existing Prometheus consumes -----------------------------------------------
@@ -235,7 +308,7 @@ def prometheus_dir(spec: ClusterSpec) -> str:
 def targets(spec: ClusterSpec) -> dict[str, list[dict[str, Any]]]:
     """file_sd target lists, one per job: ``<prometheusDir>/<stack>/<job>.json``."""
     m = _settings(spec)
-    lists: dict[str, list[dict[str, Any]]] = {s.job: [] for s in SOURCES.values()}
+    lists: dict[str, list[dict[str, Any]]] = {SOURCES[name].job: [] for name in served(spec)}
     for node in spec.nodes:
         for name in sources(spec, node):
             labels = {
@@ -263,7 +336,7 @@ def scrape_configs(spec: ClusterSpec, directory: str | None = None) -> list[dict
             "tls_config": {"ca_file": f"{base}/ca.crt"},
             "file_sd_configs": [{"files": [f"{base}/{source.job}.json"]}],
         }
-        for source in SOURCES.values()
+        for source in (SOURCES[name] for name in served(spec))
     ]
 
 

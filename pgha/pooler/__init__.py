@@ -4,15 +4,18 @@ Debian's ``pgbouncer`` runs on each PostgreSQL VM, listening on the VM's own
 IP (``pooler.listenPort``, 6442) and talking only to that VM's PostgreSQL,
 over TLS verified like a replica's (verify-full, the cluster's CA). HAProxy
 binds ``pooler.port`` (6432) on the VIP and on each VM and sends clients to the
-pooler of the VM whose Patroni answers ``/primary``, with the very checks and
-``on-marked-down shutdown-sessions`` of 5432 (see pgha/haproxy/haproxy.cfg.j2).
+pooler of the VM whose Patroni answers ``/primary`` and whose PgBouncer accepts
+a connection, with the timings and ``on-marked-down shutdown-sessions`` of 5432
+(see pgha/haproxy/haproxy.cfg.j2).
 
 Transaction pooling. Clients must use TLS (the node certificate, which names
 the VIP) and SCRAM: PgBouncer reads the verifier PostgreSQL stores through an
 ``auth_query`` that calls ``pgbouncer.get_auth()``, a SECURITY DEFINER
 function in the ``pgha_pooler`` database, which the ``pgha_pooler`` role may
 execute and nothing else; it never returns a superuser, a replication role
-or pgha's own roles. No userlist of application secrets exists: the only
+or pgha's own roles, but for the verify probe's ``pgha_verify`` (its own
+database only, as through 5432), so the verify phase checks 6432 as a client
+would. No userlist of application secrets exists: the only
 entry of ``auth_file`` is ``pgha_pooler``'s own password (postgres 0600).
 
 Draining on a switchover or failover (docs/pooler.md): HAProxy cuts every
@@ -54,8 +57,15 @@ PEM_PATH = f"{pki.TLS_DIR}/pgbouncer.pem"
 AUTH_QUERY = "SELECT usename, passwd FROM pgbouncer.get_auth($1)"
 DIGEST_SQL = "SELECT obj_description(to_regprocedure('pgbouncer.get_auth(text)'), 'pg_proc')"
 # Roles the lookup never returns (pg_* and pgha* are excluded by pattern too).
-NEVER_POOLED = (SUPERUSER, REPLICATION_USER, REWIND_USER, VERIFY_ROLE, POOLER_ROLE)
+NEVER_POOLED = (SUPERUSER, REPLICATION_USER, REWIND_USER, POOLER_ROLE)
+# The one pgha role it does return: the verify probe's, which pg_hba already lets
+# in from every member to its own database only, so 5432 and 6432 admit it alike.
+PROBE_ROLE = VERIFY_ROLE
 TIMEOUT_S = 120
+# PgBouncer's exporter (pgha:monitoring) reads its console as this very login,
+# whose password auth_file already holds: a stats_users entry runs SHOW
+# commands only. No admin_users: nothing on the console is managed by hand.
+STATS_USER = POOLER_ROLE
 # Descriptors: every client and server connection, plus headroom.
 NOFILE_HEADROOM = 1024
 
@@ -73,6 +83,7 @@ def auth_sql() -> str:
         auth_role=POOLER_ROLE,
         auth_database=POOLER_DATABASE,
         reserved_sql=", ".join(_sql_literal(r) for r in NEVER_POOLED),
+        probe_sql=_sql_literal(PROBE_ROLE),
     )
 
 
@@ -84,6 +95,11 @@ def auth_digest() -> str:
 def listen_address(node: Node, spec: ClusterSpec) -> str:
     assert spec.pooler is not None
     return f"{node.ip}:{spec.pooler.listen_port}"
+
+
+def stats_users(spec: ClusterSpec) -> list[str]:
+    """Who may read the console: the exporter's login, and only with ``pgha:monitoring``."""
+    return [STATS_USER] if spec.monitoring is not None else []
 
 
 def files(spec: ClusterSpec, node: Node, secrets: ClusterSecrets, tls: pki.ClusterTls) -> list[RenderedFile]:
@@ -98,6 +114,7 @@ def files(spec: ClusterSpec, node: Node, secrets: ClusterSecrets, tls: pki.Clust
         auth_role=POOLER_ROLE,
         auth_database=POOLER_DATABASE,
         auth_query=AUTH_QUERY,
+        stats_users=stats_users(spec),
         pem_path=PEM_PATH,
         ca_path=pki.CA_PATH,
     )

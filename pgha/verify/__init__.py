@@ -3,7 +3,8 @@
 One step, on the first PostgreSQL VM, running :mod:`pgha.verify.probe` (a
 program for the VM by ``pgha/vmprograms.py``'s convention: the module's own
 file and a JSON settings file). It checks what a client would see and fails
-with the reason. It logs in as ``pgha_verify`` (a login role that is not a
+with the reason (with ``pgha:pooler``, a write through VIP:6432 as well). It
+logs in as ``pgha_verify`` (a login role that is not a
 superuser, owning only its own database, kept by :mod:`pgha.databases`; the
 superuser has no network login): the settings file holds that password, so
 the step carries a secret (no logging, secret outputs).
@@ -61,6 +62,9 @@ def settings(spec: ClusterSpec, node: Node, deployed: str, secrets: ClusterSecre
         "vip": str(spec.vip),
         "primary_port": spec.haproxy.primary_port,
         "replica_port": spec.haproxy.replica_port,
+        # With pgha:pooler, a write through VIP:6432 too (pgha_verify is the one pgha
+        # role PgBouncer's lookup returns, see pgha.pooler).
+        "pooler_port": spec.pooler.port if spec.pooler else None,
         "database": VERIFY_DATABASE,
         "user": VERIFY_ROLE,
         "password": secrets.verify_password,

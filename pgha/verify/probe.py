@@ -11,7 +11,9 @@ at one moment:
 - exactly one VM answers ARP for the VIP (none: clients reach nothing; two:
   split brain);
 - a row written through VIP:primary_port lands on a primary, and reads back
-  through VIP:replica_port from a standby.
+  through VIP:replica_port from a standby;
+- with ``pgha:pooler``, a row written through VIP:pooler_port lands on the
+  primary too (HAProxy, PgBouncer, its auth_query and its TLS to PostgreSQL).
 
 It retries until ``timeout_s`` (a switchover made by an earlier step may still
 be settling), then exits 1 listing every check that failed. It logs in as
@@ -178,10 +180,34 @@ def write_read_problems(settings: dict[str, Any]) -> list[str]:
     return [f"read back through {settings['vip']}:{settings['replica_port']} failed: {last}"]
 
 
+def pooler_problems(settings: dict[str, Any]) -> list[str]:
+    """A row written through the pooler port must land on the primary (no pooler: nothing to check).
+
+    Runs after write_read_problems, whose write made the table.
+    """
+    port = settings.get("pooler_port")
+    if not port:
+        return []
+    token = secrets.token_hex(8)
+    write = (
+        f"INSERT INTO {settings['table']} (id, token) VALUES (2, '{token}') "
+        "ON CONFLICT (id) DO UPDATE SET token = EXCLUDED.token, written_at = now(); "
+        "SELECT pg_is_in_recovery();"
+    )
+    ok, out = psql(settings, port, write, settings["password"])
+    if not ok:
+        return [f"write through the pooler, {settings['vip']}:{port}, failed: {out}"]
+    if out.splitlines()[-1:] != ["f"]:
+        return [f"the pooler, {settings['vip']}:{port}, reached a standby, not the primary"]
+    return []
+
+
 def problems(settings: dict[str, Any]) -> list[str]:
     found = patroni_problems(settings) + vip_problems(settings)
     if not found:
         found = write_read_problems(settings)
+    if not found:
+        found = pooler_problems(settings)
     return found
 
 
@@ -195,10 +221,11 @@ def main(argv: list[str] | None = None) -> int:
         attempt += 1
         found = problems(settings)
         if not found:
+            pooled = f", a write on :{settings['pooler_port']}" if settings.get("pooler_port") else ""
             log(
                 f"ok (attempt {attempt}): one leader, {settings['sync_standbys']} synchronous standby(s), "
                 f"one VIP holder, a write on :{settings['primary_port']} read back on "
-                f":{settings['replica_port']}"
+                f":{settings['replica_port']}{pooled}"
             )
             return 0
         if time.monotonic() >= deadline:

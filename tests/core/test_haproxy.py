@@ -70,6 +70,39 @@ def test_replica_listener(spec, secrets):
     assert f"option httpchk OPTIONS /replica?lag={spec.haproxy.max_replica_lag_bytes}" in replicas
 
 
+def test_pooler_needs_patroni_primary_and_a_live_pgbouncer(spec, secrets):
+    """6432's servers pass only if Patroni says primary AND PgBouncer accepts a connection.
+
+    5432/5433 keep Patroni's HTTP check alone: PgBouncer's state must never move them.
+    """
+    parsed = config(spec, spec.nodes[0], secrets)
+    pooled = parsed["listen pooler"]
+    checks = [
+        line for line in pooled if line.startswith(("option tcp-check", "tcp-check ", "option httpchk"))
+    ]
+    assert checks == [
+        "option tcp-check",
+        'tcp-check connect port 8008 ssl comment "Patroni REST API"',
+        'tcp-check send "OPTIONS /primary HTTP/1.0\\r\\n\\r\\n"',
+        "tcp-check expect comment \"Patroni /primary\" rstring '^HTTP/1\\.[01] 200 '",
+        'tcp-check connect port 6442 comment "PgBouncer"',
+    ]
+    assert not any(line.startswith("http-check") for line in pooled)
+    # The HTTPS step is verified by the server line's settings (HAProxy applies them to a
+    # "tcp-check connect ... ssl"); clients are sent to PgBouncer's own port.
+    for line in (line for line in pooled if line.startswith("server ")):
+        name = line.split()[1]
+        assert line.split()[2].endswith(":6442")
+        assert line.endswith(f"check-ssl verify required ca-file /etc/pgha/tls/ca.crt verifyhost {name}"), (
+            line
+        )
+    for name in ("listen primary", "listen replicas"):
+        section = parsed[name]
+        assert not any("tcp-check" in line or "6442" in line for line in section), name
+        assert sum(line.startswith("option httpchk") for line in section) == 1, name
+        assert "http-check expect status 200" in section, name
+
+
 def test_stats_and_prometheus_on_private_ip(spec, secrets):
     stats = config(spec, spec.nodes[2], secrets)["frontend stats"]
     assert "bind 10.0.0.2:7000 ssl crt /etc/pgha/tls/haproxy.pem" in stats

@@ -180,7 +180,7 @@ def test_targets_follow_the_services(spec):
     targets = monitoring.targets(spec)
     names = {job: sorted(t["labels"]["node"] for t in entries) for job, entries in targets.items()}
     assert names["pgha-node"] == ["backup-01", "psql-01", "psql-02", "psql-03"]
-    for job in ("pgha-postgres", "pgha-patroni", "pgha-haproxy", "pgha-etcd"):
+    for job in ("pgha-postgres", "pgha-pgbouncer", "pgha-patroni", "pgha-haproxy", "pgha-etcd"):
         assert names[job] == ["psql-01", "psql-02", "psql-03"], job
     entry = targets["pgha-etcd"][0]
     assert entry["labels"]["pgha_source"] == "etcd" and entry["labels"]["pgha_stack"] == "dev"
@@ -413,3 +413,102 @@ def test_no_postgres_exporter_where_there_is_no_postgres(spec, secrets, tls):
 def test_bad_monitoring_settings(dev_config, key, value, message):
     dev_config["monitoring"] = {"allowFrom": ["10.0.0.1/32"], key: value}
     assert any(message in p for p in problems(dev_config)), problems(dev_config)
+
+
+# ---- PgBouncer's exporter (pgha:pooler) -------------------------------------------------------
+
+
+def monitoring_step(spec, node, secrets, tls):
+    (step,) = [s for s in node_steps(spec, node, secrets, tls) if s.name == "monitoring"]
+    return step
+
+
+PGBOUNCER_DROPIN = "/etc/systemd/system/prometheus-pgbouncer-exporter.service.d/pgha.conf"
+
+
+def test_pgbouncer_exporter_files_modes_and_owners(spec, secrets, tls):
+    for node in spec.postgres_nodes:
+        step = monitoring_step(spec, node, secrets, tls)
+        files = {f.path: f for f in step.files}
+        dropin, env = files[PGBOUNCER_DROPIN], files[monitoring.PGBOUNCER_EXPORTER_ENV]
+        # The drop-in: no secret, loopback only, Debian's /etc/default file dropped for ours.
+        assert (dropin.mode, dropin.owner, dropin.secret) == (0o644, "root", False)
+        lines = dropin.content.splitlines()
+        assert lines[lines.index("[Service]") + 1 :] == [
+            "EnvironmentFile=",
+            "EnvironmentFile=/etc/pgha/pgbouncer-exporter.env",
+            "ExecStart=",
+            "ExecStart=/usr/bin/prometheus-pgbouncer-exporter"
+            " --web.listen-address=127.0.0.1:9127 --log.level=warn",
+            "# It exits when PgBouncer does not answer its first login (Debian's unit does not restart it).",
+            "Restart=on-failure",
+            "RestartSec=5s",
+        ]
+        # The connection string: pgha_pooler (a stats user) over TLS verify-full to this VM's
+        # PgBouncer; it holds the password, so root 0600 (systemd reads it) and secret.
+        assert (env.path, env.mode, env.owner, env.group, env.secret) == (
+            "/etc/pgha/pgbouncer-exporter.env",
+            0o600,
+            "root",
+            "root",
+            True,
+        )
+        assert (
+            f"PGBOUNCER_EXPORTER_CONNECTION_STRING='postgres://pgha_pooler:pooler-Secret-8@{node.ip}:6442"
+            "/pgbouncer?sslmode=verify-full&sslrootcert=/etc/pgha/tls/ca.crt&connect_timeout=5'\n"
+        ) in env.content
+        # Installed after its drop-in (the postinst starts it), restarted when either changes,
+        # and the step waits until it has logged in to PgBouncer.
+        body = step.script.split("# --- end of library ---", 1)[1]
+        packages = "prometheus-node-exporter prometheus-postgres-exporter prometheus-pgbouncer-exporter"
+        assert f"install_missing {packages}" in body
+        assert body.index("install_files") < body.index("prometheus-pgbouncer-exporter")
+        assert f"if changed {PGBOUNCER_DROPIN} /etc/pgha/pgbouncer-exporter.env ||" in body
+        assert "grep -qx 'pgbouncer_up 1'" in body
+        assert "pooler-Secret-8" not in step.script and step.has_secrets
+
+
+def test_pgbouncer_metrics_behind_the_monitoring_port(spec, secrets, tls):
+    for node in spec.nodes:
+        front = section(haproxy_config(spec, node, secrets, tls), "frontend monitoring")
+        served = "use_backend metrics_pgbouncer if { path /metrics/pgbouncer }" in front
+        assert served == node.runs_postgres, node.name
+    text = haproxy_config(spec, spec.nodes[0], secrets, tls)
+    assert "server metrics_pgbouncer 127.0.0.1:9127" in section(text, "backend metrics_pgbouncer")
+
+
+def test_pgbouncer_scrape_job_and_targets(spec, tls, tmp_path):
+    output = monitoring.prometheus_output(spec, tls.ca_certificate)
+    targets = output["files"]["/etc/prometheus/pgha/dev/pgha-pgbouncer.json"]
+    assert [t["targets"] for t in targets] == [["10.0.0.4:9443"], ["10.0.0.3:9443"], ["10.0.0.2:9443"]]
+    assert {t["labels"]["pgha_source"] for t in targets} == {"pgbouncer"}
+    (job,) = [c for c in output["scrapeConfigs"] if c["job_name"] == "pgha-pgbouncer-dev"]
+    assert job["metrics_path"] == "/metrics/pgbouncer" and job["scheme"] == "https"
+    assert job["file_sd_configs"] == [{"files": ["/etc/prometheus/pgha/dev/pgha-pgbouncer.json"]}]
+
+
+def test_without_the_pooler_no_pgbouncer_exporter(dev_config, secrets, tls):
+    from pgha import image_packages
+
+    del dev_config["pooler"]
+    spec = load_spec(dev_config, "dev")
+    assert "prometheus-pgbouncer-exporter" not in image_packages(spec)
+    assert all("pgbouncer" not in monitoring.sources(spec, node) for node in spec.nodes)
+    assert not any("pgbouncer" in c["job_name"] for c in monitoring.scrape_configs(spec))
+    assert not any("pgbouncer" in path for path in monitoring.prometheus_output(spec, "CA")["files"])
+    for node in spec.postgres_nodes:
+        step = monitoring_step(spec, node, secrets, tls)
+        assert not [f for f in step.files if "pgbouncer" in f.path]
+        # One left by an earlier pooler (or an image) is stopped, not left on Debian's defaults.
+        assert "systemctl disable -q --now prometheus-pgbouncer-exporter" in step.script
+        assert "/metrics/pgbouncer" not in haproxy_config(spec, node, secrets, tls)
+
+
+def test_pgbouncer_exporter_in_the_image_with_monitoring_and_pooler(spec, secrets, tls):
+    from pgha import image_packages
+
+    assert "prometheus-pgbouncer-exporter" in image_packages(spec)
+    # Where there is no PgBouncer, one from the image is disabled.
+    step = monitoring_step(spec, spec.node("backup-01"), secrets, tls)
+    assert "systemctl disable -q --now prometheus-pgbouncer-exporter" in step.script
+    assert not [f for f in step.files if "pgbouncer" in f.path]

@@ -87,6 +87,8 @@ def test_no_secret_outside_the_files_meant_for_it(spec, secrets, tls):
         # PgBouncer's auth_file (pgha_pooler's password) and its key pair (pgha:pooler).
         "/etc/pgbouncer/userlist.txt",
         "/etc/pgha/tls/pgbouncer.pem",
+        # PgBouncer's exporter's connection string (pgha_pooler's password; pgha:monitoring).
+        "/etc/pgha/pgbouncer-exporter.env",
     }
 
 

@@ -116,7 +116,15 @@ def test_pgbouncer_talks_to_its_own_postgres_only_in_transaction_mode(spec, secr
         assert main["pool_mode"] == "transaction"
         assert main["server_idle_timeout"] == "60"
         assert main["unix_socket_dir"] == ""
-        assert "admin_users" not in main and "stats_users" not in main
+        # The console: read-only, for PgBouncer's exporter (the dev stack has pgha:monitoring).
+        assert "admin_users" not in main and main["stats_users"] == "pgha_pooler"
+
+
+def test_no_console_user_without_monitoring(dev_config, secrets, tls):
+    del dev_config["monitoring"]
+    spec = load_spec(dev_config, "dev")
+    main = ini(spec, spec.nodes[0], secrets, tls)["pgbouncer"]
+    assert "admin_users" not in main and "stats_users" not in main
 
 
 def test_tls_on_both_sides(spec, secrets, tls):
@@ -160,8 +168,11 @@ def test_no_secret_in_a_readable_pooler_file(spec, secrets, tls):
 def test_the_lookup_function_never_returns_cluster_roles():
     sql = pooler.auth_sql()
     assert "SECURITY DEFINER" in sql and "SET search_path = pg_catalog, pg_temp" in sql
-    for role in ("postgres", "replicator", "rewind_user", "pgha_verify", "pgha_pooler"):
-        assert f"'{role}'" in sql
+    assert "a.rolname NOT IN ('postgres', 'replicator', 'rewind_user', 'pgha_pooler')" in sql
+    # Every pgha role but the verify probe's, which pg_hba admits to its own database
+    # only (as through 5432): the verify phase logs in through 6432 as a client would.
+    assert "AND (a.rolname NOT LIKE 'pgha%' OR a.rolname = 'pgha_verify')" in sql
+    assert sql.count("pgha_verify") == 1
     assert "NOT a.rolsuper" in sql and "NOT a.rolreplication" in sql
     assert "REVOKE ALL ON FUNCTION pgbouncer.get_auth(text) FROM PUBLIC" in sql
     assert "GRANT EXECUTE ON FUNCTION pgbouncer.get_auth(text) TO pgha_pooler" in sql
@@ -199,8 +210,8 @@ def test_haproxy_sends_6432_to_the_primary_pooler_as_5432_does(spec, secrets, tl
     config = next(f for f in node_files(spec, node, secrets, tls) if f.path == HAPROXY_CONFIG).content
     primary, pooled = section(config, "listen primary"), section(config, "listen pooler")
     assert f"bind {node.ip}:6432" in pooled and f"bind {spec.vip}:6432" in pooled
-    for line in ("option httpchk OPTIONS /primary", "http-check expect status 200"):
-        assert line in pooled
+    # Patroni's /primary as 5432, then PgBouncer's own port (tests/core/test_haproxy.py).
+    assert pooled.index('send "OPTIONS /primary HTTP/1.0') < pooled.index("tcp-check connect port 6442")
     default_server = next(line for line in primary.splitlines() if "default-server" in line)
     assert default_server in pooled and "on-marked-down shutdown-sessions" in default_server
     for server in spec.postgres_nodes:
@@ -223,6 +234,12 @@ def test_pg_hba_lets_the_pooler_role_in_only_from_members_to_its_database(spec):
         assert hba_method(hba, "hostssl", "pgha_pooler", "pgha_pooler", str(node.ip)) == "scram-sha-256"
         assert hba_method(hba, "hostssl", "app", "pgha_pooler", str(node.ip)) == "reject"
     assert hba_method(hba, "hostssl", "pgha_pooler", "pgha_pooler", "10.0.0.200") == "reject"
+    # The one pgha role the lookup returns (the verify probe's): from a member, where
+    # PgBouncer connects from, its own database only, as through 5432.
+    for node in spec.postgres_nodes:
+        assert hba_method(hba, "hostssl", "pgha_verify", "pgha_verify", str(node.ip)) == "scram-sha-256"
+        for database in ("postgres", "app", "pgha_pooler"):
+            assert hba_method(hba, "hostssl", database, "pgha_verify", str(node.ip)) == "reject"
     assert hba_method(hba, "hostnossl", "pgha_pooler", "pgha_pooler", "10.0.0.4") == "reject"
 
 

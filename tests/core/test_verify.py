@@ -45,6 +45,15 @@ def test_the_step_ships_the_plain_module_and_its_settings(spec, secrets, tls):
     assert settings["sync_standbys"] == 1 and settings["members"] == ["psql-01", "psql-02", "psql-03"]
     assert settings["cluster_url"] == "https://10.0.0.4:8008/cluster"
     assert settings["macs"] == {n.mac: n.name for n in spec.nodes}
+    assert settings["pooler_port"] == 6432  # the dev stack has pgha:pooler
+
+
+def test_without_the_pooler_the_probe_skips_6432(dev_config, secrets, tls):
+    from pgha import load_spec
+
+    del dev_config["pooler"]
+    _, settings = settings_of(load_spec(dev_config, "dev"), secrets, tls)
+    assert settings["pooler_port"] is None
 
 
 def test_the_fingerprint_follows_any_other_step_anywhere(spec, secrets, tls, dev_config):
@@ -152,3 +161,70 @@ def test_main_fails_with_every_reason_after_the_deadline(monkeypatch, tmp_path, 
     monkeypatch.setattr(probe, "problems", lambda settings: [])
     assert probe.main([str(path)]) == 0
     assert "ok (attempt 1)" in capsys.readouterr().err
+
+
+# --- through the pooler (pgha:pooler): VIP:6432 as a client ------------------------------------
+
+POOLED = {**SETTINGS, "pooler_port": 6432, "table": "public.verify", "password": "verify-Secret-7"}
+
+
+def fake_psql(monkeypatch: pytest.MonkeyPatch, answers: dict[int, tuple[bool, str]]) -> list[tuple[int, str]]:
+    """psql by port: each port's canned (ok, output); returns the calls made."""
+    calls: list[tuple[int, str]] = []
+
+    def run(settings: dict[str, Any], port: int, sql: str, password: str) -> tuple[bool, str]:
+        assert password == "verify-Secret-7"
+        calls.append((port, sql))
+        return answers[port]
+
+    monkeypatch.setattr(probe, "psql", run)
+    return calls
+
+
+@pytest.mark.parametrize(
+    ("answer", "fragment"),
+    [
+        ((True, "f"), None),
+        ((True, "t"), "the pooler, 10.0.0.10:6432, reached a standby, not the primary"),
+        (
+            (False, 'connection to server at "10.0.0.10", port 6432 failed: Connection refused'),
+            "write through the pooler, 10.0.0.10:6432, failed: connection to server",
+        ),
+    ],
+    ids=["primary", "standby", "refused"],
+)
+def test_a_write_through_the_pooler_must_land_on_the_primary(monkeypatch, answer, fragment):
+    calls = fake_psql(monkeypatch, {6432: answer})
+    found = probe.pooler_problems(POOLED)
+    assert found == [] if fragment is None else any(fragment in p for p in found), found
+    ((port, sql),) = calls
+    assert port == 6432 and "INSERT INTO public.verify (id, token) VALUES (2, " in sql
+    assert sql.rstrip().endswith("SELECT pg_is_in_recovery();")
+
+
+def test_no_pooler_no_6432_check(monkeypatch):
+    calls = fake_psql(monkeypatch, {})
+    assert probe.pooler_problems({**POOLED, "pooler_port": None}) == [] and calls == []
+
+
+def test_the_pooler_is_checked_after_5432_and_5433_pass(monkeypatch):
+    patroni_answer(monkeypatch, HEALTHY[:1])
+    monkeypatch.setattr(probe, "vip_holders", lambda settings: {"bc:24:11:00:00:01"})
+    settings = {**POOLED, "sync_standbys": 0, "members": ["psql-01"]}
+    # 5432's write fails: the pooler is not tried (its write needs the table 5432's makes).
+    calls = fake_psql(monkeypatch, {5432: (False, "refused"), 6432: (True, "f")})
+    assert probe.problems(settings) == ["write through 10.0.0.10:5432 failed: refused"]
+    assert [port for port, _ in calls] == [5432]
+    # Both direct ports serve; the pooler reaches a standby: that is the one problem.
+    monkeypatch.setattr(probe.secrets, "token_hex", lambda n: "cafe")
+    calls = fake_psql(monkeypatch, {5432: (True, "f"), 5433: (True, "t|cafe"), 6432: (True, "t")})
+    assert probe.problems(settings) == ["the pooler, 10.0.0.10:6432, reached a standby, not the primary"]
+    assert [port for port, _ in calls] == [5432, 5433, 6432]
+
+
+def test_main_names_6432_when_it_passed(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(probe, "problems", lambda settings: [])
+    path = tmp_path / "verify.json"
+    path.write_text(json.dumps(POOLED))
+    assert probe.main([str(path)]) == 0
+    assert "read back on :5433, a write on :6432" in capsys.readouterr().err

@@ -70,6 +70,7 @@ def test_rules_and_dashboard_metrics_exist(lab: Lab, prometheus: LabPrometheus) 
         "pgha_collector_last_run_timestamp_seconds",
         "pgha:primaries:count",
         "pgha:replication_lag_bytes",
+        *(monitoring.PGBOUNCER_METRICS if lab.spec.pooler else ()),
     }
     missing = set(wanted)
     deadline = time.monotonic() + 60
@@ -82,6 +83,11 @@ def test_rules_and_dashboard_metrics_exist(lab: Lab, prometheus: LabPrometheus) 
     errors = prometheus.query("pg_exporter_last_scrape_error")
     assert len(errors) == len(lab.spec.postgres_nodes), errors
     assert all(s["value"][1] == "0" for s in errors), errors
+    if lab.spec.pooler:
+        # PgBouncer's exporter logged in to every VM's console (pgha_pooler, a stats user, TLS).
+        up = prometheus.query("pgbouncer_up")
+        assert len(up) == len(lab.spec.postgres_nodes), up
+        assert all(s["value"][1] == "1" for s in up), up
     # Exactly one VM holds the VIP, and one primary.
     assert float(prometheus.query("sum(pgha_vip_held)")[0]["value"][1]) == 1
     assert float(prometheus.query("pgha:primaries:count")[0]["value"][1]) == 1

@@ -3,9 +3,9 @@
 An application role logs in through VIP:6432 with TLS verified (client side)
 and PgBouncer reaches PostgreSQL over TLS (server side); transaction pooling
 hands two clients the same server connection; the cluster's own roles and
-plaintext are refused; after a switchover no client of the pooler is left on
-the old primary, and new clients land on the new one. One switchover, about
-40 s on the shared machine.
+plaintext are refused (the verify probe's, outside its own database); after
+a switchover no client of the pooler is left on the old primary, and new
+clients land on the new one. One switchover, about 40 s on the shared machine.
 """
 
 from __future__ import annotations
@@ -60,7 +60,8 @@ def test_plaintext_and_cluster_roles_are_refused(lab: Lab) -> None:
     secrets = lab.secrets()
     for user, password, dbname in (
         ("postgres", secrets.superuser_password, "postgres"),
-        ("pgha_verify", secrets.verify_password, "pgha_verify"),
+        # The verify probe's login: its own database only (pg_hba), as through 5432.
+        ("pgha_verify", secrets.verify_password, "postgres"),
         ("replicator", secrets.replication_password, "postgres"),
     ):
         with pytest.raises(psycopg.OperationalError):
@@ -147,7 +148,8 @@ def test_a_switchover_leaves_no_pooler_client_on_the_old_primary(lab: Lab) -> No
 
 
 def test_the_pooler_role_has_only_its_lookup(lab: Lab) -> None:
-    """pgha_pooler: a plain login that may call pgbouncer.get_auth(), which never returns cluster roles."""
+    """pgha_pooler: a plain login that may call pgbouncer.get_auth(), which returns no cluster role
+    but the verify probe's (held to its own database by pg_hba)."""
     primary = observe.leader(lab)
     assert primary is not None
     attributes = local_sql(
@@ -161,11 +163,13 @@ def test_the_pooler_role_has_only_its_lookup(lab: Lab) -> None:
         lab,
         primary,
         "SELECT count(*) FROM pgbouncer.get_auth('postgres')"
+        " UNION ALL SELECT count(*) FROM pgbouncer.get_auth('pgha_pooler')"
         " UNION ALL SELECT count(*) FROM pgbouncer.get_auth('pgha_verify')"
         " UNION ALL SELECT count(*) FROM pgbouncer.get_auth('app')",
         dbname="pgha_pooler",
     )
-    assert rows.split() == ["0", "0", "1"]
+    # pgha_verify is the one pgha role it returns: the verify phase checks 6432 with it.
+    assert rows.split() == ["0", "0", "1", "1"]
     privilege = "SELECT has_function_privilege('app', 'pgbouncer.get_auth(text)', 'EXECUTE')"
     never = local_sql(lab, primary, privilege, dbname="pgha_pooler")
     assert never == "f"

@@ -54,12 +54,14 @@ LISTENERS = {
     # Loopback only, behind the monitoring port (ss shows the first 15 characters of the name).
     "node-exporter": ("prometheus-node", "loopback only: served through the monitoring port"),
     "postgres-exporter": ("prometheus-post", "loopback only: served through the monitoring port"),
+    "pgbouncer-exporter": ("prometheus-pgbo", "loopback only: served through the monitoring port"),
 }
-LOOPBACK_ONLY = ("node-exporter", "postgres-exporter")
+LOOPBACK_ONLY = ("node-exporter", "postgres-exporter", "pgbouncer-exporter")
 EXPORTER_PORTS = {
     int(monitoring.NODE_EXPORTER_ADDRESS.rpartition(":")[2]): "node-exporter",
     int(monitoring.POSTGRES_EXPORTER_ADDRESS.rpartition(":")[2]): "postgres-exporter",
 }
+PGBOUNCER_EXPORTER_PORT = int(monitoring.PGBOUNCER_EXPORTER_ADDRESS.rpartition(":")[2])
 
 
 def ports(lab) -> dict[int, str]:
@@ -76,6 +78,7 @@ def ports(lab) -> dict[int, str]:
         **({spec.backup.tls_port: "pgbackrest"} if spec.backup else {}),
         **({spec.monitoring.port: "monitoring", **EXPORTER_PORTS} if spec.monitoring else {}),
         **({spec.pooler.port: "pooler", spec.pooler.listen_port: "pgbouncer"} if spec.pooler else {}),
+        **({PGBOUNCER_EXPORTER_PORT: "pgbouncer-exporter"} if spec.monitoring and spec.pooler else {}),
     }
 
 

@@ -256,8 +256,9 @@ def test_stdin_bundles_use_the_real_secrets_and_stay_secret(dev_run: ProgramRun,
     # etcd (its key), Patroni, HAProxy, pgBackRest and the databases (role passwords) on each
     # of the three VMs; the repository's backup step, and its monitoring step (the key of the
     # HAProxy that serves its metrics port); the verify step on the first VM (pgha_verify's password);
-    # the pooler step on each PostgreSQL VM (pgha_pooler's password and PgBouncer's key).
-    assert secret_steps == 21
+    # the pooler step on each PostgreSQL VM (pgha_pooler's password and PgBouncer's key), and
+    # their monitoring step (PgBouncer's exporter's connection string, pgha_pooler's password).
+    assert secret_steps == 24
 
 
 def test_the_connection_uses_the_deploy_key_on_the_private_ip(dev_run: ProgramRun, dev_spec: ClusterSpec):
@@ -651,7 +652,9 @@ def test_prometheus_export(dev_run: ProgramRun):
         "10.0.0.7:9443",
     ]
     jobs = {c["job_name"]: c for c in prometheus["scrapeConfigs"]}
-    assert set(jobs) == {f"pgha-{s}-dev" for s in ("node", "postgres", "patroni", "haproxy", "etcd")}
+    # The dev stack has pgha:pooler: PgBouncer's exporter has its job too.
+    sources = ("node", "postgres", "pgbouncer", "patroni", "haproxy", "etcd")
+    assert set(jobs) == {f"pgha-{s}-dev" for s in sources}
     for config in jobs.values():
         assert config["scheme"] == "https" and config["tls_config"] == {"ca_file": f"{base}/ca.crt"}
         (files,) = config["file_sd_configs"]
@@ -709,8 +712,9 @@ def test_commands_carrying_secrets_keep_their_output_secret(dev_run: ProgramRun,
             checked += step.has_secrets
     # The databases step (role passwords) on each PostgreSQL VM, and the repository VM's
     # monitoring step (its HAProxy key), the verify step (pgha_verify's password), and the
-    # pooler step on each PostgreSQL VM (pgha_pooler's password, PgBouncer's key).
-    assert checked == 21
+    # pooler step on each PostgreSQL VM (pgha_pooler's password, PgBouncer's key), and their
+    # monitoring step (PgBouncer's exporter's connection string).
+    assert checked == 24
 
 
 def test_no_host_private_key_appears_in_clear(dev_run: ProgramRun):
