@@ -22,7 +22,8 @@ from contextlib import contextmanager
 from typing import Any
 
 from .cluster import Lab
-from .observe import leader, patroni_logs
+from .observe import etcd_health, leader, patroni_logs
+from .wait import wait_until
 from .workload import Reader, Writer, ensure_ledger
 
 STEADY_ACKS = 50  # acknowledged writes before the fault: the writer is in steady state
@@ -95,10 +96,30 @@ class Run:
         return result
 
 
+def wait_etcd_healthy(lab: Lab, timeout: float = READY_TIMEOUT) -> dict[str, bool]:
+    """Every etcd member answers /health true: it has a leader, and the cluster its quorum.
+
+    Patroni may look healthy again while a member that was cut off still has
+    no leader (its peers' streams come back seconds after the link). A fault
+    injected then is a double fault: with that member and the victim out, etcd
+    has no quorum and the primary demotes itself (a sync-partition run measured
+    13 s without writes that way, right after the previous run's heal).
+    """
+    last: dict[str, bool] = {}
+
+    def healthy() -> dict[str, bool] | None:
+        last.clear()
+        last.update(etcd_health(lab))
+        return dict(last) if last and all(last.values()) else None
+
+    return wait_until(healthy, timeout, interval=0.5, error=lambda _: f"etcd members not healthy: {last}")
+
+
 @contextmanager
 def scenario(lab: Lab, fault: str) -> Iterator[Run]:
-    """A healthy lab, clients running in steady state; clients stopped and joined afterwards."""
+    """A healthy lab (etcd's every member too), clients in steady state; clients stopped afterwards."""
     lab.wait_ready(timeout=READY_TIMEOUT)
+    wait_etcd_healthy(lab)
     ensure_ledger(lab)
     run = Run(lab, fault)
     run.old_primary = leader(lab)
