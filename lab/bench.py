@@ -19,6 +19,7 @@ from typing import Any
 from .cluster import Lab
 from .control import SCENARIOS as CONTROLS
 from .faults import SCENARIOS as PRIMARY_FAULTS
+from .faults import host_crash
 from .observe import leader, vip_holders
 from .operator import switchover
 from .standby import SCENARIOS as STANDBY_FAULTS
@@ -82,20 +83,34 @@ def summarise(fault: str, results: list[dict[str, Any]], failed: list[str] | Non
     }
 
 
+def scenario_for(key: str) -> Callable[[Lab], dict[str, Any]]:
+    """A scenario key, or ``6@HOST``: the crash of that Proxmox host (fault 6 picks the one-VM host)."""
+    base, _, host = key.partition("@")
+    if not host:
+        return SCENARIOS[key]
+    if base != "6":
+        raise KeyError(f"{key}: only fault 6 takes a host (6@HOST)")
+    return lambda lab: host_crash(lab, host)
+
+
 def failover(
     lab: Lab,
     runs: int,
     faults: Iterable[str] = FAILOVER_FAULTS,
     emit: Callable[[dict[str, Any]], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """Each fault ``runs`` times in a row; ``emit`` gets each fault's summary as soon as it is done."""
+    """Each fault ``runs`` times in a row; ``emit`` gets each fault's summary as soon as it is done.
+
+    Every key is resolved first: a typo stops the bench before the first run.
+    """
+    scenarios = {fault: scenario_for(fault) for fault in faults}
     summaries = []
-    for fault in faults:
+    for fault, run_scenario in scenarios.items():
         results: list[dict[str, Any]] = []
         failed: list[str] = []
         for _ in range(runs):
             try:
-                result = SCENARIOS[fault](lab)
+                result = run_scenario(lab)
             except Exception as exc:  # a failed run is a result too: report it, go on
                 failed.append(f"{type(exc).__name__}: {exc}")
                 if len(failed) >= FAILED_RUNS_BEFORE_GIVING_UP:

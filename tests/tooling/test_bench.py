@@ -66,3 +66,16 @@ def test_a_fault_that_keeps_failing_is_given_up_for_the_next_one(
         and summaries[0]["unavailability_s"] is None
     )
     assert summaries[1]["runs"] == 5 and not summaries[1]["failed_runs"]
+
+
+def test_a_host_crash_takes_its_host_and_a_bad_key_stops_the_bench_before_any_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    crashed: list[str] = []
+    monkeypatch.setattr(bench, "host_crash", lambda _lab, host: crashed.append(host) or run_result(20.0))
+    [summary] = bench.failover(None, runs=2, faults=["6@pve1"])  # type: ignore[arg-type]
+    assert crashed == ["pve1", "pve1"] and summary["runs"] == 2
+    for bad in ("4@pve1", "nope"):
+        with pytest.raises(KeyError):
+            bench.failover(None, runs=1, faults=["6@pve2", bad])  # type: ignore[arg-type]
+    assert crashed == ["pve1", "pve1"]
