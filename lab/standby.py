@@ -21,6 +21,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from pgha import etcd
+
 from .cluster import Lab
 from .harness import READY_TIMEOUT, Run, scenario
 from .netfaults import carrier, drop, undrop
@@ -60,6 +62,10 @@ def _sync_standby(lab: Lab) -> str:
     raise RuntimeError("no synchronous standby")
 
 
+class NotApplicable(RuntimeError):
+    """The fault has nothing to act on in this layout (reported as a failed run, with why)."""
+
+
 FAULTS: dict[str, tuple[str, str]] = {
     # kind: (break, undo) described by name; the functions are below
     "kill": ("power off", "boot"),
@@ -81,6 +87,9 @@ def _actions(lab: Lab, node: str, kind: str) -> tuple[Callable[[], Any], Callabl
     if kind == "drop":
         return (lambda: drop(lab, node)), (lambda: undrop(lab, node))
     if kind == "etcd":
+        if node not in {m.name for m in etcd.members(lab.spec)}:
+            # With a witness, one host's second VM runs no etcd member: nothing to kill there.
+            raise NotApplicable(f"{node} runs no etcd member in stack {lab.stack}")
         return (
             lambda: lab.exec(node, ["systemctl", "kill", "--signal=SIGKILL", "etcd"], check=True),
             lambda: lab.exec(node, ["systemctl", "start", "etcd"], check=True),
