@@ -57,6 +57,9 @@ def test_vip_routes_writes_to_primary_and_reads_to_replicas(lab):
         with connect(lab, ports.replica_port) as replica:
             in_recovery, server = replica.execute("select pg_is_in_recovery(), inet_server_addr()").fetchone()
             assert in_recovery is True
+            # The asynchronous replica may not have replayed the table's creation yet.
+            if replica.execute("select to_regclass('lab_smoke')").fetchone()[0] is None:
+                return False
             found = replica.execute("select count(*) from lab_smoke where note = %s", (marker,)).fetchone()[0]
             if found:
                 seen_on.add(str(server))
