@@ -661,44 +661,42 @@ MAX_POOLER_CLIENTS = 100_000
 MAX_POOL_SIZE = 10_000
 
 
-def _read_pooler(reader: _Reader, raw: Any) -> PoolerSpec | None:
-    """``pgha:pooler``: absent means no PgBouncer at all; ``{}`` means the defaults."""
+def _read_optional_section(
+    reader: _Reader, raw: Any, key: str, cls: type, bounds: dict[str, tuple[int, int]]
+) -> dict[str, Any] | None:
+    """An opt-in section's values: absent means off, ``{}`` means the defaults.
+
+    ``bounds`` holds each integer field's allowed range; None when anything is wrong.
+    """
     if raw is None:
         return None
     if not isinstance(raw, dict):
-        reader.problem("pooler", f"expected an object (use {{}} for the defaults), got {raw!r}")
+        reader.problem(key, f"expected an object (use {{}} for the defaults), got {raw!r}")
         return None
     before = len(reader.problems)
-    values = reader.section(raw, "pooler", PoolerSpec)
-    limits = {
-        "default_pool_size": ("pooler.defaultPoolSize", MAX_POOL_SIZE),
-        "max_client_conn": ("pooler.maxClientConn", MAX_POOLER_CLIENTS),
-        "server_idle_timeout_s": ("pooler.serverIdleTimeoutS", 3600),
-    }
-    for name, (key, most) in limits.items():
+    values = reader.section(raw, key, cls)
+    for name, (least, most) in bounds.items():
         number = values.get(name)
-        if number is not None and not 1 <= number <= most:
-            reader.problem(key, f"{number} is outside 1-{most}")
-    if len(reader.problems) > before:
-        return None
-    return PoolerSpec(**values)
+        if number is not None and not least <= number <= most:
+            reader.problem(f"{key}.{_camel(name)}", f"{number} is outside {least}-{most}")
+    return values if len(reader.problems) == before else None
+
+
+def _read_pooler(reader: _Reader, raw: Any) -> PoolerSpec | None:
+    """``pgha:pooler``: absent means no PgBouncer at all; ``{}`` means the defaults."""
+    bounds = {
+        "default_pool_size": (1, MAX_POOL_SIZE),
+        "max_client_conn": (1, MAX_POOLER_CLIENTS),
+        "server_idle_timeout_s": (1, 3600),
+    }
+    values = _read_optional_section(reader, raw, "pooler", PoolerSpec, bounds)
+    return None if values is None else PoolerSpec(**values)
 
 
 def _read_fast_path(reader: _Reader, raw: Any) -> FastPathSpec | None:
     """``pgha:fastPath``: absent means HAProxy serves VIP:5432 alone; ``{}`` means the defaults."""
-    if raw is None:
-        return None
-    if not isinstance(raw, dict):
-        reader.problem("fastPath", f"expected an object (use {{}} for the defaults), got {raw!r}")
-        return None
-    before = len(reader.problems)
-    values = reader.section(raw, "fastPath", FastPathSpec)
-    poll = values.get("poll_ms")
-    if poll is not None and not 50 <= poll <= 2000:
-        reader.problem("fastPath.pollMs", f"{poll} is outside 50-2000")
-    if len(reader.problems) > before:
-        return None
-    return FastPathSpec(**values)
+    values = _read_optional_section(reader, raw, "fastPath", FastPathSpec, {"poll_ms": (50, 2000)})
+    return None if values is None else FastPathSpec(**values)
 
 
 def _check_keepalived(reader: _Reader, keepalived: KeepalivedSpec) -> None:
