@@ -79,6 +79,7 @@ class Run:
             "acked": len(acks),
             "failed_attempts": len(failures),
             "fault_at_utc": time.strftime("%H:%M:%S", time.gmtime(self.fault_wall or 0)),
+            "fault_at_epoch": self.fault_wall,
             "errors": sorted({f.error for f in failures if f.started >= self.fault_at - 1})[:5],
             "lost": len(lost),
             "lost_by_node": {k: len(v) for k, v in lost_by_node.items()},

@@ -1,0 +1,55 @@
+"""tests/helpers.problems: the verdict every HA test applies, green on a good run, red on CI's bad one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.helpers import problems
+
+
+def failover_result(**changes: Any) -> dict[str, Any]:
+    result: dict[str, Any] = {
+        "fault": "primary_freeze",
+        "old_primary": "psql-01",
+        "new_primary": "psql-02",
+        "max_gap_s": 23.1,
+        "windows": [{"start_s": 0.0, "seconds": 23.0, "failed_attempts": 600}],
+        "acked": 4000,
+        "lost": 0,
+        "split_brain": False,
+        "rejoin_s": 12.0,
+        "direct_probe": {
+            "answered": 120,
+            "acked_by_node": {"psql-01": 20, "psql-02": 15, "psql-03": 0},
+            "old_primary_acks_after_promotion": 0,
+        },
+    }
+    result.update(changes)
+    return result
+
+
+def test_a_good_failover_passes() -> None:
+    assert problems(failover_result(), failover=True) == []
+
+
+def test_the_ci_run_without_a_failover_fails_on_both_counts() -> None:
+    """The CI run of stop 16: the frozen primary came back as primary after 35 s."""
+    found = problems(failover_result(new_primary="psql-01", max_gap_s=35.49, rejoin_s=None), failover=True)
+    assert any("35.49 s without an acknowledged write" in p for p in found)
+    assert any("no failover" in p for p in found)
+    assert any("does not stream again" in p for p in found)
+
+
+def test_loss_split_brain_and_a_blind_probe_are_each_named() -> None:
+    probe = {"answered": 5, "acked_by_node": {"psql-01": 0}, "old_primary_acks_after_promotion": 1}
+    found = problems(failover_result(lost=3, split_brain=True, direct_probe=probe), failover=True)
+    assert "3 acknowledged writes lost" in found
+    assert "split brain seen by the writer" in found
+    assert "the direct probe saw no acknowledged insert anywhere" in found
+    assert "the old primary acknowledged a probe after another node's promotion" in found
+
+
+def test_a_standby_fault_needs_no_new_primary() -> None:
+    result = failover_result(fault="standby_freeze", new_primary="psql-01", max_gap_s=1.9, rejoin_s=None)
+    assert problems(result, failover=False) == []
+    assert problems({**result, "max_gap_s": 9.0}, failover=False) != []
