@@ -83,9 +83,12 @@ EXPORTER_METRICS = (
     "etcd_mvcc_db_total_size_in_bytes",
 )
 # What PgBouncer's exporter must report when it reaches PgBouncer (pgha:pooler);
-# the lab test checks these like EXPORTER_METRICS. No rule or panel reads them yet.
+# the lab test checks these like EXPORTER_METRICS; the PghaPooler* rules and the
+# dashboard's pooler panel read them.
 PGBOUNCER_METRICS = (
     "pgbouncer_up",
+    "pgbouncer_used_clients",
+    "pgbouncer_config_max_client_connections",
     "pgbouncer_pools_client_active_connections",
     "pgbouncer_pools_client_waiting_connections",
     "pgbouncer_pools_server_active_connections",

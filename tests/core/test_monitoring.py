@@ -267,6 +267,7 @@ def test_promtool_test_rules():
         ("expr: pgha:primaries:count == 0 or", "expr: pgha:primaries:count == 5 or"),
         ("changes(patroni_postgres_timeline[10m])) > 0", "changes(patroni_postgres_timeline[10m])) > 1"),
         ("- time() < 21 * 86400", "- time() < 20 * 86400"),
+        ("(pgbouncer_pools_client_maxwait_seconds) > 5", "(pgbouncer_pools_client_maxwait_seconds) > 50"),
     ],
 )
 def test_promtool_test_rules_can_fail(tmp_path, original, broken):
@@ -313,7 +314,8 @@ def metric_names(expr: str) -> set[str]:
 
 def known_metrics() -> set[str]:
     recorded = {r["record"] for r in rules() if "record" in r}
-    return set(monitoring.EXPORTER_METRICS) | recorded | set(collector.HELP)
+    exported = set(monitoring.EXPORTER_METRICS) | set(monitoring.PGBOUNCER_METRICS)
+    return exported | recorded | set(collector.HELP)
 
 
 def test_metric_names_parser():
