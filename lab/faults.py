@@ -18,7 +18,7 @@ from pgha import etcd
 
 from . import etcdctl
 from .cluster import Lab
-from .harness import READY_TIMEOUT, RESUME_TIMEOUT, Run, scenario
+from .harness import READY_TIMEOUT, RESUME_TIMEOUT, Run, scenario, seconds_until_etcd_healthy
 from .netfaults import drop, undrop
 from .observe import (
     leader,
@@ -301,6 +301,9 @@ def _hold_out(
     finally:
         restored = time.monotonic()
         restore()
+        # How soon etcd is whole again, every member with a leader: until then a second
+        # fault may leave it without quorum (docs/ha.md, "Network faults and TCP").
+        run.extra["etcd_healthy_after_s"] = seconds_until_etcd_healthy(lab, restored)
         run.rejoin_s = wait_serving(lab, old, restored, as_replica=True)
         run.extra["direct_probe"] = probe.stop()
     run.extra["held_s"] = round(restored - since, 1)

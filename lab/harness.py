@@ -23,7 +23,7 @@ from typing import Any
 
 from .cluster import Lab
 from .observe import etcd_health, leader, patroni_logs
-from .wait import wait_until
+from .wait import WaitTimeout, wait_until
 from .workload import Reader, Writer, ensure_ledger
 
 STEADY_ACKS = 50  # acknowledged writes before the fault: the writer is in steady state
@@ -114,6 +114,20 @@ def wait_etcd_healthy(lab: Lab, timeout: float = READY_TIMEOUT) -> dict[str, boo
         return dict(last) if last and all(last.values()) else None
 
     return wait_until(healthy, timeout, interval=0.5, error=lambda _: f"etcd members not healthy: {last}")
+
+
+def seconds_until_etcd_healthy(lab: Lab, since: float, timeout: float = READY_TIMEOUT) -> float | None:
+    """Seconds from ``since`` (monotonic) until every etcd member answers /health true; None on timeout.
+
+    Measured after a fault is undone: a TCP connection whose data went unanswered
+    during the fault waits for its next, exponentially delayed, retransmission, so a
+    member can stay cut off long after the network is back (net.ipv4.tcp_retries2).
+    """
+    try:
+        wait_etcd_healthy(lab, timeout)
+    except WaitTimeout:
+        return None
+    return round(time.monotonic() - since, 1)
 
 
 @contextmanager

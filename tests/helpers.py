@@ -98,6 +98,10 @@ def problems(result: dict[str, Any], failover: bool) -> list[str]:
     allowed = limit(result["fault"])  # tests/ha/limits.py: one table, scaled by the timeout factor
     if allowed is not None and result["max_gap_s"] > allowed:
         found.append(f"{result['max_gap_s']} s without an acknowledged write > {allowed} s")
+    if "etcd_healthy_after_s" in result:  # a partition, drop or freeze undone (lab/faults.py)
+        whole, whole_limit = result["etcd_healthy_after_s"], limit("etcd_whole_again")
+        if whole is None or (whole_limit is not None and whole > whole_limit):
+            found.append(f"etcd not whole again {whole_limit} s after the fault ended: {whole}")
     probe = result.get("direct_probe")
     if probe is not None:  # split brain asked of every node itself (lab/probe.py)
         if probe["answered"] <= 0:

@@ -41,6 +41,14 @@ def test_haproxy_may_bind_the_vip(spec, tls):
     assert "net.ipv4.ip_nonlocal_bind = 1" in sysctl.content
 
 
+def test_a_connection_stuck_by_a_network_fault_is_given_up_in_seconds(spec, tls):
+    """Linux's default 15 retransmissions kept etcd's peer streams stuck 25 s after a drop ended."""
+    from pgha import system
+
+    sysctl, _ = system.files(spec, spec.nodes[0], tls)
+    assert re.search(r"^net\.ipv4\.tcp_retries2 = 5$", sysctl.content, re.MULTILINE)
+
+
 def test_vip_prefers_the_primary(spec):
     """One hop: a weighted /primary check, and preemption, so the VIP follows the primary."""
     text = conf(spec, spec.nodes[0])

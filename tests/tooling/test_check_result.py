@@ -53,3 +53,11 @@ def test_a_standby_fault_needs_no_new_primary() -> None:
     result = failover_result(fault="standby_freeze", new_primary="psql-01", max_gap_s=1.9, rejoin_s=None)
     assert problems(result, failover=False) == []
     assert problems({**result, "max_gap_s": 9.0}, failover=False) != []
+
+
+def test_etcd_must_be_whole_again_soon_after_the_fault_ends() -> None:
+    """25 s was etcd's state after a 30 s drop with Linux's default tcp_retries2."""
+    assert problems(failover_result(etcd_healthy_after_s=1.1), failover=True) == []
+    for stuck in (25.8, None):  # None: never whole again within the harness's timeout
+        found = problems(failover_result(etcd_healthy_after_s=stuck), failover=True)
+        assert any("etcd not whole again" in problem for problem in found), found
