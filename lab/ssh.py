@@ -63,6 +63,14 @@ class StepError(RuntimeError):
     pass
 
 
+# An sshd that is (re)starting: refused, or reset / closed before the session was set up.
+SETTLING_ERRORS: tuple[type[BaseException], ...] = (
+    ConnectionRefusedError,
+    ConnectionResetError,
+    asyncssh.ConnectionLost,
+)
+
+
 class SshRunner:
     """Opens SSH sessions inside the lab namespace with the lab's deploy key."""
 
@@ -105,18 +113,19 @@ class SshRunner:
                 await asyncio.sleep(0.5)
 
     async def _connect_settled(self, target: Target, settle: float = 15.0) -> asyncssh.SSHClientConnection:
-        """Connect, retrying a refused connection for ``settle`` seconds (scaled).
+        """Connect, retrying a refused or dropped connection for ``settle`` seconds (scaled).
 
         A machine that answered wait_for_ssh may still restart sshd once as its
-        first boot finishes (seen once, under load: "Connection refused" right
-        after the drill machine's first answer). Nothing was sent yet, so a retry
-        is safe; any other error is raised at once.
+        first boot finishes: seen under load as "Connection refused", and in CI as
+        "Connection reset by peer" during the handshake, right after the drill
+        machine's first answer. No command was sent yet, so a retry is safe; a
+        wrong host key, a refused login or a timeout is raised at once.
         """
         deadline = time.monotonic() + scaled(settle)
         while True:
             try:
                 return await self._connect(target, 10.0)
-            except ConnectionRefusedError:
+            except SETTLING_ERRORS:
                 if time.monotonic() > deadline:
                     raise
                 await asyncio.sleep(0.5)
