@@ -40,6 +40,11 @@ LIMITS_S: dict[str, float] = {
     # then a second fault may leave etcd without quorum. Measured 1.1 s after a 30 s
     # drop with net.ipv4.tcp_retries2 = 5, 25 s with Linux's default 15.
     "etcd_whole_again": 5,
+    # Not a gap in writes either: once a fault's run is over (the old primary streams
+    # again), how long until the lab is healthy: one leader, every replica streaming and
+    # synchronous, one VIP holder. A VIP that follows the primary may still be moving
+    # (CI saw a single snapshot taken right after a switchover fail on that).
+    "healthy_again": 15,
 }
 
 

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.helpers import problems
+import pytest
+
+from tests import helpers
+from tests.ha.limits import LIMITS_S
+from tests.helpers import check_result, problems
 
 
 def failover_result(**changes: Any) -> dict[str, Any]:
@@ -61,3 +65,34 @@ def test_etcd_must_be_whole_again_soon_after_the_fault_ends() -> None:
     for stuck in (25.8, None):  # None: never whole again within the harness's timeout
         found = problems(failover_result(etcd_healthy_after_s=stuck), failover=True)
         assert any("etcd not whole again" in problem for problem in found), found
+
+
+class SettlingLab:
+    """A lab whose status turns healthy after ``unhealthy`` views (a VIP still moving)."""
+
+    def __init__(self, unhealthy: int) -> None:
+        self.unhealthy = unhealthy
+        self.views = 0
+
+    def status(self) -> dict[str, Any]:
+        self.views += 1
+        return {"healthy": self.views > self.unhealthy}
+
+
+@pytest.fixture
+def quick_settle(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(helpers, "is_healthy", lambda lab, view: view["healthy"])
+    monkeypatch.setitem(LIMITS_S, "healthy_again", 1.5)
+
+
+@pytest.mark.usefixtures("quick_settle")
+def test_a_good_run_may_take_a_moment_to_be_healthy_again() -> None:
+    lab = SettlingLab(unhealthy=2)
+    check_result(lab, failover_result(), failover=True)  # type: ignore[arg-type]
+    assert lab.views == 3
+
+
+@pytest.mark.usefixtures("quick_settle")
+def test_a_lab_that_stays_unhealthy_fails_the_run() -> None:
+    with pytest.raises(pytest.fail.Exception, match="not healthy"):
+        check_result(SettlingLab(unhealthy=10**6), failover_result(), failover=True)  # type: ignore[arg-type]
