@@ -44,6 +44,10 @@ from typing import Any
 
 INSTALL_PATH = "/usr/local/lib/pgha/pgha-hostaware"
 SETTINGS_PATH = "/etc/pgha/pgha-hostaware.json"
+# Raft entries this member may be behind the leader and still be handed its leadership
+# (a second's worth of Patroni's writes on a busy cluster; a member back from a fault is
+# typically thousands behind until it has caught up).
+MAX_RAFT_LAG = 50
 TAG_DOCUMENT = "# Managed by pgha-hostaware: this VM shares the primary's host.\ntags:\n  nosync: true\n"
 
 
@@ -131,12 +135,35 @@ def etcd_leadership(statuses: list[dict[str, Any]], own_url: str) -> tuple[int |
     return own, leader
 
 
+def caught_up(statuses: list[dict[str, Any]], own_url: str) -> bool:
+    """Whether this member is in the raft leader's term and has applied all but
+    ``MAX_RAFT_LAG`` of its entries (both as ``etcdctl endpoint status`` saw them).
+
+    While etcd hands its leadership over, the leader drops every proposal, for up
+    to an election timeout if the new one must first catch up. A Patroni that still
+    believes itself primary (just thawed, just back from a partition) would ask
+    for exactly that: the move waits until this member is current.
+    """
+    members = {s.get("Status", {}).get("header", {}).get("member_id"): s.get("Status", {}) for s in statuses}
+    own = next((s.get("Status", {}) for s in statuses if s.get("Endpoint") == own_url), None)
+    leader = members.get(own.get("leader")) if own else None
+    if own is None or leader is None:
+        return False
+    same_term = own.get("raftTerm", 0) == leader.get("raftTerm", 0)
+    applied = own.get("raftAppliedIndex", own.get("raftIndex", 0))
+    return same_term and leader.get("raftIndex", 0) - applied <= MAX_RAFT_LAG
+
+
 def keep_etcd_leader_here(etcd: dict[str, Any]) -> None:
-    """Move etcd's raft leadership to this member if another member holds it."""
+    """Move etcd's raft leadership to this member if another member holds it and this one is current."""
     try:
         answer = _etcdctl(etcd, "endpoint", "status", "-w", "json")
-        own, leader = etcd_leadership(json.loads(answer.stdout or "[]"), etcd["self"])
+        statuses = json.loads(answer.stdout or "[]")
+        own, leader = etcd_leadership(statuses, etcd["self"])
         if own is None or leader is None or own == leader:
+            return
+        if not caught_up(statuses, etcd["self"]):
+            log(f"etcd leader {leader:x} stays: this member {own:x} is not caught up")
             return
         moved = _etcdctl(etcd, "move-leader", f"{own:x}")
         said = moved.stdout.strip() or moved.stderr.strip()

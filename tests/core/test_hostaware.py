@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from typing import Any
 
 import yaml
 
@@ -96,3 +97,31 @@ def test_etcd_settings_only_on_members(spec):
     assert settings["etcd"]["self"] == "https://10.0.0.4:2379"
     assert len(settings["etcd"]["endpoints"]) == 3
     assert settings["etcd"]["cert"] == patroni.PEM_PATH
+
+
+def endpoint(url: str, member: int, leader: int, term: int, index: int, applied: int) -> dict[str, Any]:
+    header = {"member_id": member}
+    return {
+        "Endpoint": url,
+        "Status": {
+            "header": header,
+            "leader": leader,
+            "raftTerm": term,
+            "raftIndex": index,
+            "raftAppliedIndex": applied,
+        },
+    }
+
+
+def test_etcd_leadership_moves_only_to_a_member_that_is_current():
+    """A primary's Patroni back from a freeze or a partition must not hand etcd to its lagging member."""
+    here, there = "https://10.0.0.4:2379", "https://10.0.0.3:2379"
+    current = [endpoint(here, 11, 22, 7, 1000, 1000), endpoint(there, 22, 22, 7, 1010, 1010)]
+    assert hostaware.caught_up(current, here)
+    behind = [endpoint(here, 11, 22, 7, 400, 400), endpoint(there, 22, 22, 7, 5000, 5000)]
+    assert not hostaware.caught_up(behind, here)
+    old_term = [endpoint(here, 11, 22, 6, 1000, 1000), endpoint(there, 22, 22, 7, 1001, 1001)]
+    assert not hostaware.caught_up(old_term, here)
+    leader_unseen = [endpoint(here, 11, 22, 7, 1000, 1000)]  # the leader's endpoint did not answer
+    assert not hostaware.caught_up(leader_unseen, here)
+    assert not hostaware.caught_up([], here)
