@@ -15,9 +15,9 @@ import pytest
 
 from lab.cluster import Lab
 from lab.lock import LabBusy
-from lab.observe import is_healthy, patroni_logs
-from lab.wait import wait_until
-from tests.ha.limits import limit
+from lab.observe import patroni_logs, wait_ready
+from lab.wait import WaitTimeout
+from tests.ha.limits import LIMITS_S, limit
 
 LAB_TOOLS = ("systemd-nspawn", "debootstrap", "nsenter", "unshare")
 
@@ -130,14 +130,7 @@ def check_result(lab: Lab, result: dict[str, Any], failover: bool) -> None:
         if "patroni_logs" not in result and result.get("fault_at_epoch") is not None:
             result = {**result, "patroni_logs": patroni_logs(lab, since=result["fault_at_epoch"] - 5)}
         pytest.fail("; ".join(found) + "\n" + report(result), pytrace=False)
-    settle = limit("healthy_again")
-    assert settle is not None
-    views: list[dict[str, Any]] = []
-
-    def healthy() -> bool:
-        views[:] = [lab.status()]
-        return is_healthy(lab, views[0])
-
-    if not wait_until(healthy, settle, interval=0.5, scale=False):  # limit() scaled it already
-        unhealthy = f"the lab is not healthy {settle} s after the fault's end: {json.dumps(views[0])}"
-        pytest.fail(unhealthy + "\n" + report(result), pytrace=False)
+    try:  # wait_ready scales its timeout: the table's nominal figure
+        wait_ready(lab, LIMITS_S["healthy_again"])
+    except WaitTimeout as unhealthy:
+        pytest.fail(f"after the fault's end: {unhealthy}\n{report(result)}", pytrace=False)
