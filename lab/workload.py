@@ -25,7 +25,7 @@ from typing import Any
 
 import psycopg
 
-from .client import connect
+from .client import TCP_OPTIONS, connect
 from .cluster import Lab
 from .wait import wait_until
 
@@ -43,15 +43,8 @@ PROBE_DDL = "create table if not exists ha_probe (id bigserial primary key, node
 CLIENTS = 4  # concurrent writer connections
 ROWS_PER_COMMIT = 3  # INSERT statements per transaction
 
-# libpq settings of a careful application: fail fast, notice dead peers in seconds.
-CLIENT_OPTIONS: dict[str, Any] = {
-    "keepalives": 1,
-    "keepalives_idle": 2,
-    "keepalives_interval": 1,
-    "keepalives_count": 2,
-    "tcp_user_timeout": 5000,
-    "options": "-c statement_timeout=3000",
-}
+# libpq settings of a careful application: TCP's (lab/client.py), and fail fast.
+CLIENT_OPTIONS: dict[str, Any] = {**TCP_OPTIONS, "options": "-c statement_timeout=3000"}
 CONNECT_TIMEOUT = 2
 # statement_timeout does not cover a commit waiting for its synchronous standby
 # (PostgreSQL disables it before committing), and a frozen server's kernel still
