@@ -42,15 +42,23 @@ _LAST_USER = pytest.StashKey[dict[str, str]]()  # stack -> nodeid of the last te
 @pytest.hookimpl(tryfirst=True)  # before -m deselects: the stage markers must be there
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     stages.apply_stages(items)
+    stages.group_labs(items, lambda item: next(iter(pooled_stacks(item)), None))
+
+
+def pooled_stacks(item: pytest.Item) -> list[str]:
+    """The stacks of the pooled labs a test uses (a module's own ``lab`` fixture is not pooled)."""
+    names = getattr(item, "fixturenames", ())
+    if "lab_pool" not in names:
+        return []
+    return [stack for fixture, stack in LAB_FIXTURES.items() if fixture in names]
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Note the last selected test of each stack, so its lab goes down right after it."""
     last: dict[str, str] = {}
     for item in session.items:
-        for fixture, stack in LAB_FIXTURES.items():
-            if fixture in getattr(item, "fixturenames", ()):
-                last[stack] = item.nodeid
+        for stack in pooled_stacks(item):
+            last[stack] = item.nodeid
     session.config.stash[_LAST_USER] = last
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.stages import LAB_REQUIRED_ENV, ROOT, STAGES, stage_of
+from tests.stages import LAB_REQUIRED_ENV, ROOT, STAGES, group_labs, stage_of
 
 
 def pytest_run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -83,3 +83,59 @@ def test_with_lab_required_a_run_without_lab_tests_fails() -> None:
     required = pytest_run(*unit_only, env={LAB_REQUIRED_ENV: "1"})
     assert required.returncode == 1, required.stdout
     assert "no lab test was selected" in required.stdout
+
+
+class FakeItem:
+    """What group_labs reads of a test: its module, its stage marker, and (here) its lab stack."""
+
+    def __init__(self, module: str, stage: str, stack: str | None) -> None:
+        self.path = Path(module)
+        self.stack = stack
+        self.name = f"{module}:{stack}"
+        self._marker = pytest.mark.__getattr__(stage).mark
+
+    def iter_markers(self) -> list[pytest.Mark]:
+        return [self._marker]
+
+
+def lab_overlaps(items: list[FakeItem]) -> int:
+    """The most labs up at once, a lab being up from its stack's first test to its last."""
+    spans: dict[str, list[int]] = {}
+    for index, item in enumerate(items):
+        if item.stack:
+            spans.setdefault(item.stack, [index, index])[1] = index
+    return max(sum(first <= i <= last for first, last in spans.values()) for i in range(len(items)))
+
+
+def test_each_stage_runs_its_labs_back_to_back() -> None:
+    """In file order CI's ha stage kept three labs up at once; grouped, one at a time."""
+    file_order = [
+        FakeItem("cluster/a.py", "cluster", "dev"),
+        FakeItem("cluster/b.py", "cluster", "ops"),
+        FakeItem("cluster/c.py", "cluster", "dev"),
+        FakeItem("ha/control.py", "ha", "async"),
+        FakeItem("ha/fastpath.py", "ha", "qdevice"),
+        FakeItem("ha/faults.py", "ha", "dev"),
+        FakeItem("ha/faults.py", "ha", "dev"),
+        FakeItem("ha/plain.py", "ha", None),
+        FakeItem("ha/scale.py", "ha", "scale"),
+        FakeItem("ha/standby.py", "ha", "dev"),
+        FakeItem("ha/witness.py", "ha", "qdevice"),
+    ]
+    assert lab_overlaps(file_order) == 3
+    items = list(file_order)
+    group_labs(items, lambda item: item.stack)  # type: ignore[arg-type, attr-defined]  # a fake item
+    assert [item.name for item in items] == [
+        "cluster/b.py:ops",  # before dev, which the ha stage goes on with
+        "cluster/a.py:dev",
+        "cluster/c.py:dev",
+        "ha/plain.py:None",
+        "ha/faults.py:dev",  # dev first, straight on from the cluster stage
+        "ha/faults.py:dev",
+        "ha/standby.py:dev",
+        "ha/control.py:async",
+        "ha/fastpath.py:qdevice",
+        "ha/witness.py:qdevice",
+        "ha/scale.py:scale",
+    ]
+    assert lab_overlaps(items) == 1
