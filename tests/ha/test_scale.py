@@ -92,7 +92,7 @@ def _assert_topology(lab: Lab) -> None:
     ), roles
     wait_until(lambda: _patroni_members(lab) == names, 90.0, interval=1.0, error="Patroni to list the VMs")
     replicas = {n.replace("-", "_") for n in names} - {observe.leader(lab).replace("-", "_")}
-    # A removed VM's slot stays patroni.memberSlotsTtl (60 s on the scale stack) after its key expired.
+    # A removed VM's slot stays patroni.memberSlotsTtl (30 s on the scale stack) after its key expired.
     slots_ttl = lab.spec.patroni.member_slots_ttl + lab.spec.patroni.ttl + 60
     wait_until(
         lambda: _slots(lab) == replicas, slots_ttl, interval=1.0, error="the slots to match the replicas"
