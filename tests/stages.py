@@ -9,7 +9,7 @@ the lab tools and the Debian image), so ``-m "not lab"`` is the fast part.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -77,33 +77,27 @@ def group_labs(items: list[pytest.Item], stack_of: StackOf) -> None:
     the ones the stage after uses. A module keeps its place among its stack's modules,
     and its tests their order.
     """
-    order = [item_stage(item) for item in items]
-    per_stage = [[item for item, stage in zip(items, order, strict=True) if stage == name] for name in STAGES]
-    stacks = [{s for item in stage_items if (s := stack_of(item))} for stage_items in per_stage]
-    items.clear()
-    for index, stage_items in enumerate(per_stage):
-        before = next((s for s in reversed(stacks[:index]) if s), set())
-        after = next((s for s in stacks[index + 1 :] if s), set())
-        items.extend(_grouped(stage_items, stack_of, before, after))
-
-
-def _grouped(
-    items: Sequence[pytest.Item], stack_of: StackOf, before: set[str], after: set[str]
-) -> list[pytest.Item]:
     module_stack: dict[Path, str | None] = {}
     for item in items:
         if module_stack.get(item.path) is None:
             module_stack[item.path] = stack_of(item)
     first_seen = {stack: n for n, stack in enumerate(dict.fromkeys(module_stack.values()))}
+    per_stage = [[item for item in items if item_stage(item) == name] for name in STAGES]
+    stacks = [{module_stack[item.path] for item in stage_items} - {None} for stage_items in per_stage]
 
-    def rank(item: pytest.Item) -> tuple[int, int]:
+    def rank(item: pytest.Item, before: set[str | None], after: set[str | None]) -> tuple[int, int]:
         stack = module_stack[item.path]
         if stack is None:
             return (0, 0)
         tier = 1 if stack in before else 3 if stack in after else 2
         return (tier, first_seen[stack])
 
-    return sorted(items, key=rank)  # stable: modules and tests keep their order within a stack
+    items.clear()
+    for index, stage_items in enumerate(per_stage):
+        before = next((s for s in reversed(stacks[:index]) if s), set())
+        after = next((s for s in stacks[index + 1 :] if s), set())
+        # Stable: modules and tests keep their order within a stack.
+        items.extend(sorted(stage_items, key=lambda item, b=before, a=after: rank(item, b, a)))
 
 
 def item_stage(item: pytest.Item) -> str:
