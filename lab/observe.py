@@ -13,6 +13,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from pgha import Node, etcd, patroni
+from pgha.maintenance import rolling
 
 from . import external
 from .wait import wait_until
@@ -256,6 +257,7 @@ def status(lab: Lab) -> dict[str, Any]:
                 "role": member.get("role", node.role if not node.runs_postgres else "unknown"),
                 "state": member.get("state", _absent_state(node, state)),
                 "lagBytes": lag if isinstance(lag, int) else None,
+                "tags": member.get("tags") or {},
                 "machine": state,
             }
         )
@@ -271,7 +273,9 @@ def status(lab: Lab) -> dict[str, Any]:
 
 
 def is_healthy(lab: Lab, view: dict[str, Any]) -> bool:
-    """One leader, every other database node streaming (all sync standbys), one VIP holder."""
+    """One leader, every other database node streaming (all sync standbys), one VIP holder,
+    and, host-aware, a sync standby on another host (the rolling tool's rule: a host
+    crash right after a leader change must not find ``/sync`` on the primary's host)."""
     databases = {n.name for n in lab.spec.postgres_nodes}
     postgres = [n for n in view["nodes"] if n["name"] in databases]
     leaders = [n for n in postgres if n["role"] == "leader" and n["state"] == "running"]
@@ -279,10 +283,12 @@ def is_healthy(lab: Lab, view: dict[str, Any]) -> bool:
     # Synchronous standbys are what make a failover lossless: wait for all of them.
     synchronous = [n for n in streaming if n["role"] == "sync_standby"]
     wanted_sync = lab.spec.sync_standbys if lab.spec.patroni.synchronous_mode else 0
+    hosts = {n.name: n.host for n in lab.spec.postgres_nodes} if lab.spec.host_aware_sync else {}
     return (
         len(leaders) == 1
         and len(streaming) == len(postgres) - 1
         and len(synchronous) >= wanted_sync
+        and rolling.host_crash_problem({n["name"]: n for n in postgres}, leaders[0]["name"], hosts) is None
         and isinstance(view["vipHolder"], str)
     )
 

@@ -53,6 +53,8 @@ def _cluster_plan(spec: ClusterSpec, step: str) -> dict[str, Any]:
         "without_postgres": [n.name for n in spec.nodes if not n.runs_postgres],
         "synchronous_mode": spec.patroni.synchronous_mode,
         "sync_standbys": spec.sync_standbys if spec.patroni.synchronous_mode else 0,
+        # Host-aware sync: healthy includes a synchronous standby on another host.
+        "hosts": {n.name: n.host for n in spec.postgres_nodes} if spec.host_aware_sync else {},
         "loop_wait": spec.patroni.loop_wait,
     }
 

@@ -57,6 +57,34 @@ class Stop(Exception):
     """A reason to stop, shown to the operator as is."""
 
 
+def host_crash_problem(members: dict[str, View], leader: str, hosts: dict[str, str]) -> str | None:
+    """Why a crash of the primary's Proxmox host would leave nothing promotable; None if it would not.
+
+    Host-aware sync (``hosts``: member -> Proxmox host; empty when off) promises a
+    synchronous standby on another host than the primary. Right after a leader
+    change the old ``/sync`` may still name a standby on the new primary's own
+    host for a few seconds; Patroni promotes only ``/sync`` members, so a host
+    crash then stalls the cluster until that host is back. Only standbys that
+    could confirm commits count: streaming, on another host, not tagged
+    nosync or nofailover (a VM leaving, a host in maintenance).
+    """
+    if not hosts or leader not in hosts:
+        return None
+    home = hosts[leader]
+    elsewhere = {name for name in members if name != leader and hosts.get(name, home) != home}
+    eligible = [
+        name
+        for name in elsewhere
+        if members[name].get("state") == "streaming"
+        and not any((members[name].get("tags") or {}).get(tag) for tag in ("nosync", "nofailover"))
+    ]
+    synchronous = [n for n in elsewhere if members[n].get("role") in ("sync_standby", "quorum_standby")]
+    if eligible and not synchronous:
+        waiting = ", ".join(sorted(eligible))
+        return f"no synchronous standby on another host than the primary's ({home}) yet: {waiting} could be"
+    return None
+
+
 class Tool:
     def __init__(self, plan: dict[str, Any], patroni_config: str = PATRONI_CONFIG) -> None:
         self.plan = plan
@@ -164,6 +192,10 @@ class Tool:
         wanted = self.plan["sync_standbys"]
         if len(synchronous) < wanted:
             found.append(f"{len(synchronous)} synchronous standby(s) of {wanted}")
+        elif len(leaders) == 1:
+            stall = host_crash_problem(members, leaders[0], self.plan.get("hosts") or {})
+            if stall:
+                found.append(stall)
         return found
 
     def wait_healthy(self, what: str, timeout: float = HEALTHY_TIMEOUT) -> View:

@@ -229,3 +229,36 @@ def test_config_step_acts_only_on_a_difference_and_only_on_a_healthy_cluster(spe
     with pytest.raises(rolling.Stop, match=stopped):
         tool.apply_config()
     assert ("PATCH", "https://10.0.0.4:8008/config") not in calls
+
+
+def test_health_needs_the_sync_standby_on_another_host_than_the_primary(spec):
+    """Host-aware: right after a leader change /sync may name a standby on the primary's own host;
+    a crash of that host would then leave nothing promotable, so that is not healthy yet."""
+    plan = maintenance.config_plan(spec)
+    plan["ca"] = None
+    assert plan["hosts"] == {"psql-01": "pve1", "psql-02": "pve2", "psql-03": "pve1"}
+    tool = rolling.Tool(plan)
+    view = _view("psql-01", {"psql-02": "streaming", "psql-03": "streaming"})
+    view["members"][1]["role"] = "replica"  # psql-02, on pve2, does not confirm commits yet
+    assert tool.problems(view) == [
+        "no synchronous standby on another host than the primary's (pve1) yet: psql-02 could be"
+    ]
+    # A standby elsewhere that may not confirm commits (a host in maintenance) is no reason to wait.
+    view["members"][1]["tags"] = {"nosync": True, "nofailover": True}
+    assert tool.problems(view) == []
+    # Nor is one that does not stream yet: that is reported as such.
+    view["members"][1] = {"name": "psql-02", "role": "replica", "state": "starting"}
+    assert tool.problems(view) == ["psql-02 is starting, not streaming"]
+    # Primary on pve2: any sync standby is on another host.
+    moved = _view("psql-02", {"psql-01": "streaming", "psql-03": "streaming"})
+    assert tool.problems(moved) == []
+
+
+def test_without_host_aware_sync_the_host_of_the_sync_standby_is_free(dev_config):
+    dev_config["patroni"] = {"hostAwareSync": False}
+    plan = maintenance.config_plan(load_spec(dev_config, "dev"))
+    plan["ca"] = None
+    assert plan["hosts"] == {}
+    view = _view("psql-01", {"psql-02": "streaming", "psql-03": "streaming"})
+    view["members"][1]["role"] = "replica"
+    assert rolling.Tool(plan).problems(view) == ["1 synchronous standby(s) of 2"]
