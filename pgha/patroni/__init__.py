@@ -77,6 +77,13 @@ DEFAULT_PARAMETERS: dict[str, Any] = {
     # The walsender asks for a reply after half of it without one (1.5 s
     # measured 1.7-4.2 s per fault here, 1 s: see docs/ha-durability.md).
     "wal_sender_timeout": "1s",
+    # A connection that never finishes its startup (a client gone during a
+    # partition, whose retransmitted SYN completes at the heal) keeps a backend
+    # waiting this long, and a shutting-down PostgreSQL waits for it: the old
+    # primary back from a partition streamed again only 71-78 s after the heal
+    # with the default 1 min (docs/ha-durability.md). TLS and SCRAM on a LAN take
+    # milliseconds.
+    "authentication_timeout": "10s",
 }
 
 

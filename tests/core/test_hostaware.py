@@ -73,6 +73,16 @@ def test_wal_sender_gives_up_on_a_silent_standby_quickly(spec, secrets):
     assert patroni.dynamic_config(spec)["loop_wait"] == 1
 
 
+def test_an_unfinished_startup_cannot_hold_a_shutdown_for_a_minute(dev_config):
+    """A shutting-down primary waits for backends still in their startup: 10 s, not PostgreSQL's 1 min
+    (the old primary back from a partition streamed again 72 s after the heal, 23 s with this)."""
+    spec = load_spec(dev_config, "dev")
+    assert patroni.dynamic_config(spec)["postgresql"]["parameters"]["authentication_timeout"] == "10s"
+    dev_config["postgres"] = {"parameters": {"authentication_timeout": "30s"}}
+    parameters = patroni.dynamic_config(load_spec(dev_config, "dev"))["postgresql"]["parameters"]
+    assert parameters["authentication_timeout"] == "30s"  # an operator's choice still wins
+
+
 def test_failure_domains_say_what_each_host_loss_costs(spec, dev_config):
     domains = failure_domains(spec)
     assert "standby(s) on another host (eligible: psql-02)" in domains["pve1"]
