@@ -1,0 +1,32 @@
+"""lab/image.py: every image but the base one starts from the base image, built once."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from lab import image
+
+
+def test_a_stack_image_is_built_on_the_base_image(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(image, "IMAGES_DIR", tmp_path)
+    monkeypatch.setattr(image, "host_mirror", lambda: "http://mirror.invalid/debian")
+    built: list[tuple[list[str], Path | None]] = []
+
+    def fake_build(rec: dict[str, object], tmp: Path, log: object, base: Path | None = None) -> None:
+        built.append((list(rec["packages"]), base))  # type: ignore[call-overload]
+        (tmp / "root" / "usr").mkdir(parents=True)
+        (tmp / "recipe.json").write_text(json.dumps(rec))
+
+    monkeypatch.setattr(image, "_build", fake_build)
+    base_root = tmp_path / image.recipe_hash(image.recipe(())) / "root"
+
+    first = image.ensure_image(("etcd-server",), log=lambda _: None)
+    second = image.ensure_image(("etcd-server", "nftables"), log=lambda _: None)
+    assert image.ensure_image((), log=lambda _: None) == base_root  # cached, not rebuilt
+    assert [base for _, base in built] == [None, base_root, base_root]  # debootstrap once
+    assert built[0][0] == sorted(image.BASE_PACKAGES)
+    assert "etcd-server" in built[1][0] and "nftables" in built[2][0]
+    assert len({first, second, base_root}) == 3
