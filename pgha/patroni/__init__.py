@@ -315,6 +315,11 @@ def config(spec: ClusterSpec, node: Node, secrets: ClusterSecrets) -> dict[str, 
                 "rewind": {"username": REWIND_USER, "password": secrets.rewind_password, **verified_tls()},
             },
             **PINNED_HOOKS,
+            # A clone's pg_basebackup starts with a checkpoint (a restartpoint on the
+            # replica it clones from). pg_basebackup's default, spread, paced it over
+            # checkpoint_completion_target x checkpoint_timeout: a scale-out's clone
+            # waited 187.6 s for it in the lab. Fast costs the source a burst of writes.
+            "basebackup": {"checkpoint": "fast"},
             "parameters": {
                 **pinned_parameters(spec),
                 "unix_socket_directories": SOCKET_DIR,
