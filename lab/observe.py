@@ -283,12 +283,14 @@ def is_healthy(lab: Lab, view: dict[str, Any]) -> bool:
     # Synchronous standbys are what make a failover lossless: wait for all of them.
     synchronous = [n for n in streaming if n["role"] == "sync_standby"]
     wanted_sync = lab.spec.sync_standbys if lab.spec.patroni.synchronous_mode else 0
-    hosts = {n.name: n.host for n in lab.spec.postgres_nodes} if lab.spec.host_aware_sync else {}
     return (
         len(leaders) == 1
         and len(streaming) == len(postgres) - 1
         and len(synchronous) >= wanted_sync
-        and rolling.host_crash_problem({n["name"]: n for n in postgres}, leaders[0]["name"], hosts) is None
+        and rolling.host_crash_problem(
+            {n["name"]: n for n in postgres}, leaders[0]["name"], lab.spec.sync_hosts
+        )
+        is None
         and isinstance(view["vipHolder"], str)
     )
 

@@ -463,6 +463,12 @@ class ClusterSpec:
         return self.patroni.synchronous_mode and self.patroni.host_aware_sync and len(hosts) > 1
 
     @property
+    def sync_hosts(self) -> dict[str, str]:
+        """Database member -> Proxmox host when host-aware sync is on (empty otherwise): what the
+        health rule ``pgha.maintenance.rolling.host_crash_problem`` checks the sync standby against."""
+        return {n.name: n.host for n in self.postgres_nodes} if self.host_aware_sync else {}
+
+    @property
     def sync_standbys(self) -> int:
         """How many standbys confirm each commit (Patroni's synchronous_node_count).
 

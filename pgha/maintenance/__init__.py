@@ -54,7 +54,7 @@ def _cluster_plan(spec: ClusterSpec, step: str) -> dict[str, Any]:
         "synchronous_mode": spec.patroni.synchronous_mode,
         "sync_standbys": spec.sync_standbys if spec.patroni.synchronous_mode else 0,
         # Host-aware sync: healthy includes a synchronous standby on another host.
-        "hosts": {n.name: n.host for n in spec.postgres_nodes} if spec.host_aware_sync else {},
+        "hosts": spec.sync_hosts,
         "loop_wait": spec.patroni.loop_wait,
     }
 
