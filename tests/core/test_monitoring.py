@@ -116,7 +116,7 @@ def test_metrics_port_on_every_vm(spec, secrets, tls):
 
 
 def test_stats_frontend_has_no_metrics_and_hides_the_version(spec, secrets, tls):
-    """Issue 11 item 8: HAProxy's /metrics leaves the unauthenticated stats port."""
+    """HAProxy's /metrics leaves the unauthenticated stats port."""
     stats = section(haproxy_config(spec, spec.nodes[0], secrets, tls), "frontend stats")
     assert "prometheus-exporter" not in stats and "/metrics" not in stats
     assert "stats hide-version" in stats

@@ -1,4 +1,4 @@
-"""What the DCS cannot change, who may call Patroni's unsafe endpoints, and owned_dir (issue 11)."""
+"""What the DCS cannot change, who may call Patroni's unsafe endpoints, and owned_dir."""
 
 from __future__ import annotations
 

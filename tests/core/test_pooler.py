@@ -149,7 +149,7 @@ def test_auth_query_not_a_userlist_of_application_secrets(spec, secrets, tls):
 
 
 def test_no_secret_in_a_readable_pooler_file(spec, secrets, tls):
-    """Issue 14: a pooler file holding a secret is 0600/0640 and owned by PgBouncer's user."""
+    """A pooler file holding a secret is 0600/0640 and owned by PgBouncer's user."""
     generated = [*secrets.values(), *tls.private_keys()]
     for node in spec.postgres_nodes:
         for path, rendered in pooler_files(spec, node, secrets, tls).items():

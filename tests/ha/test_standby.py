@@ -1,4 +1,4 @@
-"""Standby faults cost at most a few seconds of writes (issue 12), judged like the primary faults.
+"""Standby faults cost at most a few seconds of writes, judged like the primary faults.
 
 About 2.5 minutes on the dev lab (4 scenarios, each ~12 s of fault plus the
 way back to a healthy cluster).

@@ -1,7 +1,8 @@
 """Applications on the live dev lab: their own databases and roles, no superuser over the network.
 
-Issue 11 item 4 and issue 14 item 1, attacked and exercised on the running
-cluster, in three config changes (each a `pulumi up`: every step re-runs):
+No superuser login over the network, and applications' own databases and roles,
+attacked and exercised on the running cluster, in three config changes (each a
+`pulumi up`: every step re-runs):
 
 A. two applications: ``wiki`` (owns its database, pg_trgm) and ``js``
    (database owned by a NOLOGIN role, used by ``js_app``, a member), plus

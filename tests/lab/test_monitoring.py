@@ -119,7 +119,7 @@ def test_a_scrape_from_outside_allow_from_is_refused(lab: Lab, prometheus: LabPr
     # HAProxy accepts and closes at once: curl sees it as 7 (connect), 35 (handshake) or 56 (recv).
     assert refused.returncode in (7, 35, 56), (refused.returncode, refused.stderr)
     assert "node_cpu" not in refused.stdout
-    # HAProxy's metrics left the stats port (issue 11 item 8).
+    # HAProxy's metrics left the unauthenticated stats port.
     stats = f"https://{node.ip}:{lab.spec.haproxy.stats_port}/metrics"
     old = lab.run(
         ["curl", "-sS", "--max-time", "10", "--cacert", str(lab.ca_path), stats], capture_output=True

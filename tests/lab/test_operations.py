@@ -1,4 +1,4 @@
-"""Operations on a live cluster, judged by a writer on VIP:5432 (issue 6).
+"""Operations on a live cluster, judged by a writer on VIP:5432.
 
 (a) A reload-only change (a sighup PostgreSQL parameter, HAProxy's maxconn,
 keepalived's check interval) fails no request, and a session opened before
