@@ -34,9 +34,9 @@ from pgha import (
     image_packages,
     leave_step,
     load_stack,
-    maintenance,
     phases,
     pki,
+    rolling,
 )
 from pgha.secrets import new_password
 from pgha.spec import MaintenanceSpec
@@ -377,7 +377,7 @@ class Lab:
         self.lock.acquire()
         chosen = MaintenanceSpec(upgrade=generation or int(time.time()), apt_update=False)
         spec = dataclasses.replace(self.spec, maintenance=chosen)
-        plan = [(p, s) for p, s in phases(spec, self.secrets(), self.tls()) if p == maintenance.UPGRADE_PHASE]
+        plan = [(p, s) for p, s in phases(spec, self.secrets(), self.tls()) if p == rolling.UPGRADE_PHASE]
         return asyncio.run(self.runner().run_phases(plan, self._targets(), report=self.report))
 
     def wait_ready(self, timeout: float = 120.0) -> dict[str, Any]:

@@ -14,7 +14,7 @@ import subprocess
 import time
 from typing import Any
 
-from pgha import etcd, hostmaint
+from pgha import etcd, host_maintenance
 
 from . import etcdctl
 from .cluster import Lab
@@ -36,7 +36,7 @@ def run_tool(lab: Lab, host: str, action: str, check: bool = True) -> subprocess
     via = next((n for n in candidates if lab.machine(n).is_running()), None)
     if via is None:
         raise RuntimeError("no database machine is running")
-    argv = [hostmaint.TOOL_PATH, *([host, action] if action != "status" else ["status"])]
+    argv = [host_maintenance.TOOL_PATH, *([host, action] if action != "status" else ["status"])]
     result = lab.exec(via, argv, capture_output=True, text=True, timeout=TOOL_TIMEOUT)
     if check and result.returncode != 0:
         raise RuntimeError(f"pgha-host-maintenance {host} {action} on {via.name} failed:\n{result.stderr}")

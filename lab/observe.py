@@ -13,7 +13,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from pgha import Node, etcd, patroni
-from pgha.maintenance import rolling
+from pgha.rolling import pgha_rolling
 
 from . import external
 from .wait import wait_until
@@ -287,7 +287,7 @@ def is_healthy(lab: Lab, view: dict[str, Any]) -> bool:
         len(leaders) == 1
         and len(streaming) == len(postgres) - 1
         and len(synchronous) >= wanted_sync
-        and rolling.host_crash_problem(
+        and pgha_rolling.host_crash_problem(
             {n["name"]: n for n in postgres}, leaders[0]["name"], lab.spec.sync_hosts
         )
         is None

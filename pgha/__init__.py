@@ -4,7 +4,7 @@ No Pulumi imports here (a test checks it): the Pulumi components, the offline
 renderer and the lab all call these same functions.
 """
 
-from . import maintenance
+from . import rolling
 from .config import ConfigError, load_spec
 from .files import RenderedFile, Step
 from .pki import ClusterTls, LocalCa
@@ -27,8 +27,8 @@ __all__ = [
     "leave_step",
     "load_spec",
     "load_stack",
-    "maintenance",
     "node_files",
     "node_steps",
     "phases",
+    "rolling",
 ]

@@ -15,7 +15,7 @@ from collections import Counter
 from ipaddress import IPv4Address, IPv4Network, ip_address, ip_network
 from typing import Any, Literal, get_args, get_origin
 
-from .databases import tool as databases_tool
+from .databases import pgha_databases as databases_tool
 from .etcd import members as etcd_members
 from .patroni import MANAGED_PARAMETERS
 from .secrets import SUPPLIED

@@ -2,8 +2,8 @@
 
 A program that runs on a VM and is written in Python (today
 ``pgha/haproxy/save_state.py``, ``pgha/backup/backup_status.py``,
-``pgha/maintenance/rolling.py``, ``pgha/patroni/hostaware.py``, ``pgha/hostmaint/tool.py``
-and ``pgha/fastpath/agent.py``) is:
+``pgha/rolling/pgha_rolling.py``, ``pgha/patroni/hostaware.py``,
+``pgha/host_maintenance/pgha_host_maintenance.py`` and ``pgha/fastpath/agent.py``) is:
 
 - **a plain module of this package**, ``pgha/<service>/<tool>.py``: ruff checks
   and formats it like any other file, it is type-hinted, and its tests import

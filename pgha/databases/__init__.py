@@ -2,7 +2,7 @@
 
 A step on every PostgreSQL VM, after Patroni's dynamic config, installs a
 plan (JSON with the passwords, postgres 0600) and runs ``pgha-databases``
-(``tool.py``, shipped as it is) as the postgres OS user over the local
+(``pgha_databases.py``, shipped as it is) as the postgres OS user over the local
 socket: on the primary it creates or alters what differs, on the replicas it
 waits until replication shows the same state, so the step ends only when
 every VM agrees. Re-running it with nothing changed changes nothing.
@@ -32,13 +32,13 @@ from .. import patroni, vmprograms
 from ..files import RenderedFile, Step, render_script
 from ..secrets import POOLER_DATABASE, POOLER_ROLE, SUPERUSER, VERIFY_DATABASE, VERIFY_ROLE, ClusterSecrets
 from ..spec import ClusterSpec, DatabaseSpec, Node
-from . import tool
+from . import pgha_databases
 
 HERE = Path(__file__).resolve().parent
 # Shares phase 8 with pgBackRest's step (independent of it): after patroni-config.
 PHASE = 8
-TOOL_PATH = tool.INSTALL_PATH
-PLAN_PATH = tool.SETTINGS_PATH
+TOOL_PATH = pgha_databases.INSTALL_PATH
+PLAN_PATH = pgha_databases.SETTINGS_PATH
 TIMEOUT_S = 300
 # The verify probe needs one session at a time, plus the server connection the
 # primary's PgBouncer keeps after its 6432 check (server_idle_timeout): 2, and
@@ -113,7 +113,7 @@ def plan(spec: ClusterSpec, secrets: ClusterSecrets) -> dict[str, Any]:
 
 def files(spec: ClusterSpec, secrets: ClusterSecrets) -> list[RenderedFile]:
     """The tool (pgha/vmprograms.py's convention) and its plan, which holds passwords: postgres 0600."""
-    program, settings = vmprograms.program_files(tool, plan(spec, secrets), settings_mode=0o600)
+    program, settings = vmprograms.program_files(pgha_databases, plan(spec, secrets), settings_mode=0o600)
     return [program, dataclasses.replace(settings, owner="postgres", group="postgres", secret=True)]
 
 

@@ -23,7 +23,7 @@ import hashlib
 from collections.abc import Iterable
 from pathlib import Path
 
-from .. import maintenance, patroni, pki, vmprograms
+from .. import patroni, pki, rolling, vmprograms
 from ..files import Step, render_script
 from ..secrets import VERIFY_DATABASE, VERIFY_ROLE, ClusterSecrets
 from ..spec import ClusterSpec, Node
@@ -39,7 +39,7 @@ TABLE = "public.verify"
 
 def verify_node(spec: ClusterSpec) -> Node:
     """The VM that runs the check: the one that applies cluster-wide changes."""
-    return maintenance.config_node(spec)
+    return rolling.config_node(spec)
 
 
 def timeout_s(spec: ClusterSpec) -> int:

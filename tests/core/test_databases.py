@@ -10,7 +10,7 @@ import json
 import pytest
 
 from pgha import ConfigError, databases, load_spec, node_steps
-from pgha.databases import tool
+from pgha.databases import pgha_databases
 from pgha.secrets import ClusterSecrets
 
 
@@ -201,7 +201,7 @@ def test_the_verify_role_and_database_are_kept_even_with_nothing_declared(dev_co
     assert [r["name"] for r in plan["roles"]] == ["pgha_verify", "pgha_pooler"]
     assert [d["name"] for d in plan["databases"]] == ["pgha_verify", "pgha_pooler"]
     # The tool creates them like declared ones: a login role (never a superuser), then its database.
-    todo = tool.actions({"roles": {}, "databases": {}}, plan)
+    todo = pgha_databases.actions({"roles": {}, "databases": {}}, plan)
     assert [a.describe for a in todo] == [
         "create_role pgha_verify",
         "set_password pgha_verify",
@@ -213,12 +213,12 @@ def test_the_verify_role_and_database_are_kept_even_with_nothing_declared(dev_co
         "revoke_public pgha_pooler",
     ]
     # A superuser pgha_verify (tampered with) is brought back to a plain login.
-    verifier = tool.scram_verifier("verify-Secret-7")
+    verifier = pgha_databases.scram_verifier("verify-Secret-7")
     tampered = {"login": True, "connection_limit": 3, "password": verifier, "member_of": []}
-    tampered |= {a: a == "superuser" for a in tool.DENIED_ATTRIBUTES}
+    tampered |= {a: a == "superuser" for a in pgha_databases.DENIED_ATTRIBUTES}
     pooler = {"login": True, "connection_limit": 10, "member_of": []}
-    pooler |= {"password": tool.scram_verifier("pooler-Secret-8")} | dict.fromkeys(
-        tool.DENIED_ATTRIBUTES, False
+    pooler |= {"password": pgha_databases.scram_verifier("pooler-Secret-8")} | dict.fromkeys(
+        pgha_databases.DENIED_ATTRIBUTES, False
     )
     state = {
         "roles": {"pgha_verify": tampered, "pgha_pooler": pooler},
@@ -227,7 +227,7 @@ def test_the_verify_role_and_database_are_kept_even_with_nothing_declared(dev_co
             "pgha_pooler": {"owner": "postgres", "public_access": False, "extensions": []},
         },
     }
-    assert [a.describe for a in tool.actions(state, plan)] == ["alter_role pgha_verify"]
+    assert [a.describe for a in pgha_databases.actions(state, plan)] == ["alter_role pgha_verify"]
 
 
 def test_a_nologin_role_gets_no_password_and_a_missing_one_is_an_error(dev_config, secrets):
@@ -247,7 +247,7 @@ def test_a_nologin_role_gets_no_password_and_a_missing_one_is_an_error(dev_confi
 def test_scram_verifier_matches_rfc7677_test_vector():
     """RFC 7677's example: user 'user', password 'pencil', its salt and 4096 iterations."""
     salt = base64.b64decode("W22ZaJ0SNY7soEsUEjb6gQ==")
-    verifier = tool.scram_verifier("pencil", salt)
+    verifier = pgha_databases.scram_verifier("pencil", salt)
     salted = hashlib.pbkdf2_hmac("sha256", b"pencil", salt, 4096)
     server_key = hmac.new(salted, b"Server Key", "sha256").digest()
     # The RFC's server signature for its exchange, recomputed from our ServerKey.
@@ -268,12 +268,12 @@ def test_scram_verifier_matches_rfc7677_test_vector():
 
 
 def test_scram_matches_only_the_same_password():
-    verifier = tool.scram_verifier("correct-horse-battery")
-    assert tool.scram_matches(verifier, "correct-horse-battery")
-    assert not tool.scram_matches(verifier, "correct-horse-battery!")
-    assert not tool.scram_matches(None, "x")
-    assert not tool.scram_matches("md5abcdef", "x")
-    assert not tool.scram_matches("SCRAM-SHA-256$garbage", "x")
+    verifier = pgha_databases.scram_verifier("correct-horse-battery")
+    assert pgha_databases.scram_matches(verifier, "correct-horse-battery")
+    assert not pgha_databases.scram_matches(verifier, "correct-horse-battery!")
+    assert not pgha_databases.scram_matches(None, "x")
+    assert not pgha_databases.scram_matches("md5abcdef", "x")
+    assert not pgha_databases.scram_matches("SCRAM-SHA-256$garbage", "x")
 
 
 def _plan() -> dict:
@@ -312,8 +312,8 @@ def _converged(plan: dict) -> dict:
         r["name"]: {
             "login": r["login"],
             "connection_limit": r["connection_limit"],
-            "password": tool.scram_verifier(r["password"]) if r.get("password") else None,
-            **dict.fromkeys(tool.DENIED_ATTRIBUTES, False),
+            "password": pgha_databases.scram_verifier(r["password"]) if r.get("password") else None,
+            **dict.fromkeys(pgha_databases.DENIED_ATTRIBUTES, False),
             "member_of": list(r["member_of"]),
         }
         for r in plan["roles"]
@@ -330,7 +330,7 @@ def _converged(plan: dict) -> dict:
 def test_from_nothing_everything_is_created_in_a_safe_order():
     plan = _plan()
     empty = {"roles": {}, "databases": {}}
-    verbs = [(a.verb, a.args[0]) for a in tool.actions(empty, plan)]
+    verbs = [(a.verb, a.args[0]) for a in pgha_databases.actions(empty, plan)]
     assert verbs == [
         ("create_role", "wiki"),
         ("set_password", "wiki"),
@@ -349,13 +349,13 @@ def test_from_nothing_everything_is_created_in_a_safe_order():
 
 def test_converged_state_needs_nothing():
     plan = _plan()
-    assert tool.actions(_converged(plan), plan) == []
+    assert pgha_databases.actions(_converged(plan), plan) == []
 
 
 def test_only_what_differs_is_changed_and_undeclared_objects_are_left_alone():
     plan = _plan()
     state = _converged(plan)
-    state["roles"]["wiki"]["password"] = tool.scram_verifier("the-old-password-xyz")
+    state["roles"]["wiki"]["password"] = pgha_databases.scram_verifier("the-old-password-xyz")
     state["roles"]["js_app"]["member_of"] = ["js_owner", "pg_monitor", "pg_read_all_data", "someone_else"]
     state["roles"]["js_owner"]["superuser"] = True
     state["databases"]["js"]["public_access"] = True
@@ -363,7 +363,7 @@ def test_only_what_differs_is_changed_and_undeclared_objects_are_left_alone():
     # Objects nobody declared: never in the snapshot's keys the plan does not name, never acted on.
     state["roles"]["stranger"] = {**state["roles"]["wiki"]}
     state["databases"]["other"] = {"owner": "stranger", "public_access": True, "extensions": []}
-    described = [a.describe for a in tool.actions(state, plan)]
+    described = [a.describe for a in pgha_databases.actions(state, plan)]
     assert described == [
         "set_password wiki",
         "alter_role js_owner",
@@ -378,14 +378,17 @@ def test_only_what_differs_is_changed_and_undeclared_objects_are_left_alone():
 def test_absent_objects_are_dropped_databases_first_and_only_when_they_exist():
     plan = _plan()
     state = _converged(plan)
-    assert tool.actions(state, plan) == []
+    assert pgha_databases.actions(state, plan) == []
     state["roles"]["old"] = {**state["roles"]["wiki"]}
     state["databases"]["gone"] = {"owner": "old", "public_access": False, "extensions": []}
-    assert [a.describe for a in tool.actions(state, plan)] == ["drop_database gone", "drop_role old"]
+    assert [a.describe for a in pgha_databases.actions(state, plan)] == [
+        "drop_database gone",
+        "drop_role old",
+    ]
 
 
 def test_the_tool_is_a_plain_module_without_pgha_imports():
-    source = (databases.HERE / "tool.py").read_text()
+    source = (databases.HERE / "pgha_databases.py").read_text()
     assert "import pgha" not in source and "from pgha" not in source and "from ." not in source
     program, plan_file = databases.files(load_spec_dev(), ClusterSecrets.placeholders(["app"]))
     assert program.path == databases.TOOL_PATH and program.content == source and program.mode == 0o755

@@ -21,20 +21,29 @@ import yaml
 from pgha import ClusterSecrets, ClusterTls, node_files, vmprograms
 from pgha.backup import backup_status
 from pgha.cloudinit import DEPLOY_KEY_PLACEHOLDER, HostKey, seed
-from pgha.databases import tool as databases_tool
+from pgha.databases import pgha_databases
 from pgha.fastpath import agent as fastpath_agent
 from pgha.files import CORE_DIR, INSTALLER_PATH, INSTALLER_SOURCE, REPO_DIR
 from pgha.haproxy import save_state
-from pgha.hostmaint import tool as host_maintenance
-from pgha.maintenance import rolling
+from pgha.host_maintenance import pgha_host_maintenance
 from pgha.monitoring import collector
 from pgha.patroni import hostaware
+from pgha.rolling import pgha_rolling
 from pgha.stackfile import load_stack
 from pgha.verify import probe
 
 STACKS = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in REPO_DIR.glob("Pulumi.*.yaml"))
 MODULES = (
-    *(save_state, backup_status, rolling, hostaware, databases_tool, collector, probe, host_maintenance),
+    *(
+        save_state,
+        backup_status,
+        pgha_rolling,
+        hostaware,
+        pgha_databases,
+        collector,
+        probe,
+        pgha_host_maintenance,
+    ),
     fastpath_agent,
 )
 RUFF = Path(sys.executable).parent / "ruff"
@@ -193,8 +202,8 @@ def test_backup_status_reports_health_and_age():
 def test_rolling_reads_patroni_config_from_its_settings(tmp_path):
     patroni_config = tmp_path / "config.yml"
     patroni_config.write_text("restapi:\n  authentication:\n    username: patroni\n    password: s3cret\n")
-    tool = rolling.Tool({"step": "patroni-config", "ca": None}, str(patroni_config))
+    tool = pgha_rolling.RollingOperation({"step": "patroni-config", "ca": None}, str(patroni_config))
     assert tool.auth() == "Basic cGF0cm9uaTpzM2NyZXQ="  # patroni:s3cret
     settings = tmp_path / "settings.json"
     settings.write_text(json.dumps({"patroni_config": str(patroni_config)}))
-    assert rolling.main(["nonsense"], str(settings)) == 2  # usage, before reading anything
+    assert pgha_rolling.main(["nonsense"], str(settings)) == 2  # usage, before reading anything

@@ -85,7 +85,7 @@ def host_crash_problem(members: dict[str, View], leader: str, hosts: dict[str, s
     return None
 
 
-class Tool:
+class RollingOperation:
     def __init__(self, plan: dict[str, Any], patroni_config: str = PATRONI_CONFIG) -> None:
         self.plan = plan
         self.step = plan["step"]
@@ -612,7 +612,7 @@ def main(argv: list[str] | None = None, settings_path: str = SETTINGS_PATH) -> i
     with open(settings_path) as handle:
         settings = json.load(handle)
     with open(args[1]) as handle:
-        tool = Tool(json.load(handle), settings["patroni_config"])
+        tool = RollingOperation(json.load(handle), settings["patroni_config"])
     try:
         if args[0] == "apply-config":
             tool.apply_config()

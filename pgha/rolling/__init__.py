@@ -1,6 +1,6 @@
 """Changes that reach running PostgreSQL: dynamic config, rolling restarts, rolling updates.
 
-Two steps, both driving one program (``rolling.py``, installed as
+Two steps, both driving one program (``pgha_rolling.py``, installed as
 ``pgha-rolling`` by the step with its settings and the step's plan, see
 ``pgha/vmprograms.py``) that talks to Patroni's REST API:
 
@@ -28,19 +28,19 @@ from typing import Any
 from .. import backup, etcd, patroni, pki, vmprograms
 from ..files import RenderedFile, Step, render_script
 from ..spec import ClusterSpec, Node
-from . import rolling
+from . import pgha_rolling
 
 HERE = Path(__file__).resolve().parent
 CONFIG_PHASE = 7
 UPGRADE_PHASE = 11  # last: after monitoring (10)
-TOOL_PATH = rolling.INSTALL_PATH
+TOOL_PATH = pgha_rolling.INSTALL_PATH
 CONFIG_PLAN_PATH = "/etc/pgha/patroni-dynamic.json"
 UPGRADE_PLAN_PATH = "/etc/pgha/upgrade.json"
 
 
 def tool_files() -> list[RenderedFile]:
     """pgha-rolling and its settings: where Patroni's config (and REST API password) is."""
-    return vmprograms.program_files(rolling, {"patroni_config": patroni.CONFIG_PATH})
+    return vmprograms.program_files(pgha_rolling, {"patroni_config": patroni.CONFIG_PATH})
 
 
 def _cluster_plan(spec: ClusterSpec, step: str) -> dict[str, Any]:

@@ -9,20 +9,20 @@ from typing import Any
 
 import pytest
 
-from pgha import hostmaint, load_spec, node_steps
-from pgha.hostmaint import tool
+from pgha import host_maintenance, load_spec, node_steps
+from pgha.host_maintenance import pgha_host_maintenance
 
 
-def _members(spec) -> list[tool.Member]:
-    return tool.members_of(hostmaint.settings(spec, spec.postgres_nodes[0]))
+def _members(spec) -> list[pgha_host_maintenance.Member]:
+    return pgha_host_maintenance.members_of(host_maintenance.settings(spec, spec.postgres_nodes[0]))
 
 
 def test_two_hosts_without_witness_remove_the_majority_hosts_members(spec):
     members = _members(spec)
     # pve1 carries psql-01 and psql-03: both go, psql-02 alone keeps the quorum.
-    assert tool.etcd_members_to_remove(members, "pve1") == ["psql-01", "psql-03"]
+    assert pgha_host_maintenance.etcd_members_to_remove(members, "pve1") == ["psql-01", "psql-03"]
     # pve2 carries one of three: the other two keep the quorum already.
-    assert tool.etcd_members_to_remove(members, "pve2") == []
+    assert pgha_host_maintenance.etcd_members_to_remove(members, "pve2") == []
 
 
 def test_a_witness_means_no_member_is_removed(dev_config):
@@ -30,7 +30,7 @@ def test_a_witness_means_no_member_is_removed(dev_config):
     members = _members(load_spec(dev_config, "dev"))
     assert [m.name for m in members if m.etcd] == ["psql-01", "psql-02", "witness"]
     for host in ("pve1", "pve2", "pve3"):
-        assert tool.etcd_members_to_remove(members, host) == []
+        assert pgha_host_maintenance.etcd_members_to_remove(members, host) == []
 
 
 def test_five_vms_on_two_hosts(dev_config):
@@ -40,8 +40,8 @@ def test_five_vms_on_two_hosts(dev_config):
     ]
     members = _members(load_spec(dev_config, "dev"))
     # pve1: three of five; without them two remain, below the quorum of three.
-    assert tool.etcd_members_to_remove(members, "pve1") == ["psql-01", "psql-03", "psql-05"]
-    assert tool.etcd_members_to_remove(members, "pve2") == []
+    assert pgha_host_maintenance.etcd_members_to_remove(members, "pve1") == ["psql-01", "psql-03", "psql-05"]
+    assert pgha_host_maintenance.etcd_members_to_remove(members, "pve2") == []
 
 
 def _view(**overrides: dict[str, Any]) -> dict[str, Any]:
@@ -59,7 +59,7 @@ EXPECTED = ["psql-01", "psql-02", "psql-03"]
 
 
 def test_a_healthy_cluster_has_no_problem():
-    assert tool.cluster_problems(_view(), EXPECTED, 2, max_lag=1048576) == []
+    assert pgha_host_maintenance.cluster_problems(_view(), EXPECTED, 2, max_lag=1048576) == []
 
 
 @pytest.mark.parametrize(
@@ -72,57 +72,62 @@ def test_a_healthy_cluster_has_no_problem():
     ],
 )
 def test_refusal_reasons(change, reason):
-    found = tool.cluster_problems(_view(**change), EXPECTED, 2, max_lag=1048576)
+    found = pgha_host_maintenance.cluster_problems(_view(**change), EXPECTED, 2, max_lag=1048576)
     assert any(reason in p for p in found), found
 
 
 def test_a_missing_member_and_no_api_are_problems():
     view = _view()
     view["members"] = view["members"][:2]
-    assert tool.cluster_problems(view, EXPECTED, 1) == ["psql-03 is not in the cluster"]
-    assert tool.cluster_problems(None, EXPECTED, 1) == ["no Patroni REST API answers"]
+    assert pgha_host_maintenance.cluster_problems(view, EXPECTED, 1) == ["psql-03 is not in the cluster"]
+    assert pgha_host_maintenance.cluster_problems(None, EXPECTED, 1) == ["no Patroni REST API answers"]
 
 
 def test_tags_are_set_once():
     document: dict[str, Any] = {"tags": {"nofailover": False, "clonefrom": True}}
-    assert tool.with_tags(document, tool.MAINTENANCE_TAGS)
+    assert pgha_host_maintenance.with_tags(document, pgha_host_maintenance.MAINTENANCE_TAGS)
     assert document["tags"] == {"nofailover": True, "clonefrom": True, "nosync": True}
-    assert not tool.with_tags(document, tool.MAINTENANCE_TAGS)
+    assert not pgha_host_maintenance.with_tags(document, pgha_host_maintenance.MAINTENANCE_TAGS)
 
 
 def test_the_step_installs_the_module_as_is_with_its_settings(spec, secrets, tls):
     for node in spec.nodes:
-        steps = [s for s in node_steps(spec, node, secrets, tls) if s.name == hostmaint.STEP]
+        steps = [s for s in node_steps(spec, node, secrets, tls) if s.name == host_maintenance.STEP]
         if not node.runs_postgres:
             assert steps == []  # the repository VM has no Patroni to tag
             continue
         files = {f.path: f for f in steps[0].files}
-        assert files[hostmaint.TOOL_PATH].content == (hostmaint.HERE / "tool.py").read_text()
-        assert files[hostmaint.TOOL_PATH].mode == 0o755
-        settings = json.loads(files[hostmaint.SETTINGS_PATH].content)
+        assert (
+            files[host_maintenance.TOOL_PATH].content
+            == (host_maintenance.HERE / "pgha_host_maintenance.py").read_text()
+        )
+        assert files[host_maintenance.TOOL_PATH].mode == 0o755
+        settings = json.loads(files[host_maintenance.SETTINGS_PATH].content)
         assert settings["node"] == node.name
         assert settings["hosts"] == ["pve1", "pve2"]
         assert {m["name"] for m in settings["members"]} == {"psql-01", "psql-02", "psql-03"}
         assert settings["normal_tags"] == {"nofailover": False, "nosync": False}
         # No secret in the settings: the REST API password is read on the VM.
-        assert secrets.restapi_password not in files[hostmaint.SETTINGS_PATH].content
-        assert files[hostmaint.SETTINGS_PATH].mode == 0o600
+        assert secrets.restapi_password not in files[host_maintenance.SETTINGS_PATH].content
+        assert files[host_maintenance.SETTINGS_PATH].mode == 0o600
 
 
 def test_the_tool_refuses_a_bad_command_line():
     result = subprocess.run(
-        [sys.executable, str(hostmaint.HERE / "tool.py"), "pve1", "reboot"], capture_output=True, text=True
+        [sys.executable, str(host_maintenance.HERE / "pgha_host_maintenance.py"), "pve1", "reboot"],
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 2
     assert "HOST start" in result.stderr
 
 
-class _EtcdStub(tool.Cluster):
+class _EtcdStub(pgha_host_maintenance.Cluster):
     """Cluster without network: etcdctl answers from a member list kept here."""
 
     def __init__(self, settings: dict[str, Any], fail_after_removing: bool) -> None:
         self.settings = settings
-        self.members = tool.members_of(settings)
+        self.members = pgha_host_maintenance.members_of(settings)
         self.fail_after_removing = fail_after_removing
         self.asked: list[tuple[tuple[str, ...], list[str] | None]] = []
         self.listed = [
@@ -142,7 +147,7 @@ class _EtcdStub(tool.Cluster):
         if args[:2] == ("member", "remove"):
             self.listed = [e for e in self.listed if f"{e['ID']:x}" != args[2]]
             if self.fail_after_removing:
-                raise tool.Refused("etcdctl member remove: context deadline exceeded")
+                raise pgha_host_maintenance.Refused("etcdctl member remove: context deadline exceeded")
             return None
         if args[:2] == ("endpoint", "status"):
             return [{"Status": {"leader": self.leader}}]
@@ -158,9 +163,9 @@ class _EtcdStub(tool.Cluster):
 @pytest.mark.parametrize("fail_after_removing", [False, True])
 def test_etcd_members_are_removed_through_the_members_that_stay(spec, fail_after_removing):
     """A member asked to remove itself stops before it answers: ask the others, and trust the list."""
-    settings = hostmaint.settings(spec, spec.postgres_nodes[0])
+    settings = host_maintenance.settings(spec, spec.postgres_nodes[0])
     cluster = _EtcdStub(settings, fail_after_removing)
-    leaving = tool.etcd_members_to_remove(cluster.members, "pve1")
+    leaving = pgha_host_maintenance.etcd_members_to_remove(cluster.members, "pve1")
     cluster.remove_etcd_members(leaving, "pve1")
     staying = {m.etcd_client for m in cluster.members if m.etcd and m.host != "pve1"}
     removals = [endpoints for args, endpoints in cluster.asked if args[:2] == ("member", "remove")]
@@ -172,14 +177,16 @@ def test_etcd_members_are_removed_through_the_members_that_stay(spec, fail_after
 
 
 def test_a_removal_that_did_not_happen_is_still_refused(spec):
-    settings = hostmaint.settings(spec, spec.postgres_nodes[0])
+    settings = host_maintenance.settings(spec, spec.postgres_nodes[0])
     cluster = _EtcdStub(settings, fail_after_removing=False)
 
     def refuse(*args: str, endpoints: list[str] | None = None) -> Any:
         if args[:2] == ("member", "remove"):
-            raise tool.Refused("etcdctl member remove: permission denied")
+            raise pgha_host_maintenance.Refused("etcdctl member remove: permission denied")
         return _EtcdStub.etcdctl(cluster, *args, endpoints=endpoints)
 
     cluster.etcdctl = refuse  # type: ignore[method-assign]
-    with pytest.raises(tool.Refused, match="permission denied"):
-        cluster.remove_etcd_members(tool.etcd_members_to_remove(cluster.members, "pve1"), "pve1")
+    with pytest.raises(pgha_host_maintenance.Refused, match="permission denied"):
+        cluster.remove_etcd_members(
+            pgha_host_maintenance.etcd_members_to_remove(cluster.members, "pve1"), "pve1"
+        )

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 import yaml
 
-from pgha import ConfigError, load_spec, maintenance, node_steps, patroni, vmprograms
+from pgha import ConfigError, load_spec, node_steps, patroni, rolling, vmprograms
 from pgha.files import RenderedFile
-from pgha.maintenance import rolling
+from pgha.rolling import pgha_rolling
 
 
 def files_of(step) -> dict[str, RenderedFile]:
@@ -20,7 +20,7 @@ def files_of(step) -> dict[str, RenderedFile]:
 
 def test_bootstrap_and_patch_come_from_one_function(spec, secrets, tls):
     (step,) = [s for s in node_steps(spec, spec.nodes[0], secrets, tls) if s.name == "patroni-config"]
-    plan = json.loads(files_of(step)[maintenance.CONFIG_PLAN_PATH].content)
+    plan = json.loads(files_of(step)[rolling.CONFIG_PLAN_PATH].content)
     config_file = next(
         f for f in patroni.files(spec, spec.nodes[0], secrets, tls) if f.path == patroni.CONFIG_PATH
     )
@@ -38,16 +38,16 @@ def test_config_step_runs_on_one_vm_and_holds_no_secret(spec, secrets, tls):
     steps = [s for n in spec.nodes for s in node_steps(spec, n, secrets, tls) if s.name == "patroni-config"]
     assert [s.node for s in steps] == ["psql-01"]
     (step,) = steps
-    assert step.phase == maintenance.CONFIG_PHASE and not step.has_secrets
+    assert step.phase == rolling.CONFIG_PHASE and not step.has_secrets
     for value in secrets.values():
         assert value not in step.command and value not in step.stdin
     # The password comes from Patroni's own root/postgres-only config, on the VM.
-    tool = files_of(step)[maintenance.TOOL_PATH]
-    assert tool.content == vmprograms.source(rolling) and tool.mode == 0o755
-    settings = files_of(step)[rolling.SETTINGS_PATH]
+    tool = files_of(step)[rolling.TOOL_PATH]
+    assert tool.content == vmprograms.source(pgha_rolling) and tool.mode == 0o755
+    settings = files_of(step)[pgha_rolling.SETTINGS_PATH]
     assert json.loads(settings.content) == {"patroni_config": patroni.CONFIG_PATH}
-    assert files_of(step)[maintenance.CONFIG_PLAN_PATH].mode == 0o600
-    assert f"python3 {maintenance.TOOL_PATH} apply-config {maintenance.CONFIG_PLAN_PATH}" in step.script
+    assert files_of(step)[rolling.CONFIG_PLAN_PATH].mode == 0o600
+    assert f"python3 {rolling.TOOL_PATH} apply-config {rolling.CONFIG_PLAN_PATH}" in step.script
 
 
 def test_a_parameter_change_reruns_the_config_step(spec, secrets, tls, dev_config):
@@ -65,7 +65,7 @@ def test_upgrade_steps_only_with_a_generation(spec, secrets, tls, dev_config):
     upgrading = load_spec(dev_config, "dev")
     for node in upgrading.nodes:
         (step,) = [s for s in node_steps(upgrading, node, secrets, tls) if s.name == "upgrade"]
-        plan = json.loads(files_of(step)[maintenance.UPGRADE_PLAN_PATH].content)
+        plan = json.loads(files_of(step)[rolling.UPGRADE_PLAN_PATH].content)
         assert (plan["node"], plan["generation"], plan["apt_update"]) == (node.name, 3, False)
         pem = "postgres.pem" if node.runs_postgres else "pgbackrest.pem"  # the repository VM: no etcd here
         assert plan["client_pem"] == f"/etc/pgha/tls/{pem}"
@@ -83,13 +83,13 @@ def test_a_witness_takes_its_turn_with_its_etcd_certificate(dev_config, secrets)
     tls = LocalCa.create(spec).issue_cluster(spec)
     steps = node_steps(spec, spec.node("witness"), secrets, tls)
     (step,) = [s for s in steps if s.name == "upgrade"]
-    plan = json.loads(files_of(step)[maintenance.UPGRADE_PLAN_PATH].content)
+    plan = json.loads(files_of(step)[rolling.UPGRADE_PLAN_PATH].content)
     assert plan["client_pem"] == "/etc/pgha/tls/etcd.pem"
     assert plan["without_postgres"] == ["witness", "backup-01"] and "witness" not in plan["members"]
 
 
 def test_tool_patches_only_what_differs(spec):
-    tool = rolling
+    tool = pgha_rolling
     desired = patroni.dynamic_config(spec)
     current = json.loads(json.dumps(desired))
     assert tool.difference(desired, current) == {}
@@ -118,10 +118,10 @@ def _view(leader: str, replicas: dict[str, str], pending: tuple[str, ...] = ()) 
     return {"members": members}
 
 
-def _tool(spec, node: str, markers: dict[str, str], view: dict[str, Any]) -> rolling.Tool:
-    plan = maintenance.upgrade_plan(spec, spec.node(node))
+def _tool(spec, node: str, markers: dict[str, str], view: dict[str, Any]) -> pgha_rolling.RollingOperation:
+    plan = rolling.upgrade_plan(spec, spec.node(node))
     plan["ca"] = None  # no CA file here: nothing is fetched
-    tool = rolling.Tool(plan)
+    tool = pgha_rolling.RollingOperation(plan)
     tool.markers = lambda: dict(markers)
     tool.cluster = lambda: view
     return tool
@@ -133,8 +133,8 @@ def test_turns_go_to_replicas_by_name_then_the_primary(dev_config, monkeypatch):
     healthy = _view("psql-01", {"psql-02": "streaming", "psql-03": "streaming"})
     repository = _tool(spec, "psql-02", {}, healthy)
     with monkeypatch.context() as patched:
-        patched.setattr(rolling, "TURN_TIMEOUT", -1)
-        with pytest.raises(rolling.Stop, match="not my turn"):
+        patched.setattr(pgha_rolling, "TURN_TIMEOUT", -1)
+        with pytest.raises(pgha_rolling.Stop, match="not my turn"):
             repository.wait_turn()  # the VMs without PostgreSQL (here backup-01) go first
     done = {"backup-01": "done 7"}
     first = _tool(spec, "psql-02", done, healthy)
@@ -142,8 +142,8 @@ def test_turns_go_to_replicas_by_name_then_the_primary(dev_config, monkeypatch):
     later = _tool(spec, "psql-03", {**done, "psql-02": "done 7"}, healthy)
     later.wait_turn()
     primary = _tool(spec, "psql-01", {**done, "psql-02": "done 7", "psql-03": "done 6"}, healthy)
-    monkeypatch.setattr(rolling, "TURN_TIMEOUT", -1)  # give up on the first round instead of waiting
-    with pytest.raises(rolling.Stop, match="not my turn"):
+    monkeypatch.setattr(pgha_rolling, "TURN_TIMEOUT", -1)  # give up on the first round instead of waiting
+    with pytest.raises(pgha_rolling.Stop, match="not my turn"):
         primary.wait_turn()  # psql-03 has not done generation 7 yet
 
 
@@ -152,20 +152,20 @@ def test_a_failed_turn_or_an_unhealthy_cluster_stops_everyone(dev_config, monkey
     spec = load_spec(dev_config, "dev")
     healthy = _view("psql-01", {"psql-02": "streaming", "psql-03": "streaming"})
     tool = _tool(spec, "psql-03", {"psql-02": "failed 7: apt-get failed"}, healthy)
-    with pytest.raises(rolling.Stop, match="rolling update stopped: psql-02 failed 7"):
+    with pytest.raises(pgha_rolling.Stop, match="rolling update stopped: psql-02 failed 7"):
         tool.wait_turn()
     broken = _view("psql-01", {"psql-02": "streaming", "psql-03": "stopped"})
     tool = _tool(spec, "psql-02", {}, broken)
-    monkeypatch.setattr(rolling, "START_GRACE", -1)  # no time to settle
+    monkeypatch.setattr(pgha_rolling, "START_GRACE", -1)  # no time to settle
     stopped = r"cluster unhealthy before the rolling update.*psql-03 is stopped"
-    with pytest.raises(rolling.Stop, match=stopped):
+    with pytest.raises(pgha_rolling.Stop, match=stopped):
         tool.wait_turn()
 
 
 def test_health_needs_one_leader_streaming_replicas_and_sync_standbys(spec):
-    plan = maintenance.config_plan(spec)
+    plan = rolling.config_plan(spec)
     plan["ca"] = None
-    tool = rolling.Tool(plan)
+    tool = pgha_rolling.RollingOperation(plan)
     assert tool.problems(_view("psql-01", {"psql-02": "streaming", "psql-03": "streaming"})) == []
     lagging = _view("psql-01", {"psql-02": "streaming", "psql-03": "starting"})
     assert tool.problems(lagging) == ["psql-03 is starting, not streaming"]
@@ -209,9 +209,9 @@ def test_parameters_must_be_scalars_with_postgresql_names(dev_config):
 
 
 def test_config_step_acts_only_on_a_difference_and_only_on_a_healthy_cluster(spec, monkeypatch):
-    plan = maintenance.config_plan(spec)
+    plan = rolling.config_plan(spec)
     plan["ca"] = None
-    tool = rolling.Tool(plan)
+    tool = pgha_rolling.RollingOperation(plan)
     calls: list[tuple[str, str]] = []
     current = json.loads(json.dumps(plan["dynamic"]))
 
@@ -224,9 +224,9 @@ def test_config_step_acts_only_on_a_difference_and_only_on_a_healthy_cluster(spe
     tool.apply_config()  # in step: nothing to do, even with a replica down
     assert calls == [("GET", "https://10.0.0.4:8008/config")]
     current["postgresql"]["parameters"]["max_connections"] = 100
-    monkeypatch.setattr(rolling, "START_GRACE", -1)
+    monkeypatch.setattr(pgha_rolling, "START_GRACE", -1)
     stopped = r"not healthy before the configuration change.*psql-03 is stopped"
-    with pytest.raises(rolling.Stop, match=stopped):
+    with pytest.raises(pgha_rolling.Stop, match=stopped):
         tool.apply_config()
     assert ("PATCH", "https://10.0.0.4:8008/config") not in calls
 
@@ -234,10 +234,10 @@ def test_config_step_acts_only_on_a_difference_and_only_on_a_healthy_cluster(spe
 def test_health_needs_the_sync_standby_on_another_host_than_the_primary(spec):
     """Host-aware: right after a leader change /sync may name a standby on the primary's own host;
     a crash of that host would then leave nothing promotable, so that is not healthy yet."""
-    plan = maintenance.config_plan(spec)
+    plan = rolling.config_plan(spec)
     plan["ca"] = None
     assert plan["hosts"] == {"psql-01": "pve1", "psql-02": "pve2", "psql-03": "pve1"}
-    tool = rolling.Tool(plan)
+    tool = pgha_rolling.RollingOperation(plan)
     view = _view("psql-01", {"psql-02": "streaming", "psql-03": "streaming"})
     view["members"][1]["role"] = "replica"  # psql-02, on pve2, does not confirm commits yet
     assert tool.problems(view) == [
@@ -256,9 +256,9 @@ def test_health_needs_the_sync_standby_on_another_host_than_the_primary(spec):
 
 def test_without_host_aware_sync_the_host_of_the_sync_standby_is_free(dev_config):
     dev_config["patroni"] = {"hostAwareSync": False}
-    plan = maintenance.config_plan(load_spec(dev_config, "dev"))
+    plan = rolling.config_plan(load_spec(dev_config, "dev"))
     plan["ca"] = None
     assert plan["hosts"] == {}
     view = _view("psql-01", {"psql-02": "streaming", "psql-03": "streaming"})
     view["members"][1]["role"] = "replica"
-    assert rolling.Tool(plan).problems(view) == ["1 synchronous standby(s) of 2"]
+    assert pgha_rolling.RollingOperation(plan).problems(view) == ["1 synchronous standby(s) of 2"]

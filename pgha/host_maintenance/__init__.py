@@ -1,6 +1,6 @@
 """Planned maintenance of a Proxmox host: ``pgha-host-maintenance HOST start|finish``.
 
-The tool (``tool.py``, a plain module installed as is) runs on any database
+The program (``pgha_host_maintenance.py``, a plain module installed as is) runs on any database
 VM. ``start`` refuses when the cluster is not healthy, switches the primary
 off the host, has that host's VMs tagged ``nofailover``/``nosync`` and their
 keepalived stopped, and, when the host carries etcd's majority (two hosts, no
@@ -24,14 +24,14 @@ from .. import etcd, patroni, pki, vmprograms
 from ..files import RenderedFile, Step, render_script, render_template
 from ..secrets import ClusterSecrets
 from ..spec import ClusterSpec, Node
-from . import tool
+from . import pgha_host_maintenance
 
 HERE = Path(__file__).resolve().parent
 # With keepalived: Patroni runs by then, and the agent needs nothing later.
 PHASE = 6
 STEP = "host-maintenance"
-TOOL_PATH = tool.INSTALL_PATH
-SETTINGS_PATH = tool.SETTINGS_PATH
+TOOL_PATH = pgha_host_maintenance.INSTALL_PATH
+SETTINGS_PATH = pgha_host_maintenance.SETTINGS_PATH
 UNIT_NAME = "pgha-host-maintenance-agent.service"
 UNIT_PATH = f"/etc/systemd/system/{UNIT_NAME}"
 MAINTENANCE_TAGS = ("nofailover", "nosync")
@@ -78,7 +78,7 @@ def files(spec: ClusterSpec, node: Node) -> list[RenderedFile]:
     """The tool as its module's file (pgha.vmprograms), its settings (root only), the agent's unit."""
     unit = render_template(HERE, "agent.service.j2", tool_path=TOOL_PATH)
     return [
-        *vmprograms.program_files(tool, settings(spec, node), settings_mode=0o600),
+        *vmprograms.program_files(pgha_host_maintenance, settings(spec, node), settings_mode=0o600),
         RenderedFile(UNIT_PATH, unit),
     ]
 
