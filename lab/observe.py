@@ -13,7 +13,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from pgha import Node, etcd, patroni
-from pgha.rolling import pgha_rolling
+from pgha.vmlib import cluster_health
 
 from . import external
 from .wait import wait_until
@@ -272,27 +272,25 @@ def status(lab: Lab) -> dict[str, Any]:
     }
 
 
-def is_healthy(lab: Lab, view: dict[str, Any]) -> bool:
-    """One leader, every other database node streaming (all sync standbys), one VIP holder,
-    and, host-aware, a sync standby on another host (the rolling tool's rule: a host
-    crash right after a leader change must not find ``/sync`` on the primary's host)."""
-    databases = {n.name for n in lab.spec.postgres_nodes}
-    postgres = [n for n in view["nodes"] if n["name"] in databases]
-    leaders = [n for n in postgres if n["role"] == "leader" and n["state"] == "running"]
-    streaming = [n for n in postgres if n["role"] != "leader" and n["state"] == "streaming"]
-    # Synchronous standbys are what make a failover lossless: wait for all of them.
-    synchronous = [n for n in streaming if n["role"] == "sync_standby"]
+def health_problems(lab: Lab, view: dict[str, Any]) -> list[str]:
+    """What keeps the lab from healthy: the VMs' own rule (``pgha.vmlib.cluster_health``:
+    one running leader, every other database node streaming, the synchronous standbys
+    and, host-aware, one on another host) on the members of ``status``, and one VIP holder."""
+    members = [
+        {"name": n["name"], "role": n["role"], "state": n["state"], "tags": n["tags"]} for n in view["nodes"]
+    ]
+    databases = [n.name for n in lab.spec.postgres_nodes]
+    patroni_view = {"members": [m for m in members if m["name"] in databases]}
     wanted_sync = lab.spec.sync_standbys if lab.spec.patroni.synchronous_mode else 0
-    return (
-        len(leaders) == 1
-        and len(streaming) == len(postgres) - 1
-        and len(synchronous) >= wanted_sync
-        and pgha_rolling.host_crash_problem(
-            {n["name"]: n for n in postgres}, leaders[0]["name"], lab.spec.sync_hosts
-        )
-        is None
-        and isinstance(view["vipHolder"], str)
-    )
+    found = cluster_health.problems(patroni_view, databases, wanted_sync, lab.spec.sync_hosts)
+    if not isinstance(view["vipHolder"], str):
+        found.append(f"VIP holders: {view['vipHolder']}")
+    return found
+
+
+def is_healthy(lab: Lab, view: dict[str, Any]) -> bool:
+    """Healthy by ``health_problems``: the same rule pgha-rolling and pgha-host-maintenance apply."""
+    return not health_problems(lab, view)
 
 
 def wait_ready(lab: Lab, timeout: float = 120.0) -> dict[str, Any]:

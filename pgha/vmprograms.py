@@ -13,8 +13,24 @@ A program that runs on a VM and is written in Python (today
   ``#!/usr/bin/python3``, mode 0755), at the module's ``INSTALL_PATH``:
   ``/usr/local/lib/pgha/<tool>`` for what services and steps call,
   ``/usr/local/sbin/<tool>`` for a command operators run. On the VM it stands
-  alone, so it imports only the standard library and what Debian 13 installs
-  with the service it serves (python3-yaml comes with Patroni), never ``pgha``.
+  alone, so it imports only the standard library, what Debian 13 installs
+  with the service it serves (python3-yaml comes with Patroni) and the shared
+  library below, never any other part of ``pgha``.
+- **sharing code only through the library** ``pgha/vmlib/`` (a standard-library
+  module per concern: ``cluster_health.py``, the health rule every program and
+  the lab apply; ``patroni_api.py``, the REST client). A program imports it as
+  ``from pgha.vmlib import cluster_health`` after
+  ``sys.path.append(LIBRARY_ROOT)``: in the repository and its tests that finds
+  this package (already first on the path); on the VM it finds the library's
+  files, installed byte for byte (mode 0644) at
+  ``/usr/local/lib/pgha/pgha/vmlib/<module>.py`` (``LIBRARY_ROOT`` is
+  ``/usr/local/lib/pgha``; ``pgha`` and ``pgha.vmlib`` are namespace packages
+  there, no ``__init__.py`` is shipped). :func:`program_files` adds the library
+  modules a program imports (read from its source) to the program's own files,
+  so the step that installs a program installs its library too, and a changed
+  library changes that step's digest: the step runs again. A library module
+  imports only the standard library (and, inside a function, what the
+  program may: python3-yaml), never another part of pgha.
 - **configured by a JSON data file** at the module's ``SETTINGS_PATH``,
   ``/etc/pgha/<tool>.json``, that the same step installs, built by the
   service's renderer from the spec. Nothing is ever rendered into the
@@ -31,6 +47,8 @@ VM's user-data; it has no settings, and its path is ``files.INSTALLER_PATH``.
 
 from __future__ import annotations
 
+import ast
+import importlib
 import json
 from pathlib import Path
 from types import ModuleType
@@ -40,6 +58,9 @@ from .files import RenderedFile
 
 SHEBANG = "#!/usr/bin/python3\n"
 SETTINGS_DIR = "/etc/pgha"
+# Where the shared library lives on a VM: its modules keep their package path below it.
+LIBRARY_ROOT = "/usr/local/lib/pgha"
+LIBRARY_PACKAGE = "pgha.vmlib"
 
 
 def settings_path(tool: str) -> str:
@@ -58,11 +79,36 @@ def settings_file(path: str, settings: dict[str, Any], mode: int = 0o644) -> Ren
     return RenderedFile(path, json.dumps(settings, indent=1, sort_keys=True) + "\n", mode=mode)
 
 
+def library_modules(module: ModuleType) -> list[ModuleType]:
+    """The modules of the shared library a program imports, as its source says (sorted by name)."""
+    names = set()
+    for node in ast.walk(ast.parse(source(module))):
+        if isinstance(node, ast.ImportFrom) and node.module == LIBRARY_PACKAGE:
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith(LIBRARY_PACKAGE + "."):
+            names.add(node.module.removeprefix(LIBRARY_PACKAGE + "."))
+        elif isinstance(node, ast.Import):
+            prefix = LIBRARY_PACKAGE + "."
+            names |= {a.name.removeprefix(prefix) for a in node.names if a.name.startswith(prefix)}
+    return [importlib.import_module(f"{LIBRARY_PACKAGE}.{name}") for name in sorted(names)]
+
+
+def library_path(library: ModuleType) -> str:
+    """Where a library module is installed on a VM: its package path below LIBRARY_ROOT."""
+    return f"{LIBRARY_ROOT}/{library.__name__.replace('.', '/')}.py"
+
+
+def library_files(module: ModuleType) -> list[RenderedFile]:
+    """The library modules the program imports, each installed as its own file."""
+    return [RenderedFile(library_path(m), source(m), mode=0o644) for m in library_modules(module)]
+
+
 def program_files(
     module: ModuleType, settings: dict[str, Any], settings_mode: int = 0o644
 ) -> list[RenderedFile]:
-    """The program, installed as its module's file, and its settings next to it."""
+    """The program, installed as its module's file, its settings next to it, and the library it imports."""
     return [
         RenderedFile(module.INSTALL_PATH, source(module), mode=0o755),
         settings_file(module.SETTINGS_PATH, settings, settings_mode),
+        *library_files(module),
     ]

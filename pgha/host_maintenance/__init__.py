@@ -64,6 +64,8 @@ def settings(spec: ClusterSpec, node: Node) -> dict[str, Any]:
         "patroni_config": patroni.CONFIG_PATH,
         "synchronous_mode": spec.patroni.synchronous_mode,
         "sync_standbys": spec.sync_standbys if spec.patroni.synchronous_mode else 0,
+        # Host-aware sync: healthy includes a synchronous standby on another host (the shared rule).
+        "sync_hosts": spec.sync_hosts,
         # A replica further behind than Patroni would accept for a failover is "lagging".
         "max_lag_bytes": spec.patroni.maximum_lag_on_failover,
         "marker_prefix": f"/pgha-maintenance/{spec.postgres.scope}",

@@ -19,16 +19,16 @@ follows a marker in etcd's v2 keyspace and acknowledges each request there.
 Settings (members, hosts, ports, certificate paths) come from the JSON file
 the pgha step installs next to it; the REST API password is read from
 Patroni's config file, never from a command line. Only the Python standard
-library, PyYAML (Patroni's dependency) and etcdctl are used.
+library, the shared library installed beside it (the health rule, the REST
+client; see ``pgha/vmprograms.py``), PyYAML (Patroni's dependency) and etcdctl
+are used.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import shutil
-import ssl
 import subprocess
 import sys
 import time
@@ -37,6 +37,11 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from typing import Any
+
+# The shared library: on the VM under LIBRARY_ROOT (pgha/vmprograms.py), in the repository the package.
+LIBRARY_ROOT = "/usr/local/lib/pgha"
+sys.path.append(LIBRARY_ROOT)
+from pgha.vmlib import cluster_health, patroni_api  # noqa: E402
 
 INSTALL_PATH = "/usr/local/sbin/pgha-host-maintenance"
 SETTINGS_PATH = "/etc/pgha/pgha-host-maintenance.json"
@@ -96,37 +101,6 @@ def etcd_members_to_remove(members: list[Member], host: str) -> list[str]:
     return on_host
 
 
-def cluster_problems(
-    view: dict[str, Any] | None, expected: list[str], sync_standbys: int, max_lag: int | None = None
-) -> list[str]:
-    """What stands between Patroni's /cluster view and healthy: one running leader,
-    every expected member streaming (within ``max_lag`` bytes), enough synchronous
-    standbys. Empty when healthy."""
-    if view is None:
-        return ["no Patroni REST API answers"]
-    found = []
-    members = {m["name"]: m for m in view.get("members", [])}
-    if view.get("pause"):
-        found.append("the cluster is paused (Patroni maintenance mode)")
-    leaders = [n for n, m in members.items() if m.get("role") in ("leader", "primary", "master")]
-    if len(leaders) != 1 or members[leaders[0]].get("state") != "running":
-        found.append(f"no single running leader (leaders: {leaders or 'none'})")
-    for name in expected:
-        member = members.get(name)
-        if member is None:
-            found.append(f"{name} is not in the cluster")
-        elif name not in leaders:
-            if member.get("state") != "streaming":
-                found.append(f"{name} is {member.get('state')}, not streaming")
-            lag = member.get("lag")
-            if max_lag is not None and isinstance(lag, int) and lag > max_lag:
-                found.append(f"{name} lags {lag} bytes behind the primary (more than {max_lag})")
-    synchronous = [n for n, m in members.items() if m.get("role") == "sync_standby"]
-    if len(synchronous) < sync_standbys:
-        found.append(f"{len(synchronous)} synchronous standby(s) of {sync_standbys}")
-    return found
-
-
 def with_tags(document: dict[str, Any], tags: dict[str, Any]) -> bool:
     """Set ``tags`` in a Patroni config document; whether anything changed."""
     current = document.setdefault("tags", {})
@@ -139,16 +113,14 @@ def with_tags(document: dict[str, Any], tags: dict[str, Any]) -> bool:
 # ---- the cluster, as seen from this VM ------------------------------------------------------
 
 
-class Cluster:
-    """Patroni's REST API, etcd's v2 keys (the markers) and etcdctl (membership)."""
+class Cluster(patroni_api.PatroniApi):
+    """Patroni's REST API (the shared client), etcd's v2 keys (the markers) and etcdctl (membership)."""
 
     def __init__(self, settings: dict[str, Any]) -> None:
+        super().__init__(settings["ca"], settings["patroni_config"], timeout=5.0)
         self.settings = settings
         self.members = members_of(settings)
-        self.context = ssl.create_default_context(cafile=settings["ca"])
-        self.client_context = ssl.create_default_context(cafile=settings["ca"])
-        self.client_context.load_cert_chain(settings["client_pem"])
-        self._auth: str | None = None
+        self.client_context = patroni_api.tls_context(settings["ca"], settings["client_pem"])
 
     def log(self, message: str) -> None:
         print(f"[pgha host-maintenance {self.settings['node']}] {message}", file=sys.stderr, flush=True)
@@ -159,72 +131,22 @@ class Cluster:
     def on_host(self, host: str, postgres: bool = False) -> list[Member]:
         return [m for m in self.members if m.host == host and (m.postgres or not postgres)]
 
-    # ---- HTTP ----
-
-    def call(
-        self, url: str, method: str = "GET", body: Any = None, auth: bool = False, timeout: float = 5.0
-    ) -> tuple[int, Any]:
-        """(status, decoded JSON or text); an unreachable URL raises OSError."""
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(url, data=data, method=method)
-        if data is not None:
-            request.add_header("Content-Type", "application/json")
-        if auth:
-            request.add_header("Authorization", self.auth())
-        try:
-            with urllib.request.urlopen(request, timeout=timeout, context=self.context) as answer:
-                status, raw = answer.status, answer.read()
-        except urllib.error.HTTPError as error:
-            status, raw = error.code, error.read()
-        text = raw.decode(errors="replace")
-        try:
-            return status, json.loads(text)
-        except ValueError:
-            return status, text.strip()
-
-    def auth(self) -> str:
-        """Basic auth from Patroni's own config file: only root reads it here."""
-        if self._auth is None:
-            import yaml
-
-            with open(self.settings["patroni_config"]) as handle:
-                credentials = yaml.safe_load(handle)["restapi"]["authentication"]
-            token = f"{credentials['username']}:{credentials['password']}"
-            self._auth = "Basic " + base64.b64encode(token.encode()).decode()
-        return self._auth
-
     # ---- Patroni ----
 
     def view(self) -> dict[str, Any] | None:
         """Patroni's /cluster from the first member that answers."""
-        for member in self.members:
-            if not member.postgres:
-                continue
-            try:
-                status, view = self.call(member.rest_api + "/cluster", timeout=3)
-            except OSError:
-                continue
-            if status == 200 and isinstance(view, dict):
-                return view
-        return None
+        return self.first_cluster_view(m.rest_api for m in self.members if m.postgres)
 
     def own(self, name: str) -> dict[str, Any]:
         """A member's own view (/patroni); {} when it does not answer."""
-        try:
-            status, view = self.call(self.member(name).rest_api + "/patroni", timeout=3)
-        except OSError:
-            return {}
-        return view if status == 200 and isinstance(view, dict) else {}
+        return self.member_view(self.member(name).rest_api)
 
     @staticmethod
     def roles(view: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
-        return {m["name"]: m for m in (view or {}).get("members", [])}
+        return cluster_health.members_by_name(view)
 
     def leader(self, view: dict[str, Any] | None) -> str | None:
-        for name, member in self.roles(view).items():
-            if member.get("role") in ("leader", "primary", "master") and member.get("state") == "running":
-                return name
-        return None
+        return cluster_health.running_leader(view)
 
     def problems(self, max_lag: int | None = None, without: str | None = None) -> list[str]:
         """Health of the database cluster; ``without`` a host: its members are not expected."""
@@ -232,7 +154,8 @@ class Cluster:
         wanted = self.settings["sync_standbys"] if self.settings["synchronous_mode"] else 0
         if without is not None:
             wanted = min(wanted, max(len(expected) - 1, 0))
-        return cluster_problems(self.view(), expected, wanted, max_lag)
+        hosts = self.settings["sync_hosts"]
+        return cluster_health.problems(self.view(), expected, wanted, hosts, max_lag)
 
     def switchover_off(self, host: str) -> None:
         """Hand the primary to a healthy (synchronous) standby on another host."""

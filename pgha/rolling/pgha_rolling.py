@@ -15,17 +15,16 @@ cluster stops the run with a non-zero exit and the reason.
 
 Settings (``patroni_config``: where Patroni's config file is) come from
 ``SETTINGS_PATH``; the plan of each run from the PLAN file its step installs.
-Installed as one file on the VM; standard library plus python3-yaml, which
+Installed as one file on the VM, beside the shared library it imports (the
+health rule, the REST client); standard library plus python3-yaml, which
 Patroni brings (see ``pgha/vmprograms.py``).
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import json
 import os
-import ssl
 import subprocess
 import sys
 import time
@@ -34,6 +33,11 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
+
+# The shared library: on the VM under LIBRARY_ROOT (pgha/vmprograms.py), in the repository the package.
+LIBRARY_ROOT = "/usr/local/lib/pgha"
+sys.path.append(LIBRARY_ROOT)
+from pgha.vmlib import cluster_health, patroni_api  # noqa: E402
 
 INSTALL_PATH = "/usr/local/lib/pgha/pgha-rolling"
 SETTINGS_PATH = "/etc/pgha/pgha-rolling.json"
@@ -57,41 +61,13 @@ class Stop(Exception):
     """A reason to stop, shown to the operator as is."""
 
 
-def host_crash_problem(members: dict[str, View], leader: str, hosts: dict[str, str]) -> str | None:
-    """Why a crash of the primary's Proxmox host would leave nothing promotable; None if it would not.
+class RollingOperation(patroni_api.PatroniApi):
+    """One run of a rolling operation, as its plan describes it, through Patroni's REST API."""
 
-    Host-aware sync (``hosts``: member -> Proxmox host; empty when off) promises a
-    synchronous standby on another host than the primary. Right after a leader
-    change the old ``/sync`` may still name a standby on the new primary's own
-    host for a few seconds; Patroni promotes only ``/sync`` members, so a host
-    crash then stalls the cluster until that host is back. Only standbys that
-    could confirm commits count: streaming, on another host, not tagged
-    nosync or nofailover (a VM leaving, a host in maintenance).
-    """
-    if not hosts or leader not in hosts:
-        return None
-    home = hosts[leader]
-    elsewhere = {name for name in members if name != leader and hosts.get(name, home) != home}
-    eligible = [
-        name
-        for name in elsewhere
-        if members[name].get("state") == "streaming"
-        and not any((members[name].get("tags") or {}).get(tag) for tag in ("nosync", "nofailover"))
-    ]
-    synchronous = [n for n in elsewhere if members[n].get("role") in ("sync_standby", "quorum_standby")]
-    if eligible and not synchronous:
-        waiting = ", ".join(sorted(eligible))
-        return f"no synchronous standby on another host than the primary's ({home}) yet: {waiting} could be"
-    return None
-
-
-class RollingOperation:
     def __init__(self, plan: dict[str, Any], patroni_config: str = PATRONI_CONFIG) -> None:
+        super().__init__(plan["ca"], patroni_config)
         self.plan = plan
         self.step = plan["step"]
-        self.patroni_config = patroni_config
-        self.context = ssl.create_default_context(cafile=plan["ca"])
-        self._auth: str | None = None
 
     # ---- output ----------------------------------------------------------------
 
@@ -100,103 +76,29 @@ class RollingOperation:
 
     # ---- Patroni's REST API ------------------------------------------------------
 
-    def auth(self) -> str:
-        """Basic auth header from Patroni's config: root reads it, nobody else sees it."""
-        if self._auth is None:
-            import yaml  # python3-yaml comes with Patroni; only this path needs it
-
-            with open(self.patroni_config) as handle:
-                credentials = yaml.safe_load(handle)["restapi"]["authentication"]
-            token = f"{credentials['username']}:{credentials['password']}"
-            self._auth = "Basic " + base64.b64encode(token.encode()).decode()
-        return self._auth
-
-    def call(
-        self,
-        url: str,
-        method: str = "GET",
-        body: Any = None,
-        auth: bool = False,
-        timeout: float = 10,
-        context: ssl.SSLContext | None = None,
-    ) -> tuple[int, Any]:
-        """(status, decoded JSON or text); an unreachable URL raises OSError."""
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(url, data=data, method=method)
-        if data is not None:
-            request.add_header("Content-Type", "application/json")
-        if auth:
-            request.add_header("Authorization", self.auth())
-        try:
-            with urllib.request.urlopen(request, timeout=timeout, context=context or self.context) as answer:
-                status, raw = answer.status, answer.read()
-        except urllib.error.HTTPError as error:
-            status, raw = error.code, error.read()
-        text = raw.decode(errors="replace")
-        try:
-            return status, json.loads(text)
-        except ValueError:
-            return status, text.strip()
-
     def api_urls(self) -> dict[str, str]:
         return self.plan["rest_api_urls"]
 
     def cluster(self) -> View | None:
         """Patroni's /cluster from the first member that answers; None if none does."""
-        for url in self.api_urls().values():
-            try:
-                status, view = self.call(url + "/cluster", timeout=3)
-            except OSError:
-                continue
-            if status == 200 and isinstance(view, dict):
-                return view
-        return None
+        return self.first_cluster_view(self.api_urls().values())
 
     def own(self, name: str) -> View:
         """The member's own view (/patroni), live from its PostgreSQL; {} when silent."""
-        try:
-            _status, view = self.call(self.api_urls()[name] + "/patroni", timeout=3)
-        except OSError:
-            return {}
-        return view if isinstance(view, dict) else {}
+        return self.member_view(self.api_urls()[name])
 
     @staticmethod
     def members(view: View | None) -> dict[str, View]:
-        return {m["name"]: m for m in (view or {}).get("members", [])}
+        return cluster_health.members_by_name(view)
 
     def leader(self, view: View | None) -> str | None:
-        for name, member in self.members(view).items():
-            if member.get("role") in ("leader", "master", "primary") and member.get("state") == "running":
-                return name
-        return None
+        return cluster_health.running_leader(view)
 
     def problems(self, view: View | None) -> list[str]:
-        """What stands between the cluster and healthy: one leader, every replica streaming,
-        enough synchronous standbys. Empty when healthy."""
-        if view is None:
-            return ["no Patroni REST API answers"]
-        members = self.members(view)
-        found = []
-        if view.get("pause"):
-            found.append("the cluster is paused (maintenance mode)")
-        leaders = [n for n, m in members.items() if m.get("role") in ("leader", "master", "primary")]
-        if len(leaders) != 1 or members[leaders[0]].get("state") != "running":
-            found.append(f"no single running leader (leaders: {leaders or 'none'})")
-        for name in self.plan["members"]:
-            member = members.get(name)
-            if member is None:
-                found.append(f"{name} is not in the cluster")
-            elif name not in leaders and member.get("state") != "streaming":
-                found.append(f"{name} is {member.get('state')}, not streaming")
-        synchronous = [n for n, m in members.items() if m.get("role") == "sync_standby"]
-        wanted = self.plan["sync_standbys"]
-        if len(synchronous) < wanted:
-            found.append(f"{len(synchronous)} synchronous standby(s) of {wanted}")
-        elif len(leaders) == 1:
-            stall = host_crash_problem(members, leaders[0], self.plan.get("hosts") or {})
-            if stall:
-                found.append(stall)
-        return found
+        """What stands between the cluster and healthy (the shared rule); empty when healthy."""
+        return cluster_health.problems(
+            view, self.plan["members"], self.plan["sync_standbys"], self.plan.get("hosts") or {}
+        )
 
     def wait_healthy(self, what: str, timeout: float = HEALTHY_TIMEOUT) -> View:
         deadline = time.monotonic() + timeout
@@ -355,8 +257,7 @@ class RollingOperation:
 
     def etcd(self, method: str = "GET", key: str = "", value: str | None = None) -> dict[str, Any]:
         """etcd v2 keys under the plan's prefix, with this VM's client certificate."""
-        context = ssl.create_default_context(cafile=self.plan["ca"])
-        context.load_cert_chain(self.plan["client_pem"])
+        context = patroni_api.tls_context(self.plan["ca"], self.plan["client_pem"])
         body = None if value is None else urllib.parse.urlencode({"value": value}).encode()
         last = None
         for endpoint in self.plan["etcd_urls"]:
@@ -535,8 +436,7 @@ class RollingOperation:
             return False
 
     def wait_etcd_member(self, timeout: float = 120) -> None:
-        context = ssl.create_default_context(cafile=self.plan["ca"])
-        context.load_cert_chain(self.plan["client_pem"])
+        context = patroni_api.tls_context(self.plan["ca"], self.plan["client_pem"])
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:

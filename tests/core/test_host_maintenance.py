@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from typing import Any
@@ -10,7 +11,9 @@ from typing import Any
 import pytest
 
 from pgha import host_maintenance, load_spec, node_steps
+from pgha.files import REPO_DIR
 from pgha.host_maintenance import pgha_host_maintenance
+from pgha.vmlib import cluster_health
 
 
 def _members(spec) -> list[pgha_host_maintenance.Member]:
@@ -59,7 +62,7 @@ EXPECTED = ["psql-01", "psql-02", "psql-03"]
 
 
 def test_a_healthy_cluster_has_no_problem():
-    assert pgha_host_maintenance.cluster_problems(_view(), EXPECTED, 2, max_lag=1048576) == []
+    assert cluster_health.problems(_view(), EXPECTED, 2, max_lag=1048576) == []
 
 
 @pytest.mark.parametrize(
@@ -72,15 +75,15 @@ def test_a_healthy_cluster_has_no_problem():
     ],
 )
 def test_refusal_reasons(change, reason):
-    found = pgha_host_maintenance.cluster_problems(_view(**change), EXPECTED, 2, max_lag=1048576)
+    found = cluster_health.problems(_view(**change), EXPECTED, 2, max_lag=1048576)
     assert any(reason in p for p in found), found
 
 
 def test_a_missing_member_and_no_api_are_problems():
     view = _view()
     view["members"] = view["members"][:2]
-    assert pgha_host_maintenance.cluster_problems(view, EXPECTED, 1) == ["psql-03 is not in the cluster"]
-    assert pgha_host_maintenance.cluster_problems(None, EXPECTED, 1) == ["no Patroni REST API answers"]
+    assert cluster_health.problems(view, EXPECTED, 1) == ["psql-03 is not in the cluster"]
+    assert cluster_health.problems(None, EXPECTED, 1) == ["no Patroni REST API answers"]
 
 
 def test_tags_are_set_once():
@@ -117,6 +120,8 @@ def test_the_tool_refuses_a_bad_command_line():
         [sys.executable, str(host_maintenance.HERE / "pgha_host_maintenance.py"), "pve1", "reboot"],
         capture_output=True,
         text=True,
+        # Run from the repository: the shared library is this package (on a VM, LIBRARY_ROOT).
+        env={**os.environ, "PYTHONPATH": str(REPO_DIR)},
     )
     assert result.returncode == 2
     assert "HOST start" in result.stderr

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pgha import ClusterSecrets, ClusterTls, node_files, vmprograms
+from pgha import ClusterSecrets, ClusterTls, node_files, node_steps, vmprograms
 from pgha.backup import backup_status
 from pgha.cloudinit import DEPLOY_KEY_PLACEHOLDER, HostKey, seed
 from pgha.databases import pgha_databases
@@ -31,6 +32,7 @@ from pgha.patroni import hostaware
 from pgha.rolling import pgha_rolling
 from pgha.stackfile import load_stack
 from pgha.verify import probe
+from pgha.vmlib import cluster_health, patroni_api
 
 STACKS = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in REPO_DIR.glob("Pulumi.*.yaml"))
 MODULES = (
@@ -47,6 +49,28 @@ MODULES = (
     fastpath_agent,
 )
 RUFF = Path(sys.executable).parent / "ruff"
+LIBRARY = (cluster_health, patroni_api)
+# What a program may import on a VM besides the shipped library: the standard library, PyYAML
+# (Patroni's), psycopg2 (Patroni's; pgha-databases).
+ALLOWED_ON_A_VM = set(sys.stdlib_module_names) | {"__future__", "yaml", "psycopg2"}
+
+
+def imported_modules(source: str) -> set[str]:
+    """The top-level names a source imports, at any level (inside functions too)."""
+    tree = ast.parse(source)
+    return {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names} | {
+        n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module
+    }
+
+
+def library_imports(source: str) -> set[str]:
+    """{"pgha"} if the source imports from the shipped library (and only from it), else empty."""
+    tree = ast.parse(source)
+    modules = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names} | {
+        n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module
+    }
+    ours = {m for m in modules if m.split(".")[0] == "pgha"}
+    return {"pgha"} if ours and all(m.startswith(vmprograms.LIBRARY_PACKAGE) for m in ours) else set()
 
 
 def program_sources() -> dict[Path, str]:
@@ -96,17 +120,78 @@ def test_a_program_follows_the_convention(module):
     assert source.rstrip().endswith('if __name__ == "__main__":\n    sys.exit(main())')
     assert vmprograms.settings_path(Path(module.INSTALL_PATH).name) == module.SETTINGS_PATH
     assert module.INSTALL_PATH.startswith(("/usr/local/lib/pgha/", "/usr/local/sbin/"))
-    # Alone on the VM: nothing from this package.
-    imported = {
-        alias.name.split(".")[0]
-        for node in ast.walk(ast.parse(source))
-        if isinstance(node, ast.Import)
-        for alias in node.names
-    } | {
-        node.module.split(".")[0] for node in ast.walk(ast.parse(source)) if isinstance(node, ast.ImportFrom)
-    }
-    assert not imported & {"pgha", "components", "lab", "tests"}, imported
+    # Alone on the VM: the standard library, what Debian installs with its service, and the
+    # shipped library; nothing else of this package.
+    assert imported_modules(source) <= ALLOWED_ON_A_VM | library_imports(source), imported_modules(source)
     assert not [n for n in ast.walk(ast.parse(source)) if isinstance(n, ast.ImportFrom) and n.level]
+    if library_imports(source):
+        assert module.LIBRARY_ROOT == vmprograms.LIBRARY_ROOT
+
+
+@pytest.mark.parametrize("library", LIBRARY, ids=lambda m: m.__name__)
+def test_a_library_module_imports_only_the_standard_library(library):
+    source = vmprograms.source(library)
+    assert not source.startswith("#!")  # imported, never run
+    assert imported_modules(source) <= ALLOWED_ON_A_VM, imported_modules(source)
+    assert not [n for n in ast.walk(ast.parse(source)) if isinstance(n, ast.ImportFrom) and n.level]
+
+
+def test_the_library_is_every_module_of_its_package_and_the_detector_sees_one():
+    """Every library module is listed here and shipped by the program that imports it."""
+    package = Path(LIBRARY[0].__file__).parent
+    assert {Path(m.__file__) for m in LIBRARY} == set(package.glob("*.py")) - {package / "__init__.py"}
+    assert vmprograms.library_modules(pgha_rolling) == [cluster_health, patroni_api]
+    assert vmprograms.library_modules(pgha_host_maintenance) == [cluster_health, patroni_api]
+    assert vmprograms.library_modules(save_state) == []
+    # The detector itself: a program importing pgha beyond the library is caught.
+    bad = "import json\nfrom pgha.vmlib import cluster_health\nfrom pgha import patroni\n"
+    assert imported_modules(bad) - ALLOWED_ON_A_VM - library_imports(bad) == {"pgha"}
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_the_library_is_shipped_with_each_program_that_imports_it(stack):
+    """The step that installs a program installs its library, byte for byte: a changed library
+    changes that step's digest, so the step runs again."""
+    spec = load_stack(stack)
+    secrets, tls = ClusterSecrets.placeholders(), ClusterTls.placeholders(spec)
+    shipped = 0
+    for node in spec.nodes:
+        for step in node_steps(spec, node, secrets, tls):
+            files = {f.path: f for f in step.files}
+            for module in MODULES:
+                if module.INSTALL_PATH not in files:
+                    continue
+                for library in vmprograms.library_modules(module):
+                    installed = files[f"{vmprograms.LIBRARY_ROOT}/pgha/vmlib/{Path(library.__file__).name}"]
+                    assert installed.content == vmprograms.source(library) and installed.mode == 0o644
+                    shipped += 1
+    assert shipped >= 2 * len(spec.postgres_nodes)  # pgha-host-maintenance's two modules on each
+
+
+def test_a_program_runs_from_its_installed_layout(tmp_path):
+    """As on a VM: pgha-rolling in LIBRARY_ROOT with the library below it, no repository on the path."""
+    root = tmp_path / "lib"
+    program = root / Path(pgha_rolling.INSTALL_PATH).name
+    for module in (pgha_rolling, *vmprograms.library_modules(pgha_rolling)):
+        path = (
+            program
+            if module is pgha_rolling
+            else root / vmprograms.library_path(module).removeprefix(vmprograms.LIBRARY_ROOT + "/")
+        )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(vmprograms.source(module))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    result = subprocess.run(
+        [sys.executable, str(program), "nonsense"], capture_output=True, text=True, cwd=tmp_path, env=env
+    )
+    assert result.returncode == 2 and "pgha-rolling apply-config PLAN" in result.stderr, result.stderr
+    # Without the library next to it, it cannot start: the library is what it imports.
+    for path in (root / "pgha").rglob("*.py"):
+        path.unlink()
+    result = subprocess.run(
+        [sys.executable, str(program), "nonsense"], capture_output=True, text=True, cwd=tmp_path, env=env
+    )
+    assert result.returncode == 1 and "cluster_health" in result.stderr, result.stderr
 
 
 def ruff_checked(paths: list[Path], *extra: str) -> set[Path]:
