@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .. import patroni, pki, vmprograms
+from .. import pki, postgres_server, vmprograms
 from ..files import RenderedFile, Step, render_script, render_template
 from ..secrets import ClusterSecrets
 from ..spec import BackupSpec, ClusterSpec, Node
@@ -143,7 +143,7 @@ def _local_pg(spec: ClusterSpec) -> list[tuple[str, str]]:
     return [
         ("pg1-path", spec.postgres.data_dir),
         ("pg1-port", str(spec.postgres.port)),
-        ("pg1-socket-path", patroni.SOCKET_DIR),
+        ("pg1-socket-path", postgres_server.SOCKET_DIR),
     ]
 
 
@@ -158,7 +158,7 @@ def _remote_pgs(
             *_tls_client(prefix, pem_path, port),
             (f"{prefix}-path", spec.postgres.data_dir),
             (f"{prefix}-port", str(spec.postgres.port)),
-            (f"{prefix}-socket-path", patroni.SOCKET_DIR),
+            (f"{prefix}-socket-path", postgres_server.SOCKET_DIR),
         ]
     return options
 
@@ -237,7 +237,7 @@ def _gate_context(spec: ClusterSpec, node: Node) -> dict[str, object]:
     return {
         "gated": node.runs_postgres,
         "ca_path": pki.CA_PATH,
-        "primary_url": patroni.rest_api_url(spec, node) + "/primary",
+        "primary_url": postgres_server.rest_api_url(spec, node) + "/primary",
     }
 
 
@@ -261,8 +261,8 @@ def tool_files(spec: ClusterSpec, node: Node) -> list[RenderedFile]:
                 restore_port=RESTORE_PORT,
                 bin_dir=spec.postgres.bin_dir,
                 cluster_data_dir=spec.postgres.data_dir,
-                patroni_config=patroni.CONFIG_PATH,
-                socket_dir=patroni.SOCKET_DIR,
+                patroni_config=postgres_server.CONFIG_PATH,
+                socket_dir=postgres_server.SOCKET_DIR,
             ),
             mode=0o755,
         ),
@@ -315,7 +315,7 @@ def files(spec: ClusterSpec, node: Node, secrets: ClusterSecrets, tls: pki.Clust
     result.append(pki.key_file(PEM_PATH, tls.node(node), owner="postgres"))
     if not node.runs_postgres:
         # No Patroni here to stop Debian's server package from creating a cluster.
-        result.append(patroni.createcluster_file())
+        result.append(postgres_server.createcluster_file())
     if runs_backups(spec, node):
         result += timer_files(spec)
     return result
@@ -333,7 +333,7 @@ def steps(spec: ClusterSpec, node: Node, secrets: ClusterSecrets, tls: pki.Clust
         "backup.sh.j2",
         "backup",
         # The repository VM gets the server binaries too: pgha-restore runs there.
-        packages=PACKAGES if node.runs_postgres else (*PACKAGES, *patroni.server_packages(spec)),
+        packages=PACKAGES if node.runs_postgres else (*PACKAGES, *postgres_server.server_packages(spec)),
         postgres_version=None if node.runs_postgres else spec.postgres.version,
         repo_dir=repo_dir,
         units=[f.path for f in node_files if f.path.startswith(UNIT_DIR)],
@@ -400,7 +400,7 @@ def restore_files(spec: ClusterSpec, tls: pki.ClusterTls, client: pki.NodeTls) -
     assert node is not None
     return [
         pki.ca_file(tls),
-        patroni.createcluster_file(),
+        postgres_server.createcluster_file(),
         pki.key_file(pem_path, client, owner="postgres"),
         RenderedFile(CONFIG_PATH, conf, mode=0o640, owner="root", group="postgres"),
         *tool_files(spec, node),
@@ -415,7 +415,7 @@ def restore_step(
         HERE,
         "restore.sh.j2",
         "restore",
-        packages=(*PACKAGES, *patroni.server_packages(spec)),
+        packages=(*PACKAGES, *postgres_server.server_packages(spec)),
         restore_path=RESTORE_PATH,
         target_time=target_time,
         postgres_version=spec.postgres.version,

@@ -22,8 +22,11 @@ from typing import Any
 
 import yaml
 
+# One way: backup contributes its archive parameters and restore bootstrap here, and needs
+# nothing of this package (what it shares with Patroni is in pgha.postgres_server).
 from .. import backup, etcd, pki, vmprograms
 from ..files import RenderedFile, Step, render_script, render_template
+from ..postgres_server import CONFIG_PATH, SOCKET_DIR, createcluster_file, rest_api_url, server_packages
 from ..secrets import (
     POOLER_DATABASE,
     POOLER_ROLE,
@@ -41,14 +44,11 @@ from . import hostaware
 HERE = Path(__file__).resolve().parent
 PHASE = 4
 PACKAGES = ("postgresql-common", "patroni", "python3-etcd")
-CONFIG_PATH = "/etc/patroni/config.yml"
-CREATECLUSTER_PATH = "/etc/postgresql-common/createcluster.d/pgha.conf"
 WATCHDOG_RULE_PATH = "/etc/udev/rules.d/60-pgha-watchdog.rules"
 SOFTDOG_PATH = "/etc/modules-load.d/pgha-softdog.conf"
 # The postgres user's copy of the node's certificate and key: PostgreSQL's
 # server certificate, the REST API's, and Patroni's client certificate for etcd.
 PEM_PATH = f"{pki.TLS_DIR}/postgres.pem"
-SOCKET_DIR = "/var/run/postgresql"
 # Patroni reads its configuration as a directory (files merged in name order):
 # config.yml (linked in) first, then what pgha-hostaware writes at runtime.
 CONFIG_DIR = "/etc/patroni/pgha.d"
@@ -128,14 +128,6 @@ MANAGED_PARAMETERS = (
     "unix_socket_directories",
     *COMMAND_PARAMETERS,
 )
-
-
-def server_packages(spec: ClusterSpec) -> tuple[str, ...]:
-    return (f"postgresql-{spec.postgres.version}",)
-
-
-def rest_api_url(spec: ClusterSpec, node: Node) -> str:
-    return f"https://{node.ip}:{spec.patroni.rest_api_port}"
 
 
 # The password and a client certificate signed by the cluster's CA.
@@ -341,15 +333,6 @@ def config(spec: ClusterSpec, node: Node, secrets: ClusterSecrets) -> dict[str, 
         # scale-out does not load the primary.
         "tags": {"nofailover": False, "noloadbalance": False, "clonefrom": True, "nosync": False},
     }
-
-
-def createcluster_file() -> RenderedFile:
-    """Stops Debian's server package from creating and starting a 'main' cluster of its own."""
-    return RenderedFile(
-        CREATECLUSTER_PATH,
-        "# Managed by pgha: Patroni or pgha-restore creates clusters, Debian must not.\n"
-        "create_main_cluster = false\n",
-    )
 
 
 def dynamic_settings(spec: ClusterSpec) -> dict[str, int]:
