@@ -190,8 +190,12 @@ def verified_tls() -> dict[str, str]:
 def dynamic_config(spec: ClusterSpec) -> dict[str, Any]:
     """Patroni's cluster-wide (DCS) configuration: the one place that decides it.
 
-    The same document seeds a new cluster (``bootstrap.dcs``) and is applied
-    to a running one (``PATCH /config``), so both always agree.
+    The same document seeds a new cluster (``bootstrap.dcs``); on a running
+    one each key has one writer: the keys of :func:`scaling_dcs_settings`
+    the patroni step (on every database VM, phase 4), all the others the
+    patroni-config step (pgha-rolling's ``PATCH /config``, one VM, phase 7;
+    see ``pgha.rolling.config_plan``). Together they write this document, so
+    bootstrap and running cluster always agree.
     """
     patroni = spec.patroni
     return {
@@ -281,8 +285,9 @@ def config(spec: ClusterSpec, node: Node, secrets: ClusterSecrets) -> dict[str, 
         },
         "bootstrap": {
             # Patroni reads this once, when it creates the cluster; later
-            # changes reach the running cluster through the patroni-config
-            # step, which PATCHes the same dynamic_config() into /config.
+            # changes reach the running cluster through the patroni step
+            # (scaling_dcs_settings()) and the patroni-config step (PATCH
+            # /config, the rest): together the same dynamic_config().
             "dcs": dynamic_config(spec),
             "initdb": [{"encoding": "UTF8"}, {"locale": "C.UTF-8"}, "data-checksums"],
             # pgha:restore: the first primary comes from the backup repository.
@@ -335,11 +340,17 @@ def config(spec: ClusterSpec, node: Node, secrets: ClusterSecrets) -> dict[str, 
     }
 
 
-def dynamic_settings(spec: ClusterSpec) -> dict[str, int]:
-    """DCS settings the patroni step keeps in line with the spec, not only at bootstrap.
+def scaling_dcs_settings(spec: ClusterSpec) -> dict[str, int]:
+    """The DCS keys the patroni step writes on a running cluster, and pgha-rolling never does.
 
-    Patroni reads ``bootstrap.dcs`` once, when it creates the cluster; these
-    change with the number of VMs (or are tuned for scale-in) afterwards.
+    They follow the number of VMs (the synchronous standbys) or are tuned
+    for scale-in (how long a removed member's slot stays), so they must be in
+    line before anything waits for a healthy cluster: pgha-rolling's health
+    rule counts the synchronous standbys against the spec, and after a
+    scale-out it would wait (and stop) for a count only this key brings.
+    So their one writer is the patroni step, on every VM right after Patroni
+    runs (compare-and-set, a loser retries); the patroni-config step PATCHes
+    every other key of :func:`dynamic_config` and leaves these out.
     """
     # A subset of dynamic_config(), the one place that decides them.
     dynamic = dynamic_config(spec)
@@ -427,7 +438,7 @@ def steps(spec: ClusterSpec, node: Node, secrets: ClusterSecrets, tls: pki.Clust
         hostaware=spec.host_aware_sync,
         hostaware_unit_path=HOSTAWARE_UNIT_PATH,
         hostaware_tag_path=HOSTAWARE_TAG_PATH,
-        dynamic=dynamic_settings(spec),
+        scaling_dcs=scaling_dcs_settings(spec),
     )
     found = files(spec, node, secrets, tls)
     if restore:

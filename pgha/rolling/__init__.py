@@ -6,7 +6,8 @@ Two steps, both driving one program (``pgha_rolling.py``, installed as
 
 - ``patroni-config`` (every deployment, on the first PostgreSQL VM only):
   PATCHes Patroni's dynamic config to :func:`patroni.dynamic_config` where it
-  differs, then restarts the members left ``pending_restart``: the replicas
+  differs (all but the keys the patroni step writes,
+  :func:`patroni.scaling_dcs_settings`), then restarts the members left ``pending_restart``: the replicas
   one at a time, a switchover to a synchronous standby, the old primary.
 - ``upgrade`` (on every VM, when ``maintenance.upgrade`` is set): a rolling
   package update. The steps start together; each VM waits for its turn
@@ -60,7 +61,11 @@ def _cluster_plan(spec: ClusterSpec, step: str) -> dict[str, Any]:
 
 
 def config_plan(spec: ClusterSpec) -> dict[str, Any]:
-    return {**_cluster_plan(spec, "patroni-config"), "dynamic": patroni.dynamic_config(spec)}
+    """The patroni-config step's plan: Patroni's dynamic config without the keys the patroni step
+    writes (``patroni.scaling_dcs_settings``): each DCS key has one writer on a running cluster."""
+    written_by_patroni_step = patroni.scaling_dcs_settings(spec)
+    dynamic = {k: v for k, v in patroni.dynamic_config(spec).items() if k not in written_by_patroni_step}
+    return {**_cluster_plan(spec, "patroni-config"), "dynamic": dynamic}
 
 
 def config_node(spec: ClusterSpec) -> Node:

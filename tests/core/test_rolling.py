@@ -25,7 +25,12 @@ def test_bootstrap_and_patch_come_from_one_function(spec, secrets, tls):
         f for f in patroni.files(spec, spec.nodes[0], secrets, tls) if f.path == patroni.CONFIG_PATH
     )
     bootstrap = yaml.safe_load(config_file.content)["bootstrap"]["dcs"]
-    assert plan["dynamic"] == bootstrap == patroni.dynamic_config(spec)
+    assert bootstrap == patroni.dynamic_config(spec)
+    # One writer per key on a running cluster: the patroni step the scaling keys, this step the rest.
+    scaling = patroni.scaling_dcs_settings(spec)
+    assert set(scaling) == {"member_slots_ttl", "synchronous_node_count"}
+    assert not set(plan["dynamic"]) & set(scaling)
+    assert {**plan["dynamic"], **scaling} == bootstrap
     assert plan["rest_api_urls"] == {
         "psql-01": "https://10.0.0.4:8008",
         "psql-02": "https://10.0.0.3:8008",

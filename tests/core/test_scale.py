@@ -214,7 +214,7 @@ def test_no_synchronous_count_without_synchronous_mode(dev_config, secrets, tls)
     spec = load_spec(dev_config, "dev")
     (step,) = patroni.steps(spec, spec.nodes[0], secrets, tls)
     assert "synchronous_node_count" not in step.script
-    assert patroni.dynamic_settings(spec) == {"member_slots_ttl": 1800}
+    assert patroni.scaling_dcs_settings(spec) == {"member_slots_ttl": 1800}
 
 
 def test_member_slots_ttl_is_bootstrapped_and_kept_in_line(dev_config, secrets, tls):
