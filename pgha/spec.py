@@ -465,7 +465,7 @@ class ClusterSpec:
     @property
     def sync_hosts(self) -> dict[str, str]:
         """Database member -> Proxmox host when host-aware sync is on (empty otherwise): what the
-        health rule ``pgha.rolling.pgha_rolling.host_crash_problem`` checks the sync standby against."""
+        health rule ``pgha.vmlib.cluster_health.host_crash_problem`` checks the sync standby against."""
         return {n.name: n.host for n in self.postgres_nodes} if self.host_aware_sync else {}
 
     @property
