@@ -194,6 +194,24 @@ def test_a_program_runs_from_its_installed_layout(tmp_path):
     assert result.returncode == 1 and "cluster_health" in result.stderr, result.stderr
 
 
+def test_a_command_in_sbin_finds_the_library_under_its_root(tmp_path):
+    """pgha-host-maintenance lives in /usr/local/sbin: it reaches the library through LIBRARY_ROOT
+    on its path (here the stand-in root, given as PYTHONPATH; on the VM its own sys.path.append)."""
+    root, sbin = tmp_path / "lib", tmp_path / "sbin"
+    for library in vmprograms.library_modules(pgha_host_maintenance):
+        path = root / vmprograms.library_path(library).removeprefix(vmprograms.LIBRARY_ROOT + "/")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(vmprograms.source(library))
+    program = sbin / Path(pgha_host_maintenance.INSTALL_PATH).name
+    sbin.mkdir()
+    program.write_text(vmprograms.source(pgha_host_maintenance))
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    result = subprocess.run(
+        [sys.executable, str(program)], capture_output=True, text=True, cwd=tmp_path, env=env
+    )
+    assert result.returncode == 2 and "HOST start" in result.stderr, result.stderr
+
+
 def ruff_checked(paths: list[Path], *extra: str) -> set[Path]:
     """The files ``ruff check`` looks at among ``paths``, with the project's settings."""
     result = subprocess.run(
