@@ -15,6 +15,7 @@ import pulumi
 from pulumi.runtime import config as runtime_config
 
 from components.cluster import PghaCluster, PghaClusterArgs
+from components.secrets import CIPHER_PASSPHRASE_KEY
 from pgha.config import NAMESPACE, ConfigError, load_spec
 from pgha.spec import ClusterSpec
 
@@ -49,13 +50,21 @@ def is_secret_config(key: str) -> bool:
 
 def plaintext_secrets(spec: ClusterSpec) -> list[str]:
     """Secret values the stack file holds in clear: refused, so they never sit in Git unencrypted."""
+    problems = []
     jump = spec.ssh.jump_host
     if jump and jump.private_key and not is_secret_config(f"{NAMESPACE}:ssh"):
-        return [
+        problems.append(
             f"{NAMESPACE}:ssh.jumpHost.privateKey: is stored in clear text; set it with "
             f"pulumi config set --secret --path '{NAMESPACE}:ssh.jumpHost.privateKey' < KEYFILE"
-        ]
-    return []
+        )
+    cipher = f"{NAMESPACE}:{CIPHER_PASSPHRASE_KEY}"
+    if runtime_config.get_config(cipher) is not None and not is_secret_config(cipher):
+        problems.append(
+            f"{cipher}: is stored in clear text; set it with "
+            f"pulumi stack output --show-secrets backupCipherPassphrase --stack OLD | "
+            f"pulumi config set --secret {cipher}"
+        )
+    return problems
 
 
 def main() -> None:
@@ -86,6 +95,10 @@ def main() -> None:
     pulumi.export("failureDomains", cluster.failure_domains)
     if cluster.prometheus is not None:
         pulumi.export("prometheus", cluster.prometheus)
+    if spec.backup is not None:
+        # Secret: the only key to this stack's backups; a new stack imports it
+        # (pgha:backupCipherPassphrase) to restore from them (docs/backups.md).
+        pulumi.export("backupCipherPassphrase", cluster.passwords.backup_cipher_passphrase)
     # Public: what the owner of an external witness adds to its SSH user's authorized_keys.
     pulumi.export("deployPublicKey", cluster.passwords.deploy_public_key)
 

@@ -17,7 +17,7 @@ from .network import PrivateNetwork, PrivateNetworkArgs
 from .secrets import ClusterPasswords, ClusterPasswordsArgs
 from .steps import RemoteSteps, RemoteStepsArgs
 from .tls import ClusterCertificates, ClusterCertificatesArgs
-from .vm import CloudImage, CloudImageArgs, PghaVm, PghaVmArgs
+from .vm import CloudImage, CloudImageArgs, PghaVm, PghaVmArgs, guard_hardware, network_change_allowed
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,11 @@ class PghaCluster(pulumi.ComponentResource):
         spec = args.spec
         child = pulumi.ResourceOptions(parent=self)
 
-        self.passwords = ClusterPasswords(name, ClusterPasswordsArgs(roles=spec.login_roles), opts=child)
+        self.passwords = ClusterPasswords(
+            name,
+            ClusterPasswordsArgs(roles=spec.login_roles, protect_backup_secret=spec.backup is not None),
+            opts=child,
+        )
         self.certificates = ClusterCertificates(name, ClusterCertificatesArgs(spec), opts=child)
         self.network = PrivateNetwork(name, PrivateNetworkArgs(spec), opts=child)
         self.image = CloudImage(name, CloudImageArgs(spec), opts=child)
@@ -80,6 +84,9 @@ class PghaCluster(pulumi.ComponentResource):
             # An external witness is an existing machine: no VM, only the steps.
             if not node.external
         }
+        # A new template, new hardware or a new private network never reaches every
+        # running VM at once: refused at preview, or warned about (components/vm.py).
+        self.vm_hardware = guard_hardware(self.vms, allow_network_change=network_change_allowed())
         self.steps = RemoteSteps(
             name,
             RemoteStepsArgs(
@@ -142,6 +149,8 @@ class PghaCluster(pulumi.ComponentResource):
                 "databases": self.databases,
                 "nodes": self.nodes,
                 "failureDomains": self.failure_domains,
+                # Awaited with the component: a refused change fails the preview.
+                "vmHardware": self.vm_hardware,
                 **({"prometheus": self.prometheus} if self.prometheus is not None else {}),
             }
         )

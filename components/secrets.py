@@ -18,6 +18,11 @@ from pgha.spec import RoleSpec
 
 # Secret config: {role: password} for application roles whose password is given, not generated.
 ROLE_PASSWORDS_KEY = "rolePasswords"
+# Secret config: the backup repository's cipher passphrase, given instead of
+# generated: another stack's (its secret output backupCipherPassphrase), so this
+# stack reads the backups that one wrote (pgha:restore).
+CIPHER_PASSPHRASE_KEY = "backupCipherPassphrase"
+CIPHER_FIELD = "backup_cipher_pass"
 
 
 @dataclass(frozen=True)
@@ -27,6 +32,8 @@ class ClusterPasswordsArgs:
     length: int = 32
     # The application login roles (pgha.databases): one password each.
     roles: tuple[RoleSpec, ...] = ()
+    # With backups, the cipher passphrase is the only key to them: protected.
+    protect_backup_secret: bool = False
 
 
 class ClusterPasswords(pulumi.ComponentResource):
@@ -50,18 +57,30 @@ class ClusterPasswords(pulumi.ComponentResource):
         args = args or ClusterPasswordsArgs()
         child = pulumi.ResourceOptions(parent=self)
 
+        # The cipher passphrase encrypts every backup: losing it (pulumi destroy, a
+        # state edit) loses them all, so with backups it is protected; the engine
+        # then refuses to delete it (docs/backups.md, "The cipher passphrase").
+        protected = pulumi.ResourceOptions(parent=self, protect=True)
         self.passwords: dict[str, pulumi_random.RandomPassword] = {
             field: pulumi_random.RandomPassword(
                 f"{name}-{field.replace('_', '-')}",
                 length=args.length,
                 special=False,
-                opts=child,
+                opts=protected if field == CIPHER_FIELD and args.protect_backup_secret else child,
             )
             for field in ClusterSecrets.names()
         }
         generated = {field: pw.result for field, pw in self.passwords.items()}
         # Operator-supplied secrets (the S3 key pair) come from secret config.
         config = pulumi.Config(NAMESPACE)
+        # An imported passphrase wins over the generated one (which stays in the
+        # state, unused). The repository is encrypted with whichever was in use
+        # when it was created: never remove or change the key afterwards.
+        imported_cipher = config.get_secret(CIPHER_PASSPHRASE_KEY)
+        if imported_cipher is not None:
+            generated[CIPHER_FIELD] = imported_cipher
+        # What another stack imports: the passphrase in use, as a secret.
+        self.backup_cipher_passphrase = pulumi.Output.secret(generated[CIPHER_FIELD])
         supplied = {field: config.get_secret(key) or "" for field, key in SUPPLIED.items()}
         # Application roles: the given password if pgha:rolePasswords has one, else a
         # RandomPassword whose keeper is the role's rotation generation, so bumping

@@ -7,12 +7,22 @@ locally issued certificates get.
 
 Rotation: bumping ``pgha:tls.rotation`` replaces every node's private key
 (``replacement_trigger``), and with it its request and certificate; the
-steps then roll the new files out. A certificate close to its end
-(``early_renewal_hours``) is re-issued by a ``pulumi up --refresh``.
+steps then roll the new files out.
+
+Renewal: nothing expires as long as ``pulumi up`` runs now and then. Each
+certificate's ``replacement_trigger`` is a renewal epoch computed from
+today's date (:func:`renewal_epoch`): it changes every ``validity -
+renew_before`` days, so a certificate lives at most that long and is
+re-issued at least ``renew_before`` days before its end by a plain ``up``
+(``early_renewal_hours`` alone acts only when a plan reads the time, i.e.
+on a refresh). The CA certificate is re-issued the same way with the same
+key and subject (the key never leaves the state), a third of its life early.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
 from dataclasses import dataclass
 
 import pulumi
@@ -23,6 +33,31 @@ from pgha.pki import ClusterTls, NodeTls
 from pgha.spec import ClusterSpec
 
 HOURS_PER_DAY = 24
+
+
+def utc_today() -> dt.date:
+    """Today in UTC: the program's only clock (tests replace it)."""
+    return dt.datetime.now(dt.UTC).date()
+
+
+def renewal_epoch(stack: str, today: dt.date, validity_days: int, renew_before_days: int) -> int:
+    """The number of the renewal period ``today`` falls in; a new number re-issues the certificate.
+
+    Periods are ``validity_days - renew_before_days`` long, so a certificate
+    issued on any day of one is replaced on the first ``up`` of the next, at
+    most that many days after its issue: at least ``renew_before_days``
+    before its end. The same all day (and all period) long, so two ups never
+    disagree; shifted by a per-stack offset, so two stacks do not renew on
+    the same day.
+    """
+    period = max(1, validity_days - renew_before_days)
+    offset = int(hashlib.sha256(stack.encode()).hexdigest(), 16) % period
+    return (today.toordinal() + offset) // period
+
+
+def ca_renew_before_days(ca_validity_days: int) -> int:
+    """The CA is re-issued a third of its life early: clients holding the old one have years to update."""
+    return max(1, ca_validity_days // 3)
 
 
 @dataclass(frozen=True)
@@ -42,6 +77,12 @@ class ClusterCertificates(pulumi.ComponentResource):
         super().__init__("pgha:index:ClusterCertificates", name, None, opts)
         spec = args.spec
         child = pulumi.ResourceOptions(parent=self)
+        today = utc_today()
+        tls = spec.tls
+        self.ca_epoch = renewal_epoch(
+            spec.stack, today, tls.ca_validity_days, ca_renew_before_days(tls.ca_validity_days)
+        )
+        self.cert_epoch = renewal_epoch(spec.stack, today, tls.cert_validity_days, tls.renew_before_days)
 
         self.ca_key = pulumi_tls.PrivateKey(
             f"{name}-ca-key", algorithm=pki.KEY_ALGORITHM, ecdsa_curve=pki.ECDSA_CURVE, opts=child
@@ -58,7 +99,9 @@ class ClusterCertificates(pulumi.ComponentResource):
             set_subject_key_id=True,
             allowed_uses=list(pki.CA_USES),
             validity_period_hours=spec.tls.ca_validity_days * HOURS_PER_DAY,
-            opts=child,
+            # Same key, same subject, a new validity: node certificates issued by
+            # either copy verify against both.
+            opts=pulumi.ResourceOptions(parent=self, replacement_trigger=f"renewal-{self.ca_epoch}"),
         )
         self.ca_certificate = self.ca.cert_pem
 
@@ -93,7 +136,8 @@ class ClusterCertificates(pulumi.ComponentResource):
                 set_subject_key_id=True,
                 validity_period_hours=spec.tls.cert_validity_days * HOURS_PER_DAY,
                 early_renewal_hours=spec.tls.renew_before_days * HOURS_PER_DAY,
-                opts=child,
+                # Re-issued by a plain `pulumi up` once the renewal period changes.
+                opts=pulumi.ResourceOptions(parent=self, replacement_trigger=f"renewal-{self.cert_epoch}"),
             )
 
         names = [n.name for n in spec.nodes]

@@ -66,6 +66,8 @@ KNOWN_KEYS = (
     # Secret config (pulumi config set --secret): the S3 repository's key pair.
     "backupS3Key",
     "backupS3KeySecret",
+    # Secret config: another stack's backup cipher passphrase, to read its backups.
+    "backupCipherPassphrase",
     "maintenance",
     # Applications (pgha.databases): databases, roles, the secret role passwords, client networks.
     "databases",
@@ -744,7 +746,9 @@ def load_spec(config: dict[str, Any], stack: str) -> ClusterSpec:
     # Before anything reads a value: no string anywhere, secrets included, may
     # carry a control character into a config line or a script.
     for key, value in _without_jump_host_key(config).items():
-        reader.control_characters(value, key, secret=key in (*SUPPLIED.values(), "rolePasswords"))
+        reader.control_characters(
+            value, key, secret=key in (*SUPPLIED.values(), "rolePasswords", "backupCipherPassphrase")
+        )
     for unknown in sorted(set(config) - set(KNOWN_KEYS)):
         reader.problem(unknown, f"unknown key (known: {', '.join(KNOWN_KEYS)})")
 

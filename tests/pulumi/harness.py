@@ -195,6 +195,7 @@ class Registration:
     replace_with: list[str] = field(default_factory=list)
     delete_before_replace: bool = False
     retain_on_delete: bool = False
+    protect: bool = False
     replace_on_changes: list[str] = field(default_factory=list)
     additional_secret_outputs: list[str] = field(default_factory=list)
 
@@ -227,6 +228,7 @@ class RecordingMonitor(MockMonitor):
                 replace_with=list(request.replace_with),
                 delete_before_replace=request.deleteBeforeReplace,
                 retain_on_delete=request.retainOnDelete,
+                protect=request.protect,
                 replace_on_changes=list(request.replaceOnChanges),
                 additional_secret_outputs=list(request.additionalSecretOutputs),
             )
@@ -285,10 +287,12 @@ def stack_file_config(stack: str = "dev") -> dict[str, Any]:
 _runs = itertools.count()
 
 
-def use_mocks(stack: str = "dev") -> tuple[PghaMocks, RecordingMonitor, _ListHandler]:
+def use_mocks(
+    stack: str = "dev", monitor_class: type[RecordingMonitor] = RecordingMonitor
+) -> tuple[PghaMocks, RecordingMonitor, _ListHandler]:
     """Fresh mocks, monitor and root stack, with the engine's log kept in a handler."""
     mocks = PghaMocks()
-    monitor = RecordingMonitor(mocks)
+    monitor = monitor_class(mocks)
     handler = _ListHandler()
     logger = logging.getLogger(f"pgha-mock-engine-{next(_runs)}")
     logger.propagate = False
@@ -307,14 +311,16 @@ def run_program(
     *,
     via_env: bool = False,
     secret_keys: list[str] | None = None,
+    monitor_class: type[RecordingMonitor] = RecordingMonitor,
 ) -> ProgramRun:
     """Run a fresh copy of ``__main__.py`` to completion against new mocks.
 
     ``via_env`` passes the config the way the CLI does (``PULUMI_CONFIG``)
     instead of ``set_all_config``; the caller must have set that variable.
     ``secret_keys`` are the keys the stack keeps encrypted (``--secret``).
+    ``monitor_class`` may stand in for more of the engine (e.g. a previous state).
     """
-    mocks, monitor, handler = use_mocks(stack)
+    mocks, monitor, handler = use_mocks(stack, monitor_class)
     pulumi.runtime.set_all_config({} if via_env else encode_config(config), secret_keys or [])
     root = pulumi.runtime.get_root_resource()
     run = ProgramRun(mocks, monitor, handler)
@@ -334,5 +340,9 @@ def run_program(
             return None
         return collect_exports()
 
-    program()
+    try:
+        program()
+    except pulumi.RunError as error:
+        # Raised inside an apply (a change refused at preview): it ends the program too.
+        run.error = error
     return run
