@@ -268,6 +268,12 @@ def test_promtool_test_rules():
         ("changes(patroni_postgres_timeline[10m])) > 0", "changes(patroni_postgres_timeline[10m])) > 1"),
         ("- time() < 21 * 86400", "- time() < 20 * 86400"),
         ("(pgbouncer_pools_client_maxwait_seconds) > 5", "(pgbouncer_pools_client_maxwait_seconds) > 50"),
+        # A stopped PgBouncer: its target's up is 0 and pgbouncer_up is absent, never 0.
+        ('(up{pgha_source="pgbouncer"} == 0 or pgbouncer_up == 0)', "(pgbouncer_up == 0)"),
+        # ... and the pooler's loss is not PghaMemberDown's too.
+        ('up{pgha_source=~".+",pgha_source!="pgbouncer"} == 0 or', 'up{pgha_source=~".+"} == 0 or'),
+        # A whole VM lost is PghaMemberDown's: PghaPoolerDown must not page for it as well.
+        ('(up{pgha_source=~".+"}) == 0)', '(up{pgha_source=~".+"}) == 5)'),
     ],
 )
 def test_promtool_test_rules_can_fail(tmp_path, original, broken):
