@@ -4,7 +4,8 @@ Debian's Prometheus (the host's package) runs in the lab's namespace from the
 gateway address, which the dev stack's ``monitoring.allowFrom`` admits, with
 the CA, target files and scrape configs of the stack output and the
 repository's alert rules. About 2 minutes on the shared 2-core machine, most
-of it the failover (the primary is killed and boots again).
+of it the failover (the primary is killed and boots again), plus about 70 s
+for PgBouncer stopped on the primary (PghaPoolerDown's `for: 1m`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from lab import observe
 from lab.cluster import Lab
 from lab.harness import READY_TIMEOUT
 from lab.prometheus import LabPrometheus
+from lab.wait import wait_until
 from pgha import monitoring
 
 pytestmark = pytest.mark.lab
@@ -25,6 +27,10 @@ pytestmark = pytest.mark.lab
 TARGETS_UP_TIMEOUT = 90.0
 NO_LEADER_TIMEOUT = 45.0  # kill -> no primary in Prometheus: a scrape (5 s) + staleness
 FAILOVER_ALERT_TIMEOUT = 120.0  # kill -> promotion (ttl 20 s) + a scrape + a rule evaluation
+# Stop -> a failed scrape (5 s) + PghaPoolerDown's `for: 1m` (the lab runs rules.yml as
+# shipped: only the scrape and evaluation intervals are the lab's) + an evaluation (5 s).
+POOLER_ALERT_TIMEOUT = 120.0
+POOLER_BACK_TIMEOUT = 60.0  # start -> the exporter's restart (RestartSec 5 s) + a scrape
 
 
 @pytest.fixture(scope="module")
@@ -133,6 +139,67 @@ def test_exporters_listen_on_loopback_only(lab: Lab) -> None:
         exporters = [line.split()[3] for line in out.splitlines() if "prometheus" in line]
         assert exporters, node.name
         assert all(address.startswith("127.0.0.1:") for address in exporters), (node.name, exporters)
+
+
+def test_stopping_pgbouncer_pages_the_pooler_alert_not_the_member_alert(
+    lab: Lab, prometheus: LabPrometheus
+) -> None:
+    """PgBouncer really stopped on the primary: PghaPoolerDown fires, PghaMemberDown does not.
+
+    systemd stops its exporter with it (Debian's unit Requires= pgbouncer.service), so
+    pgbouncer_up vanishes (the pgbouncer target's up is 0) instead of reading 0: the
+    rule must see that. Starting PgBouncer starts the exporter again (WantedBy=).
+    """
+    assert lab.spec.pooler is not None, "the dev stack enables pgha:pooler"
+    lab.wait_ready(timeout=READY_TIMEOUT)
+    wait_all_up(lab, prometheus)
+    primary = observe.leader(lab)
+    assert primary is not None
+    on_primary = f'node="{primary}"'
+    assert not prometheus.query(f'ALERTS{{alertstate="firing",{on_primary}}}')
+    member_alerts: list[dict] = []
+
+    def pooler_alert_firing() -> list[dict]:
+        # PghaMemberDown, in any state, at every poll: the stop must never make it pending
+        # for PgBouncer's target, nor fire for any target of the VM.
+        member_alerts.extend(prometheus.query(f'ALERTS{{alertname="PghaMemberDown",{on_primary}}}'))
+        return prometheus.query(f'ALERTS{{alertname="PghaPoolerDown",alertstate="firing",{on_primary}}}')
+
+    lab.exec(primary, ["systemctl", "stop", "pgbouncer"], check=True)
+    try:
+        wait_until(
+            pooler_alert_firing,
+            POOLER_ALERT_TIMEOUT,
+            interval=2.0,
+            error=lambda _: f"PghaPoolerDown never fired for {primary}: {prometheus.query('ALERTS')}",
+        )
+        firing = {
+            a["metric"]["alertname"] for a in prometheus.query(f'ALERTS{{alertstate="firing",{on_primary}}}')
+        }
+        scraped = {
+            "up": prometheus.query(f'up{{pgha_source="pgbouncer",{on_primary}}}'),
+            "pgbouncer_up": prometheus.query(f"pgbouncer_up{{{on_primary}}}"),
+        }
+    finally:
+        lab.exec(primary, ["systemctl", "start", "pgbouncer"], check=True)
+    print(f"\nPgBouncer stopped on {primary}: firing {sorted(firing)}, scraped {scraped}")
+    assert firing == {"PghaPoolerDown"}, firing
+    paged = [
+        a["metric"]
+        for a in member_alerts
+        if a["metric"]["alertstate"] == "firing" or a["metric"].get("pgha_source") == "pgbouncer"
+    ]
+    assert not paged, paged
+    # As the stop really looks: the exporter stopped too, so nothing reads pgbouncer_up 0.
+    assert [s["value"][1] for s in scraped["up"]] == ["0"], scraped
+    assert scraped["pgbouncer_up"] == [], scraped
+
+    def pooler_healthy() -> bool:
+        up = prometheus.query(f"pgbouncer_up{{{on_primary}}} == 1")
+        return bool(up) and not prometheus.query(f'ALERTS{{alertname="PghaPoolerDown",{on_primary}}}')
+
+    wait_until(pooler_healthy, POOLER_BACK_TIMEOUT, interval=1.0, error=f"PgBouncer on {primary} not back")
+    lab.wait_ready(timeout=READY_TIMEOUT)
 
 
 def test_killing_the_primary_fires_no_leader_and_the_failover_alert(
