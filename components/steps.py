@@ -1,4 +1,4 @@
-"""The core's remote steps, run over SSH by ``pulumi_command``, phase after phase."""
+"""The core's remote steps, run over SSH by ``pulumi_command``, group after group of pgha.plan.ORDER."""
 
 from __future__ import annotations
 
@@ -8,12 +8,13 @@ from dataclasses import dataclass
 import pulumi
 from pulumi_command import remote
 
-from pgha import verify
 from pgha.files import Step
 from pgha.pki import ClusterTls
-from pgha.plan import leave_step, node_steps, phases
+from pgha.plan import leave_step, node_steps, phases, sees_whole_cluster
 from pgha.secrets import ClusterSecrets
 from pgha.spec import ClusterSpec, Node
+
+from .legacy_names import command_name, legacy_command_name
 
 # A fresh VM answers SSH only once cloud-init has run: keep dialing for ~5 minutes.
 DIAL_ERROR_LIMIT = 30
@@ -72,7 +73,7 @@ def _real_steps(
 ) -> dict[str, Step]:
     """The node's steps with the real secrets and certificates, checked against the secret-free layout."""
     steps = node_steps(spec, node, secrets, tls)
-    if [(s.phase, s.name, s.command) for s in steps] != [(s.phase, s.name, s.command) for s in layout]:
+    if [(s.name, s.command) for s in steps] != [(s.name, s.command) for s in layout]:
         # The commands are visible in `ps` and in the plan: they must not change with a secret.
         raise ValueError(f"the steps of {node.name} depend on secret values")
     return {s.name: s for s in steps}
@@ -85,7 +86,10 @@ def _vm_of(args: RemoteStepsArgs, node: Node) -> list[pulumi.Resource]:
 
 
 class RemoteSteps(pulumi.ComponentResource):
-    """One ``remote.Command`` per node and step, ordered by the core's phases.
+    """One ``remote.Command`` per node and step, named ``<node>-<step>``, ordered by the core's plan.
+
+    Commands named before the rename (``<node>-<NN>-<step>``) keep that name as an
+    alias (components/legacy_names.py): a deployed stack sees no replacement.
 
     Names, order and scripts come from the core with placeholder secrets and
     certificates; only the stdin bundle (and so the trigger digest) is
@@ -109,13 +113,14 @@ class RemoteSteps(pulumi.ComponentResource):
 
         self.commands = {}
         previous: list[pulumi.Resource] = list(args.vms.values())
-        for _phase, steps in phases(spec, placeholders, tls_placeholders):
+        for _group, steps in phases(spec, placeholders, tls_placeholders):
             current: list[pulumi.Resource] = []
             for step in steps:
                 node = spec.node(step.node)
                 real_step = real[node.name].apply(lambda r, s=step.name: r[s])
+                legacy = legacy_command_name(node.name, step.name)
                 command = remote.Command(
-                    f"{node.name}-{step.title}",
+                    command_name(node.name, step.name),
                     connection=connection(spec, node, args.deploy_private_key, args.host_keys[node.name]),
                     create=step.command,
                     stdin=real_step.apply(lambda s: s.stdin),
@@ -134,9 +139,10 @@ class RemoteSteps(pulumi.ComponentResource):
                         depends_on=previous,
                         replace_with=(
                             list(args.vms.values())
-                            if step.phase == verify.PHASE
+                            if sees_whole_cluster(step.name)
                             else _vm_of(args, node) or None
                         ),
+                        aliases=[pulumi.Alias(name=legacy)] if legacy else None,
                         additional_secret_outputs=["stdout", "stderr"] if step.has_secrets else None,
                     ),
                 )

@@ -86,7 +86,7 @@ def restore_drill(
         client = ca.issue(pki.CertIdentity(backup.RESTORE_CLIENT), 1)
         step = backup.restore_step(lab.spec, node.name, lab.tls(), client, target_time)
         results = asyncio.run(
-            runner_.run_phases([(step.phase, [step])], {node.name: lab.target(node)}, report=lab.report)
+            runner_.run_phases([(0, [step])], {node.name: lab.target(node)}, report=lab.report)
         )
         output = results[-1].stdout + results[-1].stderr if results else ""
         if not results or not results[-1].ok:

@@ -377,7 +377,9 @@ class Lab:
         self.lock.acquire()
         chosen = MaintenanceSpec(upgrade=generation or int(time.time()), apt_update=False)
         spec = dataclasses.replace(self.spec, maintenance=chosen)
-        plan = [(p, s) for p, s in phases(spec, self.secrets(), self.tls()) if p == rolling.UPGRADE_PHASE]
+        plan = [
+            (p, s) for p, s in phases(spec, self.secrets(), self.tls()) if s[0].name == rolling.UPGRADE_STEP
+        ]
         return asyncio.run(self.runner().run_phases(plan, self._targets(), report=self.report))
 
     def wait_ready(self, timeout: float = 120.0) -> dict[str, Any]:

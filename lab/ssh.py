@@ -157,13 +157,13 @@ class SshRunner:
             outcome = await asyncio.gather(*(self.run_step(targets[s.node], s) for s in steps))
             for result in outcome:
                 mark = "ok" if result.ok else f"FAILED (exit {result.exit_status})"
-                report(f"  {result.step.title:<16} {result.step.node:<10} {mark} ({result.seconds:.1f} s)")
+                report(f"  {result.step.name:<16} {result.step.node:<10} {mark} ({result.seconds:.1f} s)")
                 for line in result.changed:
                     report(f"      {line}")
             results.extend(outcome)
             failed = [r for r in outcome if not r.ok]
             if failed:
                 for result in failed:
-                    report(f"--- {result.step.node} {result.step.title} stderr ---\n{result.stderr[-3000:]}")
-                raise StepError(f"step {failed[0].step.title} failed on {failed[0].step.node}")
+                    report(f"--- {result.step.node} {result.step.name} stderr ---\n{result.stderr[-3000:]}")
+                raise StepError(f"step {failed[0].step.name} failed on {failed[0].step.node}")
         return results

@@ -48,17 +48,12 @@ class RenderedFile:
 
 @dataclass(frozen=True)
 class Step:
-    """One remote step of one VM, run in phase order across the cluster."""
+    """One remote step of one VM, run in plan order across the cluster (pgha.plan.ORDER)."""
 
     node: str
-    phase: int
     name: str
     script: str
     files: tuple[RenderedFile, ...] = ()
-
-    @property
-    def title(self) -> str:
-        return f"{self.phase:02d}-{self.name}"
 
     @property
     def command(self) -> str:

@@ -3,7 +3,8 @@
     python -m pgha.render --stack dev --out DIR
 
 writes ``DIR/<vm>/<path on the VM>`` for each file, ``DIR/<vm>/steps/NN-name.sh``
-for each remote step in order, and ``DIR/<vm>/cloud-init/`` for the NoCloud
+for each remote step in order (NN: its group's place in pgha.plan.ORDER, so
+``ls`` shows the order; steps with one NN run at the same time), and ``DIR/<vm>/cloud-init/`` for the NoCloud
 seed. Secrets Pulumi would generate appear as ``PULUMI-SECRET(name)``, the
 certificates it would issue as ``PULUMI-GENERATED(...)``.
 Exit code 2 and one line per problem on an invalid stack config.
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from . import ClusterSecrets, ClusterTls, ConfigError, leave_step, load_stack, node_files, node_steps
 from .cloudinit import DEPLOY_KEY_PLACEHOLDER, HostKey, seed
+from .plan import group_number
 from .spec import ClusterSpec
 
 
@@ -33,13 +35,14 @@ def write_tree(
         steps_dir = root / "steps"
         steps_dir.mkdir(parents=True, exist_ok=True)
         for step in node_steps(spec, node, secrets, tls):
-            script = steps_dir / f"{step.title}.sh"
+            title = f"{group_number(step.name):02d}-{step.name}"
+            script = steps_dir / f"{title}.sh"
             script.write_text(step.script)
             script.chmod(0o755)
-            (steps_dir / f"{step.title}.files").write_text(
+            (steps_dir / f"{title}.files").write_text(
                 "".join(f"{f.mode:04o} {f.owner}:{f.group} {f.path}\n" for f in step.files)
             )
-        # Not a phase: what runs on the VM before it is deleted (scale-in).
+        # Not in the plan's order: what runs on the VM before it is deleted (scale-in).
         leave = steps_dir / "leave.sh"
         leave.write_text(leave_step(spec, node).script)
         leave.chmod(0o755)

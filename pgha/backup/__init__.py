@@ -26,12 +26,11 @@ from pathlib import Path
 from .. import pki, postgres_server, vmprograms
 from ..files import RenderedFile, Step, render_script, render_template
 from ..secrets import ClusterSecrets
+from ..service import Service
 from ..spec import BackupSpec, ClusterSpec, Node
 from . import backup_status
 
 HERE = Path(__file__).resolve().parent
-PHASE = 8
-STANZA_PHASE = 9
 PACKAGES = ("pgbackrest",)
 CONFIG_PATH = "/etc/pgbackrest.conf"  # Debian's, read by its pgbackrest.service
 BACKUP_PATH = "/usr/local/sbin/pgha-backup"
@@ -340,7 +339,7 @@ def steps(spec: ClusterSpec, node: Node, secrets: ClusterSecrets, tls: pki.Clust
         tls_port=backup.tls_port,
         timers=[timer_name(k) for k in ("full", "diff", "check")] if runner else [],
     )
-    result = [Step(node.name, PHASE, "backup", install, node_files)]
+    result = [Step(node.name, "backup", install, node_files)]
     if runner:
         stanza_script = render_script(
             HERE,
@@ -350,7 +349,7 @@ def steps(spec: ClusterSpec, node: Node, secrets: ClusterSecrets, tls: pki.Clust
             backup_path=BACKUP_PATH,
             **_gate_context(spec, node),
         )
-        result.append(Step(node.name, STANZA_PHASE, "backup-stanza", stanza_script))
+        result.append(Step(node.name, "backup-stanza", stanza_script))
     return result
 
 
@@ -420,4 +419,12 @@ def restore_step(
         target_time=target_time,
         postgres_version=spec.postgres.version,
     )
-    return Step(machine, STANZA_PHASE + 1, "restore", script, tuple(restore_files(spec, tls, client)))
+    return Step(machine, "restore", script, tuple(restore_files(spec, tls, client)))
+
+
+SERVICE = Service(
+    "backup",
+    step_names=("backup", "backup-stanza"),
+    steps=lambda t: steps(t.spec, t.node, t.secrets, t.tls),
+    packages=lambda spec: PACKAGES,
+)

@@ -31,12 +31,12 @@ from urllib.parse import quote
 from .. import patroni, vmprograms
 from ..files import RenderedFile, Step, render_script
 from ..secrets import POOLER_DATABASE, POOLER_ROLE, SUPERUSER, VERIFY_DATABASE, VERIFY_ROLE, ClusterSecrets
+from ..service import Service
 from ..spec import ClusterSpec, DatabaseSpec, Node
 from . import pgha_databases
 
 HERE = Path(__file__).resolve().parent
 # Shares phase 8 with pgBackRest's step (independent of it): after patroni-config.
-PHASE = 8
 TOOL_PATH = pgha_databases.INSTALL_PATH
 PLAN_PATH = pgha_databases.SETTINGS_PATH
 TIMEOUT_S = 300
@@ -121,7 +121,7 @@ def steps(spec: ClusterSpec, node: Node, secrets: ClusterSecrets) -> list[Step]:
     if not node.runs_postgres:
         return []
     script = render_script(HERE, "databases.sh.j2", "databases", tool=TOOL_PATH, plan=PLAN_PATH)
-    return [Step(node.name, PHASE, "databases", script, tuple(files(spec, secrets)))]
+    return [Step(node.name, "databases", script, tuple(files(spec, secrets)))]
 
 
 def connection_string(spec: ClusterSpec, database: DatabaseSpec, password: str, port: int) -> str:
@@ -131,3 +131,6 @@ def connection_string(spec: ClusterSpec, database: DatabaseSpec, password: str, 
     """
     secret = quote(password, safe="")
     return f"postgresql://{database.owner}:{secret}@{spec.vip}:{port}/{database.name}?sslmode=verify-full"
+
+
+SERVICE = Service("databases", step_names=("databases",), steps=lambda t: steps(t.spec, t.node, t.secrets))

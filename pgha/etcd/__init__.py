@@ -17,11 +17,10 @@ from pathlib import Path
 
 from .. import pki
 from ..files import RenderedFile, Step, render_script, render_template
+from ..service import MetricsSource
 from ..spec import ClusterSpec, Node
 
 HERE = Path(__file__).resolve().parent
-PHASE = 2
-HEALTH_PHASE = 3
 PACKAGES = ("etcd-server", "etcd-client")
 ENV_PATH = "/etc/default/etcd"
 # ETCD_INITIAL_CLUSTER{,_STATE} for a member's first start: found or join (see membership).
@@ -114,7 +113,7 @@ def steps(spec: ClusterSpec, node: Node, tls: pki.ClusterTls, membership: Render
         # Not a member (one member per host once a witness exists): an etcd
         # the package may have started here would only be a stray cluster.
         script = render_script(HERE, "etcd-absent.sh.j2", "etcd")
-        return [Step(node.name, PHASE, "etcd", script, (membership,))]
+        return [Step(node.name, "etcd", script, (membership,))]
     install = render_script(
         HERE,
         "etcd.sh.j2",
@@ -127,6 +126,18 @@ def steps(spec: ClusterSpec, node: Node, tls: pki.ClusterTls, membership: Render
     )
     health = render_script(HERE, "etcd-health.sh.j2", "etcd-health", flags=etcdctl_flags(spec, node))
     return [
-        Step(node.name, PHASE, "etcd", install, (*files(spec, node, tls), membership)),
-        Step(node.name, HEALTH_PHASE, "etcd-health", health),
+        Step(node.name, "etcd", install, (*files(spec, node, tls), membership)),
+        Step(node.name, "etcd-health", health),
     ]
+
+
+# etcd's client port, with the VM's own client certificate. The service's record is in
+# pgha.membership: etcd's steps carry its helper, and it builds on etcd (not the reverse).
+METRICS = MetricsSource(
+    "etcd",
+    loss_alert="PghaMemberDown",
+    serves=lambda spec, node: node in members(spec),
+    address=lambda spec, node: f"{node.ip}:{spec.etcd.client_port}",
+    tls=True,
+    client_cert=True,
+)

@@ -22,14 +22,14 @@ from ipaddress import IPv4Network
 from pathlib import Path
 from typing import Any
 
-from .. import keepalived, patroni, pki, vmprograms
+from .. import patroni, pki, vmprograms
 from ..files import RenderedFile, Step, render_script, render_template
+from ..service import Service
 from ..spec import ClusterSpec, Node
 from . import agent
 
 HERE = Path(__file__).resolve().parent
 # With keepalived: Patroni answers by then, and the VIP is about to be placed.
-PHASE = keepalived.PHASE
 STEP = "fastpath"
 PACKAGES = ("nftables",)
 TABLE = "pgha_fastpath"
@@ -102,7 +102,7 @@ def steps(spec: ClusterSpec, node: Node) -> list[Step]:
         return []
     if spec.fast_path is None:
         script = render_script(HERE, "fastpath-absent.sh.j2", STEP, unit_name=UNIT_NAME, table=TABLE)
-        return [Step(node.name, PHASE, STEP, script)]
+        return [Step(node.name, STEP, script)]
     script = render_script(
         HERE,
         "fastpath.sh.j2",
@@ -115,4 +115,12 @@ def steps(spec: ClusterSpec, node: Node) -> list[Step]:
         on_path=ON_PATH,
         off_path=OFF_PATH,
     )
-    return [Step(node.name, PHASE, STEP, script, tuple(files(spec, node)))]
+    return [Step(node.name, STEP, script, tuple(files(spec, node)))]
+
+
+SERVICE = Service(
+    "fastpath",
+    step_names=(STEP,),
+    steps=lambda t: steps(t.spec, t.node),
+    packages=lambda spec: PACKAGES if spec.fast_path else (),
+)

@@ -25,14 +25,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .. import pki, vmprograms
+from .. import metrics, pki, vmprograms
 from ..files import RenderedFile, Step, render_script, render_template
 from ..secrets import HAPROXY_STATS_USER, ClusterSecrets
+from ..service import MetricsSource, Service
 from ..spec import ClusterSpec, Node
 from . import save_state
 
 HERE = Path(__file__).resolve().parent
-PHASE = 5
 PACKAGES = ("haproxy",)
 CONFIG_PATH = "/etc/haproxy/haproxy.cfg"
 HEALTH_PATH = "/health"
@@ -65,9 +65,37 @@ def allow_from(spec: ClusterSpec) -> list[str]:
     return declared + [p for p in probe if p not in declared]
 
 
-def files(spec: ClusterSpec, node: Node, secrets: ClusterSecrets, tls: pki.ClusterTls) -> list[RenderedFile]:
-    from .. import monitoring  # it builds on this module's paths
+def frontend(spec: ClusterSpec, node: Node) -> str:
+    """The section serving the monitoring port (pgha.monitoring); '' without ``pgha:monitoring``.
 
+    One backend per metrics source the VM serves (pgha.metrics), as the services declare them.
+    """
+    if spec.monitoring is None:
+        return ""
+    verify = f"ssl verify required ca-file {pki.CA_PATH} verifyhost {node.name}"
+    served = metrics.sources(spec, node)
+    backends = {}
+    for source in served:
+        if source.address is None:
+            continue  # HAProxy's own exporter, not a backend
+        server = source.address(spec, node)
+        server += f" {verify}" if source.tls else ""
+        server += f" crt {PEM_PATH}" if source.client_cert else ""
+        backends[source.path] = {"name": f"metrics_{source.name}", "server": server}
+    own = [source.path for source in served if source.address is None]
+    return render_template(
+        HERE,
+        "frontend.cfg.j2",
+        m=spec.monitoring,
+        node=node,
+        pem_path=PEM_PATH,
+        allow_from=[str(n) for n in spec.monitoring.allow_from],
+        haproxy_metrics_path=own[0] if own else None,
+        backends=backends,
+    )
+
+
+def files(spec: ClusterSpec, node: Node, secrets: ClusterSecrets, tls: pki.ClusterTls) -> list[RenderedFile]:
     content = render_template(
         HERE,
         "haproxy.cfg.j2",
@@ -78,7 +106,7 @@ def files(spec: ClusterSpec, node: Node, secrets: ClusterSecrets, tls: pki.Clust
         stats_user=HAPROXY_STATS_USER,
         stats_password=secrets.haproxy_stats_password,
         health_path=HEALTH_PATH,
-        monitoring=monitoring.frontend(spec, node),
+        monitoring=frontend(spec, node),
         stats_path=STATS_PATH,
         pem_path=PEM_PATH,
         ca_path=pki.CA_PATH,
@@ -107,4 +135,16 @@ def steps(spec: ClusterSpec, node: Node, secrets: ClusterSecrets, tls: pki.Clust
         ca_path=pki.CA_PATH,
         dropin_path=DROPIN_PATH,
     )
-    return [Step(node.name, PHASE, "haproxy", script, tuple(files(spec, node, secrets, tls)))]
+    return [Step(node.name, "haproxy", script, tuple(files(spec, node, secrets, tls)))]
+
+
+# HAProxy's own prometheus-exporter, on the monitoring port it serves.
+METRICS = MetricsSource("haproxy", loss_alert="PghaMemberDown", serves=lambda spec, node: node.runs_postgres)
+
+SERVICE = Service(
+    "haproxy",
+    step_names=("haproxy",),
+    steps=lambda t: steps(t.spec, t.node, t.secrets, t.tls),
+    packages=lambda spec: PACKAGES,
+    metrics=(METRICS,),
+)

@@ -23,12 +23,12 @@ from typing import Any
 from .. import etcd, patroni, pki, vmprograms
 from ..files import RenderedFile, Step, render_script, render_template
 from ..secrets import ClusterSecrets
+from ..service import Service
 from ..spec import ClusterSpec, Node
 from . import pgha_host_maintenance
 
 HERE = Path(__file__).resolve().parent
 # With keepalived: Patroni runs by then, and the agent needs nothing later.
-PHASE = 6
 STEP = "host-maintenance"
 TOOL_PATH = pgha_host_maintenance.INSTALL_PATH
 SETTINGS_PATH = pgha_host_maintenance.SETTINGS_PATH
@@ -98,4 +98,7 @@ def steps(spec: ClusterSpec, node: Node) -> list[Step]:
         tool_path=TOOL_PATH,
         settings_path=SETTINGS_PATH,
     )
-    return [Step(node.name, PHASE, STEP, script, tuple(files(spec, node)))]
+    return [Step(node.name, STEP, script, tuple(files(spec, node)))]
+
+
+SERVICE = Service("host-maintenance", step_names=(STEP,), steps=lambda t: steps(t.spec, t.node))

@@ -19,10 +19,10 @@ from pathlib import Path
 
 from .. import haproxy, patroni, pki
 from ..files import RenderedFile, Step, render_script, render_template
+from ..service import Service
 from ..spec import ClusterSpec, Node
 
 HERE = Path(__file__).resolve().parent
-PHASE = 6
 PACKAGES = ("keepalived",)
 CONFIG_PATH = "/etc/keepalived/keepalived.conf"
 CHECK_PATH = "/usr/local/lib/pgha/check-haproxy"
@@ -70,4 +70,12 @@ def steps(spec: ClusterSpec, node: Node) -> list[Step]:
         config_path=CONFIG_PATH,
         script_user=SCRIPT_USER,
     )
-    return [Step(node.name, PHASE, "keepalived", script, tuple(files(spec, node)))]
+    return [Step(node.name, "keepalived", script, tuple(files(spec, node)))]
+
+
+SERVICE = Service(
+    "keepalived",
+    step_names=("keepalived",),
+    steps=lambda t: steps(t.spec, t.node),
+    packages=lambda spec: PACKAGES,
+)

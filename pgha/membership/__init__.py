@@ -20,6 +20,7 @@ from pathlib import Path
 
 from .. import etcd, haproxy, patroni, pki
 from ..files import RenderedFile, Step, render_script, render_template
+from ..service import Service, Target
 from ..spec import ClusterSpec, Node
 
 HERE = Path(__file__).resolve().parent
@@ -59,4 +60,19 @@ def helper(spec: ClusterSpec, node: Node) -> RenderedFile:
 def leave_step(spec: ClusterSpec, node: Node) -> Step:
     """What runs on a VM before it is deleted; no files, no secret: safe to keep in state."""
     script = render_script(HERE, "leave.sh.j2", LEAVE_STEP, helper_path=HELPER_PATH)
-    return Step(node.name, 0, LEAVE_STEP, script)
+    return Step(node.name, LEAVE_STEP, script)
+
+
+def _etcd_steps(target: Target) -> list[Step]:
+    return etcd.steps(target.spec, target.node, target.tls, helper(target.spec, target.node))
+
+
+# etcd's record, here rather than in pgha/etcd: its steps install this package's
+# helper, which builds on etcd's paths; declared here, the dependency stays one way.
+SERVICE = Service(
+    "etcd",
+    step_names=("etcd", "etcd-health"),
+    steps=_etcd_steps,
+    packages=lambda spec: etcd.PACKAGES,
+    metrics=(etcd.METRICS,),
+)

@@ -22,30 +22,24 @@ exported by the stack; ``rules.yml`` and ``dashboard.json`` ship beside them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from .. import backup, etcd, haproxy, patroni, pki, pooler, vmprograms
+from .. import backup, haproxy, metrics, patroni, pki, pooler, vmprograms
 from ..files import RenderedFile, Step, render_script, render_template
 from ..secrets import ClusterSecrets
+from ..service import MetricsSource, Service
 from ..spec import ClusterSpec, MonitoringSpec, Node
 from . import collector
 
 HERE = Path(__file__).resolve().parent
-PHASE = 10  # after the backup stanza (9), before a rolling upgrade (11)
-NODE_PACKAGES = ("prometheus-node-exporter",)
-POSTGRES_PACKAGES = ("prometheus-postgres-exporter",)
-PACKAGES = (*NODE_PACKAGES, *POSTGRES_PACKAGES, *haproxy.PACKAGES)
-# With pgha:pooler too (pgha.plan.image_packages): Debian 13's Go exporter (0.10).
-POOLER_PACKAGES = ("prometheus-pgbouncer-exporter",)
 NODE_EXPORTER = "prometheus-node-exporter"
 POSTGRES_EXPORTER = "prometheus-postgres-exporter"
 PGBOUNCER_EXPORTER = "prometheus-pgbouncer-exporter"
 NODE_EXPORTER_ADDRESS = "127.0.0.1:9100"
 POSTGRES_EXPORTER_ADDRESS = "127.0.0.1:9187"
-PGBOUNCER_EXPORTER_ADDRESS = "127.0.0.1:9127"
+PGBOUNCER_EXPORTER_ADDRESS = pooler.EXPORTER_ADDRESS
 # The exporter's connection string (a password): read by systemd as root.
 PGBOUNCER_EXPORTER_ENV = "/etc/pgha/pgbouncer-exporter.env"
 # The role postgres_exporter logs in as, over the Unix socket (peer: no password).
@@ -55,9 +49,9 @@ TEXTFILE_DIR = "/var/lib/pgha/metrics"
 COLLECTOR_PATH = collector.INSTALL_PATH
 SETTINGS_PATH = collector.SETTINGS_PATH
 RULES_PATH = HERE / "rules.yml"
+# HAProxy's own exporter (pgha.haproxy's metrics source).
+HAPROXY_PATH = haproxy.METRICS.path
 DASHBOARD_PATH = HERE / "dashboard.json"
-# The prometheus-exporter service of HAProxy itself (not a backend).
-HAPROXY_PATH = "/metrics/haproxy"
 
 
 # What the rules and the dashboard read from the exporters (and Prometheus's
@@ -98,81 +92,14 @@ PGBOUNCER_METRICS = (
 )
 
 
-@dataclass(frozen=True)
-class Source:
-    """One metrics path of the monitoring port and the job that scrapes it."""
-
-    job: str
-    path: str
-
-
-SOURCES = {
-    "node": Source("pgha-node", "/metrics/node"),
-    "postgres": Source("pgha-postgres", "/metrics/postgres"),
-    "pgbouncer": Source("pgha-pgbouncer", "/metrics/pgbouncer"),
-    "patroni": Source("pgha-patroni", "/metrics/patroni"),
-    "haproxy": Source("pgha-haproxy", HAPROXY_PATH),
-    "etcd": Source("pgha-etcd", "/metrics/etcd"),
-}
-
-
 def sources(spec: ClusterSpec, node: Node) -> list[str]:
-    """Which sources a VM serves: node everywhere, the others where the service runs.
-
-    None on an external witness: pgha installs only etcd there, behind a firewall
-    that admits the cluster's members alone (pgha.witness).
-    """
-    if node.external:
-        return []
-    names = ["node"]
-    if node.runs_postgres:
-        names += ["postgres", "patroni", "haproxy"]
-        if spec.pooler is not None:
-            names.append("pgbouncer")
-    if node in etcd.members(spec):
-        names.append("etcd")
-    return names
-
-
-def served(spec: ClusterSpec) -> list[str]:
-    """The sources some VM of the stack serves, in SOURCES' order: one scrape job each."""
-    names = {name for node in spec.nodes for name in sources(spec, node)}
-    return [name for name in SOURCES if name in names]
+    """The names of the sources a VM serves (pgha.metrics, from the service records)."""
+    return [source.name for source in metrics.sources(spec, node)]
 
 
 def _settings(spec: ClusterSpec) -> MonitoringSpec:
     assert spec.monitoring is not None
     return spec.monitoring
-
-
-def frontend(spec: ClusterSpec, node: Node) -> str:
-    """The HAProxy section serving the monitoring port; '' without ``pgha:monitoring``."""
-    if spec.monitoring is None:
-        return ""
-    verify = f"ssl verify required ca-file {pki.CA_PATH} verifyhost {node.name}"
-    servers = {
-        "node": NODE_EXPORTER_ADDRESS,
-        "postgres": POSTGRES_EXPORTER_ADDRESS,
-        "pgbouncer": PGBOUNCER_EXPORTER_ADDRESS,
-        "patroni": f"{node.ip}:{spec.patroni.rest_api_port} {verify}",
-        # etcd wants a client certificate of the cluster's CA: the node's own.
-        "etcd": f"{node.ip}:{spec.etcd.client_port} {verify} crt {haproxy.PEM_PATH}",
-    }
-    backends = {
-        SOURCES[name].path: {"name": f"metrics_{name}", "server": servers[name]}
-        for name in sources(spec, node)
-        if name != "haproxy"
-    }
-    return render_template(
-        HERE,
-        "frontend.cfg.j2",
-        m=spec.monitoring,
-        node=node,
-        pem_path=haproxy.PEM_PATH,
-        allow_from=[str(n) for n in spec.monitoring.allow_from],
-        haproxy_metrics_path=HAPROXY_PATH if "haproxy" in sources(spec, node) else None,
-        backends=backends,
-    )
 
 
 def collector_settings(spec: ClusterSpec, node: Node) -> dict[str, Any]:
@@ -250,7 +177,9 @@ def files(spec: ClusterSpec, node: Node, tls: pki.ClusterTls, secrets: ClusterSe
             ]
     else:
         # No HAProxy step here: the monitoring port is this HAProxy's only job.
-        config = render_template(HERE, "haproxy-monitoring.cfg.j2", node=node, frontend=frontend(spec, node))
+        config = render_template(
+            HERE, "haproxy-monitoring.cfg.j2", node=node, frontend=haproxy.frontend(spec, node)
+        )
         result += [
             RenderedFile(haproxy.CONFIG_PATH, config, mode=0o640, group="haproxy"),
             pki.key_file(haproxy.PEM_PATH, tls.node(node), owner="root"),
@@ -262,11 +191,8 @@ def steps(spec: ClusterSpec, node: Node, tls: pki.ClusterTls, secrets: ClusterSe
     if spec.monitoring is None or node.external:
         return []
     pgbouncer = "pgbouncer" in sources(spec, node)
-    packages = [
-        *NODE_PACKAGES,
-        *(POSTGRES_PACKAGES if node.runs_postgres else ()),
-        *(POOLER_PACKAGES if pgbouncer else ()),
-    ]
+    # The exporters of every source this VM serves (its services declare them).
+    packages = [package for source in metrics.sources(spec, node) for package in source.packages]
     # Each exporter this VM runs, and the files it reads at start: a change restarts it.
     units = [NODE_EXPORTER, *((POSTGRES_EXPORTER,) if node.runs_postgres else ())]
     units += [PGBOUNCER_EXPORTER] if pgbouncer else []
@@ -298,7 +224,7 @@ def steps(spec: ClusterSpec, node: Node, tls: pki.ClusterTls, secrets: ClusterSe
         role_exists_sql=f"SELECT 1 FROM pg_roles WHERE rolname = '{EXPORTER_ROLE}'",
         role_create_sql=f"CREATE ROLE {EXPORTER_ROLE} LOGIN IN ROLE pg_monitor",
     )
-    return [Step(node.name, PHASE, "monitoring", script, tuple(files(spec, node, tls, secrets)))]
+    return [Step(node.name, "monitoring", script, tuple(files(spec, node, tls, secrets)))]
 
 
 # ---- what an existing Prometheus consumes -----------------------------------------------
@@ -311,17 +237,17 @@ def prometheus_dir(spec: ClusterSpec) -> str:
 def targets(spec: ClusterSpec) -> dict[str, list[dict[str, Any]]]:
     """file_sd target lists, one per job: ``<prometheusDir>/<stack>/<job>.json``."""
     m = _settings(spec)
-    lists: dict[str, list[dict[str, Any]]] = {SOURCES[name].job: [] for name in served(spec)}
+    lists: dict[str, list[dict[str, Any]]] = {source.job: [] for source in metrics.served(spec)}
     for node in spec.nodes:
-        for name in sources(spec, node):
+        for source in metrics.sources(spec, node):
             labels = {
                 "pgha_stack": spec.stack,
-                "pgha_source": name,
+                "pgha_source": source.name,
                 "node": node.name,
                 "proxmox_host": node.host,
                 "role": node.role,
             }
-            lists[SOURCES[name].job].append({"targets": [f"{node.ip}:{m.port}"], "labels": labels})
+            lists[source.job].append({"targets": [f"{node.ip}:{m.port}"], "labels": labels})
     return lists
 
 
@@ -339,7 +265,7 @@ def scrape_configs(spec: ClusterSpec, directory: str | None = None) -> list[dict
             "tls_config": {"ca_file": f"{base}/ca.crt"},
             "file_sd_configs": [{"files": [f"{base}/{source.job}.json"]}],
         }
-        for source in (SOURCES[name] for name in served(spec))
+        for source in metrics.served(spec)
     ]
 
 
@@ -355,3 +281,28 @@ def prometheus_output(spec: ClusterSpec, ca_certificate: str) -> dict[str, Any]:
         "scrapeConfigs": scrape_configs(spec),
         "ruleFiles": ["pgha/monitoring/rules.yml (in the pgha repository)"],
     }
+
+
+SERVICE = Service(
+    "monitoring",
+    step_names=("monitoring",),
+    steps=lambda t: steps(t.spec, t.node, t.tls, t.secrets),
+    # A VM without PostgreSQL gets an HAProxy for the monitoring port alone.
+    packages=lambda spec: haproxy.PACKAGES if spec.monitoring else (),
+    metrics=(
+        MetricsSource(
+            "node",
+            loss_alert="PghaMemberDown",
+            serves=lambda spec, node: True,
+            address=lambda spec, node: NODE_EXPORTER_ADDRESS,
+            packages=(NODE_EXPORTER,),
+        ),
+        MetricsSource(
+            "postgres",
+            loss_alert="PghaMemberDown",
+            serves=lambda spec, node: node.runs_postgres,
+            address=lambda spec, node: POSTGRES_EXPORTER_ADDRESS,
+            packages=(POSTGRES_EXPORTER,),
+        ),
+    ),
+)

@@ -38,11 +38,11 @@ from ..secrets import (
     VERIFY_ROLE,
     ClusterSecrets,
 )
+from ..service import MetricsSource, Service
 from ..spec import ClusterSpec, Node
 from . import hostaware
 
 HERE = Path(__file__).resolve().parent
-PHASE = 4
 PACKAGES = ("postgresql-common", "patroni", "python3-etcd")
 WATCHDOG_RULE_PATH = "/etc/udev/rules.d/60-pgha-watchdog.rules"
 SOFTDOG_PATH = "/etc/modules-load.d/pgha-softdog.conf"
@@ -443,4 +443,22 @@ def steps(spec: ClusterSpec, node: Node, secrets: ClusterSecrets, tls: pki.Clust
     found = files(spec, node, secrets, tls)
     if restore:
         found += backup.bootstrap_files(spec, node, secrets, tls)
-    return [Step(node.name, PHASE, "patroni", script, tuple(found))]
+    return [Step(node.name, "patroni", script, tuple(found))]
+
+
+SERVICE = Service(
+    "patroni",
+    step_names=("patroni",),
+    steps=lambda t: steps(t.spec, t.node, t.secrets, t.tls),
+    packages=lambda spec: (*server_packages(spec), *PACKAGES),
+    metrics=(
+        # Patroni's REST API serves /metrics itself.
+        MetricsSource(
+            "patroni",
+            loss_alert="PghaMemberDown",
+            serves=lambda spec, node: node.runs_postgres,
+            address=lambda spec, node: f"{node.ip}:{spec.patroni.rest_api_port}",
+            tls=True,
+        ),
+    ),
+)

@@ -41,12 +41,14 @@ from ..secrets import (
     VERIFY_ROLE,
     ClusterSecrets,
 )
+from ..service import MetricsSource, Service
 from ..spec import ClusterSpec, Node
 
 HERE = Path(__file__).resolve().parent
 # After the databases step (8) has made the role and its database.
-PHASE = 9
 PACKAGES = ("pgbouncer",)
+# Where PgBouncer's Prometheus exporter listens (loopback: HAProxy serves it, pgha.metrics).
+EXPORTER_ADDRESS = "127.0.0.1:9127"
 UNIT = "pgbouncer"
 CONFIG_PATH = "/etc/pgbouncer/pgbouncer.ini"
 USERLIST_PATH = "/etc/pgbouncer/userlist.txt"
@@ -138,7 +140,7 @@ def steps(spec: ClusterSpec, node: Node, secrets: ClusterSecrets, tls: pki.Clust
     if not node.runs_postgres:
         # The repository VM or a witness VM: nothing to pool; the lab's image carries the package.
         script = render_script(HERE, "pooler-absent.sh.j2", "pooler", unit=UNIT)
-        return [Step(node.name, PHASE, "pooler", script)]
+        return [Step(node.name, "pooler", script)]
     script = render_script(
         HERE,
         "pooler.sh.j2",
@@ -158,4 +160,22 @@ def steps(spec: ClusterSpec, node: Node, secrets: ClusterSecrets, tls: pki.Clust
         listen=listen_address(node, spec),
         node_ip=str(node.ip),
     )
-    return [Step(node.name, PHASE, "pooler", script, tuple(files(spec, node, secrets, tls)))]
+    return [Step(node.name, "pooler", script, tuple(files(spec, node, secrets, tls)))]
+
+
+SERVICE = Service(
+    "pooler",
+    step_names=("pooler",),
+    steps=lambda t: steps(t.spec, t.node, t.secrets, t.tls),
+    packages=lambda spec: PACKAGES if spec.pooler else (),
+    metrics=(
+        # Debian 13's Go exporter (0.10), installed and configured by the monitoring step.
+        MetricsSource(
+            "pgbouncer",
+            loss_alert="PghaPoolerDown",
+            serves=lambda spec, node: node.runs_postgres and spec.pooler is not None,
+            address=lambda spec, node: EXPORTER_ADDRESS,
+            packages=("prometheus-pgbouncer-exporter",),
+        ),
+    ),
+)

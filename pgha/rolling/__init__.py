@@ -28,12 +28,13 @@ from typing import Any
 
 from .. import backup, etcd, patroni, pki, vmprograms
 from ..files import RenderedFile, Step, render_script
+from ..service import Service
 from ..spec import ClusterSpec, Node
 from . import pgha_rolling
 
 HERE = Path(__file__).resolve().parent
-CONFIG_PHASE = 7
-UPGRADE_PHASE = 11  # last: after monitoring (10)
+CONFIG_STEP = "patroni-config"
+UPGRADE_STEP = "upgrade"
 TOOL_PATH = pgha_rolling.INSTALL_PATH
 CONFIG_PLAN_PATH = "/etc/pgha/patroni-dynamic.json"
 UPGRADE_PLAN_PATH = "/etc/pgha/upgrade.json"
@@ -108,11 +109,14 @@ def steps(spec: ClusterSpec, node: Node) -> list[Step]:
             HERE, "apply-config.sh.j2", "patroni-config", tool_path=TOOL_PATH, plan_path=CONFIG_PLAN_PATH
         )
         files = (*tool_files(), _json_file(CONFIG_PLAN_PATH, config_plan(spec)))
-        found.append(Step(node.name, CONFIG_PHASE, "patroni-config", script, files))
+        found.append(Step(node.name, CONFIG_STEP, script, files))
     if spec.maintenance.upgrade:
         script = render_script(
             HERE, "upgrade.sh.j2", "upgrade", tool_path=TOOL_PATH, plan_path=UPGRADE_PLAN_PATH
         )
         files = (*tool_files(), _json_file(UPGRADE_PLAN_PATH, upgrade_plan(spec, node)))
-        found.append(Step(node.name, UPGRADE_PHASE, "upgrade", script, files))
+        found.append(Step(node.name, UPGRADE_STEP, script, files))
     return found
+
+
+SERVICE = Service("rolling", step_names=(CONFIG_STEP, UPGRADE_STEP), steps=lambda t: steps(t.spec, t.node))

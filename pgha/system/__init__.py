@@ -12,10 +12,10 @@ from pathlib import Path
 
 from .. import pki, witness
 from ..files import INSTALLER_PATH, INSTALLER_SOURCE, RenderedFile, Step, render_script, render_template
+from ..service import Service
 from ..spec import ClusterSpec, Node
 
 HERE = Path(__file__).resolve().parent
-PHASE = 1
 PACKAGES = ("curl", "ca-certificates", "jq")
 SYSCTL_PATH = "/etc/sysctl.d/90-pgha.conf"
 
@@ -42,4 +42,13 @@ def steps(spec: ClusterSpec, node: Node, tls: pki.ClusterTls) -> list[Step]:
         firewall_unit=witness.UNIT_PATH,
         firewall_unit_name=witness.UNIT_NAME,
     )
-    return [Step(node.name, PHASE, "system", script, tuple(files(spec, node, tls)))]
+    return [Step(node.name, "system", script, tuple(files(spec, node, tls)))]
+
+
+SERVICE = Service(
+    "system",
+    step_names=("system",),
+    steps=lambda t: steps(t.spec, t.node, t.tls),
+    # Proxmox's guest agent (the VMs have agent: enabled) comes with the image, not with a step.
+    packages=lambda spec: (*PACKAGES, "qemu-guest-agent"),
+)

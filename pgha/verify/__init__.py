@@ -26,11 +26,11 @@ from pathlib import Path
 from .. import patroni, pki, rolling, vmprograms
 from ..files import Step, render_script
 from ..secrets import VERIFY_DATABASE, VERIFY_ROLE, ClusterSecrets
+from ..service import Service, Target
 from ..spec import ClusterSpec, Node
 from . import probe
 
 HERE = Path(__file__).resolve().parent
-PHASE = 12  # last: after a rolling upgrade (11)
 TOOL_PATH = probe.INSTALL_PATH
 SETTINGS_PATH = probe.SETTINGS_PATH
 # Where the probe writes its row: a table in its own database, which its role owns.
@@ -87,4 +87,13 @@ def step(spec: ClusterSpec, node: Node, deployed: str, secrets: ClusterSecrets) 
     program, config = vmprograms.program_files(
         probe, settings(spec, node, deployed, secrets), settings_mode=0o600
     )
-    return Step(node.name, PHASE, "verify", script, (program, dataclasses.replace(config, secret=True)))
+    return Step(node.name, "verify", script, (program, dataclasses.replace(config, secret=True)))
+
+
+def _steps(target: Target) -> list[Step]:
+    if target.node != verify_node(target.spec):
+        return []
+    return [step(target.spec, target.node, fingerprint(target.cluster_digests()), target.secrets)]
+
+
+SERVICE = Service("verify", step_names=("verify",), steps=_steps, whole_cluster=True)

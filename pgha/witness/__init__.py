@@ -16,6 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..files import RenderedFile, render_template
+from ..service import Service
 from ..spec import ClusterSpec, Node
 
 HERE = Path(__file__).resolve().parent
@@ -42,3 +43,7 @@ def firewall_files(spec: ClusterSpec, node: Node) -> list[RenderedFile]:
     )
     unit = render_template(HERE, "pgha-firewall.service.j2", rules_path=RULES_PATH)
     return [RenderedFile(RULES_PATH, rules, mode=0o644), RenderedFile(UNIT_PATH, unit)]
+
+
+# No step of its own (the system step installs the firewall); its packages go into images.
+SERVICE = Service("witness", packages=lambda spec: PACKAGES if any(n.external for n in spec.nodes) else ())

@@ -11,6 +11,7 @@ import pytest
 
 from pgha import ConfigError, databases, load_spec, node_steps
 from pgha.databases import pgha_databases
+from pgha.plan import runs_before
 from pgha.secrets import ClusterSecrets
 
 
@@ -145,7 +146,7 @@ def test_a_step_on_every_postgres_vm_after_patroni_config(spec, secrets, tls):
         assert len(steps) == (1 if node.runs_postgres else 0), node.name
         if steps:
             (step,) = steps
-            assert step.phase > 7 and step.has_secrets
+            assert runs_before("patroni-config", step.name) and step.has_secrets
             assert "app-Secret-6-abcdefgh" not in step.script + step.command
             plan_file = next(f for f in step.files if f.path == databases.PLAN_PATH)
             assert (plan_file.owner, plan_file.group, plan_file.mode) == ("postgres", "postgres", 0o600)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 
-from pgha import etcd, load_spec, membership
+from pgha import etcd, load_spec, membership, plan
 
 
 def env(text: str) -> dict[str, str]:
@@ -72,7 +72,7 @@ def test_witness_gives_one_member_per_host(dev_config, tls):
 def test_steps_start_without_blocking_and_wait_for_health(spec, tls):
     node = spec.node("psql-02")
     install, health = etcd.steps(spec, node, tls, membership.helper(spec, node))
-    assert install.phase < health.phase
+    assert plan.runs_before(install.name, health.name)
     assert "systemctl restart --no-block etcd" in install.script
     # A rotated certificate alone restarts nothing: etcd reads it on each handshake.
     guard = 'elif [ "$(runtime_settings)" != "$before" ] || ! systemctl is-active -q etcd; then'

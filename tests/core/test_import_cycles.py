@@ -14,11 +14,7 @@ from pathlib import Path
 from pgha.files import CORE_DIR
 
 # Cycles another change removes; each one named here with the reason it may remain meanwhile.
-KNOWN_CYCLES: set[frozenset[str]] = {
-    # HAProxy imports monitoring inside a function (the exporter's port) while monitoring reads
-    # HAProxy's paths: being made one-way in a change of its own; drop this entry when it lands.
-    frozenset({"pgha.haproxy", "pgha.monitoring"}),
-}
+KNOWN_CYCLES: set[frozenset[str]] = set()
 
 
 def part_of(module: str) -> str:

@@ -107,7 +107,7 @@ def test_metrics_port_on_every_vm(spec, secrets, tls):
         assert "tcp-request connection reject unless { src 10.0.0.1/32 }" in front
         assert "http-request deny unless METH_GET" in front
         paths = set(re.findall(r"use_backend \S+ if \{ path (\S+) \}", front))
-        expected = {monitoring.SOURCES[n].path for n in monitoring.sources(spec, node)} - {"/metrics/haproxy"}
+        expected = {f"/metrics/{n}" for n in monitoring.sources(spec, node)} - {"/metrics/haproxy"}
         assert paths == expected, node.name
         if node.runs_postgres:
             assert "http-request use-service prometheus-exporter if { path /metrics/haproxy }" in front

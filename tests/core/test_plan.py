@@ -6,7 +6,7 @@ import json
 import subprocess
 
 from pgha import ClusterTls, cluster_steps, node_steps, phases
-from pgha.plan import PHASE_NAMES
+from pgha.plan import groups
 
 
 def test_phase_order(spec, secrets, tls):
@@ -26,19 +26,20 @@ def test_phase_order(spec, secrets, tls):
         repository = ["system", "etcd", "backup", "backup-stanza", "pooler", "monitoring"]
         expected = {"postgres": postgres, "repository": repository}
         assert names == expected[node.role], node.name
-    # No upgrade phase until maintenance.upgrade asks for one.
-    assert [PHASE_NAMES[p] for p, _ in phases(spec, secrets, tls)] == [
-        PHASE_NAMES[p] for p in sorted(PHASE_NAMES) if PHASE_NAMES[p] != "upgrade"
+    # No upgrade group until maintenance.upgrade asks for one.
+    assert [{s.name for s in steps} for _, steps in phases(spec, secrets, tls)] == [
+        set(group) for group in groups() if group != ("upgrade",)
     ]
-    for phase, steps in phases(spec, secrets, tls):
+    for _, steps in phases(spec, secrets, tls):
         nodes = {s.node for s in steps}
-        if PHASE_NAMES[phase] == "backup-stanza":
+        names = {s.name for s in steps}
+        if "backup-stanza" in names:
             # The stanza on the repository VM; the pooler step (pgha:pooler) beside it on every VM.
             assert {s.node for s in steps if s.name == "backup-stanza"} == {"backup-01"}
             assert {s.node for s in steps if s.name == "pooler"} == {n.name for n in spec.nodes}
-        elif PHASE_NAMES[phase] in ("patroni-config", "verify"):
+        elif names <= {"patroni-config", "verify"}:
             assert nodes == {"psql-01"}
-        elif PHASE_NAMES[phase] in ("etcd-health", "patroni", "haproxy", "keepalived"):
+        elif names <= {"etcd-health", "patroni", "haproxy", "keepalived", "fastpath", "host-maintenance"}:
             assert nodes == {n.name for n in spec.postgres_nodes}
         else:
             assert nodes == {n.name for n in spec.nodes}
@@ -50,12 +51,9 @@ def test_an_upgrade_generation_adds_the_upgrade_phase_last(dev_config, secrets, 
     dev_config["maintenance"] = {"upgrade": 1}
     upgrading = load_spec(dev_config, "dev")
     # The upgrade is the last change; only the verify step comes after it.
-    (last_phase, _), (upgrade_phase, steps) = (
-        phases(upgrading, secrets, tls)[-1],
-        phases(upgrading, secrets, tls)[-2],
-    )
-    assert PHASE_NAMES[last_phase] == "verify"
-    assert PHASE_NAMES[upgrade_phase] == "upgrade"
+    (_, last), (_, steps) = phases(upgrading, secrets, tls)[-1], phases(upgrading, secrets, tls)[-2]
+    assert {s.name for s in last} == {"verify"}
+    assert {s.name for s in steps} == {"upgrade"}
     assert sorted(s.node for s in steps) == sorted(n.name for n in upgrading.nodes)
 
 
@@ -127,12 +125,12 @@ def test_stdin_is_the_bundle_of_files(spec, secrets, tls):
 def test_digest_follows_content(spec, secrets, tls, dev_config):
     from pgha import load_spec
 
-    before = {s.title: s.digest for s in node_steps(spec, spec.nodes[0], secrets, tls)}
+    before = {s.name: s.digest for s in node_steps(spec, spec.nodes[0], secrets, tls)}
     dev_config["haproxy"] = {"checkRise": 3}
     changed = load_spec(dev_config, "dev")
-    after = {s.title: s.digest for s in node_steps(changed, changed.nodes[0], secrets, tls)}
+    after = {s.name: s.digest for s in node_steps(changed, changed.nodes[0], secrets, tls)}
     # The verify step (on this VM) follows every change anywhere.
-    assert {t for t in before if before[t] != after[t]} == {"05-haproxy", "12-verify"}
+    assert {t for t in before if before[t] != after[t]} == {"haproxy", "verify"}
 
 
 def test_scripts_parse_and_reload_only_on_change(spec, secrets, tls):
@@ -160,7 +158,7 @@ def test_steps_reload_only_when_files_changed(spec, secrets, tls):
                         guard = stripped
                     if "systemctl restart" in stripped or "systemctl reload" in stripped:
                         guarded = any(g in guard for g in ("CHANGED", "changed ", "is-active"))
-                        assert guarded, (step.title, line)
+                        assert guarded, (step.name, line)
 
 
 def test_a_new_certificate_reruns_only_the_steps_holding_it(spec, secrets, tls):
@@ -168,13 +166,13 @@ def test_a_new_certificate_reruns_only_the_steps_holding_it(spec, secrets, tls):
     node = spec.nodes[0]
     # Any other key pair will do: here, another node's.
     reissued = ClusterTls(tls.ca_certificate, {**tls.nodes, node.name: tls.nodes[spec.nodes[1].name]})
-    before = {s.title: s.digest for s in node_steps(spec, node, secrets, tls)}
-    after = {s.title: s.digest for s in node_steps(spec, node, secrets, reissued)}
+    before = {s.name: s.digest for s in node_steps(spec, node, secrets, tls)}
+    after = {s.name: s.digest for s in node_steps(spec, node, secrets, reissued)}
     assert {t for t in before if before[t] != after[t]} == {
-        "02-etcd",
-        "04-patroni",
-        "05-haproxy",
-        "08-backup",
-        "09-pooler",
-        "12-verify",
+        "etcd",
+        "patroni",
+        "haproxy",
+        "backup",
+        "pooler",
+        "verify",
     }

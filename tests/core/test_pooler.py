@@ -16,6 +16,7 @@ from pgha import (
     node_files,
     node_steps,
     patroni,
+    plan,
     pooler,
 )
 from pgha.haproxy import CONFIG_PATH as HAPROXY_CONFIG
@@ -184,7 +185,7 @@ def test_step_installs_the_package_before_its_files_and_runs_after_databases(spe
     for node in spec.postgres_nodes:
         (step,) = [s for s in node_steps(spec, node, secrets, tls) if s.name == "pooler"]
         (db_step,) = [s for s in node_steps(spec, node, secrets, tls) if s.name == "databases"]
-        assert step.phase > db_step.phase
+        assert plan.runs_before(db_step.name, step.name)
         body = step.script.split("# --- end of library ---")[1]
         assert body.index("install_missing pgbouncer") < body.index("install_files")
         assert "openssl s_client" in body and f"-verify_ip {node.ip}" in body

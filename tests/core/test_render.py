@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from pgha import plan
 from pgha.files import REPO_DIR
 
 
@@ -36,32 +37,37 @@ def test_dev_tree(tmp_path):
         "cloud-init/meta-data",
     ):
         assert (root / path).is_file(), path
+    # Each step as NN-name.sh, NN its group's place in the plan's order: ls shows the order.
     steps = sorted(p.name for p in (root / "steps").glob("*.sh"))
-    assert steps == [
-        "01-system.sh",
-        "02-etcd.sh",
-        "03-etcd-health.sh",
-        "04-patroni.sh",
-        "05-haproxy.sh",
-        "06-fastpath.sh",
-        "06-host-maintenance.sh",
-        "06-keepalived.sh",
-        "07-patroni-config.sh",
-        "08-backup.sh",
-        "08-databases.sh",
-        "09-pooler.sh",
-        "10-monitoring.sh",
-        "12-verify.sh",
-        "leave.sh",
+    names = [
+        "system",
+        "etcd",
+        "etcd-health",
+        "patroni",
+        "haproxy",
+        "keepalived",
+        "fastpath",
+        "host-maintenance",
+        "patroni-config",
+        "backup",
+        "databases",
+        "pooler",
+        "monitoring",
+        "verify",
     ]
-    assert not (tmp_path / "psql-02/steps/07-patroni-config.sh").exists()  # one VM applies it
-    assert not (tmp_path / "psql-02/steps/12-verify.sh").exists()  # ...and checks the result
+    assert steps == [*sorted(f"{plan.group_number(n):02d}-{n}.sh" for n in names), "leave.sh"]
+    # One VM applies the cluster-wide config, and checks the result.
+    assert not [
+        p
+        for p in (tmp_path / "psql-02/steps").glob("*.sh")
+        if p.name.endswith(("-patroni-config.sh", "-verify.sh"))
+    ]
     assert "PULUMI-SECRET(superuser_password)" in (root / "etc/patroni/config.yml").read_text()
     assert (root / "etc/pgha/tls/ca.crt").read_text() == "PULUMI-GENERATED(ca-certificate)\n"
     pem = root / "etc/pgha/tls/postgres.pem"
     assert pem.read_text() == "PULUMI-GENERATED(certificate psql-01)\nPULUMI-SECRET(private-key psql-01)\n"
     assert pem.stat().st_mode & 0o777 == 0o600
-    listing = (root / "steps/04-patroni.files").read_text()
+    listing = (root / f"steps/{plan.group_number('patroni'):02d}-patroni.files").read_text()
     assert "0600 postgres:postgres /etc/pgha/tls/postgres.pem" in listing
     assert 'ETCD_NAME="psql-02"' in (tmp_path / "psql-02/etc/default/etcd").read_text()
 

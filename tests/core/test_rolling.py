@@ -43,7 +43,7 @@ def test_config_step_runs_on_one_vm_and_holds_no_secret(spec, secrets, tls):
     steps = [s for n in spec.nodes for s in node_steps(spec, n, secrets, tls) if s.name == "patroni-config"]
     assert [s.node for s in steps] == ["psql-01"]
     (step,) = steps
-    assert step.phase == rolling.CONFIG_PHASE and not step.has_secrets
+    assert step.name == rolling.CONFIG_STEP and not step.has_secrets
     for value in secrets.values():
         assert value not in step.command and value not in step.stdin
     # The password comes from Patroni's own root/postgres-only config, on the VM.
@@ -56,12 +56,12 @@ def test_config_step_runs_on_one_vm_and_holds_no_secret(spec, secrets, tls):
 
 
 def test_a_parameter_change_reruns_the_config_step(spec, secrets, tls, dev_config):
-    before = {s.title: s.digest for s in node_steps(spec, spec.nodes[0], secrets, tls)}
+    before = {s.name: s.digest for s in node_steps(spec, spec.nodes[0], secrets, tls)}
     dev_config["postgres"] = {"parameters": {"log_min_duration_statement": 250}}
     changed = load_spec(dev_config, "dev")
-    after = {s.title: s.digest for s in node_steps(changed, changed.nodes[0], secrets, tls)}
+    after = {s.name: s.digest for s in node_steps(changed, changed.nodes[0], secrets, tls)}
     # bootstrap.dcs in config.yml (a reload) and the PATCH; then the check of the result.
-    assert {t for t in before if before[t] != after[t]} == {"04-patroni", "07-patroni-config", "12-verify"}
+    assert {t for t in before if before[t] != after[t]} == {"patroni", "patroni-config", "verify"}
 
 
 def test_upgrade_steps_only_with_a_generation(spec, secrets, tls, dev_config):

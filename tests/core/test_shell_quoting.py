@@ -97,7 +97,7 @@ def bash_texts(spec: ClusterSpec) -> Iterator[tuple[str, str]]:
     secrets, tls = ClusterSecrets.placeholders(), ClusterTls.placeholders(spec)
     for node in spec.nodes:
         for step in node_steps(spec, node, secrets, tls):
-            yield f"{node.name}/{step.title}", step.script
+            yield f"{node.name}/{step.name}", step.script
         yield f"{node.name}/leave", leave_step(spec, node).script
         for rendered in node_files(spec, node, secrets, tls):
             if rendered.content.startswith(("#!/bin/bash", "#!/bin/sh")):

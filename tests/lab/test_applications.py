@@ -49,7 +49,7 @@ def apply(lab: Lab, spec: ClusterSpec) -> dict[str, list[str]]:
     secrets = lab.secrets().values()
     for result in results:
         for secret in secrets:
-            assert secret not in result.stdout + result.stderr, f"{result.step.title} on {result.step.node}"
+            assert secret not in result.stdout + result.stderr, f"{result.step.name} on {result.step.node}"
     return {
         r.step.node: [line for line in (r.stdout + r.stderr).splitlines() if "pgha-databases:" in line]
         for r in results

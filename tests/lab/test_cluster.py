@@ -124,5 +124,5 @@ def _fingerprint(lab) -> dict[str, str]:
 def test_rerunning_the_steps_changes_nothing(lab):
     before = _fingerprint(lab)
     _, results = lab.up()
-    assert [r.step.title for r in results if r.changed] == []
+    assert [r.step.name for r in results if r.changed] == []
     assert _fingerprint(lab) == before

@@ -25,6 +25,7 @@ from pgha import (
     phases,
     pki,
 )
+from pgha.plan import groups
 from tests.pulumi.harness import (
     CERT_REQUEST,
     COMMAND,
@@ -88,8 +89,9 @@ def dev_run() -> ProgramRun:
     return run
 
 
-def command_name(node: str, title: str) -> str:
-    return f"{node}-{title}"
+def command_name(node: str, step: str) -> str:
+    """A step's Command: by node and step name (components/legacy_names.py keeps the old ones)."""
+    return f"{node}-{step}"
 
 
 # --- VMs and their seeds -------------------------------------------------------------
@@ -177,7 +179,7 @@ def test_a_command_for_every_node_and_step_running_the_core_script(
     dev_run: ProgramRun, dev_spec: ClusterSpec
 ):
     expected = {
-        command_name(node.name, step.title): step
+        command_name(node.name, step.name): step
         for node in dev_spec.nodes
         for step in node_steps(dev_spec, node, PLACEHOLDERS, tls_placeholders(dev_spec))
     }
@@ -193,10 +195,11 @@ def test_dependencies_follow_the_phase_order(dev_run: ProgramRun, dev_spec: Clus
     assert len(vm_urns) == 4  # three database VMs and the backup repository
     urn = {r.name: r.urn for r in dev_run.of_type(COMMAND)}
     ordered = [
-        {urn[command_name(s.node, s.title)] for s in steps}
+        {urn[command_name(s.node, s.name)] for s in steps}
         for _, steps in phases(dev_spec, PLACEHOLDERS, tls_placeholders(dev_spec))
     ]
-    assert len(ordered) == 11  # the upgrade phase only exists once maintenance.upgrade is set
+    # Every group of the plan's order; the upgrade's only exists once maintenance.upgrade is set.
+    assert len(ordered) == len(groups()) - 1
     previous = vm_urns
     for index, current in enumerate(ordered):
         later = set().union(*ordered[index:])
@@ -227,7 +230,7 @@ def test_a_replaced_vm_gets_all_its_steps_again(dev_run: ProgramRun, dev_spec: C
     vms = {r.name: r.urn for r in dev_run.of_type(VM)}
     for node in dev_spec.nodes:
         for step in node_steps(dev_spec, node, PLACEHOLDERS, tls_placeholders(dev_spec)):
-            command = dev_run.named(COMMAND, command_name(node.name, step.title))
+            command = dev_run.named(COMMAND, command_name(node.name, step.name))
             # The verify step checks the whole cluster: it follows any replaced VM.
             wanted = sorted(vms.values()) if step.name == "verify" else [vms[node.name]]
             assert sorted(command.replace_with) == wanted
@@ -244,7 +247,7 @@ def test_stdin_bundles_use_the_real_secrets_and_stay_secret(dev_run: ProgramRun,
     secret_steps = 0
     for node in dev_spec.nodes:
         for step in node_steps(dev_spec, node, real, real_tls):
-            inputs = dev_run.named(COMMAND, command_name(node.name, step.title)).inputs
+            inputs = dev_run.named(COMMAND, command_name(node.name, step.name)).inputs
             assert is_secret(inputs["connection"])
             assert is_secret(inputs["stdin"])
             assert unwrap(inputs["stdin"]) == step.stdin
@@ -263,7 +266,7 @@ def test_stdin_bundles_use_the_real_secrets_and_stay_secret(dev_run: ProgramRun,
 
 def test_the_connection_uses_the_deploy_key_on_the_private_ip(dev_run: ProgramRun, dev_spec: ClusterSpec):
     for node in dev_spec.nodes:
-        connection = unwrap(dev_run.named(COMMAND, command_name(node.name, "01-system")).inputs["connection"])
+        connection = unwrap(dev_run.named(COMMAND, command_name(node.name, "system")).inputs["connection"])
         assert connection["host"] == str(node.ip)
         assert connection["user"] == "pgha"
         assert connection["port"] == 22
@@ -435,7 +438,7 @@ def test_applications_get_a_password_each_generated_or_given():
     # js is owned by a role that cannot log in: no owner's string (its apps use js_app).
     assert set(exports["databases"]) == {"wiki"}
     # The given password reaches the VMs only inside the secret stdin bundle.
-    step = run.named(COMMAND, command_name("psql-02", "08-databases"))
+    step = run.named(COMMAND, command_name("psql-02", "databases"))
     assert is_secret(step.inputs["stdin"]) and given in unwrap(step.inputs["stdin"])
     assert step.inputs["logging"] == "none"
     for registration in run.monitor.registrations.values():
@@ -551,15 +554,17 @@ def test_a_witness_gets_a_vm_and_etcd_but_no_postgres():
     assert unwrap(run.named(VM, "witness").inputs)["nodeName"] == "pve3"
     assert {unwrap(r.inputs)["nodeName"] for r in run.of_type(IMAGE)} == {"pve1", "pve2", "pve3"}
     witness_steps = sorted(r.name for r in run.of_type(COMMAND) if r.name.startswith("witness-"))
-    assert witness_steps == [
-        "witness-01-system",
-        "witness-02-etcd",
-        "witness-03-etcd-health",
-        # pgha:pooler (the dev stack's): only disables a PgBouncer an image brought along.
-        "witness-09-pooler",
-        "witness-10-monitoring",
-        "witness-leave",
-    ]
+    assert witness_steps == sorted(
+        [
+            "witness-system",
+            "witness-etcd",
+            "witness-etcd-health",
+            # pgha:pooler (the dev stack's): only disables a PgBouncer an image brought along.
+            "witness-pooler",
+            "witness-monitoring",
+            "witness-leave",
+        ]
+    )
     assert all(text.startswith("survived") for text in run.exports["failureDomains"].values())
 
 
@@ -573,7 +578,7 @@ def test_an_external_witness_gets_no_vm_but_its_steps_over_ssh():
     # Images go to the Proxmox hosts only; "qnetd" (the witness's own failure domain) is none.
     assert {unwrap(r.inputs)["nodeName"] for r in run.of_type(IMAGE)} == {"pve1", "pve2"}
     steps = {r.name: r for r in run.of_type(COMMAND) if r.name.startswith("qnetd-")}
-    assert sorted(steps) == ["qnetd-01-system", "qnetd-02-etcd", "qnetd-03-etcd-health", "qnetd-leave"]
+    assert sorted(steps) == sorted(["qnetd-system", "qnetd-etcd", "qnetd-etcd-health", "qnetd-leave"])
     for registration in steps.values():
         connection = unwrap(registration.inputs["connection"])
         assert (connection["host"], connection["user"]) == ("10.0.0.5", "pgha")
@@ -581,11 +586,11 @@ def test_an_external_witness_gets_no_vm_but_its_steps_over_ssh():
         assert connection["hostKey"] == config["pgha:witness"]["hostKey"]
         # No VM to wait for or be replaced with: only the phase before.
         assert not any("qnetd" in d and VM in d for d in registration.dependencies)
-    system = unwrap(steps["qnetd-01-system"].inputs["create"])
+    system = unwrap(steps["qnetd-system"].inputs["create"])
     assert "cloud-init status --wait" not in system  # the owner prepared it, not our cloud-init
     assert "pgha-install-files" in system and "pgha-firewall.service" in system
-    etcd_deps = run.monitor.registrations[steps["qnetd-02-etcd"].urn].dependencies
-    assert steps["qnetd-01-system"].urn in etcd_deps  # the firewall is up before etcd starts
+    etcd_deps = run.monitor.registrations[steps["qnetd-etcd"].urn].dependencies
+    assert steps["qnetd-system"].urn in etcd_deps  # the firewall is up before etcd starts
     assert all(text.startswith("survived") for text in run.exports["failureDomains"].values())
     assert set(run.exports["failureDomains"]) == {"pve1", "pve2", "qnetd"}
 
@@ -596,17 +601,17 @@ def test_an_upgrade_generation_runs_a_rolling_update_step_on_every_vm_last():
     run = run_program(config)
     assert run.error is None, run.errors
     urn = {r.name: r.urn for r in run.of_type(COMMAND)}
-    upgrades = sorted(name for name in urn if name.endswith("-11-upgrade"))
+    upgrades = sorted(name for name in urn if name.endswith("-upgrade"))
     assert upgrades == [
-        "backup-01-11-upgrade",
-        "psql-01-11-upgrade",
-        "psql-02-11-upgrade",
-        "psql-03-11-upgrade",
+        "backup-01-upgrade",
+        "psql-01-upgrade",
+        "psql-02-upgrade",
+        "psql-03-upgrade",
     ]
     for name in upgrades:
         # After the last phase (monitoring, on every VM), all at once: they take turns themselves.
         deps = run.monitor.registrations[urn[name]].dependencies
-        assert {urn[f"{n}-10-monitoring"] for n in ("backup-01", "psql-01", "psql-02", "psql-03")} <= deps
+        assert {urn[f"{n}-monitoring"] for n in ("backup-01", "psql-01", "psql-02", "psql-03")} <= deps
         assert not deps & {urn[u] for u in upgrades}
     config["pgha:maintenance"] = {"upgrade": 2}
     bumped = run_program(config)
@@ -705,7 +710,7 @@ def test_commands_carrying_secrets_keep_their_output_secret(dev_run: ProgramRun,
     checked = 0
     for node in dev_spec.nodes:
         for step in node_steps(dev_spec, node, PLACEHOLDERS, tls_placeholders(dev_spec)):
-            command = dev_run.named(COMMAND, command_name(node.name, step.title))
+            command = dev_run.named(COMMAND, command_name(node.name, step.name))
             # (pulumi_command's SDK adds "connection" itself.)
             outputs = set(command.additional_secret_outputs) - {"connection"}
             assert outputs == ({"stdout", "stderr"} if step.has_secrets else set()), command.name
@@ -731,6 +736,6 @@ def test_without_the_pooler_no_pooler_string_and_no_pooler_step():
     run = run_program(config)
     assert run.error is None, run.errors
     assert set(run.exports["databases"]["app"]) == {"primary", "replica"}
-    assert not [c for c in run.of_type(COMMAND) if c.name.endswith("09-pooler")]
+    assert not [c for c in run.of_type(COMMAND) if c.name.endswith("-pooler")]
     # The auth_query login's password is generated anyway, like every cluster secret.
     assert any(name.endswith("pooler-password") for name in run.mocks.passwords)

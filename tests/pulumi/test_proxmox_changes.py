@@ -313,11 +313,11 @@ def test_a_jump_host_key_from_secret_config_reaches_every_proxy_as_a_secret():
 
 def test_verify_runs_last_on_one_vm_and_follows_every_other_change(dev_run: ProgramRun):
     (verify,) = [c for c in dev_run.of_type(COMMAND) if c.name.endswith("-verify")]
-    assert verify.name == "psql-01-12-verify"
+    assert verify.name == "psql-01-verify"
     steps = [c for c in dev_run.of_type(COMMAND) if c is not verify and not c.name.endswith("-leave")]
     assert steps and all(not c.name.endswith("-verify") for c in steps)
     # It waits for the phase before it (monitoring) and so for all before that.
-    assert dev_run.named(COMMAND, "backup-01-10-monitoring").urn in verify.dependencies
+    assert dev_run.named(COMMAND, "backup-01-monitoring").urn in verify.dependencies
     changed = ok(run_program(with_config(**{"pgha:haproxy": {"checkRise": 3}})))
     assert changed.named(COMMAND, verify.name).inputs["triggers"] != verify.inputs["triggers"]
     # Nothing changed, nothing re-runs: the same config gives the same trigger.
