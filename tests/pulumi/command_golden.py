@@ -78,9 +78,15 @@ def fingerprints(run: ProgramRun, old_name: dict[str, str] | None = None) -> dic
     return dict(sorted(result.items()))
 
 
-def stack_run(label: str) -> ProgramRun:
+def stack_config(label: str) -> tuple[str, dict[str, Any]]:
+    """The stack a label names and its config (a variant's overrides applied)."""
     stack, overrides = VARIANTS.get(label, (label, {}))
-    run = run_program({**stack_file_config(stack), **overrides}, stack)
+    return stack, {**stack_file_config(stack), **overrides}
+
+
+def stack_run(label: str) -> ProgramRun:
+    stack, config = stack_config(label)
+    run = run_program(config, stack)
     if run.error is not None:
         raise RuntimeError(f"stack {label}: {run.errors}")
     return run

@@ -198,6 +198,8 @@ class Registration:
     protect: bool = False
     replace_on_changes: list[str] = field(default_factory=list)
     additional_secret_outputs: list[str] = field(default_factory=list)
+    # Each alias as the engine gets it: its spec's name, or a whole URN.
+    aliases: list[str] = field(default_factory=list)
 
 
 class RecordingMonitor(MockMonitor):
@@ -231,6 +233,7 @@ class RecordingMonitor(MockMonitor):
                 protect=request.protect,
                 replace_on_changes=list(request.replaceOnChanges),
                 additional_secret_outputs=list(request.additionalSecretOutputs),
+                aliases=[a.spec.name if a.HasField("spec") else a.urn for a in request.aliases],
             )
         return response
 
