@@ -9,20 +9,20 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import types
-import typing
 from collections import Counter
-from ipaddress import IPv4Address, IPv4Network, ip_address, ip_network
-from typing import Any, Literal, get_args, get_origin
+from ipaddress import IPv4Network, ip_network
+from typing import Any, Literal
 
 from .databases import pgha_databases as databases_tool
 from .etcd import members as etcd_members
 from .patroni import MANAGED_PARAMETERS
+from .schema import NAMESPACE, Reader, camel, declared, keys
 from .secrets import SUPPLIED
 from .spec import (
     DEFAULT_DATABASES,
     ETHERNET_MTU,
     IMAGE_POSTGRES_VERSIONS,
+    STACK_ONLY_KEYS,
     VXLAN_OVERHEAD,
     BackupSpec,
     ClientsSpec,
@@ -48,55 +48,23 @@ from .spec import (
     VmSpec,
 )
 
-NAMESPACE = "pgha"
-KNOWN_KEYS = (
-    "vip",
-    "network",
-    "vms",
-    "witness",
-    "ssh",
-    "postgres",
-    "patroni",
-    "haproxy",
-    "keepalived",
-    "etcd",
-    "vm",
-    "tls",
-    "backup",
-    # Secret config (pulumi config set --secret): the S3 repository's key pair.
-    "backupS3Key",
-    "backupS3KeySecret",
-    # Secret config: another stack's backup cipher passphrase, to read its backups.
-    "backupCipherPassphrase",
-    "maintenance",
-    # Applications (pgha.databases): databases, roles, the secret role passwords, client networks.
-    "databases",
-    "roles",
-    "rolePasswords",
-    "clients",
-    "monitoring",
-    "restore",
-    "pooler",
-    "fastPath",
-)
-# Every pattern is applied with re.fullmatch (via _Reader.matches): ``$`` alone
-# would accept a trailing newline, which splits the lines it lands in.
-_HOSTNAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
-_PROXMOX_ID = re.compile(r"[A-Za-z][A-Za-z0-9_.-]*")
+__all__ = ["NAMESPACE", "ConfigError", "load_spec", "top_level_keys"]
+
+
+def top_level_keys() -> tuple[str, ...]:
+    """The keys of the ``pgha:`` namespace: ClusterSpec's declared fields, and the stack-only keys."""
+    names = [k.key for k in keys(ClusterSpec)]
+    for after, key, _ in STACK_ONLY_KEYS:
+        names.insert(names.index(after) + 1, key)
+    return tuple(names)
+
+
+KNOWN_KEYS = top_level_keys()
 _PG_PARAMETER = re.compile(r"[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?")
 _SSH_KEY = re.compile(
     r"(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com"
     r"|sk-ecdsa-sha2-nistp256@openssh\.com) [A-Za-z0-9+/]+={0,3}( [^\x00-\x1f\x7f]*)?"
 )
-# Control characters (C0, DEL, C1) and the Unicode line separators: a newline
-# in a value splits the config line, YAML document or shell word it lands in.
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-# An absolute path of plain characters: it reaches pgBackRest's config and a root step.
-_ABSOLUTE_PATH = re.compile(r"(/[A-Za-z0-9._-]+)+/?")
-# S3: bucket names per AWS's rules, endpoints as host[:port], regions as AWS and most S3 clones name them.
-_S3_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
-_S3_ENDPOINT = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?(:[0-9]{1,5})?")
-_S3_REGION = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 # Accounts the packages or the system own: the deploy user gets passwordless
 # sudo, so it must never be one of them (``postgres`` with sudo is root).
 RESERVED_USERS = frozenset(
@@ -121,135 +89,12 @@ class ConfigError(ValueError):
         super().__init__("invalid stack config:\n" + "\n".join(f"  - {p}" for p in problems))
 
 
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(part.title() for part in rest)
-
-
-class _Reader:
-    """Reads typed values and records a problem instead of raising."""
-
-    def __init__(self) -> None:
-        self.problems: list[str] = []
-
-    def problem(self, key: str, message: str) -> None:
-        # A key may come from the config too: its control characters are shown escaped.
-        key = _CONTROL.sub(lambda m: f"\\u{ord(m.group()):04x}", str(key))
-        self.problems.append(f"{NAMESPACE}:{key}: {message}")
-
-    def matches(self, raw: Any, key: str, pattern: re.Pattern[str], what: str) -> bool:
-        """Whether ``raw`` is a string that matches ``pattern`` as a whole; a problem otherwise."""
-        if not isinstance(raw, str) or not pattern.fullmatch(raw):
-            self.problem(key, f"{raw!r} is not {what}")
-            return False
-        return True
-
-    def control_characters(self, raw: Any, key: str, secret: bool = False) -> None:
-        """Flag control characters in every string of ``raw`` (keys and values, nested)."""
-        if isinstance(raw, dict):
-            for name, value in raw.items():
-                self.control_characters(name, f"{key}.{name}" if isinstance(name, str) else key, secret)
-                self.control_characters(value, f"{key}.{name}", secret)
-        elif isinstance(raw, list):
-            for index, value in enumerate(raw):
-                self.control_characters(value, f"{key}[{index}]", secret)
-        elif isinstance(raw, str) and (found := _CONTROL.search(raw)):
-            shown = "(secret, not shown)" if secret else repr(raw)
-            self.problem(key, f"{shown} contains the control character U+{ord(found.group()):04X}")
-
-    def mapping(self, raw: Any, key: str) -> dict[str, Any]:
-        if raw is None:
-            return {}
-        if not isinstance(raw, dict):
-            self.problem(key, f"expected an object, got {raw!r}")
-            return {}
-        return raw
-
-    def ipv4(self, raw: Any, key: str) -> IPv4Address | None:
-        if raw is None or raw == "":
-            self.problem(key, "is required (an IPv4 address)")
-            return None
-        try:
-            address = ip_address(str(raw))
-        except ValueError:
-            self.problem(key, f"{raw!r} is not an IPv4 address")
-            return None
-        if not isinstance(address, IPv4Address):
-            self.problem(key, f"{raw!r} is not an IPv4 address")
-            return None
-        return address
-
-    def value(self, raw: Any, key: str, hint: Any) -> Any:
-        """Coerce one scalar to the dataclass field's annotated type."""
-        if get_origin(hint) in (typing.Union, types.UnionType):
-            options = [a for a in get_args(hint) if a is not type(None)]
-            if raw is None:
-                return None
-            hint = options[0]
-        if get_origin(hint) is Literal:
-            if raw not in get_args(hint):
-                allowed = ", ".join(repr(a) for a in get_args(hint))
-                self.problem(key, f"{raw!r} is not one of {allowed}")
-            return raw
-        if hint is bool:
-            if isinstance(raw, bool):
-                return raw
-            if str(raw).lower() in ("true", "false"):
-                return str(raw).lower() == "true"
-            self.problem(key, f"expected true or false, got {raw!r}")
-            return None
-        if hint is int:
-            if isinstance(raw, bool) or not isinstance(raw, (int, str, float)):
-                self.problem(key, f"expected an integer, got {raw!r}")
-                return None
-            try:
-                number = int(str(raw))
-            except ValueError:
-                self.problem(key, f"expected an integer, got {raw!r}")
-                return None
-            if number < 0:
-                self.problem(key, f"must not be negative, got {number}")
-            return number
-        if hint is str:
-            if not isinstance(raw, (str, int)) or str(raw) == "":
-                self.problem(key, f"expected a non-empty string, got {raw!r}")
-                return None
-            return str(raw)
-        if get_origin(hint) is dict:
-            if not isinstance(raw, dict):
-                self.problem(key, f"expected an object, got {raw!r}")
-                return {}
-            return dict(raw)
-        return raw
-
-    def section(self, raw: Any, key: str, cls: type, skip: tuple[str, ...] = ()) -> dict[str, Any]:
-        """Read the plain-valued fields of ``cls`` from camelCase keys; flag unknown keys."""
-        data = self.mapping(raw, key)
-        hints = typing.get_type_hints(cls)
-        fields = {_camel(f.name): f.name for f in dataclasses.fields(cls) if f.name not in skip}
-        allowed = set(fields) | {_camel(s) for s in skip}
-        for unknown in sorted(set(data) - allowed):
-            self.problem(f"{key}.{unknown}", f"unknown key (known: {', '.join(sorted(allowed))})")
-        values: dict[str, Any] = {}
-        for camel, name in fields.items():
-            if camel in data:
-                coerced = self.value(data[camel], f"{key}.{camel}", hints[name])
-                if coerced is not None or data[camel] is None:
-                    values[name] = coerced
-        return values
-
-
-def _check_port(reader: _Reader, key: str, port: int | None) -> None:
-    if port is not None and not 1 <= port <= 65535:
-        reader.problem(key, f"port {port} is outside 1-65535")
-
-
-def _read_network(reader: _Reader, raw: Any) -> NetworkSpec | None:
+def _read_network(reader: Reader, raw: Any) -> NetworkSpec | None:
     data = reader.mapping(raw, "network")
     if not data:
         reader.problem("network", "is required (an object with at least cidr and bridge or sdn)")
         return None
-    values = reader.section(data, "network", NetworkSpec, skip=("cidr", "gateway", "dns", "sdn"))
+    values = reader.section(data, "network", NetworkSpec)
     cidr: IPv4Network | None = None
     if not data.get("cidr"):
         reader.problem("network.cidr", "is required (an IPv4 network such as 10.0.0.0/24)")
@@ -273,30 +118,14 @@ def _read_network(reader: _Reader, raw: Any) -> NetworkSpec | None:
         reader.problem("network", "needs either bridge (an existing Proxmox bridge) or sdn")
     if sdn is not None and values.get("bridge"):
         reader.problem("network", "set bridge or sdn, not both")
-    vlan = values.get("vlan")
-    if vlan is not None and not 1 <= vlan <= 4094:
-        reader.problem("network.vlan", f"VLAN tag {vlan} is outside 1-4094")
-    interface = values.get("interface", "ens18")
-    if interface is not None and not re.fullmatch(r"[A-Za-z0-9_.-]{1,15}", interface):
-        reader.problem("network.interface", f"{interface!r} is not a valid interface name")
     if cidr is None:
         return None
     return NetworkSpec(cidr=cidr, gateway=gateway, dns=dns, sdn=sdn, **values)
 
 
-def _read_sdn(reader: _Reader, raw: Any) -> SdnSpec | None:
+def _read_sdn(reader: Reader, raw: Any) -> SdnSpec | None:
     data = reader.mapping(raw, "network.sdn")
-    values = reader.section(data, "network.sdn", SdnSpec, skip=("peers",))
-    for required in ("zone", "vnet", "type", "tag"):
-        if required not in values:
-            reader.problem(f"network.sdn.{required}", "is required")
-    for ident in ("zone", "vnet"):
-        name = values.get(ident)
-        if name is not None and not re.fullmatch(r"[a-z][a-z0-9]{0,7}", name):
-            reader.problem(
-                f"network.sdn.{ident}",
-                f"{name!r} must be 1-8 lowercase letters or digits, starting with a letter",
-            )
+    values = reader.section(data, "network.sdn", SdnSpec)
     peers_raw = data.get("peers") or []
     if not isinstance(peers_raw, list):
         # A string would otherwise be read character by character.
@@ -313,7 +142,7 @@ def _read_sdn(reader: _Reader, raw: Any) -> SdnSpec | None:
 
 
 def _read_node(
-    reader: _Reader, raw: Any, key: str, cidr: IPv4Network | None, role: str, external: bool = False
+    reader: Reader, raw: Any, key: str, cidr: IPv4Network | None, role: str, external: bool = False
 ) -> Node | None:
     """One VM (or, with ``external``, an existing machine: the witness) of the stack."""
     data = reader.mapping(raw, key)
@@ -326,11 +155,11 @@ def _read_node(
         host = name
     if not name:
         reader.problem(f"{key}.name", "is required")
-    elif not reader.matches(name, f"{key}.name", _HOSTNAME, "a valid hostname (a-z, 0-9, '-')"):
+    elif not reader.check(declared(Node, "name"), name, f"{key}.name"):
         name = None
     if not host:
         reader.problem(f"{key}.host", "is required (the Proxmox node name)")
-    elif not reader.matches(host, f"{key}.host", _PROXMOX_ID, "a valid Proxmox node name"):
+    elif not reader.check(declared(Node, "host"), host, f"{key}.host"):
         host = None
     ip = reader.ipv4(data.get("ip"), f"{key}.ip")
     if ip is not None and (ip.is_loopback or ip.is_multicast or ip.is_unspecified):
@@ -343,8 +172,8 @@ def _read_node(
         elif ip in (cidr.network_address, cidr.broadcast_address):
             reader.problem(f"{key}.ip", f"{ip} is the network or broadcast address of {cidr}")
     vm_id = reader.value(data["vmId"], f"{key}.vmId", int) if "vmId" in data else None
-    if vm_id is not None and not 100 <= vm_id <= 999999999:
-        reader.problem(f"{key}.vmId", f"{vm_id} is outside Proxmox's 100-999999999")
+    if vm_id is not None:
+        reader.check(declared(Node, "vm_id"), vm_id, f"{key}.vmId")
     host_key = data.get("hostKey") if external else None
     if external and not (isinstance(host_key, str) and _SSH_KEY.match(host_key.strip())):
         reader.problem(
@@ -366,7 +195,7 @@ def _read_node(
     )  # type: ignore[arg-type]
 
 
-def _read_nodes(reader: _Reader, config: dict[str, Any], cidr: IPv4Network | None) -> list[Node]:
+def _read_nodes(reader: Reader, config: dict[str, Any], cidr: IPv4Network | None) -> list[Node]:
     raw_vms = config.get("vms")
     if not isinstance(raw_vms, list):
         reader.problem("vms", f"is required (a list of {{name, host, ip}}), got {raw_vms!r}")
@@ -405,11 +234,11 @@ def _read_nodes(reader: _Reader, config: dict[str, Any], cidr: IPv4Network | Non
         for node, label in zip(everyone, labels, strict=True):
             value = getattr(node, attr)
             if value is not None and counts[value] > 1:
-                reader.problem(f"{label}.{_camel(attr)}", f"{value} is used by more than one VM")
+                reader.problem(f"{label}.{camel(attr)}", f"{value} is used by more than one VM")
     return everyone
 
 
-def _read_external_witness_flag(reader: _Reader, raw: Any) -> bool:
+def _read_external_witness_flag(reader: Reader, raw: Any) -> bool:
     """``witness.external``: true for an existing Debian 13 machine (no VM), reached over SSH."""
     if not isinstance(raw, dict) or "external" not in raw:
         return False
@@ -417,9 +246,9 @@ def _read_external_witness_flag(reader: _Reader, raw: Any) -> bool:
     return bool(flag)
 
 
-def _read_ssh(reader: _Reader, raw: Any) -> SshSpec | None:
+def _read_ssh(reader: Reader, raw: Any) -> SshSpec | None:
     data = reader.mapping(raw, "ssh")
-    values = reader.section(data, "ssh", SshSpec, skip=("authorized_keys", "jump_host"))
+    values = reader.section(data, "ssh", SshSpec)
     keys = data.get("authorizedKeys")
     if not keys:
         reader.problem(
@@ -439,12 +268,10 @@ def _read_ssh(reader: _Reader, raw: Any) -> SshSpec | None:
     jump = None
     if data.get("jumpHost") is not None:
         jump_values = reader.section(data["jumpHost"], "ssh.jumpHost", JumpHost)
-        if "host" not in jump_values or "user" not in jump_values:
-            reader.problem("ssh.jumpHost", "needs host and user")
-        else:
+        if "host" in jump_values and "user" in jump_values:
             jump = JumpHost(**jump_values)
     user = values.get("user")
-    valid_user = user is not None and reader.matches(user, "ssh.user", _HOSTNAME, "a valid user name")
+    valid_user = user is not None and declared(SshSpec, "user").out_of_range(user) is None
     if valid_user and (user in RESERVED_USERS or user.startswith(("systemd-", "_"))):
         reader.problem(
             "ssh.user",
@@ -456,8 +283,10 @@ def _read_ssh(reader: _Reader, raw: Any) -> SshSpec | None:
     return SshSpec(authorized_keys=tuple(k.strip() for k in keys), jump_host=jump, **values)
 
 
-def _check_ports(reader: _Reader, spec: dict[str, Any]) -> None:
-    """Every service of a VM listens on its node IP, so no two may share a port."""
+def _check_ports(reader: Reader, spec: dict[str, Any]) -> None:
+    """Every service of a VM listens on its node IP, so no two may share a port.
+
+    Each port's range is its declaration in pgha.spec, checked as it is read."""
     ports = {
         "postgres.port": spec["postgres"].port,
         "patroni.restApiPort": spec["patroni"].rest_api_port,
@@ -475,8 +304,6 @@ def _check_ports(reader: _Reader, spec: dict[str, Any]) -> None:
     if spec.get("pooler") is not None:
         ports["pooler.port"] = spec["pooler"].port
         ports["pooler.listenPort"] = spec["pooler"].listen_port
-    for key, port in ports.items():
-        _check_port(reader, key, port)
     seen: dict[int, str] = {}
     for key, port in ports.items():
         if port in seen:
@@ -485,27 +312,13 @@ def _check_ports(reader: _Reader, spec: dict[str, Any]) -> None:
             seen[port] = key
 
 
-def _check_advert_interval(reader: _Reader, keepalived: KeepalivedSpec) -> None:
-    """VRRPv3 carries the advert interval in centiseconds, 12 bits."""
-    interval = keepalived.advert_interval_ms
-    if not 10 <= interval <= 40950 or interval % 10:
-        reader.problem(
-            "keepalived.advertIntervalMs", f"{interval} is not a multiple of 10 between 10 and 40950"
-        )
-
-
-def _check_patroni(reader: _Reader, patroni: PatroniSpec, replicas: int) -> None:
+def _check_patroni(reader: Reader, patroni: PatroniSpec, replicas: int) -> None:
+    """The lock's timing against itself, and the standbys against the replicas there are."""
     count = patroni.synchronous_node_count
     if count is not None and not 1 <= count <= max(replicas, 1):
         reader.problem(
             "patroni.synchronousNodeCount", f"{count} is not between 1 and the {replicas} replicas"
         )
-    if patroni.ttl < 20:
-        reader.problem(
-            "patroni.ttl", f"{patroni.ttl} s is below 20 s, the minimum Patroni's maintainers call safe"
-        )
-    if patroni.loop_wait < 1 or patroni.retry_timeout < 1:
-        reader.problem("patroni.loopWait", "loopWait and retryTimeout must be at least 1 s")
     if 0 < patroni.member_slots_ttl < patroni.ttl:
         reader.problem(
             "patroni.memberSlotsTtl",
@@ -520,90 +333,48 @@ def _check_patroni(reader: _Reader, patroni: PatroniSpec, replicas: int) -> None
         )
 
 
-def _read_backup(reader: _Reader, raw: Any, config: dict[str, Any]) -> BackupSpec | None:
+def _read_backup(reader: Reader, raw: Any, config: dict[str, Any]) -> BackupSpec | None:
     """The pgBackRest section; its repository VM is read with the other nodes."""
     if raw is None:
         return None
-    values = reader.section(raw, "backup", BackupSpec, skip=("repository_vm",))
+    values = reader.section(raw, "backup", BackupSpec, extra=("repositoryVm",))
     kind = values.get("repository")
     if kind is None:
-        reader.problem("backup.repository", "is required: host, path or s3")
         return None
     data = reader.mapping(raw, "backup")
     if kind == "host" and data.get("repositoryVm") is None:
         reader.problem("backup.repositoryVm", "is required with repository host (an object: name, host, ip)")
     if kind != "host" and data.get("repositoryVm") is not None:
         reader.problem("backup.repositoryVm", f"only applies to repository host, not {kind}")
-    reader.matches(
-        values.get("path", BackupSpec.path),
-        "backup.path",
-        _ABSOLUTE_PATH,
-        "an absolute path of letters, digits, '.', '_', '-' and '/'",
-    )
-    s3_rules = {
-        "s3Bucket": (_S3_BUCKET, "an S3 bucket name (3-63 of a-z, 0-9, '.', '-')"),
-        "s3Endpoint": (_S3_ENDPOINT, "an S3 endpoint host name, optionally with :port"),
-        "s3Region": (_S3_REGION, "an S3 region (a-z, 0-9, '-')"),
-    }
-    for key, (pattern, what) in s3_rules.items():
-        if values.get(_snake(key)) is not None:
-            reader.matches(values[_snake(key)], f"backup.{key}", pattern, what)
     if kind == "s3":
-        for key in s3_rules:
-            if not values.get(_snake(key)):
-                reader.problem(f"backup.{key}", "is required with repository s3")
+        for name in ("s3_bucket", "s3_endpoint", "s3_region"):
+            if not values.get(name):
+                reader.problem(f"backup.{camel(name)}", "is required with repository s3")
         for key in ("backupS3Key", "backupS3KeySecret"):
             if not config.get(key):
                 reader.problem(
                     key, f"is required with repository s3: pulumi config set --secret pgha:{key} ..."
                 )
-    for key in ("retention_full", "retention_diff", "max_age_hours", "archive_timeout_s"):
-        if key in values and values[key] is not None and values[key] < 1:
-            reader.problem(f"backup.{_camel(key)}", f"{values[key]} must be at least 1")
-    for key in ("full_schedule", "diff_schedule"):
-        schedule = values.get(key)
-        if schedule is not None and not re.fullmatch(r"[A-Za-z0-9 ,.:*/~+-]+", schedule):
-            reader.problem(f"backup.{_camel(key)}", f"{schedule!r} is not a systemd OnCalendar expression")
-    if any(p.startswith(f"{NAMESPACE}:backup") for p in reader.problems):
+    if reader.failed("backup"):
         return None
     return BackupSpec(**values)
 
 
-# PostgreSQL's timestamptz input as pgBackRest passes it on: date, time, optional zone.
-_RESTORE_TIME = re.compile(
-    r"^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?([+-]\d{2}(:?\d{2})?|Z| UTC)?$"
-)
-# pgBackRest's backup labels: a full one, or a diff/incr on top of one.
-_BACKUP_LABEL = re.compile(r"^\d{8}-\d{6}F(_\d{8}-\d{6}[DI])?$")
-
-
-def _read_restore(reader: _Reader, raw: Any, backup: BackupSpec | None) -> RestoreSpec | None:
+def _read_restore(reader: Reader, raw: Any, backup_given: bool) -> RestoreSpec | None:
     """``pgha:restore``: bootstrap a fresh cluster from the backup repository (see RestoreSpec)."""
     if raw is None:
         return None
     values = reader.section(raw, "restore", RestoreSpec)
-    if backup is None:
+    if not backup_given:
         reader.problem("restore", "needs pgha:backup: the repository the cluster is restored from")
-    stanza = values.get("from_stanza")
-    if stanza is not None and not _HOSTNAME.match(stanza):
-        reader.problem("restore.fromStanza", f"{stanza!r} is not a stanza name (a-z, 0-9, '-')")
-    when, label = values.get("time"), values.get("label")
-    if when is not None and not _RESTORE_TIME.match(when):
-        reader.problem("restore.time", f"{when!r} is not a timestamp like '2026-11-30 14:05:00+00'")
-    if label is not None and not _BACKUP_LABEL.match(label):
-        reader.problem("restore.label", f"{label!r} is not a pgBackRest backup label like 20261130-010002F")
-    if when is not None and label is not None:
+    if values.get("time") is not None and values.get("label") is not None:
         reader.problem("restore.label", "give time or label, not both")
-    if any(p.startswith(f"{NAMESPACE}:restore") for p in reader.problems):
+    if reader.failed("restore"):
         return None
     return RestoreSpec(**values)
 
 
-def _snake(camel: str) -> str:
-    return re.sub(r"([A-Z])", lambda m: "_" + m.group(1).lower(), camel)
-
-
-def _read_parameters(reader: _Reader, parameters: dict[str, Any]) -> dict[str, str | int | float]:
+def _read_parameters(reader: Reader, parameters: dict[str, Any]) -> dict[str, str | int | float]:
     """PostgreSQL settings: names with scalar values, since they go into Patroni's dynamic
     config and are compared with the running cluster's. YAML booleans (``on`` unquoted)
     become PostgreSQL's ``on``/``off``."""
@@ -620,11 +391,11 @@ def _read_parameters(reader: _Reader, parameters: dict[str, Any]) -> dict[str, s
     return values
 
 
-def _read_monitoring(reader: _Reader, raw: Any) -> MonitoringSpec | None:
+def _read_monitoring(reader: Reader, raw: Any) -> MonitoringSpec | None:
     """The metrics section: who may scrape (a list of CIDRs) and on which port."""
     if raw is None:
         return None
-    values = reader.section(raw, "monitoring", MonitoringSpec, skip=("allow_from",))
+    values = reader.section(raw, "monitoring", MonitoringSpec)
     data = reader.mapping(raw, "monitoring")
     allow = data.get("allowFrom")
     networks: list[IPv4Network] = []
@@ -645,31 +416,13 @@ def _read_monitoring(reader: _Reader, raw: Any) -> MonitoringSpec | None:
                 reader.problem(key, f"{item!r} is not an IPv4 network")
                 continue
             networks.append(network)
-    directory = values.get("prometheus_dir", MonitoringSpec.prometheus_dir)
-    if directory is not None and not re.fullmatch(r"/[A-Za-z0-9_./-]*", str(directory)):
-        reader.problem(
-            "monitoring.prometheusDir", f"{directory!r} must be absolute (letters, digits, _ . / -)"
-        )
-    interval = values.get("collector_interval_s")
-    if interval is not None and not 5 <= interval <= 300:
-        reader.problem("monitoring.collectorIntervalS", f"{interval} is outside 5-300 seconds")
-    if any(p.startswith(f"{NAMESPACE}:monitoring") for p in reader.problems):
+    if reader.failed("monitoring"):
         return None
     return MonitoringSpec(allow_from=tuple(networks), **values)
 
 
-# PgBouncer's own limits are far higher; these keep a typo from exhausting a VM.
-MAX_POOLER_CLIENTS = 100_000
-MAX_POOL_SIZE = 10_000
-
-
-def _read_optional_section(
-    reader: _Reader, raw: Any, key: str, cls: type, bounds: dict[str, tuple[int, int]]
-) -> dict[str, Any] | None:
-    """An opt-in section's values: absent means off, ``{}`` means the defaults.
-
-    ``bounds`` holds each integer field's allowed range; None when anything is wrong.
-    """
+def _read_optional_section(reader: Reader, raw: Any, key: str, cls: type) -> dict[str, Any] | None:
+    """An opt-in section's values: absent means off, ``{}`` the defaults; None when anything is wrong."""
     if raw is None:
         return None
     if not isinstance(raw, dict):
@@ -677,40 +430,22 @@ def _read_optional_section(
         return None
     before = len(reader.problems)
     values = reader.section(raw, key, cls)
-    for name, (least, most) in bounds.items():
-        number = values.get(name)
-        if number is not None and not least <= number <= most:
-            reader.problem(f"{key}.{_camel(name)}", f"{number} is outside {least}-{most}")
     return values if len(reader.problems) == before else None
 
 
-def _read_pooler(reader: _Reader, raw: Any) -> PoolerSpec | None:
+def _read_pooler(reader: Reader, raw: Any) -> PoolerSpec | None:
     """``pgha:pooler``: absent means no PgBouncer at all; ``{}`` means the defaults."""
-    bounds = {
-        "default_pool_size": (1, MAX_POOL_SIZE),
-        "max_client_conn": (1, MAX_POOLER_CLIENTS),
-        "server_idle_timeout_s": (1, 3600),
-    }
-    values = _read_optional_section(reader, raw, "pooler", PoolerSpec, bounds)
+    values = _read_optional_section(reader, raw, "pooler", PoolerSpec)
     return None if values is None else PoolerSpec(**values)
 
 
-def _read_fast_path(reader: _Reader, raw: Any) -> FastPathSpec | None:
+def _read_fast_path(reader: Reader, raw: Any) -> FastPathSpec | None:
     """``pgha:fastPath``: absent means HAProxy serves VIP:5432 alone; ``{}`` means the defaults."""
-    values = _read_optional_section(reader, raw, "fastPath", FastPathSpec, {"poll_ms": (50, 2000)})
+    values = _read_optional_section(reader, raw, "fastPath", FastPathSpec)
     return None if values is None else FastPathSpec(**values)
 
 
-def _check_keepalived(reader: _Reader, keepalived: KeepalivedSpec) -> None:
-    """VRRP priorities stop at 254: the base priority (100) plus the primary's weight must fit."""
-    if not 0 <= keepalived.primary_weight <= 150:
-        reader.problem(
-            "keepalived.primaryWeight",
-            f"{keepalived.primary_weight} is outside 0-150 (0 turns the primary preference off)",
-        )
-
-
-def _read_allow_from(reader: _Reader, raw: Any) -> tuple[IPv4Network, ...]:
+def _read_allow_from(reader: Reader, raw: Any) -> tuple[IPv4Network, ...]:
     """patroni.restApiAllowFrom: IPv4 addresses or networks, as a list."""
     data = raw if isinstance(raw, dict) else {}
     value = data.get("restApiAllowFrom")
@@ -728,9 +463,7 @@ def _read_allow_from(reader: _Reader, raw: Any) -> tuple[IPv4Network, ...]:
     return tuple(networks)
 
 
-def _check_tls(reader: _Reader, tls: TlsSpec) -> None:
-    if tls.cert_validity_days < 1:
-        reader.problem("tls.certValidityDays", f"{tls.cert_validity_days} must be at least 1 day")
+def _check_tls(reader: Reader, tls: TlsSpec) -> None:
     if tls.ca_validity_days <= tls.cert_validity_days:
         reader.problem(
             "tls.caValidityDays",
@@ -741,7 +474,7 @@ def _check_tls(reader: _Reader, tls: TlsSpec) -> None:
 
 def load_spec(config: dict[str, Any], stack: str) -> ClusterSpec:
     """Validate the ``pgha:`` namespace (keys without prefix) and build the spec."""
-    reader = _Reader()
+    reader = Reader()
     config = {k.removeprefix(f"{NAMESPACE}:"): v for k, v in config.items()}
     # Before anything reads a value: no string anywhere, secrets included, may
     # carry a control character into a config line or a script.
@@ -772,9 +505,7 @@ def load_spec(config: dict[str, Any], stack: str) -> ClusterSpec:
     postgres_values = reader.section(config.get("postgres"), "postgres", PostgresSpec)
     postgres_values["parameters"] = _read_parameters(reader, postgres_values.get("parameters") or {})
     postgres = PostgresSpec(**postgres_values)
-    patroni_values = reader.section(
-        config.get("patroni"), "patroni", PatroniSpec, skip=("rest_api_allow_from",)
-    )
+    patroni_values = reader.section(config.get("patroni"), "patroni", PatroniSpec)
     patroni_values["rest_api_allow_from"] = _read_allow_from(reader, config.get("patroni"))
     patroni = PatroniSpec(**patroni_values)
     haproxy = HaproxySpec(**reader.section(config.get("haproxy"), "haproxy", HaproxySpec))
@@ -782,14 +513,12 @@ def load_spec(config: dict[str, Any], stack: str) -> ClusterSpec:
     vm = VmSpec(**reader.section(config.get("vm"), "vm", VmSpec))
     tls = TlsSpec(**reader.section(config.get("tls"), "tls", TlsSpec))
     maintenance = MaintenanceSpec(**reader.section(config.get("maintenance"), "maintenance", MaintenanceSpec))
-    keepalived_values = reader.section(config.get("keepalived"), "keepalived", KeepalivedSpec)
-    keepalived_values.setdefault("virtual_router_id", int(vip.packed[-1]) if vip else 1)
+    # The router id defaults to the VIP's last octet: a VIP per segment, a router id per VIP.
+    router_id = int(vip.packed[-1]) if vip else 1
+    keepalived_values = reader.section(
+        config.get("keepalived"), "keepalived", KeepalivedSpec, defaults={"virtual_router_id": router_id}
+    )
     keepalived = KeepalivedSpec(**keepalived_values)
-
-    if not 1 <= keepalived.virtual_router_id <= 255:
-        reader.problem("keepalived.virtualRouterId", f"{keepalived.virtual_router_id} is outside 1-255")
-    _check_advert_interval(reader, keepalived)
-    _check_keepalived(reader, keepalived)
     supported = IMAGE_POSTGRES_VERSIONS.get(vm.image, ())
     if postgres.version not in supported:
         reader.problem(
@@ -802,16 +531,12 @@ def load_spec(config: dict[str, Any], stack: str) -> ClusterSpec:
             f"postgres.parameters.{name}",
             "is managed by pgha (TLS, scram-sha-256, listeners) and cannot be overridden",
         )
-    if not isinstance(postgres.scope, str) or not _HOSTNAME.fullmatch(postgres.scope):
-        reader.problem("postgres.scope", f"{postgres.scope!r} must be a lowercase name (a-z, 0-9, '-')")
     _check_patroni(reader, patroni, len([n for n in nodes if n.runs_postgres]) - 1)
     backup = _read_backup(reader, config.get("backup"), config)
     monitoring = _read_monitoring(reader, config.get("monitoring"))
     pooler = _read_pooler(reader, config.get("pooler"))
     fast_path = _read_fast_path(reader, config.get("fastPath"))
-    restore = _read_restore(reader, config.get("restore"), backup)
-    if haproxy.check_fall < 1 or haproxy.check_rise < 1:
-        reader.problem("haproxy.checkFall", "checkFall and checkRise must be at least 1")
+    restore = _read_restore(reader, config.get("restore"), config.get("backup") is not None)
     _check_ports(
         reader,
         {
@@ -902,7 +627,7 @@ def _reserved(name: str, reserved: frozenset[str]) -> str | None:
     return None
 
 
-def _name(reader: _Reader, raw: Any, key: str, reserved: frozenset[str]) -> str | None:
+def _name(reader: Reader, raw: Any, key: str, reserved: frozenset[str]) -> str | None:
     if not isinstance(raw, str) or not _SQL_NAME.fullmatch(raw):
         reader.problem(key, f"{raw!r} must be a lowercase SQL name (a-z, 0-9, _; at most 63)")
         return None
@@ -913,7 +638,7 @@ def _name(reader: _Reader, raw: Any, key: str, reserved: frozenset[str]) -> str 
     return raw
 
 
-def _list(reader: _Reader, raw: Any, key: str) -> list[Any]:
+def _list(reader: Reader, raw: Any, key: str) -> list[Any]:
     if raw is None:
         return []
     if not isinstance(raw, list):
@@ -922,7 +647,7 @@ def _list(reader: _Reader, raw: Any, key: str) -> list[Any]:
     return raw
 
 
-def _state(reader: _Reader, data: dict[str, Any], key: str) -> Literal["present", "absent"]:
+def _state(reader: Reader, data: dict[str, Any], key: str) -> Literal["present", "absent"]:
     state = data.get("state", "present")
     if state not in ("present", "absent"):
         reader.problem(f"{key}.state", f"{state!r} is not one of 'present', 'absent'")
@@ -930,11 +655,9 @@ def _state(reader: _Reader, data: dict[str, Any], key: str) -> Literal["present"
     return state
 
 
-def _read_role(reader: _Reader, raw: Any, key: str) -> RoleSpec | None:
+def _read_role(reader: Reader, raw: Any, key: str) -> RoleSpec | None:
     data = reader.mapping(raw, key)
-    known = {"name", "login", "connectionLimit", "memberOf", "state", "rotation"}
-    for unknown in sorted(set(data) - known):
-        reader.problem(f"{key}.{unknown}", f"unknown key (known: {', '.join(sorted(known))})")
+    reader.unknown_keys(data, key, (k.key for k in keys(RoleSpec)))
     name = _name(reader, data.get("name"), f"{key}.name", RESERVED_ROLES)
     login = reader.value(data.get("login", True), f"{key}.login", bool)
     limit_raw = data.get("connectionLimit", -1)
@@ -967,11 +690,9 @@ def _read_role(reader: _Reader, raw: Any, key: str) -> RoleSpec | None:
     )
 
 
-def _read_database(reader: _Reader, raw: Any, key: str) -> DatabaseSpec | None:
+def _read_database(reader: Reader, raw: Any, key: str) -> DatabaseSpec | None:
     data = reader.mapping(raw, key)
-    known = {"name", "owner", "extensions", "state"}
-    for unknown in sorted(set(data) - known):
-        reader.problem(f"{key}.{unknown}", f"unknown key (known: {', '.join(sorted(known))})")
+    reader.unknown_keys(data, key, (k.key for k in keys(DatabaseSpec)))
     name = _name(reader, data.get("name"), f"{key}.name", RESERVED_DATABASES)
     owner = _name(reader, data.get("owner"), f"{key}.owner", RESERVED_ROLES)
     extensions: list[str] = []
@@ -988,7 +709,7 @@ def _read_database(reader: _Reader, raw: Any, key: str) -> DatabaseSpec | None:
 
 
 def _read_applications(
-    reader: _Reader, config: dict[str, Any]
+    reader: Reader, config: dict[str, Any]
 ) -> tuple[tuple[DatabaseSpec, ...], tuple[RoleSpec, ...]]:
     """Databases and roles, checked together: owners, memberships, duplicates, passwords."""
     raw_databases = config.get("databases")
@@ -1034,7 +755,7 @@ def _read_applications(
     return tuple(databases), tuple(roles)
 
 
-def _check_cycles(reader: _Reader, roles: dict[str, RoleSpec]) -> None:
+def _check_cycles(reader: Reader, roles: dict[str, RoleSpec]) -> None:
     """PostgreSQL refuses circular memberships; say so before anything runs."""
 
     def reaches(start: str, target: str, seen: set[str]) -> bool:
@@ -1049,7 +770,7 @@ def _check_cycles(reader: _Reader, roles: dict[str, RoleSpec]) -> None:
             return
 
 
-def _check_role_passwords(reader: _Reader, raw: Any, roles: dict[str, RoleSpec]) -> None:
+def _check_role_passwords(reader: Reader, raw: Any, roles: dict[str, RoleSpec]) -> None:
     """Given passwords (secret config): for declared login roles, printable ASCII without spaces."""
     if raw is None:
         return
@@ -1068,10 +789,9 @@ def _check_role_passwords(reader: _Reader, raw: Any, roles: dict[str, RoleSpec])
             )
 
 
-def _read_clients(reader: _Reader, raw: Any) -> ClientsSpec:
+def _read_clients(reader: Reader, raw: Any) -> ClientsSpec:
     data = reader.mapping(raw, "clients")
-    for unknown in sorted(set(data) - {"allowFrom"}):
-        reader.problem(f"clients.{unknown}", "unknown key (known: allowFrom)")
+    reader.unknown_keys(data, "clients", (k.key for k in keys(ClientsSpec)))
     networks: list[IPv4Network] = []
     for i, entry in enumerate(_list(reader, data.get("allowFrom"), "clients.allowFrom")):
         try:
@@ -1095,7 +815,7 @@ MIN_MTU = 1280  # IPv6's minimum: nothing smaller is a sane guest MTU
 MAX_MTU = 9000
 
 
-def _check_vm_image(reader: _Reader, raw: Any, vm: VmSpec) -> None:
+def _check_vm_image(reader: Reader, raw: Any, vm: VmSpec) -> None:
     """A pinned image: URL and checksum go together, so no download is ever unchecked."""
     data = raw if isinstance(raw, dict) else {}
     given = {key for key in ("imageUrl", "imageChecksum") if data.get(key) is not None}
@@ -1123,7 +843,7 @@ def _check_vm_image(reader: _Reader, raw: Any, vm: VmSpec) -> None:
         )
 
 
-def _resolve_mtu(reader: _Reader, network: NetworkSpec | None) -> NetworkSpec | None:
+def _resolve_mtu(reader: Reader, network: NetworkSpec | None) -> NetworkSpec | None:
     """The guests' MTU: 1450 on a VXLAN zone unless set, and never more than the zone carries."""
     if network is None:
         return None
@@ -1149,7 +869,7 @@ def _without_jump_host_key(config: dict[str, Any]) -> dict[str, Any]:
     return {**config, "ssh": {**ssh, "jumpHost": {k: v for k, v in jump.items() if k != "privateKey"}}}
 
 
-def _check_jump_host_key(reader: _Reader, ssh: SshSpec | None) -> None:
+def _check_jump_host_key(reader: Reader, ssh: SshSpec | None) -> None:
     jump = ssh.jump_host if ssh else None
     if jump is None or jump.private_key is None:
         return

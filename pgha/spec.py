@@ -7,9 +7,19 @@ so renderers may trust every field (addresses parse, ports differ, and so on).
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from typing import Literal
+
+from .schema import Setting, setting
+
+# Every pattern is applied as a whole (re.fullmatch): ``$`` alone would accept
+# a trailing newline, which splits the lines it lands in.
+HOSTNAME = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
+PROXMOX_ID = r"[A-Za-z][A-Za-z0-9_.-]*"
+# An absolute path of plain characters: it reaches pgBackRest's config and a root step.
+ABSOLUTE_PATH = r"(/[A-Za-z0-9._-]+)+/?"
+PORT = {"min": 1, "max": 65535, "message": "port {value} is outside {minimum}-{maximum}"}
 
 NodeRole = Literal["postgres", "witness", "repository", "restore"]
 
@@ -34,20 +44,46 @@ ETHERNET_MTU = 1500
 class Node:
     """One VM: where it runs and how it is reached on the private network."""
 
-    name: str
-    host: str
-    ip: IPv4Address
+    name: str = setting(
+        doc="the VM's host name", pattern=HOSTNAME, what="a valid hostname (a-z, 0-9, '-')", custom=True
+    )
+    host: str = setting(
+        doc="the Proxmox node it runs on (an external witness: its failure domain, default its name)",
+        pattern=PROXMOX_ID,
+        what="a valid Proxmox node name",
+        custom=True,
+    )
+    ip: IPv4Address = setting(
+        doc="its address, inside `network.cidr` (an external witness's may be routed)", custom=True
+    )
     role: NodeRole = "postgres"
-    vm_id: int | None = None
+    vm_id: int | None = setting(
+        None,
+        doc="the Proxmox VM id (default: Proxmox picks one); not for an external witness",
+        min=100,
+        max=999999999,
+        message="{value} is outside Proxmox's {minimum}-{maximum}",
+        custom=True,
+    )
     # The stack the VM belongs to (set by load_spec): two stacks on one layer-2
     # network may both name their VMs psql-01..03, but must not share MACs.
     stack: str = ""
     # A machine that exists already (the witness on a NAS, a QDevice host, a
     # VPS): no VM is created for it; the steps reach it over SSH all the same.
-    external: bool = False
+    external: bool = setting(
+        False,
+        doc="`witness` only: an existing Debian 13 machine, no VM "
+        "(see [two-hosts.md](two-hosts.md#a-witness-on-any-small-machine))",
+        custom=True,
+    )
     # An external machine's SSH host public key (``witness.hostKey``): the steps
     # pin it, as they pin the keys Pulumi generates for its VMs.
-    host_key: str | None = None
+    host_key: str | None = setting(
+        None,
+        doc="`witness` with `external: true` only, and then required: its SSH host public key "
+        "(`ssh-keyscan -t ed25519 <ip>`, without the address)",
+        custom=True,
+    )
 
     @property
     def mac(self) -> str:
@@ -73,26 +109,70 @@ class Node:
 class SdnSpec:
     """A Proxmox SDN zone and vnet that the program creates for the private network."""
 
-    zone: str
-    vnet: str
-    type: Literal["vlan", "vxlan"]
-    tag: int
-    bridge: str | None = None
-    peers: tuple[str, ...] = ()
+    zone: str = setting(
+        doc="the SDN zone pgha creates",
+        pattern=r"[a-z][a-z0-9]{0,7}",
+        message="{value!r} must be 1-8 lowercase letters or digits, starting with a letter",
+        range_doc="1-8 of a-z, 0-9, starting with a letter",
+    )
+    vnet: str = setting(
+        doc="the vnet in it, the VMs' NIC's bridge",
+        pattern=r"[a-z][a-z0-9]{0,7}",
+        message="{value!r} must be 1-8 lowercase letters or digits, starting with a letter",
+        range_doc="1-8 of a-z, 0-9, starting with a letter",
+    )
+    type: Literal["vlan", "vxlan"] = setting(doc="the zone's kind")
+    tag: int = setting(doc="the VLAN tag or VXLAN id")
+    bridge: str | None = setting(
+        None, doc="a `vlan` zone (required there): the VLAN-aware bridge it rides on"
+    )
+    peers: tuple[str, ...] = setting(
+        (),
+        doc="a `vxlan` zone (required there): the Proxmox hosts' peer addresses",
+        custom=True,
+        type_doc="list of IPv4 addresses",
+    )
 
 
 @dataclass(frozen=True)
 class NetworkSpec:
-    cidr: IPv4Network
-    interface: str = "ens18"
-    gateway: IPv4Address | None = None
-    dns: tuple[IPv4Address, ...] = ()
-    bridge: str | None = None
-    vlan: int | None = None
-    sdn: SdnSpec | None = None
+    cidr: IPv4Network = setting(
+        doc="private IPv4 network of the VMs (etcd, Patroni, replication, VIP)",
+        custom=True,
+        type_doc="IPv4 network",
+        range_doc="at least 8 addresses",
+    )
+    interface: str = setting(
+        "ens18",
+        doc="name the private NIC gets inside the VMs (matched by MAC)",
+        pattern=r"[A-Za-z0-9_.-]{1,15}",
+        what="a valid interface name",
+    )
+    gateway: IPv4Address | None = setting(
+        None, doc="default route of the VMs (needed to reach a mirror); inside `cidr`", custom=True
+    )
+    dns: tuple[IPv4Address, ...] = setting(
+        (), doc="resolvers", custom=True, type_doc="list of IPv4 addresses"
+    )
+    bridge: str | None = setting(None, doc="existing Proxmox bridge on every host (or use `sdn`)")
+    vlan: int | None = setting(
+        None,
+        doc="VLAN tag on that bridge",
+        min=1,
+        max=4094,
+        message="VLAN tag {value} is outside {minimum}-{maximum}",
+    )
+    sdn: SdnSpec | None = setting(
+        None, doc="a Proxmox SDN zone and vnet pgha creates (instead of `bridge`)", custom=True
+    )
     # The guests' MTU (and the SDN zone's); load_spec defaults it to 1450 on a
     # VXLAN zone, None leaves the bridge's own MTU.
-    mtu: int | None = None
+    mtu: int | None = setting(
+        None,
+        doc="MTU of the private NIC and of the SDN zone",
+        default_doc="`1450` on a VXLAN zone, else the bridge's",
+        range_doc="1280-9000 (8950 on a VXLAN zone)",
+    )
 
     def interface_address(self, ip: IPv4Address) -> IPv4Interface:
         return IPv4Interface(f"{ip}/{self.cidr.prefixlen}")
@@ -100,10 +180,23 @@ class NetworkSpec:
 
 @dataclass(frozen=True)
 class PostgresSpec:
-    version: int = 17
-    port: int = 5442
-    scope: str = "pgha"
-    parameters: dict[str, str | int | float] = field(default_factory=dict)
+    version: int = setting(17, doc="PostgreSQL major version; must be one the image ships (Debian 13: 17)")
+    port: int = setting(5442, doc="PostgreSQL's own port (HAProxy owns 5432/5433)", **PORT)
+    scope: str = setting(
+        "pgha",
+        doc="Patroni cluster name; data in `/var/lib/postgresql/17/<scope>`",
+        pattern=HOSTNAME,
+        message="{value!r} must be a lowercase name (a-z, 0-9, '-')",
+        range_doc="a-z, 0-9, '-'",
+    )
+    parameters: dict[str, str | int | float] = setting(
+        factory=dict,
+        doc="extra PostgreSQL parameters (name → string or number), in Patroni's dynamic config: applied to "
+        "the running cluster by `pulumi up`, with a rolling restart when one needs it (see "
+        "[Changing configuration](operations.md#changing-configuration)); the TLS, listener and "
+        "`password_encryption` ones are pgha's and refused here",
+        default_doc="`{}`",
+    )
 
     @property
     def bin_dir(self) -> str:
@@ -116,79 +209,151 @@ class PostgresSpec:
 
 @dataclass(frozen=True)
 class PatroniSpec:
-    rest_api_port: int = 8008
+    rest_api_port: int = setting(8008, doc="Patroni REST API", **PORT)
     # Tuned in the lab (docs/ha.md, "Failover timing"): within the maintainers' safe
     # range (ttl >= 20, loop_wait + 2 x retry_timeout <= ttl).
-    ttl: int = 20
+    ttl: int = setting(
+        20,
+        doc="leader lock timeout; loopWait + 2 x retryTimeout ≤ ttl is enforced",
+        min=20,
+        message="{value} s is below {minimum} s, the minimum Patroni's maintainers call safe",
+    )
     # 1 s: the leader drops a dead synchronous standby (and notices a switchover
     # request) within a second; the price is one leader-key write a second.
-    loop_wait: int = 1
-    retry_timeout: int = 7
-    maximum_lag_on_failover: int = 1048576
-    synchronous_mode: bool = True
+    loop_wait: int = setting(
+        1, doc="seconds between Patroni's loops", min=1, message="must be at least 1 s, got {value}"
+    )
+    retry_timeout: int = setting(
+        7,
+        doc="seconds Patroni retries etcd and PostgreSQL",
+        min=1,
+        message="must be at least 1 s, got {value}",
+    )
+    maximum_lag_on_failover: int = setting(1048576, doc="bytes a replica may lag and still be promoted")
+    synchronous_mode: bool = setting(
+        True,
+        doc="a commit is acknowledged only once a standby has it "
+        "(non-strict: a lone survivor still accepts writes)",
+    )
     # Host-aware synchronous replication (docs/ha-durability.md): standbys that
     # share the primary's Proxmox host carry Patroni's nosync tag, so a commit
     # waits only for a standby on another host.
-    host_aware_sync: bool = True
+    host_aware_sync: bool = setting(
+        True,
+        doc="that standby is on another Proxmox host than the primary; the ones on its host are tagged "
+        "nosync ([ha-durability.md](ha-durability.md))",
+    )
     # None: one synchronous standby with host-aware sync, else every replica
     # (see ClusterSpec.sync_standbys()).
-    synchronous_node_count: int | None = None
-    failsafe_mode: bool = True
+    synchronous_node_count: int | None = setting(
+        None,
+        doc="how many standbys confirm each commit",
+        default_doc="1 with host-aware sync, else every replica",
+        range_doc="1 to the number of replicas",
+    )
+    failsafe_mode: bool = setting(
+        True, doc="a primary that loses etcd but still sees all members keeps running"
+    )
     # Which etcd API Patroni's DCS uses: v2 (TTL keys; see pgha/patroni's render
     # for why) or v3 (leases), for the comparison in docs/ha-durability.md.
-    etcd_api: Literal["v2", "v3"] = "v2"
+    etcd_api: Literal["v2", "v3"] = setting(
+        "v2",
+        doc="the etcd API of Patroni's DCS: `v2` (TTL keys, the tested default) or `v3` (leases); see "
+        "[ha-durability.md](ha-durability.md#etcds-v2-api-and-the-way-off-it) for why v2 and the measured "
+        "comparison. `v3` also drops etcd's client name check (etcd-io/etcd#15755), so any certificate of "
+        "the cluster's CA reaches etcd: not for production",
+    )
     # Seconds the leader keeps the replication slot of a member whose key is
     # gone (Patroni 4's member_slots_ttl, its default): a crashed replica
     # finds its WAL when it returns; a VM removed by a scale-in loses its slot
     # only then. 0 drops slots as soon as a member's key expires.
-    member_slots_ttl: int = 1800
-    watchdog: Literal["off", "automatic", "required"] = "automatic"
+    member_slots_ttl: int = setting(
+        1800,
+        doc="seconds the leader keeps the replication slot (and so the WAL) of a member that is gone: a "
+        "crashed VM finds its WAL when it returns; a VM removed by a scale-in loses its slot after this; "
+        "`0` drops it when the member's key expires (ttl)",
+        range_doc="`0` or at least `patroni.ttl`",
+    )
+    watchdog: Literal["off", "automatic", "required"] = setting(
+        "automatic", doc="use `/dev/watchdog` (softdog) when present"
+    )
     # Networks (besides the members) that may call the REST API's unsafe
     # endpoints (switchover, restart, config), password still required.
-    rest_api_allow_from: tuple[IPv4Network, ...] = ()
+    rest_api_allow_from: tuple[IPv4Network, ...] = setting(
+        (),
+        doc="IPv4 addresses or networks that may call the REST API's unsafe endpoints (switchover, restart, "
+        "config) besides the cluster's members; the password is still required (see docs/security.md)",
+        custom=True,
+    )
 
 
 @dataclass(frozen=True)
 class HaproxySpec:
-    primary_port: int = 5432
-    replica_port: int = 5433
-    stats_port: int = 7000
-    check_inter_ms: int = 2000
+    primary_port: int = setting(5432, doc="listener of the primary (on the VIP and each VM)", **PORT)
+    replica_port: int = setting(5433, doc="listener of the replicas", **PORT)
+    stats_port: int = setting(
+        7000, doc="stats and `/health` on the private IP (metrics are on the monitoring port)", **PORT
+    )
+    check_inter_ms: int = setting(2000, doc="health-check interval of an UP server")
     # A server in transition (DOWN going UP: a new primary) is re-checked this
     # soon, so it is UP rise checks later: 2 x 250 ms after its first success.
-    check_fastinter_ms: int = 250
+    check_fastinter_ms: int = setting(250, doc="health-check interval of a server in transition")
     # A DOWN server (a replica on the primary port) is checked this often, so a
     # newly promoted primary is found within rise x downinter.
-    check_downinter_ms: int = 500
-    check_fall: int = 3
-    check_rise: int = 2
-    max_replica_lag_bytes: int = 16 * 1024 * 1024
-    timeout_connect_s: int = 4
-    timeout_client_m: int = 30
-    timeout_server_m: int = 30
-    maxconn: int = 1000
+    check_downinter_ms: int = setting(500, doc="health-check interval of a DOWN server")
+    check_fall: int = setting(
+        3, doc="failed checks that take a server DOWN", min=1, message="must be at least 1, got {value}"
+    )
+    check_rise: int = setting(
+        2, doc="passed checks that bring a server UP", min=1, message="must be at least 1, got {value}"
+    )
+    max_replica_lag_bytes: int = setting(16 * 1024 * 1024, doc="replicas lagging more leave the replica pool")
+    timeout_connect_s: int = setting(4, doc="proxy connect timeout")
+    timeout_client_m: int = setting(30, doc="proxy client timeout (minutes)")
+    timeout_server_m: int = setting(30, doc="proxy server timeout (minutes)")
+    maxconn: int = setting(1000, doc="proxy connection limit")
 
 
 @dataclass(frozen=True)
 class KeepalivedSpec:
-    virtual_router_id: int
+    virtual_router_id: int = setting(
+        doc="VRRP router id, unique on the segment",
+        min=1,
+        max=255,
+        default_doc="last octet of the VIP",
+    )
     # VRRPv3 adverts in milliseconds (a multiple of 10): a backup takes the
     # VIP over after 3 missed adverts plus a skew of about 0.6 of one, so
     # 500 ms moves the VIP within about 1.8 s of its holder's death.
-    advert_interval_ms: int = 500
-    check_interval: int = 1
-    check_fall: int = 2
-    check_rise: int = 2
+    advert_interval_ms: int = setting(
+        500,
+        doc="VRRPv3 advert interval (VRRPv3 carries it in centiseconds, 12 bits)",
+        min=10,
+        max=40950,
+        multiple_of=10,
+        message="{value} is not a multiple of 10 between {minimum} and {maximum}",
+        range_doc="10-40950, a multiple of 10",
+    )
+    check_interval: int = setting(1, doc="seconds between checks of the local HAProxy")
+    check_fall: int = setting(2, doc="failed HAProxy checks that drop the VM's priority")
+    check_rise: int = setting(2, doc="passed HAProxy checks that restore it")
     # One hop (docs/one-hop.md): the VM whose Patroni is primary gets this much
     # more VRRP priority, so the VIP's HAProxy forwards to a local PostgreSQL.
     # 0 turns it off (the VIP then stays where it is until its HAProxy fails).
-    primary_weight: int = 50
+    primary_weight: int = setting(
+        50,
+        doc="VRRP priority the primary's VM gains, so the VIP follows the primary (`0`: the VIP stays put); "
+        "see [one-hop.md](one-hop.md)",
+        min=0,
+        max=150,
+        message="{value} is outside {minimum}-{maximum} (0 turns the primary preference off)",
+    )
 
 
 @dataclass(frozen=True)
 class EtcdSpec:
-    client_port: int = 2379
-    peer_port: int = 2380
+    client_port: int = setting(2379, doc="etcd's client port", **PORT)
+    peer_port: int = setting(2380, doc="etcd's peer port", **PORT)
 
 
 @dataclass(frozen=True)
@@ -199,9 +364,21 @@ class TlsSpec:
     stays), and the steps roll them out without a restart of etcd or PostgreSQL.
     """
 
-    rotation: int = 0
-    cert_validity_days: int = 365
-    ca_validity_days: int = 3650
+    rotation: int = setting(
+        0,
+        doc="bump it to re-issue every VM's key and certificate (see "
+        "[Rotating certificates](security.md#rotating-certificates))",
+    )
+    cert_validity_days: int = setting(
+        365,
+        doc="lifetime of a VM certificate; one within `min(30, certValidityDays/3)` days of its end is "
+        "re-issued by `pulumi up --refresh`",
+        min=1,
+        message="{value} must be at least 1 day",
+    )
+    ca_validity_days: int = setting(
+        3650, doc="lifetime of the CA", range_doc="more than `tls.certValidityDays`"
+    )
 
     @property
     def renew_before_days(self) -> int:
@@ -220,8 +397,15 @@ class MaintenanceSpec:
     (a VM without a mirror, such as the lab's machines).
     """
 
-    upgrade: int = 0
-    apt_update: bool = True
+    upgrade: int = setting(
+        0,
+        doc="a generation: any new value makes `pulumi up` run a rolling package update (see "
+        "[Rolling package update](operations.md#rolling-package-update)); `0` never upgrades",
+    )
+    apt_update: bool = setting(
+        True,
+        doc="`apt-get update` before upgrading; `false` upgrades from the package lists already on the VMs",
+    )
 
 
 @dataclass(frozen=True)
@@ -232,40 +416,75 @@ class JumpHost:
     host accepts; with it (secret config), Pulumi logs in with that key.
     """
 
-    host: str
-    user: str
-    port: int = 22
-    private_key: str | None = field(default=None, repr=False)
+    host: str = setting(doc="the bastion's address")
+    user: str = setting(doc="the user it logs in as")
+    port: int = setting(22, doc="its SSH port", **PORT)
+    private_key: str | None = setting(
+        None,
+        doc="secret: the key Pulumi logs in with; without it the operator's SSH agent logs in "
+        "(`pulumi config set --secret --path pgha:ssh.jumpHost.privateKey < KEYFILE`)",
+        range_doc="a PEM/OpenSSH private key",
+        repr=False,
+    )
 
 
 @dataclass(frozen=True)
 class SshSpec:
-    authorized_keys: tuple[str, ...]
-    user: str = "pgha"
-    port: int = 22
-    jump_host: JumpHost | None = None
+    authorized_keys: tuple[str, ...] = setting(
+        doc="operators' public keys (the deploy key is added by pgha)",
+        custom=True,
+        type_doc="list of SSH public keys",
+        range_doc="at least one",
+    )
+    user: str = setting(
+        "pgha",
+        doc="user created by cloud-init, with passwordless sudo; not a system or service account "
+        "(`root`, `postgres`, `etcd`, …)",
+        pattern=HOSTNAME,
+        what="a valid user name",
+    )
+    port: int = setting(22, doc="SSH port of the VMs", **PORT)
+    jump_host: JumpHost | None = setting(
+        None, doc="the SSH bastion in front of the private network", custom=True
+    )
 
 
 @dataclass(frozen=True)
 class VmSpec:
     """Proxmox-side sizing and boot source, shared by every VM."""
 
-    cores: int = 2
-    memory_mb: int = 2048
-    disk_gb: int = 20
-    datastore: str = "local-lvm"
-    snippets_datastore: str = "local"
-    image: Literal["debian-13"] = "debian-13"
-    image_url: str = DEBIAN_13_CLOUD_IMAGE
-    image_checksum: str = DEBIAN_13_CLOUD_IMAGE_SHA512
-    image_checksum_algorithm: Literal["sha256", "sha512"] = "sha512"
-    image_datastore: str = "local"
-    template_vm_id: int | None = None
-    template_node: str | None = None
+    cores: int = setting(2, doc="vCPUs of each VM")
+    memory_mb: int = setting(2048, doc="memory of each VM (MiB)")
+    disk_gb: int = setting(20, doc="disk of each VM (GiB)")
+    datastore: str = setting("local-lvm", doc="storage of the VMs' disks")
+    snippets_datastore: str = setting("local", doc="storage of the cloud-init snippets")
+    image: Literal["debian-13"] = setting("debian-13", doc="the VMs' operating system")
+    image_url: str = setting(
+        DEBIAN_13_CLOUD_IMAGE,
+        doc="cloud image; required together with `imageChecksum`, `latest/` refused "
+        "([docs/proxmox-changes.md](proxmox-changes.md))",
+        default_doc="the dated Debian 13 genericcloud amd64 build 20250814-2204",
+        range_doc="an http(s) URL",
+    )
+    image_checksum: str = setting(
+        DEBIAN_13_CLOUD_IMAGE_SHA512,
+        doc="the image's checksum; required together with `imageUrl`",
+        default_doc="its SHA-512",
+        range_doc="lowercase hex of the algorithm's length",
+    )
+    image_checksum_algorithm: Literal["sha256", "sha512"] = setting("sha512", doc="the checksum's algorithm")
+    image_datastore: str = setting("local", doc="storage the image is downloaded to")
+    template_vm_id: int | None = setting(None, doc="clone this template instead of importing the image")
+    template_node: str | None = setting(
+        None, doc="the node holding the template; required with `templateVmId`"
+    )
     # True when snippets_datastore is shared by every host (NFS, CephFS): each
     # snippet is uploaded once. False (a host's own "local"): to every host, so
     # a VM migrated to another host still finds its cloud-init files there.
-    snippets_shared: bool = False
+    snippets_shared: bool = setting(
+        False,
+        doc="`true` if `snippetsDatastore` is shared by every host: one upload per snippet, not one per host",
+    )
 
     def image_file_name(self, stack: str) -> str:
         """The image's name in the datastore: this stack's, and this build's.
@@ -287,26 +506,70 @@ class BackupSpec:
     its key pair comes from secret config).
     """
 
-    repository: Literal["host", "path", "s3"]
-    path: str = "/var/lib/pgbackrest"
-    s3_bucket: str | None = None
-    s3_endpoint: str | None = None
-    s3_region: str | None = None
-    s3_uri_style: Literal["host", "path"] = "host"
-    retention_full: int = 2
-    retention_diff: int = 6
+    repository: Literal["host", "path", "s3"] = setting(
+        doc="where the repository lives: a VM of its own (`repositoryVm`), a directory every VM mounts, "
+        "or a bucket",
+        required="is required: host, path or s3",
+    )
+    path: str = setting(
+        "/var/lib/pgbackrest",
+        doc="the repository directory (on the repository VM; for `path`, a mount every VM has, e.g. NFS); "
+        "for `s3`, the prefix in the bucket",
+        pattern=ABSOLUTE_PATH,
+        what="an absolute path of letters, digits, '.', '_', '-' and '/'",
+    )
+    s3_bucket: str | None = setting(
+        None,
+        doc="`s3` (required there): the bucket; its key pair comes from the secret keys `pgha:backupS3Key` "
+        "and `pgha:backupS3KeySecret`",
+        pattern=r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]",
+        what="an S3 bucket name (3-63 of a-z, 0-9, '.', '-')",
+    )
+    s3_endpoint: str | None = setting(
+        None,
+        doc="`s3` (required there): the endpoint",
+        pattern=r"[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?(:[0-9]{1,5})?",
+        what="an S3 endpoint host name, optionally with :port",
+    )
+    s3_region: str | None = setting(
+        None,
+        doc="`s3` (required there): the region",
+        pattern=r"[a-z0-9][a-z0-9-]{0,62}",
+        what="an S3 region (a-z, 0-9, '-')",
+    )
+    s3_uri_style: Literal["host", "path"] = setting(
+        "host", doc="`s3`: bucket in the host name or in the path"
+    )
+    retention_full: int = setting(2, doc="full backups kept (with their WAL)", min=1)
+    retention_diff: int = setting(6, doc="differential backups kept", min=1)
     # systemd OnCalendar expressions, in the VMs' time zone (UTC by default).
-    full_schedule: str = "Sun *-*-* 01:00:00"
-    diff_schedule: str = "Mon..Sat *-*-* 01:00:00"
+    full_schedule: str = setting(
+        "Sun *-*-* 01:00:00",
+        doc="systemd `OnCalendar` of the full backup's timer (UTC on the VMs)",
+        pattern=r"[A-Za-z0-9 ,.:*/~+-]+",
+        what="a systemd OnCalendar expression",
+    )
+    diff_schedule: str = setting(
+        "Mon..Sat *-*-* 01:00:00",
+        doc="systemd `OnCalendar` of the differential backup's timer",
+        pattern=r"[A-Za-z0-9 ,.:*/~+-]+",
+        what="a systemd OnCalendar expression",
+    )
     # The check fails once the newest backup is older than this.
-    max_age_hours: int = 26
+    max_age_hours: int = setting(26, doc="the backup check fails once the newest backup is older", min=1)
     # A WAL segment is archived at least this often, bounding what PITR can miss.
-    archive_timeout_s: int = 60
-    tls_port: int = 8432
+    archive_timeout_s: int = setting(
+        60, doc="PostgreSQL's `archive_timeout`: a quiet primary still archives a segment this often", min=1
+    )
+    tls_port: int = setting(8432, doc="pgBackRest's TLS server on each VM that has one", **PORT)
     # Client-side encryption of everything in the repository, with the
     # generated passphrase (ClusterSecrets.backup_cipher_pass). "none" only
     # for a repository created unencrypted by an older pgha (docs/security.md).
-    cipher: Literal["aes-256-cbc", "none"] = "aes-256-cbc"
+    cipher: Literal["aes-256-cbc", "none"] = setting(
+        "aes-256-cbc",
+        doc="repository encryption with a generated passphrase (kept in the stack's state: keep a copy, see "
+        "docs/security.md); `none` only for a repository created unencrypted by an older pgha",
+    )
 
 
 @dataclass(frozen=True)
@@ -319,29 +582,52 @@ class RoleSpec:
     password (unless one is given in the secret ``pgha:rolePasswords``).
     """
 
-    name: str
-    login: bool = True
-    connection_limit: int = -1
-    member_of: tuple[str, ...] = ()
-    state: Literal["present", "absent"] = "present"
-    rotation: int = 0
+    name: str = setting(
+        doc="the role",
+        custom=True,
+        range_doc="lowercase SQL name, not reserved (`pg_*`, `pgha*`, `postgres`, …)",
+    )
+    login: bool = setting(True, doc="a login role (gets a password) or a group", custom=True)
+    connection_limit: int = setting(
+        -1, doc="its connection limit; `-1` none", custom=True, range_doc="-1 or more"
+    )
+    member_of: tuple[str, ...] = setting(
+        (),
+        doc="groups it joins: declared roles, or predefined ones such as `pg_read_all_data`",
+        custom=True,
+        type_doc="list of role names",
+    )
+    state: Literal["present", "absent"] = setting("present", doc="`absent` drops the role", custom=True)
+    rotation: int = setting(
+        0, doc="a generation: a new value makes Pulumi generate a new password", custom=True
+    )
 
 
 @dataclass(frozen=True)
 class DatabaseSpec:
     """A database pgha creates (owned by ``owner``, CONNECT revoked from PUBLIC) or drops when absent."""
 
-    name: str
-    owner: str
-    extensions: tuple[str, ...] = ()
-    state: Literal["present", "absent"] = "present"
+    name: str = setting(doc="the database", custom=True, range_doc="lowercase SQL name, not reserved")
+    owner: str = setting(
+        doc="its owning role (a login role of its own unless declared in `roles`)",
+        custom=True,
+        range_doc="lowercase SQL name",
+    )
+    extensions: tuple[str, ...] = setting(
+        (), doc="extensions created in it", custom=True, type_doc="list of extension names"
+    )
+    state: Literal["present", "absent"] = setting("present", doc="`absent` drops the database", custom=True)
 
 
 @dataclass(frozen=True)
 class ClientsSpec:
     """Who may reach the VIP's PostgreSQL ports: empty means every address HAProxy hears."""
 
-    allow_from: tuple[IPv4Network, ...] = ()
+    allow_from: tuple[IPv4Network, ...] = setting(
+        (),
+        doc="networks that may reach the VIP's PostgreSQL ports; empty: every address HAProxy hears",
+        custom=True,
+    )
 
 
 # Without pgha:databases, one application database and its owner, so the
@@ -357,11 +643,30 @@ class MonitoringSpec:
     CA and file_sd target files: the scrape configs of the stack output name it.
     """
 
-    allow_from: tuple[IPv4Network, ...]
-    port: int = 9443
-    prometheus_dir: str = "/etc/prometheus/pgha"
+    allow_from: tuple[IPv4Network, ...] = setting(
+        doc="the networks that may scrape", custom=True, range_doc="at least one"
+    )
+    port: int = setting(9443, doc="the HTTPS metrics port of each VM", **PORT)
+    prometheus_dir: str = setting(
+        "/etc/prometheus/pgha",
+        doc="where the operator's Prometheus keeps this stack's CA and file_sd targets",
+        pattern=r"/[A-Za-z0-9_./-]*",
+        message="{value!r} must be absolute (letters, digits, _ . / -)",
+        range_doc="an absolute path",
+    )
     # How often the pgha collector (backups, certificates, VIP, archiving) runs.
-    collector_interval_s: int = 15
+    collector_interval_s: int = setting(
+        15,
+        doc="how often the pgha collector (backups, certificates, VIP, archiving) runs",
+        min=5,
+        max=300,
+        message="{value} is outside {minimum}-{maximum} seconds",
+    )
+
+
+# PgBouncer's own limits are far higher; these keep a typo from exhausting a VM.
+MAX_POOLER_CLIENTS = 100_000
+MAX_POOL_SIZE = 10_000
 
 
 @dataclass(frozen=True)
@@ -373,15 +678,25 @@ class PoolerSpec:
     listens on ``listen_port`` of its VM, as PostgreSQL does on 5442 beside 5432.
     """
 
-    port: int = 6432
-    listen_port: int = 6442
+    port: int = setting(6432, doc="HAProxy on the VIP and each VM, to the primary's pooler", **PORT)
+    listen_port: int = setting(6442, doc="PgBouncer on each PostgreSQL VM's IP", **PORT)
     # Server connections per (database, role) pair: what PostgreSQL sees.
-    default_pool_size: int = 20
-    max_client_conn: int = 1000
+    default_pool_size: int = setting(
+        20,
+        doc="server connections per database and role",
+        min=1,
+        max=MAX_POOL_SIZE,
+        message="{value} is outside {minimum}-{maximum}",
+    )
+    max_client_conn: int = setting(
+        1000, doc="client connections of each PgBouncer", min=1, max=MAX_POOLER_CLIENTS
+    )
     # An idle server connection is closed after this: PgBouncer's default is
     # 600 s; shorter, so that what a demoted VM's pooler still holds (idle,
     # serving nobody: HAProxy sends it no client) goes soon (docs/pooler.md).
-    server_idle_timeout_s: int = 60
+    server_idle_timeout_s: int = setting(
+        60, doc="an idle server connection is closed after this", min=1, max=3600
+    )
 
 
 @dataclass(frozen=True)
@@ -390,7 +705,9 @@ class FastPathSpec:
 
     # How often the agent asks the local Patroni whether it is the primary:
     # the longest a demoted VM keeps taking new VIP connections for itself.
-    poll_ms: int = 200
+    poll_ms: int = setting(
+        200, doc="how often each VM's agent asks its Patroni whether it is the primary", min=50, max=2000
+    )
 
 
 @dataclass(frozen=True)
@@ -406,9 +723,32 @@ class RestoreSpec:
     Only a cluster that does not exist yet is affected: Patroni bootstraps once.
     """
 
-    from_stanza: str | None = None
-    time: str | None = None
-    label: str | None = None
+    from_stanza: str | None = setting(
+        None,
+        doc="the stanza to restore from; another stack's, in a shared `path` or `s3` repository, "
+        "makes a staging copy",
+        default_doc="this stack's (`postgres.scope`)",
+        pattern=HOSTNAME,
+        message="{value!r} is not a stanza name (a-z, 0-9, '-')",
+        range_doc="a-z, 0-9, '-'",
+    )
+    time: str | None = setting(
+        None,
+        doc="point in time to restore to (PITR)",
+        default_doc="the latest archived state",
+        # PostgreSQL's timestamptz input as pgBackRest passes it on: date, time, optional zone.
+        pattern=r"\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?([+-]\d{2}(:?\d{2})?|Z| UTC)?",
+        message="{value!r} is not a timestamp like '2026-11-30 14:05:00+00'",
+        range_doc="a timestamp like `2026-11-30 14:05:00+00`",
+    )
+    label: str | None = setting(
+        None,
+        doc="one backup set to restore, to its end (not with `time`)",
+        # pgBackRest's backup labels: a full one, or a diff/incr on top of one.
+        pattern=r"\d{8}-\d{6}F(_\d{8}-\d{6}[DI])?",
+        message="{value!r} is not a pgBackRest backup label like 20261130-010002F",
+        range_doc="a label like `20261130-010002F`",
+    )
 
 
 @dataclass(frozen=True)
@@ -416,23 +756,62 @@ class ClusterSpec:
     """Everything the renderers need, for one stack."""
 
     stack: str
-    vip: IPv4Address
-    network: NetworkSpec
-    nodes: tuple[Node, ...]
-    ssh: SshSpec
-    postgres: PostgresSpec
-    patroni: PatroniSpec
-    haproxy: HaproxySpec
-    keepalived: KeepalivedSpec
-    etcd: EtcdSpec
-    vm: VmSpec
-    tls: TlsSpec = field(default_factory=TlsSpec)
-    backup: BackupSpec | None = None
-    maintenance: MaintenanceSpec = field(default_factory=MaintenanceSpec)
-    databases: tuple[DatabaseSpec, ...] = DEFAULT_DATABASES
+    vip: IPv4Address = setting(
+        doc="virtual IP clients use; inside `network.cidr`, not a VM's IP",
+        custom=True,
+        type_doc="IPv4 address",
+    )
+    network: NetworkSpec = setting(
+        doc="the VMs' private network: `cidr` and `bridge` or `sdn`",
+        required="is required (an object with at least cidr and bridge or sdn)",
+        custom=True,
+    )
+    nodes: tuple[Node, ...] = setting(
+        key="vms",
+        doc="the database VMs, each a machine (below); at least 3, on at least 2 hosts. Adding or removing "
+        "entries scales the cluster: [Scaling out and in](operations.md#scaling-out-and-in)",
+        custom=True,
+        type_doc="list of machines",
+        range_doc="3-9",
+    )
+    ssh: SshSpec = setting(doc="how pgha and the operators reach the VMs", custom=True)
+    postgres: PostgresSpec = setting(doc="PostgreSQL", custom=True)
+    patroni: PatroniSpec = setting(doc="Patroni: leader election and failover", custom=True)
+    haproxy: HaproxySpec = setting(
+        doc="HAProxy: the VIP's ports, routed to the primary or the replicas", custom=True
+    )
+    keepalived: KeepalivedSpec = setting(doc="keepalived: which VM holds the VIP", custom=True)
+    etcd: EtcdSpec = setting(doc="etcd, Patroni's consensus store", custom=True)
+    vm: VmSpec = setting(doc="Proxmox-side sizing and boot source, shared by every VM", custom=True)
+    tls: TlsSpec = setting(factory=TlsSpec, doc="the private CA and the VMs' certificates", custom=True)
+    backup: BackupSpec | None = setting(
+        None,
+        doc="pgBackRest; the dev stack sets it",
+        default_doc="none (no archiving, no backups)",
+        custom=True,
+    )
+    maintenance: MaintenanceSpec = setting(
+        factory=MaintenanceSpec, doc="operator-triggered maintenance", custom=True
+    )
+    databases: tuple[DatabaseSpec, ...] = setting(
+        DEFAULT_DATABASES,
+        doc="the application databases pgha creates (CONNECT revoked from PUBLIC) or drops",
+        default_doc="one database `app` owned by `app`",
+        custom=True,
+        type_doc="list of databases",
+    )
     # Declared roles plus every database owner not declared (a login role).
-    roles: tuple[RoleSpec, ...] = (RoleSpec(name="app"),)
-    clients: ClientsSpec = field(default_factory=ClientsSpec)
+    roles: tuple[RoleSpec, ...] = setting(
+        (RoleSpec(name="app"),),
+        doc="the application roles pgha creates and keeps in line (never superusers); every database owner "
+        "not declared here is a login role of its own",
+        default_doc="`[]`",
+        custom=True,
+        type_doc="list of roles",
+    )
+    clients: ClientsSpec = setting(
+        factory=ClientsSpec, doc="who may reach the VIP's PostgreSQL ports", custom=True
+    )
 
     @property
     def login_roles(self) -> tuple[RoleSpec, ...]:
@@ -444,10 +823,33 @@ class ClusterSpec:
         """The database behind primaryConnectionString: the first present one."""
         return next((d for d in self.databases if d.state == "present"), None)
 
-    monitoring: MonitoringSpec | None = None
-    restore: RestoreSpec | None = None
-    pooler: PoolerSpec | None = None
-    fast_path: FastPathSpec | None = None
+    monitoring: MonitoringSpec | None = setting(
+        None,
+        doc="Prometheus exporters behind one HTTPS port per VM; see [monitoring.md](monitoring.md)",
+        default_doc="none (no exporters, no metrics port)",
+        custom=True,
+    )
+    restore: RestoreSpec | None = setting(
+        None,
+        doc="a fresh stack bootstraps from the backup repository instead of initdb; needs `backup` (see "
+        "[two-hosts.md](two-hosts.md#losing-both-hosts-rebuilding-from-the-backups-pgharestore))",
+        custom=True,
+    )
+    pooler: PoolerSpec | None = setting(
+        None,
+        doc="PgBouncer on every PostgreSQL VM, `{}` for the defaults: transaction pooling, TLS both sides, "
+        "`auth_query`; see [pooler.md](pooler.md)",
+        default_doc="none (no PgBouncer, no 6432)",
+        custom=True,
+    )
+    fast_path: FastPathSpec | None = setting(
+        None,
+        doc="`{}` for the defaults. While a VM is the primary, the kernel (nftables DNAT) hands VIP:5432 "
+        "connections from the private network, narrowed to `clients.allowFrom`, to its PostgreSQL past "
+        "HAProxy; it fails closed. See [one-hop.md](one-hop.md#the-fast-path-pghafastpath)",
+        default_doc="none (HAProxy serves VIP:5432 alone)",
+        custom=True,
+    )
 
     @property
     def postgres_nodes(self) -> tuple[Node, ...]:
@@ -506,3 +908,74 @@ class ClusterSpec:
     @property
     def repository_node(self) -> Node | None:
         return next((n for n in self.nodes if n.role == "repository"), None)
+
+
+# Keys of the ``pgha:`` namespace that fill no field of ClusterSpec of their
+# own, each listed after the key it belongs with: the witness becomes one of
+# the nodes, the secrets reach ClusterSecrets (pgha.secrets).
+STACK_ONLY_KEYS: tuple[tuple[str, str, Setting], ...] = (
+    (
+        "vms",
+        "witness",
+        Setting(
+            doc="a machine (below) on a third host that runs only an etcd member: a VM, or with "
+            "`external: true` an existing Debian 13 machine, its SSH host key pinned (see "
+            "[two-hosts.md](two-hosts.md#a-witness-on-any-small-machine))",
+            type_doc="machine",
+            default_doc="none",
+        ),
+    ),
+    (
+        "backup",
+        "backupS3Key",
+        Setting(
+            doc="secret (`pulumi config set --secret`): the S3 repository's access key",
+            type_doc="string",
+            default_doc="required with `backup.repository: s3`",
+        ),
+    ),
+    (
+        "backupS3Key",
+        "backupS3KeySecret",
+        Setting(
+            doc="secret: the S3 repository's secret key",
+            type_doc="string",
+            default_doc="required with `backup.repository: s3`",
+        ),
+    ),
+    (
+        "backupS3KeySecret",
+        "backupCipherPassphrase",
+        Setting(
+            doc="secret: another stack's backup cipher passphrase, to read its backups",
+            type_doc="string",
+            default_doc="none",
+        ),
+    ),
+    (
+        "roles",
+        "rolePasswords",
+        Setting(
+            doc="secret: `{role: password}` for declared login roles; "
+            "a role without one gets a generated password",
+            type_doc="object",
+            default_doc="`{}`",
+            range_doc="16-128 printable ASCII characters without spaces",
+        ),
+    ),
+)
+# Keys under a section that fill no field of its class: the repository VM
+# becomes one of ClusterSpec.nodes.
+SECTION_ONLY_KEYS: dict[type, tuple[tuple[str, Setting], ...]] = {
+    BackupSpec: (
+        (
+            "repositoryVm",
+            Setting(
+                doc="`host` (required there): the repository VM pgha creates, a machine (below); "
+                "best on a third machine",
+                type_doc="machine",
+                default_doc="none",
+            ),
+        ),
+    ),
+}
