@@ -774,15 +774,29 @@ class ClusterSpec:
         type_doc="list of machines",
         range_doc="3-9",
     )
-    ssh: SshSpec = setting(doc="how pgha and the operators reach the VMs", custom=True)
-    postgres: PostgresSpec = setting(doc="PostgreSQL", custom=True)
-    patroni: PatroniSpec = setting(doc="Patroni: leader election and failover", custom=True)
-    haproxy: HaproxySpec = setting(
-        doc="HAProxy: the VIP's ports, routed to the primary or the replicas", custom=True
+    ssh: SshSpec = setting(
+        doc="how pgha and the operators reach the VMs", default_doc="required (`authorizedKeys`)", custom=True
     )
-    keepalived: KeepalivedSpec = setting(doc="keepalived: which VM holds the VIP", custom=True)
-    etcd: EtcdSpec = setting(doc="etcd, Patroni's consensus store", custom=True)
-    vm: VmSpec = setting(doc="Proxmox-side sizing and boot source, shared by every VM", custom=True)
+    postgres: PostgresSpec = setting(default_doc="the defaults below", doc="PostgreSQL", custom=True)
+    patroni: PatroniSpec = setting(
+        default_doc="the defaults below", doc="Patroni: leader election and failover", custom=True
+    )
+    haproxy: HaproxySpec = setting(
+        default_doc="the defaults below",
+        doc="HAProxy: the VIP's ports, routed to the primary or the replicas",
+        custom=True,
+    )
+    keepalived: KeepalivedSpec = setting(
+        default_doc="the defaults below", doc="keepalived: which VM holds the VIP", custom=True
+    )
+    etcd: EtcdSpec = setting(
+        default_doc="the defaults below", doc="etcd, Patroni's consensus store", custom=True
+    )
+    vm: VmSpec = setting(
+        default_doc="the defaults below",
+        doc="Proxmox-side sizing and boot source, shared by every VM",
+        custom=True,
+    )
     tls: TlsSpec = setting(factory=TlsSpec, doc="the private CA and the VMs' certificates", custom=True)
     backup: BackupSpec | None = setting(
         None,
