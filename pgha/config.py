@@ -3,6 +3,12 @@
 Both `pulumi preview` (through ``__main__``) and the offline renderer call
 :func:`load_spec` with the ``pgha:`` namespace as a plain dict, so a bad stack
 fails the same way everywhere, before any resource exists.
+
+What one key may hold (type, default, range, choices, pattern) is declared on
+its field in :mod:`pgha.spec` and enforced by :class:`pgha.schema.Reader`.
+This module reads what a declaration cannot say alone: lists, addresses and
+nested machines, and the rules across keys (ttl against loopWait, the VIP
+inside the CIDR, the hosts' layout, ports that collide, owners and roles).
 """
 
 from __future__ import annotations
@@ -87,6 +93,9 @@ class ConfigError(ValueError):
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems
         super().__init__("invalid stack config:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+# ---- the private network and the machines on it ----
 
 
 def _read_network(reader: Reader, raw: Any) -> NetworkSpec | None:
@@ -281,6 +290,9 @@ def _read_ssh(reader: Reader, raw: Any) -> SshSpec | None:
     if not keys or bad_keys:
         return None
     return SshSpec(authorized_keys=tuple(k.strip() for k in keys), jump_host=jump, **values)
+
+
+# ---- rules across keys, and the sections with lists or nested objects ----
 
 
 def _check_ports(reader: Reader, spec: dict[str, Any]) -> None:
