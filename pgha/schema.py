@@ -19,6 +19,7 @@ functions in :mod:`pgha.config`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 import types
 import typing
@@ -147,6 +148,7 @@ class Key:
         return MISSING
 
 
+@functools.cache
 def keys(cls: type) -> tuple[Key, ...]:
     """The config keys ``cls`` declares, in field order (fields without a setting are not keys)."""
     hints = typing.get_type_hints(cls)
