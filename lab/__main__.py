@@ -16,9 +16,9 @@ switchover [--to NODE]  planned switchover with patronictl, run inside a node
 backup [--type full|diff|incr]   one pgBackRest backup, as its timer takes it
 restore-drill [--time T] [--sql Q] [--keep]   restore onto a fresh machine, check it
 rolling-update          rolling package update, one VM at a time (the upgrade steps)
-host-maintenance HOST start|finish|status   a Proxmox host's planned maintenance (lab/hostmaint.py)
-disaster-recovery       lose every VM but the repository, up again with pgha:restore (lab/restore.py)
-bench failover [--runs N] | bench vip-follow [--faults 8,1]   (lab/bench.py, lab/onehop.py)
+host-maintenance HOST start|finish|status   a Proxmox host's planned maintenance (scenarios/hostmaint.py)
+disaster-recovery       lose every VM but the repository, up again with pgha:restore (scenarios/restore.py)
+bench failover [--runs N] | bench vip-follow [--faults 8,1]   (scenarios/bench.py, scenarios/onehop.py)
 bench vip-only [--runs N]   fault 5b with primaryWeight 0: the VIP holder dies, not the primary
 bench proxy [--clients 1,8] [--rounds N] [--primaries all]   VIP:5432 against direct, A B A B
 bench pooler [--clients 200] [--seconds 30] [--rounds N]   VIP:6432 (PgBouncer) against VIP:5432
@@ -34,14 +34,20 @@ import time
 
 from pgha import ConfigError
 
-from . import backups, hostmaint, restore
-from .bench import FAILOVER_FAULTS, failover, proxy
-from .cluster import Lab
-from .lock import LabBusy
-from .onehop import ab_switchover, follow, without_one_hop
-from .operator import switchover
-from .poolbench import pooler
-from .ssh import StepError
+from .cluster import Lab, switchover
+from .machines import LabBusy, StepError
+from .scenarios import (
+    FAILOVER_FAULTS,
+    ab_switchover,
+    backups,
+    failover,
+    follow,
+    hostmaint,
+    pooler,
+    proxy,
+    restore,
+    without_one_hop,
+)
 
 
 def _print_outputs(lab: Lab) -> None:

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from lab.cluster import Lab
-from lab.lock import LabBusy
-from lab.observe import patroni_logs, wait_ready
+from lab.machines import LabBusy
+from lab.observation import patroni_logs, wait_ready
 from lab.wait import WaitTimeout
 from tests.ha.limits import LIMITS_S, limit
 
@@ -99,12 +99,12 @@ def problems(result: dict[str, Any], failover: bool) -> list[str]:
     allowed = limit(result["fault"])  # tests/ha/limits.py: one table, scaled by the timeout factor
     if allowed is not None and result["max_gap_s"] > allowed:
         found.append(f"{result['max_gap_s']} s without an acknowledged write > {allowed} s")
-    if "etcd_healthy_after_s" in result:  # a partition, drop or freeze undone (lab/faults.py)
+    if "etcd_healthy_after_s" in result:  # a partition, drop or freeze undone (lab/faults/primary.py)
         whole, whole_limit = result["etcd_healthy_after_s"], limit("etcd_whole_again")
         if whole is None or (whole_limit is not None and whole > whole_limit):
             found.append(f"etcd not whole again {whole_limit} s after the fault ended: {whole}")
     probe = result.get("direct_probe")
-    if probe is not None:  # split brain asked of every node itself (lab/probe.py)
+    if probe is not None:  # split brain asked of every node itself (lab/observation/probe.py)
         if probe["answered"] <= 0:
             found.append("the direct probe got no answer")
         # Some insert was acknowledged somewhere (the primary before the fault, the new one

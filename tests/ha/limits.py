@@ -1,6 +1,6 @@
 """How long each fault may keep writes from being acknowledged: one table for every HA test.
 
-Measured as ``max_gap_s`` (lab/workload.py): the longest time without any
+Measured as ``max_gap_s`` (lab/observation/workload.py): the longest time without any
 acknowledged write after the fault, failed attempts or mere waiting alike.
 The goals of issue 12 (docs/ha-durability.md) with a margin for a loaded lab;
 slower machines scale every limit with PGHA_TIMEOUT_FACTOR.

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from lab import control
 from lab.cluster import Lab
+from lab.scenarios import control
 from tests.helpers import print_result, report
 
 pytestmark = pytest.mark.lab

@@ -10,9 +10,8 @@ from __future__ import annotations
 import pytest
 
 from lab import faults
-from lab.client import connect
 from lab.cluster import Lab
-from lab.observe import leader, vip_holders
+from lab.observation import connect, leader, vip_holders
 from lab.wait import wait_until
 from pgha import fastpath
 from tests.helpers import check_result

@@ -1,7 +1,7 @@
 """Faults against the live lab, judged by a client's ledger: no acknowledged write lost,
 never two primaries taking writes, and a healthy cluster afterwards.
 
-Each scenario (lab/faults.py) already waits for one leader, every replica
+Each scenario (lab/faults/primary.py) already waits for one leader, every replica
 streaming and one VIP holder before it returns; these tests check what the
 client saw.
 """
@@ -12,7 +12,7 @@ import pytest
 
 from lab import faults
 from lab.cluster import Lab
-from lab.observe import is_healthy
+from lab.observation import is_healthy
 from tests.helpers import check_result, print_result, report
 
 pytestmark = pytest.mark.lab

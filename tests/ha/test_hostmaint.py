@@ -11,10 +11,10 @@ import json
 
 import pytest
 
-from lab import hostmaint
 from lab.cluster import Lab
-from lab.harness import READY_TIMEOUT
-from lab.observe import leader, members
+from lab.faults import READY_TIMEOUT
+from lab.observation import leader, members
+from lab.scenarios import hostmaint
 from pgha import etcd
 from tests.ha.limits import limit
 from tests.helpers import check_result

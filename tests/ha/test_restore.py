@@ -11,9 +11,9 @@ import json
 import pytest
 
 from lab.cluster import Lab
-from lab.harness import READY_TIMEOUT
-from lab.observe import is_healthy
-from lab.restore import disaster_recovery
+from lab.faults import READY_TIMEOUT
+from lab.observation import is_healthy
+from lab.scenarios.restore import disaster_recovery
 
 pytestmark = pytest.mark.lab
 

@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
-from lab import etcdctl, harness, observe, operator
-from lab.client import connect
-from lab.cluster import Lab
+from lab.cluster import Lab, operator
+from lab.faults import harness
+from lab.observation import connect, etcdctl, observe
 from lab.wait import wait_until
 from pgha import ClusterSpec, etcd, haproxy, keepalived, load_spec
 from pgha.stackfile import read_config

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from lab import standby
 from lab.cluster import Lab
+from lab.faults import standby
 from tests.helpers import check_result, report
 
 pytestmark = pytest.mark.lab

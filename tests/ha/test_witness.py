@@ -14,7 +14,7 @@ import pytest
 
 from lab import faults
 from lab.cluster import Lab
-from lab.inside import inside
+from lab.machines import inside
 from pgha import etcd
 from tests.ha.limits import limit
 from tests.helpers import check_result

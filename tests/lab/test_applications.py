@@ -22,9 +22,9 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from lab.apps import local_sql, login, primary_sql, spec_with
-from lab.client import connect
 from lab.cluster import Lab
+from lab.observation import connect
+from lab.scenarios.apps import local_sql, login, primary_sql, spec_with
 from pgha.spec import ClusterSpec
 
 pytestmark = pytest.mark.lab
@@ -187,7 +187,7 @@ def test_two_applications_rotation_and_removal(apps_lab):
 
 
 def _leader(lab: Lab) -> str:
-    from lab import observe
+    from lab.observation import observe
 
     leader = observe.leader(lab)
     assert leader is not None

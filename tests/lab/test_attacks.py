@@ -18,7 +18,7 @@ import time
 import asyncssh
 import pytest
 
-from lab import attacks
+from lab.faults import attacks
 from lab.wait import wait_until
 from pgha import backup, etcd, patroni, pki
 from pgha.secrets import RESTAPI_USER

@@ -8,8 +8,9 @@ import time
 
 import pytest
 
-from lab import backups, observe, operator
-from lab.client import connect
+from lab.cluster import operator
+from lab.observation import connect, observe
+from lab.scenarios import backups
 from pgha import backup
 
 pytestmark = pytest.mark.lab

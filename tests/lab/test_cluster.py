@@ -8,8 +8,7 @@ import time
 
 import pytest
 
-from lab import observe
-from lab.client import connect
+from lab.observation import connect, observe
 from lab.wait import wait_until
 from pgha import etcd, monitoring, node_files, patroni
 

@@ -21,9 +21,7 @@ from pathlib import Path
 import asyncssh
 import pytest
 
-from lab.image import ensure_image
-from lab.machine import Machine, MachineSpec
-from lab.netns import LabNetwork
+from lab.machines import LabNetwork, Machine, MachineSpec, ensure_image
 from lab.wait import wait_until
 
 pytestmark = [

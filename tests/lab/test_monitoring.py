@@ -15,10 +15,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from lab import observe
 from lab.cluster import Lab
-from lab.harness import READY_TIMEOUT
-from lab.prometheus import LabPrometheus
+from lab.faults import READY_TIMEOUT
+from lab.observation import LabPrometheus, observe
 from lab.wait import wait_until
 from pgha import monitoring
 

@@ -12,11 +12,9 @@ import time
 
 import pytest
 
-from lab import observe
-from lab.client import connect
-from lab.cluster import Lab
-from lab.harness import READY_TIMEOUT
-from lab.operator import switchover
+from lab.cluster import Lab, switchover
+from lab.faults import READY_TIMEOUT
+from lab.observation import connect, observe
 
 pytestmark = pytest.mark.lab
 

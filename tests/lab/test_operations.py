@@ -23,11 +23,10 @@ from typing import Any
 import psycopg
 import pytest
 
-from lab import harness, observe
-from lab.client import connect
 from lab.cluster import Lab
-from lab.ssh import StepError
-from lab.workload import CLIENT_OPTIONS, Writer
+from lab.faults import harness
+from lab.machines import StepError
+from lab.observation import CLIENT_OPTIONS, Writer, connect, observe
 from pgha import load_spec
 from pgha.stackfile import read_config
 

@@ -16,12 +16,10 @@ import time
 import psycopg
 import pytest
 
-from lab import observe
-from lab.apps import local_sql, login
-from lab.client import connect
-from lab.cluster import Lab
-from lab.harness import READY_TIMEOUT
-from lab.operator import switchover
+from lab.cluster import Lab, switchover
+from lab.faults import READY_TIMEOUT
+from lab.observation import connect, observe
+from lab.scenarios.apps import local_sql, login
 
 pytestmark = pytest.mark.lab
 
@@ -93,7 +91,7 @@ def test_a_switchover_leaves_no_pooler_client_on_the_old_primary(lab: Lab) -> No
     lab.wait_ready(timeout=READY_TIMEOUT)
     old = observe.leader(lab)
     assert old is not None
-    # Clients set TCP keepalives (lab.client.TCP_OPTIONS), as an application must: a
+    # Clients set TCP keepalives (lab.observation.client.TCP_OPTIONS), as an application must: a
     # query the old VM acknowledged just before the VIP left it is never answered. A
     # run hung here without them: the client socket had everything acknowledged and
     # nothing received for 12 min, and no VM held its other end (docs/pooler.md).
@@ -144,7 +142,7 @@ def test_a_switchover_leaves_no_pooler_client_on_the_old_primary(lab: Lab) -> No
     took = time.monotonic() - started
     print(f"\nheld pooler clients cut {cut:.1f} s, new ones on {new} {took:.1f} s after the switchover")
     # No switch back: a switchover to a named standby that host-aware sync tags
-    # nosync is refused (412), the known issue of lab.operator.switchover(to=...).
+    # nosync is refused (412), the known issue of lab.cluster.operator.switchover(to=...).
     lab.wait_ready(timeout=READY_TIMEOUT)
 
 

@@ -25,10 +25,9 @@ from ipaddress import ip_address
 import psycopg
 import pytest
 
-from lab import observe
-from lab.apps import primary_sql
-from lab.client import connect
-from lab.inside import inside
+from lab.machines import inside
+from lab.observation import connect, observe
+from lab.scenarios.apps import primary_sql
 from lab.wait import wait_until
 from pgha import LocalCa, backup, etcd, haproxy, monitoring, node_files, patroni, pki
 from pgha.secrets import HAPROXY_STATS_USER, RESTAPI_USER

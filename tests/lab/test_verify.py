@@ -13,9 +13,9 @@ import asyncio
 
 import pytest
 
-from lab import observe
 from lab.cluster import Lab
-from lab.ssh import StepResult
+from lab.machines import StepResult
+from lab.observation import observe
 from lab.wait import wait_until
 from pgha import node_steps, verify
 

@@ -1,4 +1,4 @@
-"""lab/bench.py's failover bench: every run is reported, the failed ones included."""
+"""lab/scenarios/bench.py's failover bench: every run is reported, the failed ones included."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from lab import bench
+from lab.scenarios import bench
 
 
 def run_result(seconds: float) -> dict[str, Any]:

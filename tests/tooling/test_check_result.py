@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from lab import observe
+from lab.observation import observe
 from tests.ha.limits import LIMITS_S
 from tests.helpers import check_result, problems
 
@@ -81,7 +81,7 @@ class SettlingLab:
 
 @pytest.fixture
 def quick_settle(monkeypatch: pytest.MonkeyPatch) -> None:
-    """lab.observe.wait_ready, polling the fake lab every 0.1 s for at most 1.5 s."""
+    """lab.observation.observe.wait_ready, polling the fake lab every 0.1 s for at most 1.5 s."""
     monkeypatch.setattr(observe, "status", lambda lab: lab.status())
     monkeypatch.setattr(observe, "is_healthy", lambda lab, view: view["healthy"])
     monkeypatch.setitem(LIMITS_S, "healthy_again", 1.5)

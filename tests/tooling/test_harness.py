@@ -1,10 +1,10 @@
-"""lab/harness.py: a fault is injected only once every etcd member is healthy again."""
+"""lab/faults/harness.py: a fault is injected only once every etcd member is healthy again."""
 
 from __future__ import annotations
 
 import pytest
 
-from lab import harness
+from lab.faults import harness
 from lab.wait import WaitTimeout
 
 

@@ -1,4 +1,4 @@
-"""lab/image.py: every image but the base one starts from the base image, built once."""
+"""lab/machines/image.py: every image but the base one starts from the base image, built once."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lab import image
+from lab.machines import image
 
 
 def test_a_stack_image_is_built_on_the_base_image(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -20,7 +20,7 @@ def test_a_stack_image_is_built_on_the_base_image(tmp_path: Path, monkeypatch: p
         (tmp / "root" / "usr").mkdir(parents=True)
         (tmp / "recipe.json").write_text(json.dumps(rec))
 
-    monkeypatch.setattr(image, "_build", fake_build)
+    monkeypatch.setattr(image, "build", fake_build)
     base_root = tmp_path / image.recipe_hash(image.recipe(())) / "root"
 
     first = image.ensure_image(("etcd-server",), log=lambda _: None)

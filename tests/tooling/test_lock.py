@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
-import lab.cluster
-import lab.lock
+import lab.cluster.verbs
+import lab.machines.access
+import lab.machines.lock
 import tests.helpers
 from lab.cluster import Lab
-from lab.lock import Holder, LabBusy, StackLock
+from lab.machines import Holder, LabBusy, StackLock
 from tests.helpers import LabPool
 
 
@@ -34,9 +35,9 @@ def _must_not_run(*args: object, **kwargs: object) -> None:
 def roots(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Lock and state roots in a temporary directory, a prefix no real lab uses, and no
     machine or image: should the lock fail, the test fails before anything is created."""
-    monkeypatch.setattr(lab.lock, "LOCK_ROOT", tmp_path / "run")
-    monkeypatch.setattr(lab.cluster, "STATE_ROOT", tmp_path / "state")
-    monkeypatch.setattr(lab.cluster, "ensure_image", _must_not_run)
+    monkeypatch.setattr(lab.machines.lock, "LOCK_ROOT", tmp_path / "run")
+    monkeypatch.setattr(lab.machines.access, "STATE_ROOT", tmp_path / "state")
+    monkeypatch.setattr(lab.cluster.verbs, "ensure_image", _must_not_run)
     monkeypatch.setattr(Lab, "machine", _must_not_run)
     monkeypatch.setenv("PGHA_LAB_PREFIX", f"locktest{os.getpid()}-")
     return tmp_path

@@ -1,11 +1,11 @@
-"""lab/observe.py: when the lab counts as ready for the next fault."""
+"""lab/observation/observe.py: when the lab counts as ready for the next fault."""
 
 from __future__ import annotations
 
 from types import SimpleNamespace
 from typing import Any
 
-from lab import observe
+from lab.observation import observe
 from pgha import ClusterSpec
 
 

@@ -1,8 +1,8 @@
-"""lab/probe.py's verdict: a stale primary's acknowledged insert after a promotion is a split brain."""
+"""The probe's verdict: a stale primary's acknowledged insert after a promotion is a split brain."""
 
 from __future__ import annotations
 
-from lab.probe import Probe, judge
+from lab.observation import Probe, judge
 
 NODES = ["psql-01", "psql-02", "psql-03"]
 

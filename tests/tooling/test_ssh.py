@@ -8,7 +8,7 @@ from typing import Any
 import asyncssh
 import pytest
 
-from lab.ssh import SshRunner
+from lab.machines import SshRunner
 
 
 class FlakyRunner(SshRunner):

@@ -1,4 +1,4 @@
-"""lab/standby.py: a fault that has nothing to act on in a layout says so by name."""
+"""lab/faults/standby.py: a fault that has nothing to act on in a layout says so by name."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from lab import standby
+from lab.faults import standby
 from pgha import etcd
 from pgha.stackfile import load_stack
 
@@ -18,7 +18,7 @@ def test_killing_the_etcd_of_a_vm_without_a_member_is_not_applicable() -> None:
     without = [n.name for n in spec.postgres_nodes if n.name not in members]
     assert without, "the qdevice stack has a database VM without an etcd member"
     with pytest.raises(standby.NotApplicable, match=f"{without[0]} runs no etcd member"):
-        standby._actions(lab, without[0], "etcd")  # type: ignore[arg-type]
+        standby.fault_actions(lab, without[0], "etcd")  # type: ignore[arg-type]
     member = next(n.name for n in spec.postgres_nodes if n.name in members)
-    cut, restore = standby._actions(lab, member, "etcd")  # type: ignore[arg-type]
+    cut, restore = standby.fault_actions(lab, member, "etcd")  # type: ignore[arg-type]
     assert callable(cut) and callable(restore)

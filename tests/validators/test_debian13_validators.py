@@ -345,7 +345,7 @@ def sandboxes() -> Iterator[dict[str, NodeSandbox]]:
     reason = _unavailable()
     if reason:
         pytest.skip(reason)
-    from lab.image import ensure_image
+    from lab.machines import ensure_image
 
     lower = ensure_image(image_packages(SPEC))
     _clean_stale()

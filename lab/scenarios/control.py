@@ -16,9 +16,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .cluster import Lab
-from .harness import RESUME_TIMEOUT, scenario
-from .observe import wait_serving
+from ..cluster import Lab
+from ..faults import RESUME_TIMEOUT, scenario
+from ..observation import wait_serving
 
 HELD_BACK_S = 3.0  # commits acknowledged while no standby receives WAL
 

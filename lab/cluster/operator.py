@@ -12,11 +12,11 @@ import yaml
 
 from pgha import patroni
 
-from .observe import is_streaming, leader, members, sync_standby, sync_standbys, wait_leader
-from .wait import scaled, wait_until
+from ..observation import is_streaming, leader, members, sync_standby, sync_standbys, wait_leader
+from ..wait import scaled, wait_until
 
 if TYPE_CHECKING:
-    from .cluster import Lab
+    from .verbs import Lab
 
 SWITCHOVER_TIMEOUT = 60.0
 

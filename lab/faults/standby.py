@@ -23,11 +23,10 @@ from typing import Any
 
 from pgha import etcd
 
-from .cluster import Lab
+from ..cluster import Lab, switchover
+from ..observation import leader, sync_standbys, vip_holders, wait_serving
 from .harness import READY_TIMEOUT, Run, scenario
 from .netfaults import carrier, drop, undrop
-from .observe import leader, sync_standbys, vip_holders, wait_serving
-from .operator import switchover
 
 HOLD_S = 12.0
 
@@ -76,7 +75,9 @@ FAULTS: dict[str, tuple[str, str]] = {
 }
 
 
-def _actions(lab: Lab, node: str, kind: str) -> tuple[Callable[[], Any], Callable[[], Any]]:
+def fault_actions(lab: Lab, node: str, kind: str) -> tuple[Callable[[], Any], Callable[[], Any]]:
+    """The cut and the restore of a ``kind`` fault on ``node``; NotApplicable when the
+    layout gives it nothing to act on (e.g. no etcd member on that VM)."""
     machine = lab.machine(lab.spec.node(node))
     if kind == "kill":
         return machine.kill, machine.start
@@ -100,7 +101,7 @@ def _actions(lab: Lab, node: str, kind: str) -> tuple[Callable[[], Any], Callabl
 def standby_fault(lab: Lab, which: str, kind: str, hold: float = HOLD_S) -> dict[str, Any]:
     """Break one standby (``which``: sync or local) in the way ``kind`` names, for ``hold`` seconds."""
     victim = _sync_standby(lab) if which == "sync" else _local_standby(lab)
-    cut, restore = _actions(lab, victim, kind)
+    cut, restore = fault_actions(lab, victim, kind)
     with scenario(lab, f"standby_{which}_{kind}") as run:
         run.extra.update(_roles(lab, run, victim))
         try:

@@ -19,10 +19,9 @@ from typing import Any
 from pgha import backup, patroni, pki
 from pgha.spec import Node
 
-from . import observe
-from .cluster import Lab
-from .image import ensure_image
-from .ssh import StepError
+from ..cluster import Lab
+from ..machines import StepError, ensure_image
+from ..observation import observe
 
 
 def runner(lab: Lab) -> str:
@@ -76,7 +75,8 @@ def restore_drill(
     if lab.spec.backup is None or lab.spec.repository_node is None:
         raise RuntimeError("the restore drill needs pgha:backup with repository host")
     node = drill_node(lab)
-    machine = lab.machine(node)
+    lab.save_host_key(node)  # the drill's machine is no node of the stack: its own key, kept
+    machine = lab.machine(node, seeded=True)
     machine.remove()  # leftovers of an earlier drill: it must start fresh
     machine.boot(ensure_image(lab.image_packages(), log=lab.report))
     try:

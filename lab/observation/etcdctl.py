@@ -12,16 +12,16 @@ from typing import TYPE_CHECKING, Any
 
 from pgha import etcd
 
-from .wait import wait_until
+from ..wait import wait_until
 
 if TYPE_CHECKING:
-    from .cluster import Lab
+    from ..machines import LabAccess
 
 ELECTION_TIMEOUT = 30.0  # s etcd may need to elect a leader right after a fault or a heal
 
 
 def etcdctl(
-    lab: Lab, via: str, args: list[str], endpoints: list[str] | None = None, retry_for: float = 0.0
+    lab: LabAccess, via: str, args: list[str], endpoints: list[str] | None = None, retry_for: float = 0.0
 ) -> Any:
     """etcdctl ARGS with JSON output, run inside the etcd member ``via``; the parsed answer.
 
@@ -47,12 +47,12 @@ def etcdctl(
     return json.loads(answered.stdout) if answered.stdout.strip().startswith(("[", "{")) else None
 
 
-def member_list(lab: Lab, via: str, retry_for: float = ELECTION_TIMEOUT) -> list[dict[str, Any]]:
+def member_list(lab: LabAccess, via: str, retry_for: float = ELECTION_TIMEOUT) -> list[dict[str, Any]]:
     """``etcdctl member list``: each member's ID, name and URLs."""
     return etcdctl(lab, via, ["member", "list"], retry_for=retry_for)["members"]
 
 
-def leader(lab: Lab, via: str | None = None) -> str | None:
+def leader(lab: LabAccess, via: str | None = None) -> str | None:
     """The etcd member that leads raft, by name; None if raft has none after ELECTION_TIMEOUT."""
     via = via or etcd.members(lab.spec)[0].name
     names = {m["ID"]: m["name"] for m in member_list(lab, via)}
@@ -69,7 +69,7 @@ def leader(lab: Lab, via: str | None = None) -> str | None:
     return wait_until(leader_name, ELECTION_TIMEOUT, interval=1.0)
 
 
-def move_leader(lab: Lab, to: str) -> bool:
+def move_leader(lab: LabAccess, to: str) -> bool:
     """Make ``to`` the etcd raft leader (False if it is no etcd member).
 
     A primary that also leads etcd is the worst case for a freeze: etcd's

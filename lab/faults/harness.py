@@ -21,10 +21,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from .cluster import Lab
-from .observe import etcd_health, leader, patroni_logs
-from .wait import WaitTimeout, wait_until
-from .workload import Reader, Writer, ensure_ledger
+from ..cluster import Lab
+from ..observation import Reader, Writer, ensure_ledger, etcd_health, leader, patroni_logs
+from ..wait import WaitTimeout, wait_until
 
 STEADY_ACKS = 50  # acknowledged writes before the fault: the writer is in steady state
 RESUME_TIMEOUT = 120.0  # s until writes through the VIP resume after a fault

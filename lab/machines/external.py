@@ -9,18 +9,11 @@ bring what they need themselves.
 
 from __future__ import annotations
 
-import json
-import subprocess
-from typing import TYPE_CHECKING, Any
-
 import yaml
 
-from pgha import cloudinit, etcd, pki
+from pgha import cloudinit
 from pgha.cloudinit import HOST_KEY_TYPE, HostKey
 from pgha.spec import ClusterSpec, Node
-
-if TYPE_CHECKING:
-    from .cluster import Lab
 
 
 def seed(spec: ClusterSpec, node: Node, deploy_public_key: str, host_key: HostKey) -> dict[str, str]:
@@ -52,16 +45,3 @@ def seed(spec: ClusterSpec, node: Node, deploy_public_key: str, host_key: HostKe
         "meta-data": cloudinit.meta_data(spec, node),
         "network-config": cloudinit.network_config(spec, node),
     }
-
-
-def etcd_healthy(lab: Lab, node: Node) -> bool:
-    """Asked on the machine itself: its firewall admits the members only, not the lab's bridge."""
-    url = etcd.client_url(lab.spec, node) + "/health"
-    command = ["curl", "-fsS", "--max-time", "2", "--cacert", pki.CA_PATH]
-    command += ["--cert", etcd.PEM_PATH, "--key", etcd.PEM_PATH, url]
-    try:
-        result = lab.exec(node, command, capture_output=True, text=True, timeout=10)
-        answer: Any = json.loads(result.stdout) if result.returncode == 0 else {}
-    except (RuntimeError, subprocess.SubprocessError, ValueError):
-        return False
-    return answer.get("health") in ("true", True)

@@ -24,8 +24,7 @@ import yaml
 
 from pgha import monitoring
 
-from .cluster import Lab
-from .inside import inside
+from ..machines import LabAccess, inside
 
 LISTEN = "127.0.0.1:9090"
 INTERVAL = "5s"
@@ -34,7 +33,7 @@ INTERVAL = "5s"
 class LabPrometheus:
     """Start, query and stop one Prometheus for ``lab``; only the process it started is stopped."""
 
-    def __init__(self, lab: Lab) -> None:
+    def __init__(self, lab: LabAccess) -> None:
         self.lab = lab
         self.root = lab.state_dir / "prometheus"
         self.process: subprocess.Popen[bytes] | None = None

@@ -1,6 +1,6 @@
 """Benchmarks on a live lab: what failover costs a client, and what HAProxy costs a query.
 
-``failover`` repeats fault scenarios (lab/faults.py) and summarises, per fault,
+``failover`` repeats fault scenarios (lab/faults/primary.py) and summarises, per fault,
 how long writes through VIP:5432 were refused, how many acknowledged writes
 were lost and how long the old primary took to stream again. ``proxy`` runs
 the same read-only pgbench through VIP:5432 and straight to the primary,
@@ -16,13 +16,12 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from .cluster import Lab
+from ..cluster import Lab, switchover
+from ..faults import SCENARIOS as PRIMARY_FAULTS
+from ..faults import STANDBY_SCENARIOS as STANDBY_FAULTS
+from ..faults import host_crash
+from ..observation import leader, vip_holders
 from .control import SCENARIOS as CONTROLS
-from .faults import SCENARIOS as PRIMARY_FAULTS
-from .faults import host_crash
-from .observe import leader, vip_holders
-from .operator import switchover
-from .standby import SCENARIOS as STANDBY_FAULTS
 
 SCENARIOS = {**PRIMARY_FAULTS, **STANDBY_FAULTS, **CONTROLS}
 

@@ -18,10 +18,10 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from ..cluster import Lab
+from ..observation import leader
 from .apps import local_sql
 from .bench import LATENCY_RE, TPS_RE
-from .cluster import Lab
-from .observe import leader
 
 MODES = {"-S": "select only", "-N": "simple update (no branch/teller updates)"}
 # Every client backend, and those of the lab's client role (pgbench's login).

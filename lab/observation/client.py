@@ -6,8 +6,7 @@ from typing import Any
 
 import psycopg
 
-from .cluster import Lab
-from .inside import inside
+from ..machines import LabAccess, inside
 
 # libpq's TCP settings of a careful application: a dead peer is noticed in seconds,
 # whether the client's data is unacknowledged (tcp_user_timeout) or it waits for an
@@ -24,7 +23,7 @@ TCP_OPTIONS: dict[str, Any] = {
 
 
 def connect(
-    lab: Lab, port: int, host: str | None = None, timeout: int = 3, **kwargs: Any
+    lab: LabAccess, port: int, host: str | None = None, timeout: int = 3, **kwargs: Any
 ) -> psycopg.Connection:
     """A psycopg connection to ``host`` (default: the VIP) made from inside the lab namespace.
 
@@ -34,7 +33,6 @@ def connect(
     the stack's first application database and its owner: the superuser has no
     network login. TCP as a careful application sets it (``TCP_OPTIONS``).
     """
-    lab.tls()
     params: dict[str, Any] = {
         "host": host or str(lab.spec.vip),
         "port": port,

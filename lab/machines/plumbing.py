@@ -1,7 +1,7 @@
 """Generic Linux plumbing for the lab's machines: /proc, cgroups, link names, mounts.
 
 Nothing here knows about a machine: it answers "who is this PID", "which
-cgroup is it in", "where is that hierarchy mounted", so lab/machine.py can
+cgroup is it in", "where is that hierarchy mounted", so lab/machines/machine.py can
 find, signal and clean up what it started without trusting stale PIDs.
 """
 

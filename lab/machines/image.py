@@ -3,7 +3,7 @@
 A Proxmox VM in production starts from a Debian cloud image and installs the
 HA stack with cloud-init. The lab cannot afford a download and an install per
 machine per test, so it builds one root per package list once, caches it, and
-boots every machine on an overlay of it (see lab/machine.py).
+boots every machine on an overlay of it (see lab/machines/machine.py).
 """
 
 from __future__ import annotations
@@ -175,7 +175,7 @@ def ensure_image(packages: Sequence[str], log: Callable[[str], None] = print) ->
         tmp = IMAGES_DIR / f".build-{digest}-{os.getpid()}"
         try:
             try:
-                _build(rec, tmp, log, base)
+                build(rec, tmp, log, base)
             except BaseException:
                 failed_log = tmp / "build.log"
                 if failed_log.exists():
@@ -227,7 +227,7 @@ def _safe_rmtree(path: Path) -> None:
     shutil.rmtree(path)
 
 
-def _build(rec: dict[str, object], tmp: Path, log: Callable[[str], None], base: Path | None = None) -> None:
+def build(rec: dict[str, object], tmp: Path, log: Callable[[str], None], base: Path | None = None) -> None:
     """debootstrap a minbase root (or copy ``base``, a finished image's root), then
     apt-install the recipe's packages in a chroot."""
     root = tmp / "root"

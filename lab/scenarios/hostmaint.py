@@ -5,7 +5,7 @@
 operator runs it with sudo on any VM. ``maintenance_cycle`` is the issue's
 scenario: start on a host, crash it (standing in for the reboot) while a
 client writes, boot it again, finish, and judge the whole cycle by the client's
-ledger (lab/harness.py).
+ledger (lab/faults/harness.py).
 """
 
 from __future__ import annotations
@@ -16,11 +16,9 @@ from typing import Any
 
 from pgha import etcd, host_maintenance
 
-from . import etcdctl
-from .cluster import Lab
-from .harness import READY_TIMEOUT, scenario
-from .observe import leader, own_state
-from .operator import switchover
+from ..cluster import Lab, switchover
+from ..faults import READY_TIMEOUT, scenario
+from ..observation import etcdctl, leader, own_state
 
 TOOL_TIMEOUT = 1200.0
 # While the host is down, writes must go on for at least this long past the

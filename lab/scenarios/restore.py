@@ -18,10 +18,9 @@ from typing import Any
 
 from pgha.spec import RestoreSpec
 
+from ..cluster import Lab
+from ..observation import Writer, connect, ensure_ledger
 from . import backups
-from .client import connect
-from .cluster import Lab
-from .workload import Writer, ensure_ledger
 
 STEADY_ACKS = 200
 WRITE_ON_S = 10.0  # writes after the archive point: what the archive may not hold yet

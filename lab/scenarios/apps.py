@@ -15,9 +15,8 @@ from pgha import load_spec, patroni
 from pgha.spec import ClusterSpec
 from pgha.stackfile import read_config
 
-from . import observe
-from .client import connect
-from .cluster import Lab
+from ..cluster import Lab
+from ..observation import connect, observe
 
 
 def local_sql(lab: Lab, node: str, sql: str, dbname: str = "postgres") -> str:

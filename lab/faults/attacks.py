@@ -14,7 +14,7 @@ from typing import Any
 
 from pgha import etcd, patroni, pki
 
-from .cluster import Lab
+from ..cluster import Lab
 
 # Runs inside a machine: one etcd v2 request with the given client certificate.
 _ETCD_REQUEST = r"""

@@ -12,15 +12,13 @@ import subprocess
 import time
 from typing import TYPE_CHECKING, Any
 
-from pgha import Node, etcd, patroni
+from pgha import Node, etcd, patroni, pki
 from pgha.vmlib import cluster_health
 
-from . import external
-from .wait import wait_until
+from ..wait import wait_until
 
 if TYPE_CHECKING:
-    from .cluster import Lab
-    from .machine import Machine
+    from ..machines import LabAccess, Machine
 
 REJOIN_TIMEOUT = 180.0  # an old primary rewinding and streaming again
 LEADING_GIVE_UP = 20.0  # s an old primary may lead again before waiting for it to stream is given up
@@ -29,7 +27,7 @@ LEADING_GIVE_UP = 20.0  # s an old primary may lead again before waiting for it 
 # ---- Patroni ------------------------------------------------------------------------------
 
 
-def cluster_view(lab: Lab) -> dict[str, Any] | None:
+def cluster_view(lab: LabAccess) -> dict[str, Any] | None:
     """Patroni's /cluster, from the first node whose REST API answers."""
     for node in lab.spec.postgres_nodes:
         try:
@@ -39,13 +37,13 @@ def cluster_view(lab: Lab) -> dict[str, Any] | None:
     return None
 
 
-def members(lab: Lab) -> dict[str, dict[str, Any]]:
+def members(lab: LabAccess) -> dict[str, dict[str, Any]]:
     """Patroni's members by name (empty while no REST API answers)."""
     view = cluster_view(lab) or {}
     return {m["name"]: m for m in view.get("members", [])}
 
 
-def leader(lab: Lab) -> str | None:
+def leader(lab: LabAccess) -> str | None:
     """The member Patroni reports as running leader."""
     for name, member in members(lab).items():
         if member.get("role") == "leader" and member.get("state") == "running":
@@ -53,7 +51,7 @@ def leader(lab: Lab) -> str | None:
     return None
 
 
-def sync_standbys(lab: Lab) -> list[str]:
+def sync_standbys(lab: LabAccess) -> list[str]:
     """Standbys Patroni reports as synchronous (or quorum) and streaming."""
     return [
         name
@@ -62,16 +60,16 @@ def sync_standbys(lab: Lab) -> list[str]:
     ]
 
 
-def sync_standby(lab: Lab) -> str | None:
+def sync_standby(lab: LabAccess) -> str | None:
     """A synchronous standby that streams, if any."""
     return next(iter(sync_standbys(lab)), None)
 
 
-def node_ip(lab: Lab, name: str) -> str:
+def node_ip(lab: LabAccess, name: str) -> str:
     return str(lab.spec.node(name).ip)
 
 
-def own_state(lab: Lab, name: str) -> dict[str, Any]:
+def own_state(lab: LabAccess, name: str) -> dict[str, Any]:
     """The node's own view (its REST API's /patroni), live from its PostgreSQL; empty if silent.
 
     The DCS keeps a dead member's last state until its key expires (ttl), so
@@ -84,13 +82,13 @@ def own_state(lab: Lab, name: str) -> dict[str, Any]:
     return state if isinstance(state, dict) else {}
 
 
-def is_streaming(lab: Lab, name: str) -> bool:
+def is_streaming(lab: LabAccess, name: str) -> bool:
     """Whether the node is a replica whose WAL receiver streams (in its own words)."""
     state = own_state(lab, name)
     return state.get("role") == "replica" and state.get("replication_state") == "streaming"
 
 
-def wait_leader(lab: Lab, not_: str | None = None, timeout: float = 120.0) -> str | None:
+def wait_leader(lab: LabAccess, not_: str | None = None, timeout: float = 120.0) -> str | None:
     """The running leader, once it is not ``not_``; None on timeout."""
 
     def new_leader() -> str | None:
@@ -101,7 +99,7 @@ def wait_leader(lab: Lab, not_: str | None = None, timeout: float = 120.0) -> st
 
 
 def wait_serving(
-    lab: Lab, name: str, since: float, timeout: float = REJOIN_TIMEOUT, as_replica: bool = False
+    lab: LabAccess, name: str, since: float, timeout: float = REJOIN_TIMEOUT, as_replica: bool = False
 ) -> float | None:
     """Seconds from ``since`` until ``name`` streams as a replica, or leads (holding the
     leader key and running as primary) unless ``as_replica``; None on timeout, or once it
@@ -130,7 +128,7 @@ def wait_serving(
 _QUIET = (" INFO: no action. ", "]:   ")
 
 
-def patroni_logs(lab: Lab, since: float | None = None, lines: int = 150) -> dict[str, str]:
+def patroni_logs(lab: LabAccess, since: float | None = None, lines: int = 150) -> dict[str, str]:
     """Patroni's and etcd's journal on every running node: the evidence for a finding.
 
     With ``since`` (a wall-clock epoch) everything from then on, minus the
@@ -157,7 +155,7 @@ def patroni_logs(lab: Lab, since: float | None = None, lines: int = 150) -> dict
 # ---- the VIP ------------------------------------------------------------------------------
 
 
-def vip_holders(lab: Lab) -> list[str]:
+def vip_holders(lab: LabAccess) -> list[str]:
     """Every running, unfrozen machine that has the VIP on an interface."""
     holders = []
     for name, machine in lab.machines().items():
@@ -169,7 +167,7 @@ def vip_holders(lab: Lab) -> list[str]:
     return holders
 
 
-def single_vip_holder(lab: Lab, timeout: float = 30.0) -> str:
+def single_vip_holder(lab: LabAccess, timeout: float = 30.0) -> str:
     """The one machine holding the VIP, once there is exactly one."""
     seen: list[str] = []
 
@@ -180,7 +178,7 @@ def single_vip_holder(lab: Lab, timeout: float = 30.0) -> str:
     return wait_until(one, timeout, error=lambda _: f"VIP holders: {seen}")
 
 
-def wait_vip_moves(lab: Lab, old: str, since: float, timeout: float = 60.0) -> float | None:
+def wait_vip_moves(lab: LabAccess, old: str, since: float, timeout: float = 60.0) -> float | None:
     """Seconds from ``since`` until exactly one other machine holds the VIP; None on timeout."""
 
     def moved() -> float | None:
@@ -193,13 +191,13 @@ def wait_vip_moves(lab: Lab, old: str, since: float, timeout: float = 60.0) -> f
 # ---- etcd ---------------------------------------------------------------------------------
 
 
-def etcd_health(lab: Lab) -> dict[str, bool]:
+def etcd_health(lab: LabAccess) -> dict[str, bool]:
     """Each etcd member's /health (with the operator's client certificate)."""
     health = {}
     for member in etcd.members(lab.spec):
         if member.external:
             # Its firewall admits the members only: ask on the machine itself.
-            health[member.name] = external.etcd_healthy(lab, member)
+            health[member.name] = _etcd_healthy_on(lab, member)
             continue
         try:
             answer = lab.http_json(etcd.client_url(lab.spec, member) + "/health", client_cert=True)
@@ -209,10 +207,24 @@ def etcd_health(lab: Lab) -> dict[str, bool]:
     return health
 
 
+def _etcd_healthy_on(lab: LabAccess, node: Node) -> bool:
+    """Asked on the machine itself: an external witness's firewall admits the members only,
+    not the lab's bridge."""
+    url = etcd.client_url(lab.spec, node) + "/health"
+    command = ["curl", "-fsS", "--max-time", "2", "--cacert", pki.CA_PATH]
+    command += ["--cert", etcd.PEM_PATH, "--key", etcd.PEM_PATH, url]
+    try:
+        result = lab.exec(node, command, capture_output=True, text=True, timeout=10)
+        answer: Any = json.loads(result.stdout) if result.returncode == 0 else {}
+    except (RuntimeError, subprocess.SubprocessError, ValueError):
+        return False
+    return answer.get("health") in ("true", True)
+
+
 # ---- the whole picture --------------------------------------------------------------------
 
 
-def machine_state(lab: Lab, machine: Machine) -> str:
+def machine_state(lab: LabAccess, machine: Machine) -> str:
     """stopped, frozen, partitioned or running: what the lab did to the machine."""
     if not machine.is_running():
         return "stopped"
@@ -223,7 +235,7 @@ def machine_state(lab: Lab, machine: Machine) -> str:
     return "running"
 
 
-def _link_up(lab: Lab, ifname: str) -> bool:
+def _link_up(lab: LabAccess, ifname: str) -> bool:
     result = subprocess.run(
         ["ip", "-n", lab.network.name, "-o", "link", "show", "dev", ifname],
         capture_output=True,
@@ -240,7 +252,7 @@ def _absent_state(node: Node, machine: str) -> str:
     return "unknown"
 
 
-def status(lab: Lab) -> dict[str, Any]:
+def status(lab: LabAccess) -> dict[str, Any]:
     """Roles, states, lag, machine states, the VIP holder and etcd health: `python -m lab status`."""
     listed = members(lab)
     machines = lab.machines()
@@ -272,7 +284,7 @@ def status(lab: Lab) -> dict[str, Any]:
     }
 
 
-def health_problems(lab: Lab, view: dict[str, Any]) -> list[str]:
+def health_problems(lab: LabAccess, view: dict[str, Any]) -> list[str]:
     """What keeps the lab from healthy: the VMs' own rule (``pgha.vmlib.cluster_health``:
     one running leader, every other database node streaming, the synchronous standbys
     and, host-aware, one on another host) on the members of ``status``, and one VIP holder."""
@@ -288,12 +300,12 @@ def health_problems(lab: Lab, view: dict[str, Any]) -> list[str]:
     return found
 
 
-def is_healthy(lab: Lab, view: dict[str, Any]) -> bool:
+def is_healthy(lab: LabAccess, view: dict[str, Any]) -> bool:
     """Healthy by ``health_problems``: the same rule pgha-rolling and pgha-host-maintenance apply."""
     return not health_problems(lab, view)
 
 
-def wait_ready(lab: Lab, timeout: float = 120.0) -> dict[str, Any]:
+def wait_ready(lab: LabAccess, timeout: float = 120.0) -> dict[str, Any]:
     """The status, once healthy (``is_healthy``); WaitTimeout with the last status otherwise."""
     last: list[dict[str, Any]] = []
 

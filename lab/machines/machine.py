@@ -1,8 +1,8 @@
 """Lab machines: systemd-nspawn containers standing in for Proxmox VMs.
 
-Each machine boots the cached image (lab/image.py) through its own overlayfs,
+Each machine boots the cached image (lab/machines/image.py) through its own overlayfs,
 so the image stays clean and the machine's disk (the upper dir) survives a
-power-off. Its NIC is a veth on the lab bridge (lab/netns.py) carrying the MAC
+power-off. Its NIC is a veth on the lab bridge (lab/machines/netns.py) carrying the MAC
 the Proxmox VM would have; cloud-init NoCloud names and addresses it exactly as
 in production. nspawn itself runs in the host's network namespace (see
 _make_nic); the machine gets a private one holding only that NIC.
@@ -23,11 +23,10 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lab.netns import LabNetwork
-
+from ..wait import wait_until
 from . import plumbing
 from .mounts import mounts_under
-from .wait import wait_until
+from .netns import LabNetwork
 
 SEED_DIR = "var/lib/cloud/seed/nocloud"
 SEED_FILES = ("user-data", "meta-data", "network-config", "vendor-data")

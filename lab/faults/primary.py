@@ -1,10 +1,10 @@
 """Fault scenarios against a live lab, each judged by what a client saw.
 
-Each scenario runs inside ``lab.harness.scenario`` (a healthy lab, a writer
+Each scenario runs inside ``lab.faults.harness.scenario`` (a healthy lab, a writer
 and a reader across the fault, healthy again afterwards) and returns its
-``Run.result()`` dict; lab/harness.py says what the fields mean. Cluster
-facts come from lab.observe, etcd from lab.etcdctl, switchovers from
-lab.operator: this module holds only the faults.
+``Run.result()`` dict; lab/faults/harness.py says what the fields mean. Cluster
+facts come from lab.observation.observe, etcd from lab.observation.etcdctl, switchovers from
+lab.cluster.operator: this module holds only the faults.
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from typing import Any
 
 from pgha import etcd
 
-from . import etcdctl
-from .cluster import Lab
-from .harness import READY_TIMEOUT, RESUME_TIMEOUT, Run, scenario, seconds_until_etcd_healthy
-from .netfaults import drop, undrop
-from .observe import (
+from ..cluster import Lab, postmaster_pid, switchover
+from ..observation import (
+    DirectProbe,
+    Writer,
+    etcdctl,
     leader,
     node_ip,
     own_state,
@@ -30,10 +30,9 @@ from .observe import (
     wait_serving,
     wait_vip_moves,
 )
-from .operator import postmaster_pid, switchover
-from .probe import DirectProbe
-from .wait import wait_until
-from .workload import Writer
+from ..wait import wait_until
+from .harness import READY_TIMEOUT, RESUME_TIMEOUT, Run, scenario, seconds_until_etcd_healthy
+from .netfaults import drop, undrop
 
 # ---- the scenarios ------------------------------------------------------------------------
 
@@ -78,7 +77,7 @@ def primary_partition(lab: Lab, hold: float | None = None, etcd_leader_too: bool
 
 
 def primary_drop(lab: Lab, hold: float | None = None, etcd_leader_too: bool = True) -> dict[str, Any]:
-    """(3d) Drop every packet of the primary for ttl + 15 s; its link keeps carrier (lab/netfaults.py)."""
+    """(3d) Drop every packet of the primary for ttl + 15 s; its link keeps carrier (netfaults.py)."""
     hold = hold if hold is not None else lab.spec.patroni.ttl + 15
     with scenario(lab, "primary_drop") as run:
         old = _require(run.old_primary)
@@ -293,7 +292,7 @@ def _hold_out(
     The partition and the freeze differ only in how the machine is cut off.
     """
     run.extra["etcd_leader_at_fault"] = _etcd_leader_on(lab, old, etcd_leader_too)
-    probe = DirectProbe(lab, old).start()  # split brain, asked of every node itself (lab/probe.py)
+    probe = DirectProbe(lab, old).start()  # split brain, asked of every node itself (probe.py)
     try:
         since = run.inject(cut)
         run.writer.wait_resumed(since, hold, scale=False)  # the fault lasts ``hold``, however slow

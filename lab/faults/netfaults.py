@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import subprocess
 
-from .cluster import Lab
+from ..cluster import Lab
 
 DISABLED, FORWARDING = "0", "3"  # bridge port states (BR_STATE_*)
 

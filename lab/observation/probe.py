@@ -21,7 +21,7 @@ from typing import Any
 
 from pgha.patroni import SOCKET_DIR
 
-from .cluster import Lab
+from ..machines import LabAccess
 
 ATTEMPT_S = 3  # psql is killed after this: no answer, no acknowledgement
 INTERVAL_S = 1.0
@@ -46,11 +46,11 @@ insert into ha_probe (node, at) values (:'node', now()) returning 'acked';
 class DirectProbe:
     """One thread per database node, probing until stop()."""
 
-    def __init__(self, lab: Lab, old_primary: str, interval: float = INTERVAL_S) -> None:
+    def __init__(self, lab: LabAccess, old_primary: str, interval: float = INTERVAL_S) -> None:
         self.lab = lab
         self.old_primary = old_primary
         self.interval = interval
-        # The writer's database, where it created ha_probe (lab/workload.py): in
+        # The writer's database, where it created ha_probe (lab/observation/workload.py): in
         # any other the insert fails on every node and the probe could never go red.
         self.database = lab.client_login()["dbname"]
         self.probes: list[Probe] = []

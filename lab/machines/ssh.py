@@ -18,8 +18,8 @@ import asyncssh
 
 from pgha import Step
 
+from ..wait import scaled
 from .inside import connect
-from .wait import scaled
 
 
 @dataclass(frozen=True)

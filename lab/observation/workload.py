@@ -25,9 +25,9 @@ from typing import Any
 
 import psycopg
 
+from ..machines import LabAccess
+from ..wait import wait_until
 from .client import TCP_OPTIONS, connect
-from .cluster import Lab
-from .wait import wait_until
 
 LEDGER_DDL = """
 create table if not exists ha_ledger (
@@ -38,12 +38,12 @@ create table if not exists ha_ledger (
 )
 """
 INSERT = "insert into ha_ledger (client_seq, server) values (%s, inet_server_addr()) returning server"
-# What the direct split-brain probe (lab/probe.py) writes on each node itself.
+# What the direct split-brain probe (lab/observation/probe.py) writes on each node itself.
 PROBE_DDL = "create table if not exists ha_probe (id bigserial primary key, node text, at timestamptz)"
 CLIENTS = 4  # concurrent writer connections
 ROWS_PER_COMMIT = 3  # INSERT statements per transaction
 
-# libpq settings of a careful application: TCP's (lab/client.py), and fail fast.
+# libpq settings of a careful application: TCP's (lab/observation/client.py), and fail fast.
 CLIENT_OPTIONS: dict[str, Any] = {**TCP_OPTIONS, "options": "-c statement_timeout=3000"}
 CONNECT_TIMEOUT = 2
 # statement_timeout does not cover a commit waiting for its synchronous standby
@@ -102,7 +102,7 @@ class Read:
     error: str | None = None
 
 
-def ensure_ledger(lab: Lab) -> None:
+def ensure_ledger(lab: LabAccess) -> None:
     """Create the ledger table through the VIP (the primary), retrying briefly."""
     errors: list[psycopg.Error] = []
 
@@ -154,7 +154,7 @@ class Writer(_Looper):
 
     def __init__(
         self,
-        lab: Lab,
+        lab: LabAccess,
         interval: float = 0.01,
         max_seconds: float = 900.0,
         clients: int = CLIENTS,
@@ -427,7 +427,7 @@ class Writer(_Looper):
 class Reader(_Looper):
     """Reads through VIP:5433 on a new connection each time (HAProxy round-robin)."""
 
-    def __init__(self, lab: Lab, interval: float = 0.2, max_seconds: float = 900.0) -> None:
+    def __init__(self, lab: LabAccess, interval: float = 0.2, max_seconds: float = 900.0) -> None:
         super().__init__("pgha-reader", max_seconds)
         self.lab = lab
         self.interval = interval

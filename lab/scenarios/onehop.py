@@ -1,6 +1,6 @@
 """How fast the VIP follows the primary (one hop, docs/one-hop.md).
 
-Runs a fault scenario of lab/faults.py in a thread while this one samples,
+Runs a fault scenario of lab/faults/primary.py in a thread while this one samples,
 every ``interval`` seconds, who leads (Patroni's /cluster) and who holds the
 VIP. From the samples: when the leader changed, when the VIP was on the new
 leader, and the lag between the two. The scenario itself still measures what
@@ -18,9 +18,9 @@ from typing import Any
 
 from pgha import keepalived
 
-from .cluster import Lab
-from .faults import SCENARIOS
-from .observe import leader, vip_holders
+from ..cluster import Lab
+from ..faults import SCENARIOS
+from ..observation import leader, vip_holders
 
 
 def _sample(lab: Lab) -> tuple[str | None, list[str]]:

@@ -1,0 +1,24 @@
+"""Benches, drills and the other runs built from the layers below: what ``python -m lab`` offers."""
+
+from . import apps, backups, bench, control, hostmaint, onehop, poolbench, restore
+from .bench import FAILOVER_FAULTS, failover, proxy
+from .onehop import ab_switchover, follow, without_one_hop
+from .poolbench import pooler
+
+__all__ = [
+    "FAILOVER_FAULTS",
+    "ab_switchover",
+    "apps",
+    "backups",
+    "bench",
+    "control",
+    "failover",
+    "follow",
+    "hostmaint",
+    "onehop",
+    "poolbench",
+    "pooler",
+    "proxy",
+    "restore",
+    "without_one_hop",
+]
