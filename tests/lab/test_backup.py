@@ -11,15 +11,27 @@ import pytest
 from lab.cluster import operator
 from lab.observation import connect, observe
 from lab.scenarios import backups
+from lab.scenarios.apps import local_sql
+from lab.wait import wait_until
 from pgha import backup
 
 pytestmark = pytest.mark.lab
+
+BACKUP_START_TIMEOUT = 60.0  # s from launching pgha-backup to pgBackRest's session on the primary
 
 
 def sql(lab, statement: str) -> list[tuple]:
     with connect(lab, lab.spec.haproxy.primary_port, timeout=10) as conn:
         cursor = conn.execute(statement)
         return cursor.fetchall() if cursor.description else []
+
+
+def backup_session_on(lab, node: str) -> bool:
+    """Whether pgBackRest has its backup session (``pgBackRest [backup]``) open on ``node``."""
+    count = local_sql(
+        lab, node, "select count(*) from pg_stat_activity where application_name = 'pgBackRest [backup]'"
+    )
+    return int(count) > 0
 
 
 def pgbackrest_info(lab) -> dict:
@@ -103,7 +115,18 @@ def test_a_backup_whose_standby_fails_over_ends_cleanly_and_the_next_one_works(l
         stderr=subprocess.STDOUT,
         text=True,
     )
-    time.sleep(1.0)
+
+    # Mid-backup means between pg_backup_start and pg_backup_stop, which pgBackRest holds one
+    # session on the primary for: wait for that session, not for a guessed second.
+    def backup_state() -> str | None:
+        if backup_session_on(lab, primary):
+            return "under way"
+        return "ended" if running.poll() is not None else None
+
+    state = wait_until(backup_state, BACKUP_START_TIMEOUT, interval=0.2)
+    assert state == "under way", (
+        f"backup {state or 'not started'} (exit {running.returncode}): nothing tested"
+    )
     operator.switchover(lab, to=source)
     output, _ = running.communicate(timeout=600)
     errors = [line for line in output.splitlines() if "ERROR" in line]
