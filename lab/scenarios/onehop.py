@@ -109,7 +109,7 @@ def without_one_hop(lab: Lab, measure: Callable[[Lab], list[dict[str, Any]]]) ->
     """``measure`` with keepalived.primaryWeight 0 on the machines and in ``lab.spec``.
 
     With one hop (the default) the VIP holder is the primary, so the loss of a
-    VIP holder that is *not* the primary (issue 12's VIP-only goal) exists only
+    VIP holder that is *not* the primary (the goal of a VIP-only move in seconds) exists only
     with the weight at 0; fault 5b then moves the primary off the holder first.
     The stack's own weight is put back whatever happens.
     """

@@ -46,7 +46,7 @@ def test_majority_host_reboot_cycle(lab: Lab) -> None:
     print(json.dumps({k: v for k, v in result.items() if k != "patroni_logs"}))
     check_result(lab, result, failover=False)
     message = json.dumps({k: v for k, v in result.items() if k != "patroni_logs"})
-    assert result["unavailability_s"] <= limit("host_maintenance_cycle"), message
+    assert result["unavailability_s"] <= limit(result["fault"]), message
     assert result["acks_while_down"] > 0, message  # writes went on while the host was down
     # During maintenance only the other host's member voted; afterwards all three again.
     assert result["voters_during"] == ["psql-02"], message
