@@ -4,14 +4,16 @@ Every wait in the lab and its tests polls through ``wait_until``: its timeout
 is multiplied by ``timeout_factor()``, read from $PGHA_TIMEOUT_FACTOR (default
 1), so a loaded or slow machine gets more time everywhere at once instead of
 one hand-tuned limit at a time. Use ``scaled`` for a limit that is not a poll
-(a table of acceptable failover times, a subprocess timeout).
+(a table of acceptable failover times, a subprocess timeout). Coroutines poll
+through ``wait_until_async``, the same rule for an awaited predicate.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 TIMEOUT_FACTOR_ENV = "PGHA_TIMEOUT_FACTOR"
@@ -69,6 +71,31 @@ def wait_until(
         if remaining <= 0:
             break
         time.sleep(min(interval, remaining))
+    if error is None:
+        return answer
+    message = error(answer) if callable(error) else error
+    raise WaitTimeout(f"{message} (waited {limit:.1f} s)")
+
+
+async def wait_until_async(
+    predicate: Callable[[], Awaitable[T]],
+    timeout: float,
+    *,
+    interval: float = 0.5,
+    error: str | Callable[[T], str] | None = None,
+    scale: bool = True,
+) -> T:
+    """``wait_until`` for a coroutine: awaits ``predicate`` and sleeps without blocking the loop."""
+    limit = scaled(timeout) if scale else timeout
+    deadline = time.monotonic() + limit
+    while True:
+        answer = await predicate()
+        if answer:
+            return answer
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        await asyncio.sleep(min(interval, remaining))
     if error is None:
         return answer
     message = error(answer) if callable(error) else error

@@ -25,6 +25,7 @@ from pgha import etcd
 
 from ..cluster import Lab, switchover
 from ..observation import leader, sync_standbys, vip_holders, wait_serving
+from ..wait import wait_until
 from .harness import READY_TIMEOUT, Run, scenario
 from .netfaults import carrier, drop, undrop
 
@@ -52,13 +53,7 @@ def _local_standby(lab: Lab) -> str:
 
 def _sync_standby(lab: Lab) -> str:
     lab.wait_ready(timeout=READY_TIMEOUT)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        found = sync_standbys(lab)
-        if found:
-            return found[0]
-        time.sleep(0.5)
-    raise RuntimeError("no synchronous standby")
+    return wait_until(lambda: next(iter(sync_standbys(lab)), None), 30.0, error="no synchronous standby")
 
 
 class NotApplicable(RuntimeError):

@@ -18,7 +18,7 @@ import asyncssh
 
 from pgha import Step
 
-from ..wait import scaled
+from ..wait import WaitTimeout, wait_until_async
 from .inside import connect
 
 
@@ -78,7 +78,7 @@ class SshRunner:
         self.netns = netns
         self.key = asyncssh.read_private_key(str(key_path))
 
-    async def _connect(self, target: Target, timeout: float) -> asyncssh.SSHClientConnection:
+    async def connect_once(self, target: Target, timeout: float) -> asyncssh.SSHClientConnection:
         loop = asyncio.get_running_loop()
         sock = await loop.run_in_executor(None, connect, self.netns, target.host, target.port, timeout)
         sock.setblocking(False)
@@ -96,44 +96,52 @@ class SshRunner:
         )
 
     async def wait_for_ssh(self, target: Target, timeout: float = 120.0) -> None:
-        # asyncio cannot poll through the blocking lab.wait.wait_until; same scaled limit.
-        timeout = scaled(timeout)
-        deadline = time.monotonic() + timeout
-        while True:
+        """Until the machine answers SSH with the pinned host key (``timeout`` scaled)."""
+
+        async def answers() -> bool:
             try:
-                conn = await self._connect(target, 3.0)
-                conn.close()
-                return
+                conn = await self.connect_once(target, 3.0)
             except asyncssh.HostKeyNotVerifiable as error:
                 # Not a machine still booting: whoever answers is not the machine we made.
                 raise StepError(f"{target.host}:{target.port} presented another host key: {error}") from None
             except (OSError, asyncssh.Error, TimeoutError):
-                if time.monotonic() > deadline:
-                    raise StepError(f"no SSH on {target.host}:{target.port} after {timeout:.0f} s") from None
-                await asyncio.sleep(0.5)
+                return False
+            conn.close()
+            return True
 
-    async def _connect_settled(self, target: Target, settle: float = 15.0) -> asyncssh.SSHClientConnection:
+        try:
+            await wait_until_async(answers, timeout, error=f"no SSH on {target.host}:{target.port}")
+        except WaitTimeout as timed_out:
+            raise StepError(str(timed_out)) from None
+
+    async def connect_settled(self, target: Target, settle: float = 15.0) -> asyncssh.SSHClientConnection:
         """Connect, retrying a refused or dropped connection for ``settle`` seconds (scaled).
 
         A machine that answered wait_for_ssh may still restart sshd once as its
         first boot finishes: seen under load as "Connection refused", and in CI as
         "Connection reset by peer" during the handshake, right after the drill
         machine's first answer. No command was sent yet, so a retry is safe; a
-        wrong host key, a refused login or a timeout is raised at once.
+        wrong host key, a refused login or a timeout is raised at once; once
+        ``settle`` is over, the last settling error.
         """
-        deadline = time.monotonic() + scaled(settle)
-        while True:
+        settling: list[BaseException] = []
+
+        async def connected() -> asyncssh.SSHClientConnection | None:
             try:
-                return await self._connect(target, 10.0)
-            except SETTLING_ERRORS:
-                if time.monotonic() > deadline:
-                    raise
-                await asyncio.sleep(0.5)
+                return await self.connect_once(target, 10.0)
+            except SETTLING_ERRORS as error:
+                settling[:] = [error]
+                return None
+
+        conn = await wait_until_async(connected, settle)
+        if conn is None:
+            raise settling[0]
+        return conn
 
     async def run(
         self, target: Target, command: str, stdin: str = "", timeout: float = 1800
     ) -> tuple[int, str, str]:
-        async with await self._connect_settled(target) as conn:
+        async with await self.connect_settled(target) as conn:
             # No input: /dev/null, so a reader sees EOF at once, as with Pulumi's unset stdin.
             feed = {"input": stdin} if stdin else {"stdin": asyncssh.DEVNULL}
             result = await asyncio.wait_for(conn.run(command, check=False, **feed), timeout)

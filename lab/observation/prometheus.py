@@ -25,6 +25,7 @@ import yaml
 from pgha import monitoring
 
 from ..machines import LabAccess, inside
+from ..wait import wait_until
 
 LISTEN = "127.0.0.1:9090"
 INTERVAL = "5s"
@@ -81,16 +82,18 @@ class LabPrometheus:
             "--web.enable-lifecycle",
         ]
         self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
+        process = self.process
+
+        def ready() -> bool:
+            if process.poll() is not None:
                 raise RuntimeError(f"prometheus exited: see {self.root / 'prometheus.log'}")
             try:
                 self._get("/-/ready")
-                return
             except OSError:
-                time.sleep(0.5)
-        raise RuntimeError("prometheus not ready in time")
+                return False
+            return True
+
+        wait_until(ready, timeout, error="prometheus not ready")
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -124,13 +127,15 @@ class LabPrometheus:
         return self.query(f'ALERTS{{alertname="{alertname}",alertstate="firing"}}')
 
     def wait_for(self, expr: str, timeout: float, interval: float = 1.0) -> float | None:
-        """Seconds until ``expr`` returns a non-empty vector, or None after ``timeout``."""
+        """Seconds until ``expr`` returns a non-empty vector, or None after ``timeout`` (scaled)."""
         start = time.monotonic()
-        while time.monotonic() - start < timeout:
+
+        def answered() -> bool:
             try:
-                if self.query(expr):
-                    return round(time.monotonic() - start, 1)
+                return bool(self.query(expr))
             except OSError:
-                pass
-            time.sleep(interval)
-        return None
+                return False
+
+        return (
+            round(time.monotonic() - start, 1) if wait_until(answered, timeout, interval=interval) else None
+        )

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 import statistics
-import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -21,6 +20,7 @@ from ..faults import SCENARIOS as PRIMARY_FAULTS
 from ..faults import STANDBY_SCENARIOS as STANDBY_FAULTS
 from ..faults import host_crash
 from ..observation import leader, vip_holders
+from ..wait import wait_until
 from .control import SCENARIOS as CONTROLS
 
 SCENARIOS = {**PRIMARY_FAULTS, **STANDBY_FAULTS, **CONTROLS}
@@ -147,17 +147,18 @@ def _latency_ms(output: str) -> float:
 
 def _primary_settled(lab: Lab, timeout: float = 60.0) -> tuple[str, list[str]]:
     """The leader and the VIP holders once the VIP has followed it (or ``timeout`` passed)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        primary = leader(lab)
-        holders = vip_holders(lab)
-        if primary is not None and holders == [primary]:
-            return primary, holders
-        if time.monotonic() > deadline:
-            if primary is None:
-                raise RuntimeError("no running leader")
-            return primary, holders
-        time.sleep(0.5)
+    seen: list[tuple[str | None, list[str]]] = []
+
+    def settled() -> bool:
+        seen[:] = [(leader(lab), vip_holders(lab))]
+        primary, holders = seen[0]
+        return primary is not None and holders == [primary]
+
+    wait_until(settled, timeout)
+    primary, holders = seen[0]
+    if primary is None:
+        raise RuntimeError("no running leader")
+    return primary, holders
 
 
 def proxy_pairs(

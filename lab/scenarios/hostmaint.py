@@ -19,6 +19,7 @@ from pgha import etcd, host_maintenance
 from ..cluster import Lab, switchover
 from ..faults import READY_TIMEOUT, scenario
 from ..observation import etcdctl, leader, own_state
+from ..wait import wait_until
 
 TOOL_TIMEOUT = 1200.0
 # While the host is down, writes must go on for at least this long past the
@@ -105,8 +106,6 @@ def _timed(action: Any) -> float:
 
 
 def _wait_patroni(lab: Lab, names: list[str], timeout: float = 180.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not all(own_state(lab, n) for n in names):
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"Patroni did not answer on {names} within {timeout:.0f} s")
-        time.sleep(0.5)
+    wait_until(
+        lambda: all(own_state(lab, n) for n in names), timeout, error=f"Patroni did not answer on {names}"
+    )

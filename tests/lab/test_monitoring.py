@@ -44,15 +44,18 @@ def prometheus(lab: Lab) -> Iterator[LabPrometheus]:
 
 def wait_all_up(lab: Lab, prometheus: LabPrometheus) -> list[dict]:
     expected = sum(len(entries) for entries in monitoring.targets(lab.spec).values())
-    deadline = time.monotonic() + TARGETS_UP_TIMEOUT
     targets: list[dict] = []
-    while time.monotonic() < deadline:
-        targets = prometheus.targets()
-        if len(targets) == expected and all(t["health"] == "up" for t in targets):
-            return targets
-        time.sleep(2)
-    down = [(t["labels"].get("node"), t["labels"].get("pgha_source"), t.get("lastError")) for t in targets]
-    raise AssertionError(f"{len(targets)} of {expected} targets, not all up: {down}")
+
+    def all_up() -> bool:
+        targets[:] = prometheus.targets()
+        return len(targets) == expected and all(t["health"] == "up" for t in targets)
+
+    if not wait_until(all_up, TARGETS_UP_TIMEOUT, interval=2.0):
+        down = [
+            (t["labels"].get("node"), t["labels"].get("pgha_source"), t.get("lastError")) for t in targets
+        ]
+        raise AssertionError(f"{len(targets)} of {expected} targets, not all up: {down}")
+    return targets
 
 
 def test_every_target_of_the_stack_output_is_up(lab: Lab, prometheus: LabPrometheus) -> None:
@@ -78,21 +81,23 @@ def test_rules_and_dashboard_metrics_exist(lab: Lab, prometheus: LabPrometheus) 
         *(monitoring.PGBOUNCER_METRICS if lab.spec.pooler else ()),
     }
     missing = set(wanted)
-    deadline = time.monotonic() + 60
-    while missing and time.monotonic() < deadline:
-        missing = {name for name in missing if not prometheus.query(f'count({{__name__="{name}"}})')}
-        time.sleep(2)
+
+    def all_present() -> bool:
+        missing.difference_update({n for n in missing if prometheus.query(f'count({{__name__="{n}"}})')})
+        return not missing
+
+    wait_until(all_present, 60.0, interval=2.0)
     assert not missing, sorted(missing)
     # postgres_exporter reaches its PostgreSQL on every VM (its role, peer auth over the socket):
     # 0.17 has no pg_up; its last scrape error is 0 only when it queried PostgreSQL. A scrape
     # that met a restart (an earlier test's switchover) errs once: the next ones must not.
-    deadline = time.monotonic() + 60
-    while True:
-        errors = prometheus.query("pg_exporter_last_scrape_error")
-        clean = len(errors) == len(lab.spec.postgres_nodes) and all(s["value"][1] == "0" for s in errors)
-        if clean or time.monotonic() > deadline:
-            break
-        time.sleep(2)
+    errors: list[dict] = []
+
+    def clean() -> bool:
+        errors[:] = prometheus.query("pg_exporter_last_scrape_error")
+        return len(errors) == len(lab.spec.postgres_nodes) and all(s["value"][1] == "0" for s in errors)
+
+    wait_until(clean, 60.0, interval=2.0)
     assert len(errors) == len(lab.spec.postgres_nodes), errors
     assert all(s["value"][1] == "0" for s in errors), errors
     if lab.spec.pooler:

@@ -15,6 +15,7 @@ import pytest
 from lab.cluster import Lab, switchover
 from lab.faults import READY_TIMEOUT
 from lab.observation import connect, observe
+from lab.wait import wait_until
 
 pytestmark = pytest.mark.lab
 
@@ -22,14 +23,14 @@ VIP_FOLLOW_TIMEOUT = 30.0  # measured 3-5 s after the new leader shows (docs/one
 
 
 def vip_on_leader(lab: Lab, timeout: float = VIP_FOLLOW_TIMEOUT) -> str:
-    deadline = time.monotonic() + timeout
-    while True:
-        primary, holders = observe.leader(lab), observe.vip_holders(lab)
-        if primary is not None and holders == [primary]:
-            return primary
-        if time.monotonic() > deadline:
-            raise AssertionError(f"VIP on {holders}, leader {primary}")
-        time.sleep(0.5)
+    seen: list[tuple[str | None, list[str]]] = []
+
+    def follows() -> str | None:
+        seen[:] = [(observe.leader(lab), observe.vip_holders(lab))]
+        primary, holders = seen[0]
+        return primary if primary is not None and holders == [primary] else None
+
+    return wait_until(follows, timeout, error=lambda _: f"VIP on {seen[0][1]}, leader {seen[0][0]}")
 
 
 def addresses_seen_by_postgres(lab: Lab) -> tuple[str, str]:

@@ -20,6 +20,7 @@ from lab.cluster import Lab, switchover
 from lab.faults import READY_TIMEOUT
 from lab.observation import connect, observe
 from lab.scenarios.apps import local_sql, login
+from lab.wait import scaled, wait_until
 
 pytestmark = pytest.mark.lab
 
@@ -102,43 +103,58 @@ def test_a_switchover_leaves_no_pooler_client_on_the_old_primary(lab: Lab) -> No
     new = switchover(lab)
     assert new != old
     started = time.monotonic()
-    deadline = started + DRAIN_TIMEOUT
+    budget = scaled(DRAIN_TIMEOUT)  # one budget for the three waits below, from the switchover on
+
+    def left() -> float:
+        return max(0.0, started + budget - time.monotonic())
+
     # Every held client is cut (HAProxy's shutdown-sessions once /primary fails on
     # the old VM). Until then it may still reach the old pooler, now on a replica:
     # the same window as VIP:5432's, where a write fails as read-only.
     for conn in held:
-        while True:
+
+        def cut_off(conn: psycopg.Connection = conn) -> bool:
             try:
                 in_recovery = conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]
             except psycopg.Error:
-                break
+                return True
             assert in_recovery, "a held pooler client reached a primary through the old VM's pooler"
-            assert time.monotonic() < deadline, "a pooler client is still on the old primary"
-            time.sleep(0.25)
+            return False
+
+        wait_until(
+            cut_off, left(), interval=0.25, scale=False, error="a pooler client is still on the old primary"
+        )
         conn.close()
     cut = time.monotonic() - started
     # What PgBouncer still holds on the old VM serves nobody: idle, closed after
     # server_idle_timeout; none is in a query or a transaction. (Its PostgreSQL
     # may still be restarting as a replica: asked again until it answers.)
-    busy = None
-    while busy != "0":
+    busy: list[str | None] = [None]
+
+    def none_busy() -> bool:
         try:
-            busy = local_sql(lab, old, APP_BACKENDS + " AND state <> 'idle'")
+            busy[0] = local_sql(lab, old, APP_BACKENDS + " AND state <> 'idle'")
         except subprocess.CalledProcessError:
-            busy = None
-        assert time.monotonic() < deadline, f"{busy} busy app backends on the old primary {old}"
-        time.sleep(0.5)
+            busy[0] = None
+        return busy[0] == "0"
+
+    wait_until(
+        none_busy,
+        left(),
+        scale=False,
+        error=lambda _: f"{busy[0]} busy app backends on the old primary {old}",
+    )
+
     # A new client reaches the new primary through the same VIP:6432.
-    while True:
+    def on_new_primary() -> bool:
         try:
             with pooled(lab) as conn:
                 server, recovery = conn.execute("SELECT inet_server_addr(), pg_is_in_recovery()").fetchone()
-            if (str(server), recovery) == (str(lab.spec.node(new).ip), False):
-                break
         except psycopg.Error:
-            pass
-        assert time.monotonic() < deadline, "no pooler client reached the new primary"
-        time.sleep(0.5)
+            return False
+        return (str(server), recovery) == (str(lab.spec.node(new).ip), False)
+
+    wait_until(on_new_primary, left(), scale=False, error="no pooler client reached the new primary")
     took = time.monotonic() - started
     print(f"\nheld pooler clients cut {cut:.1f} s, new ones on {new} {took:.1f} s after the switchover")
     # No switch back: a switchover to a named standby that host-aware sync tags

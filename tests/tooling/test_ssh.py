@@ -1,4 +1,4 @@
-"""lab/ssh.SshRunner._connect_settled: retry an sshd that is restarting, nothing else."""
+"""lab.machines.SshRunner.connect_settled: retry an sshd that is restarting, nothing else."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ class FlakyRunner(SshRunner):
         self.errors = errors
         self.attempts = 0
 
-    async def _connect(self, target: Any, timeout: float) -> Any:
+    async def connect_once(self, target: Any, timeout: float) -> Any:
         self.attempts += 1
         if self.errors:
             raise self.errors.pop(0)
@@ -26,7 +26,7 @@ class FlakyRunner(SshRunner):
 
 
 def settle(runner: FlakyRunner) -> Any:
-    return asyncio.run(runner._connect_settled(target=None, settle=5.0))
+    return asyncio.run(runner.connect_settled(target=None, settle=5.0))
 
 
 def test_an_sshd_restarting_during_the_handshake_is_retried() -> None:

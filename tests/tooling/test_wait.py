@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
 
-from lab.wait import TIMEOUT_FACTOR_ENV, WaitTimeout, scaled, timeout_factor, wait_until
+from lab.wait import TIMEOUT_FACTOR_ENV, WaitTimeout, scaled, timeout_factor, wait_until, wait_until_async
 
 
 def test_the_factor_defaults_to_one_and_scales_limits(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -58,3 +59,21 @@ def test_the_predicate_is_asked_once_more_at_the_deadline() -> None:
     calls: list[float] = []
     wait_until(lambda: calls.append(time.monotonic()), 0.05, interval=1.0)
     assert len(calls) == 2
+
+
+def test_the_async_twin_scales_and_raises_alike(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(TIMEOUT_FACTOR_ENV, "2")
+    answers = iter([None, None, "up"])
+
+    async def ready() -> str | None:
+        return next(answers)
+
+    assert asyncio.run(wait_until_async(ready, 1.0, interval=0.01)) == "up"
+
+    async def never() -> None:
+        return None
+
+    started = time.monotonic()
+    with pytest.raises(WaitTimeout, match=r"no answer \(waited 0.2 s\)"):
+        asyncio.run(wait_until_async(never, 0.1, interval=0.02, error="no answer"))
+    assert time.monotonic() - started >= 0.2
