@@ -4,6 +4,7 @@ from . import etcdctl, observe
 from .client import TCP_OPTIONS, connect
 from .observe import (
     etcd_health,
+    health_problems,
     is_healthy,
     is_streaming,
     leader,
@@ -37,6 +38,7 @@ __all__ = [
     "ensure_ledger",
     "etcd_health",
     "etcdctl",
+    "health_problems",
     "is_healthy",
     "is_streaming",
     "judge",

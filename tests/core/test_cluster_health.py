@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from lab import observe
+from lab.observation import observe
 from pgha import host_maintenance
 from pgha.files import REPO_DIR
 from pgha.host_maintenance import pgha_host_maintenance
