@@ -48,8 +48,11 @@ VM's user-data; it has no settings, and its path is ``files.INSTALLER_PATH``.
 from __future__ import annotations
 
 import ast
+import functools
 import importlib
 import json
+import sys
+import threading
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -79,10 +82,24 @@ def settings_file(path: str, settings: dict[str, Any], mode: int = 0o644) -> Ren
     return RenderedFile(path, json.dumps(settings, indent=1, sort_keys=True) + "\n", mode=mode)
 
 
+# CPython 3.11's ast module keeps one recursion counter for all threads, so two
+# parses at once can fail with "SystemError: AST constructor recursion depth
+# mismatch" (python/cpython gh-106905); under Pulumi, steps render from more than
+# one thread. Parse each program once, one parse at a time.
+_PARSE_LOCK = threading.Lock()
+
+
 def library_modules(module: ModuleType) -> list[ModuleType]:
     """The modules of the shared library a program imports, as its source says (sorted by name)."""
+    with _PARSE_LOCK:
+        names = _library_names(module.__name__)
+    return [importlib.import_module(f"{LIBRARY_PACKAGE}.{name}") for name in names]
+
+
+@functools.cache
+def _library_names(module_name: str) -> tuple[str, ...]:
     names = set()
-    for node in ast.walk(ast.parse(source(module))):
+    for node in ast.walk(ast.parse(source(sys.modules[module_name]))):
         if isinstance(node, ast.ImportFrom) and node.module == LIBRARY_PACKAGE:
             names |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith(LIBRARY_PACKAGE + "."):
@@ -90,7 +107,7 @@ def library_modules(module: ModuleType) -> list[ModuleType]:
         elif isinstance(node, ast.Import):
             prefix = LIBRARY_PACKAGE + "."
             names |= {a.name.removeprefix(prefix) for a in node.names if a.name.startswith(prefix)}
-    return [importlib.import_module(f"{LIBRARY_PACKAGE}.{name}") for name in sorted(names)]
+    return tuple(sorted(names))
 
 
 def library_path(library: ModuleType) -> str:
