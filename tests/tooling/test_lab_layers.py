@@ -4,43 +4,14 @@ TYPE_CHECKING count too). The order is declared once, ``lab.LAYERS``."""
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
 import pytest
 
 import lab
+from tests.import_graph import cycles, imports_of
 
 LAB_ROOT = Path(lab.__file__).parent
-
-
-def module_name(root: Path, path: Path) -> str:
-    """``lab.observation.observe`` for lab/observation/observe.py; a package is its ``__init__``."""
-    parts = [root.name, *path.relative_to(root).with_suffix("").parts]
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-
-
-def imports_of(root: Path) -> dict[str, set[str]]:
-    """Each lab module and the lab modules it imports, wherever in the file the import is."""
-    paths = {module_name(root, p): p for p in sorted(root.rglob("*.py"))}
-    graph: dict[str, set[str]] = {}
-    for name, path in paths.items():
-        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-        targets: set[str] = set()
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            if isinstance(node, ast.Import):
-                targets |= {alias.name for alias in node.names}
-            elif isinstance(node, ast.ImportFrom):
-                if node.level:
-                    base = package.split(".")[: len(package.split(".")) - (node.level - 1)]
-                    origin = ".".join([*base, *([node.module] if node.module else [])])
-                else:
-                    origin = node.module or ""
-                for alias in node.names:
-                    submodule = f"{origin}.{alias.name}"
-                    targets.add(submodule if submodule in paths else origin)
-        graph[name] = {t for t in targets if t in paths and t != name}
-    return graph
 
 
 def layer_of(module: str) -> str | None:
@@ -66,54 +37,6 @@ def upward_imports(graph: dict[str, set[str]], layers: tuple[str, ...]) -> list[
             if wanted is not None and rank.get(wanted, len(layers)) > rank[source]:
                 problems.append(f"{module} ({source}) imports {target} ({wanted}), a higher layer")
     return problems
-
-
-def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
-    """One circle per strongly connected group of modules (Tarjan), as a path back to its start."""
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    stack: list[str] = []
-    groups: list[list[str]] = []
-
-    def visit(module: str) -> None:
-        index[module] = low[module] = len(index)
-        stack.append(module)
-        for target in sorted(graph.get(module, ())):
-            if target not in index:
-                visit(target)
-                low[module] = min(low[module], low[target])
-            elif target in stack:
-                low[module] = min(low[module], index[target])
-        if low[module] == index[module]:
-            group = []
-            while True:
-                member = stack.pop()
-                group.append(member)
-                if member == module:
-                    break
-            if len(group) > 1:
-                groups.append(_circle(graph, sorted(group)))
-
-    for module in sorted(graph):
-        if module not in index:
-            visit(module)
-    return groups
-
-
-def _circle(graph: dict[str, set[str]], group: list[str]) -> list[str]:
-    """A path from the group's first module back to itself, inside the group."""
-    members, start = set(group), group[0]
-    paths = {start: [start]}
-    frontier = [start]
-    while frontier:
-        module = frontier.pop(0)
-        for target in sorted(graph[module] & members):
-            if target == start:
-                return [*paths[module], start]
-            if target not in paths:
-                paths[target] = [*paths[module], target]
-                frontier.append(target)
-    return group
 
 
 def test_layers_only_import_downward() -> None:
