@@ -15,9 +15,7 @@ import pulumi
 from pulumi.runtime import config as runtime_config
 
 from components.cluster import PghaCluster, PghaClusterArgs
-from components.secrets import CIPHER_PASSPHRASE_KEY
 from pgha.config import NAMESPACE, ConfigError, load_spec
-from pgha.spec import ClusterSpec
 
 
 def namespace_config(namespace: str) -> dict[str, Any]:
@@ -48,37 +46,18 @@ def is_secret_config(key: str) -> bool:
     return runtime_config.is_config_secret(key) or key in runtime_config.get_config_secret_keys_env()
 
 
-def plaintext_secrets(spec: ClusterSpec) -> list[str]:
-    """Secret values the stack file holds in clear: refused, so they never sit in Git unencrypted."""
-    problems = []
-    jump = spec.ssh.jump_host
-    if jump and jump.private_key and not is_secret_config(f"{NAMESPACE}:ssh"):
-        problems.append(
-            f"{NAMESPACE}:ssh.jumpHost.privateKey: is stored in clear text; set it with "
-            f"pulumi config set --secret --path '{NAMESPACE}:ssh.jumpHost.privateKey' < KEYFILE"
-        )
-    cipher = f"{NAMESPACE}:{CIPHER_PASSPHRASE_KEY}"
-    if runtime_config.get_config(cipher) is not None and not is_secret_config(cipher):
-        problems.append(
-            f"{cipher}: is stored in clear text; set it with "
-            f"pulumi stack output --show-secrets backupCipherPassphrase --stack OLD | "
-            f"pulumi config set --secret {cipher}"
-        )
-    return problems
-
-
 def main() -> None:
     stack = pulumi.get_stack()
+    config = namespace_config(NAMESPACE)
+    # What the stack keeps encrypted: load_spec refuses a secret key held in clear text.
+    encrypted = [key for key in config if is_secret_config(f"{NAMESPACE}:{key}")]
     try:
-        spec = load_spec(namespace_config(NAMESPACE), stack)
-        problems = plaintext_secrets(spec)
+        spec = load_spec(config, stack, encrypted)
     except ConfigError as error:
-        problems = error.problems
-    if problems:
-        for problem in problems:
+        for problem in error.problems:
             pulumi.log.error(problem)
         raise pulumi.RunError(
-            f"invalid stack config for {stack}: {len(problems)} problem(s) under "
+            f"invalid stack config for {stack}: {len(error.problems)} problem(s) under "
             f"'{NAMESPACE}:', listed above; nothing was created"
         ) from None
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections import Counter
+from collections.abc import Collection
 from ipaddress import IPv4Network, ip_network
 from typing import Any, Literal
 
@@ -73,14 +74,36 @@ _SSH_KEY = re.compile(
 )
 # Accounts the packages or the system own: the deploy user gets passwordless
 # sudo, so it must never be one of them (``postgres`` with sudo is root).
+# Debian 13's base-passwd, the cloud image's packages (dhcpcd, chrony,
+# polkit, tpm2, uuid), the services pgha installs and the accounts pgha
+# makes; ``systemd-*`` and ``_*`` (``_apt``, ``_chrony``, ...) by prefix.
 RESERVED_USERS = frozenset(
     {
         "root", "daemon", "bin", "sys", "sync", "games", "man", "lp", "mail", "news", "uucp",
         "proxy", "www-data", "backup", "list", "irc", "gnats", "nobody", "sshd", "messagebus",
-        "postgres", "etcd", "haproxy", "keepalived", "keepalived-script", "pgbackrest",
-        "prometheus", "polkitd", "tss", "admin", "sudo", "debian", "ssl-cert",
+        "postgres", "etcd", "haproxy", "keepalived", "keepalived-script", "keepalived_script",
+        "pgbackrest", "pgbouncer", "patroni", "prometheus", "polkitd", "tss", "dhcpcd", "uuidd",
+        "chrony", "ntp", "ntpsec", "tcpdump", "dnsmasq", "statd", "avahi", "usbmux", "rpc",
+        "admin", "sudo", "debian", "ssl-cert", "nogroup", "operator", "staff", "users",
     }
 )  # fmt: skip
+# Host names a VM may not take: /etc/hosts gives them to loopback and
+# multicast on every Debian machine, so a peer by that name is this machine.
+RESERVED_HOSTNAMES = frozenset(
+    {"localhost", "ip6-localhost", "ip6-loopback", "ip6-localnet", "ip6-mcastprefix"}
+    | {"ip6-allnodes", "ip6-allrouters", "ip6-allhosts"}
+)
+# Where a local backup repository may live (``backup.path`` with repository
+# host or path): root makes it postgres's own, so a system directory there
+# would let postgres replace what root runs. ``/var/lib/pgbackrest`` (the
+# package's own) itself or below; the others only strictly below.
+BACKUP_OWN_ROOT = "/var/lib/pgbackrest"
+BACKUP_PARENT_ROOTS = ("/srv", "/mnt", "/data", "/var/backups")
+# Keys whose values are secrets: a stack file must hold them encrypted
+# (``pulumi config set --secret``), never in clear text in Git.
+SECRET_KEYS = ("backupCipherPassphrase", "backupS3Key", "backupS3KeySecret", "rolePasswords")
+# What the offline tools read in place of an encrypted value (pgha.stackfile).
+ENCRYPTED_STAND_IN = "PULUMI-SECRET("
 # Upper bounds: etcd's write latency grows with its voters and its maintainers
 # advise at most 7; PostgreSQL VMs beyond 9 only add synchronous standbys to wait for.
 MAX_ETCD_MEMBERS = 7
@@ -238,6 +261,11 @@ def _read_nodes(reader: Reader, config: dict[str, Any], cidr: IPv4Network | None
         if repository is not None:
             everyone.append(repository)
             labels.append("backup.repositoryVm")
+    for node, label in zip(everyone, labels, strict=True):
+        if node.name in RESERVED_HOSTNAMES:
+            reader.problem(
+                f"{label}.name", f"{node.name!r} is a name /etc/hosts gives to this machine or to multicast"
+            )
     for attr in ("name", "ip", "vm_id"):
         counts = Counter(getattr(n, attr) for n in everyone if getattr(n, attr) is not None)
         for node, label in zip(everyone, labels, strict=True):
@@ -367,9 +395,33 @@ def _read_backup(reader: Reader, raw: Any, config: dict[str, Any]) -> BackupSpec
                 reader.problem(
                     key, f"is required with repository s3: pulumi config set --secret pgha:{key} ..."
                 )
+    if kind in ("host", "path") and "path" in data and not reader.failed("backup.path"):
+        _check_backup_path(reader, values["path"])
+    elif kind == "s3" and not reader.failed("backup.path") and _dot_segment(values.get("path", "")):
+        reader.problem("backup.path", f"{values['path']!r} has a '.' or '..' segment")
     if reader.failed("backup"):
         return None
     return BackupSpec(**values)
+
+
+def _dot_segment(path: str) -> bool:
+    return any(part in (".", "..") for part in path.split("/"))
+
+
+def _check_backup_path(reader: Reader, path: str) -> None:
+    """A local repository directory: root makes it postgres's, so only under the allowed roots."""
+    if _dot_segment(path):
+        reader.problem("backup.path", f"{path!r} has a '.' or '..' segment: give the directory itself")
+        return
+    path = path.rstrip("/") or "/"
+    own = path == BACKUP_OWN_ROOT or path.startswith(f"{BACKUP_OWN_ROOT}/")
+    if not own and not any(path.startswith(f"{root}/") for root in BACKUP_PARENT_ROOTS):
+        allowed = ", ".join(f"{root}/..." for root in BACKUP_PARENT_ROOTS)
+        reader.problem(
+            "backup.path",
+            f"{path!r} is not {BACKUP_OWN_ROOT} (or below it) nor below {allowed}: root makes it "
+            "postgres's own, so it must never be a system directory",
+        )
 
 
 def _read_restore(reader: Reader, raw: Any, backup_given: bool) -> RestoreSpec | None:
@@ -475,6 +527,27 @@ def _read_allow_from(reader: Reader, raw: Any) -> tuple[IPv4Network, ...]:
     return tuple(networks)
 
 
+def _check_encrypted(reader: Reader, config: dict[str, Any], encrypted: set[str]) -> None:
+    """Secrets held in clear text in the stack file: refused, so they never sit in Git unencrypted."""
+    commands = {
+        "backupCipherPassphrase": "pulumi stack output --show-secrets backupCipherPassphrase --stack OLD | "
+        f"pulumi config set --secret {NAMESPACE}:backupCipherPassphrase",
+        "rolePasswords": f"pulumi config set --secret --path '{NAMESPACE}:rolePasswords.ROLE' PASSWORD",
+    }
+    for key in SECRET_KEYS:
+        if config.get(key) is not None and key not in encrypted:
+            command = commands.get(key, f"pulumi config set --secret {NAMESPACE}:{key} VALUE")
+            reader.problem(key, f"is stored in clear text; set it with {command}")
+    ssh = config.get("ssh")
+    jump = ssh.get("jumpHost") if isinstance(ssh, dict) else None
+    if isinstance(jump, dict) and jump.get("privateKey") and "ssh" not in encrypted:
+        reader.problem(
+            "ssh.jumpHost.privateKey",
+            f"is stored in clear text; set it with "
+            f"pulumi config set --secret --path '{NAMESPACE}:ssh.jumpHost.privateKey' < KEYFILE",
+        )
+
+
 def _check_tls(reader: Reader, tls: TlsSpec) -> None:
     if tls.ca_validity_days <= tls.cert_validity_days:
         reader.problem(
@@ -484,16 +557,22 @@ def _check_tls(reader: Reader, tls: TlsSpec) -> None:
         )
 
 
-def load_spec(config: dict[str, Any], stack: str) -> ClusterSpec:
-    """Validate the ``pgha:`` namespace (keys without prefix) and build the spec."""
+def load_spec(config: dict[str, Any], stack: str, encrypted: Collection[str] | None = None) -> ClusterSpec:
+    """Validate the ``pgha:`` namespace (keys without prefix) and build the spec.
+
+    ``encrypted`` are the top-level keys the stack keeps encrypted (``--secret``),
+    as the caller reads them from the engine or the stack file: a secret key
+    outside it is refused. None: the caller holds no stack (a test, a lab
+    variant of a stack already checked), so nothing is known to be clear text.
+    """
     reader = Reader()
     config = {k.removeprefix(f"{NAMESPACE}:"): v for k, v in config.items()}
+    if encrypted is not None:
+        _check_encrypted(reader, config, {k.removeprefix(f"{NAMESPACE}:") for k in encrypted})
     # Before anything reads a value: no string anywhere, secrets included, may
     # carry a control character into a config line or a script.
     for key, value in _without_jump_host_key(config).items():
-        reader.control_characters(
-            value, key, secret=key in (*SUPPLIED.values(), "rolePasswords", "backupCipherPassphrase")
-        )
+        reader.control_characters(value, key, secret=key in (*SUPPLIED.values(), *SECRET_KEYS))
     for unknown in sorted(set(config) - set(KNOWN_KEYS)):
         reader.problem(unknown, f"unknown key (known: {', '.join(KNOWN_KEYS)})")
 
@@ -613,9 +692,23 @@ def load_spec(config: dict[str, Any], stack: str) -> ClusterSpec:
 # pg_hba and connection URLs.
 _SQL_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 _EXTENSION = re.compile(r"[a-z_][a-z0-9_-]{0,62}")
-# pgha's own roles, pg_hba keywords and names PostgreSQL reserves or treats specially.
+# The extensions a database may get: those PostgreSQL 17 marks ``trusted``
+# in their control files and Debian's postgresql-17 ships, i.e. what its owner
+# could create without a superuser. pgha creates them as the superuser, so
+# anything else (untrusted languages, file or network access, server-wide
+# statistics) would hand the application role a superuser's reach.
+TRUSTED_EXTENSIONS = frozenset(
+    {
+        "btree_gin", "btree_gist", "citext", "cube", "dict_int", "fuzzystrmatch", "hstore",
+        "intarray", "isn", "lo", "ltree", "pg_trgm", "pgcrypto", "plpgsql", "seg", "tablefunc",
+        "tcn", "tsm_system_rows", "tsm_system_time", "unaccent", "uuid-ossp",
+    }
+)  # fmt: skip
+# pgha's own roles (the superuser, replication, pg_rewind, the metrics
+# exporter's; pgha_verify and pgha_pooler by their prefix), pg_hba keywords
+# and names PostgreSQL reserves or treats specially.
 RESERVED_ROLES = frozenset(
-    {"postgres", "replicator", "rewind_user", "public", "all", "replication", "none"}
+    {"postgres", "replicator", "rewind_user", "prometheus", "public", "all", "replication", "none"}
     | {"samerole", "samegroup", "sameuser", "current_user", "current_role", "session_user"}
 )
 RESERVED_DATABASES = frozenset({"postgres", "all", "replication", "samerole", "samegroup", "sameuser"})
@@ -711,6 +804,11 @@ def _read_database(reader: Reader, raw: Any, key: str) -> DatabaseSpec | None:
     for i, ext in enumerate(_list(reader, data.get("extensions"), f"{key}.extensions")):
         if not isinstance(ext, str) or not _EXTENSION.fullmatch(ext):
             reader.problem(f"{key}.extensions[{i}]", f"{ext!r} is not an extension name")
+        elif ext not in TRUSTED_EXTENSIONS:
+            reader.problem(
+                f"{key}.extensions[{i}]",
+                f"{ext!r} is not a trusted extension; allowed: {', '.join(sorted(TRUSTED_EXTENSIONS))}",
+            )
         else:
             extensions.append(ext)
     if name is None or owner is None:
@@ -885,6 +983,8 @@ def _check_jump_host_key(reader: Reader, ssh: SshSpec | None) -> None:
     jump = ssh.jump_host if ssh else None
     if jump is None or jump.private_key is None:
         return
+    if jump.private_key.startswith(ENCRYPTED_STAND_IN):
+        return  # encrypted in the stack file: the offline tools cannot read it (pgha.stackfile)
     if not _PRIVATE_KEY.match(jump.private_key.strip() + "\n"):
         # Never echo the value: it is (or should have been) a secret.
         reader.problem(

@@ -373,11 +373,21 @@ class TlsSpec:
         365,
         doc="lifetime of a VM certificate; one within `min(30, certValidityDays/3)` days of its end is "
         "re-issued by `pulumi up --refresh`",
-        min=1,
-        message="{value} must be at least 1 day",
+        # At least 30 days, so the renewal window (a third of it, at most 30 days)
+        # spans at least ten days of deployments; at most 825, the longest the
+        # CA/Browser Forum ever allowed a TLS certificate.
+        min=30,
+        max=825,
+        message="{value} days is outside {minimum}-{maximum}",
     )
     ca_validity_days: int = setting(
-        3650, doc="lifetime of the CA", range_doc="more than `tls.certValidityDays`"
+        3650,
+        doc="lifetime of the CA; replacing it means re-trusting it everywhere, so a year at least, "
+        "and at most twenty years",
+        min=365,
+        max=7300,
+        message="{value} days is outside {minimum}-{maximum}",
+        range_doc="365-7300, more than `tls.certValidityDays`",
     )
 
     @property
@@ -517,6 +527,9 @@ class BackupSpec:
         "for `s3`, the prefix in the bucket",
         pattern=ABSOLUTE_PATH,
         what="an absolute path of letters, digits, '.', '_', '-' and '/'",
+        range_doc="an absolute path without `.` or `..` segments; for `host` and `path`, "
+        "`/var/lib/pgbackrest` or below it, or strictly below `/srv`, `/mnt`, `/data` or `/var/backups` "
+        "(root makes it postgres's own: never a system directory)",
     )
     s3_bucket: str | None = setting(
         None,
@@ -614,7 +627,14 @@ class DatabaseSpec:
         range_doc="lowercase SQL name",
     )
     extensions: tuple[str, ...] = setting(
-        (), doc="extensions created in it", custom=True, type_doc="list of extension names"
+        (),
+        doc="extensions created in it, by the superuser: only those PostgreSQL marks trusted "
+        "(see [applications.md](applications.md))",
+        custom=True,
+        type_doc="list of extension names",
+        range_doc="trusted ones: btree_gin, btree_gist, citext, cube, dict_int, fuzzystrmatch, hstore, "
+        "intarray, isn, lo, ltree, pg_trgm, pgcrypto, plpgsql, seg, tablefunc, tcn, tsm_system_rows, "
+        "tsm_system_time, unaccent, uuid-ossp",
     )
     state: Literal["present", "absent"] = setting("present", doc="`absent` drops the database", custom=True)
 

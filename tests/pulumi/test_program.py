@@ -423,7 +423,7 @@ def test_applications_get_a_password_each_generated_or_given():
     ]
     given = "Given-wiki-password-0123456789"
     config["pgha:rolePasswords"] = {"wiki": given}
-    run = run_program(config)
+    run = run_program(config, secret_keys=["pgha:rolePasswords"])
     assert run.error is None, run.errors
     passwords = {r.name: unwrap(r.inputs) for r in run.of_type(PASSWORD) if r.name.startswith("pgha-role-")}
     # No password for a role that cannot log in.
