@@ -30,6 +30,7 @@ from .spec import (
     ETHERNET_MTU,
     IMAGE_POSTGRES_VERSIONS,
     STACK_ONLY_KEYS,
+    TRUSTED_EXTENSIONS,
     VXLAN_OVERHEAD,
     BackupSpec,
     ClientsSpec,
@@ -692,18 +693,6 @@ def load_spec(config: dict[str, Any], stack: str, encrypted: Collection[str] | N
 # pg_hba and connection URLs.
 _SQL_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 _EXTENSION = re.compile(r"[a-z_][a-z0-9_-]{0,62}")
-# The extensions a database may get: those PostgreSQL 17 marks ``trusted``
-# in their control files and Debian's postgresql-17 ships, i.e. what its owner
-# could create without a superuser. pgha creates them as the superuser, so
-# anything else (untrusted languages, file or network access, server-wide
-# statistics) would hand the application role a superuser's reach.
-TRUSTED_EXTENSIONS = frozenset(
-    {
-        "btree_gin", "btree_gist", "citext", "cube", "dict_int", "fuzzystrmatch", "hstore",
-        "intarray", "isn", "lo", "ltree", "pg_trgm", "pgcrypto", "plpgsql", "seg", "tablefunc",
-        "tcn", "tsm_system_rows", "tsm_system_time", "unaccent", "uuid-ossp",
-    }
-)  # fmt: skip
 # pgha's own roles (the superuser, replication, pg_rewind, the metrics
 # exporter's; pgha_verify and pgha_pooler by their prefix), pg_hba keywords
 # and names PostgreSQL reserves or treats specially.

@@ -35,6 +35,18 @@ DEBIAN_13_CLOUD_IMAGE_SHA512 = (
     "d76122c87c940d1ab9334f4307c98c01dc42f0b49a20cddf278d59b92d34ab63"
     "d05ac1f40dffda3d2d32e381f097706eee6ccbf79a596bfb2cbb3d83c635ae35"
 )
+# The extensions a database may get: those PostgreSQL 17 marks ``trusted``
+# in their control files and Debian's postgresql-17 ships, i.e. what its owner
+# could create without a superuser. pgha creates them as the superuser, so
+# anything else (untrusted languages, file or network access, server-wide
+# statistics) would hand the application role a superuser's reach.
+TRUSTED_EXTENSIONS = frozenset(
+    {
+        "btree_gin", "btree_gist", "citext", "cube", "dict_int", "fuzzystrmatch", "hstore",
+        "intarray", "isn", "lo", "ltree", "pg_trgm", "pgcrypto", "plpgsql", "seg", "tablefunc",
+        "tcn", "tsm_system_rows", "tsm_system_time", "unaccent", "uuid-ossp",
+    }
+)  # fmt: skip
 # A VXLAN zone wraps each frame in 50 bytes (outer Ethernet, IP, UDP, VXLAN headers).
 VXLAN_OVERHEAD = 50
 ETHERNET_MTU = 1500
@@ -632,9 +644,7 @@ class DatabaseSpec:
         "(see [applications.md](applications.md))",
         custom=True,
         type_doc="list of extension names",
-        range_doc="trusted ones: btree_gin, btree_gist, citext, cube, dict_int, fuzzystrmatch, hstore, "
-        "intarray, isn, lo, ltree, pg_trgm, pgcrypto, plpgsql, seg, tablefunc, tcn, tsm_system_rows, "
-        "tsm_system_time, unaccent, uuid-ossp",
+        range_doc="trusted ones: " + ", ".join(sorted(TRUSTED_EXTENSIONS)),
     )
     state: Literal["present", "absent"] = setting("present", doc="`absent` drops the database", custom=True)
 

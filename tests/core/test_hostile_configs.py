@@ -15,6 +15,7 @@ import yaml
 
 from pgha.config import ConfigError, load_spec
 from pgha.files import REPO_DIR
+from pgha.spec import TRUSTED_EXTENSIONS
 from pgha.stackfile import load_stack, read_stack
 
 STACKS = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in REPO_DIR.glob("Pulumi.*.yaml"))
@@ -153,8 +154,6 @@ def test_trusted_extensions_load(dev_config):
 
 
 def test_docs_name_the_trusted_extensions():
-    from pgha.config import TRUSTED_EXTENSIONS
-
     text = (REPO_DIR / "docs" / "applications.md").read_text()
     assert all(f"`{name}`" in text for name in TRUSTED_EXTENSIONS)
 

@@ -739,3 +739,23 @@ def test_without_the_pooler_no_pooler_string_and_no_pooler_step():
     assert not [c for c in run.of_type(COMMAND) if c.name.endswith("-pooler")]
     # The auth_query login's password is generated anyway, like every cluster secret.
     assert any(name.endswith("pooler-password") for name in run.mocks.passwords)
+
+
+def test_role_passwords_and_s3_keys_in_clear_text_are_refused():
+    """pulumi preview refuses them like the offline renderer: load_spec hears what the stack encrypts."""
+    config = stack_file_config()
+    config["pgha:databases"] = [{"name": "wiki", "owner": "wiki"}]
+    config["pgha:rolePasswords"] = {"wiki": "Given-wiki-password-0123456789"}
+    config["pgha:backup"] = {
+        "repository": "s3",
+        "s3Bucket": "pgha-backups",
+        "s3Endpoint": "s3.example.net",
+        "s3Region": "eu-west-1",
+    }
+    config["pgha:backupS3Key"] = "AKIAEXAMPLE"
+    config["pgha:backupS3KeySecret"] = "s3-secret-example"
+    run = run_program(config, secret_keys=["pgha:backupS3Key"])
+    assert run.error is not None
+    clear = sorted(e.split(":")[1] for e in run.errors if "is stored in clear text" in e)
+    assert clear == ["backupS3KeySecret", "rolePasswords"], run.errors
+    assert not any("Given-wiki-password" in e or "s3-secret-example" in e for e in run.errors)
