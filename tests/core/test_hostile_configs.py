@@ -115,15 +115,24 @@ def test_renderer_exits_2_on_a_clear_text_role_password(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_renderer_reads_encrypted_values_as_stand_ins(tmp_path):
+@pytest.mark.parametrize(
+    ("passwords", "read_as"),
+    [
+        ({"app": {"secure": "v1:AAAA"}}, {"app": "PULUMI-SECRET(rolePasswords.app)"}),  # set with --path
+        ({"secure": "v1:AAAA"}, {}),  # the whole object encrypted: unreadable offline
+    ],
+)
+def test_renderer_reads_encrypted_values_as_stand_ins(tmp_path, passwords, read_as):
     def encrypted(config):
-        config["pgha:rolePasswords"] = {"app": {"secure": "v1:AAAA"}}
+        config["pgha:rolePasswords"] = passwords
         config["pgha:backupCipherPassphrase"] = {"secure": "v1:BBBB"}
+        config["pgha:ssh"]["jumpHost"] = {"host": "bastion.example.net", "user": "ops"}
+        config["pgha:ssh"]["jumpHost"]["privateKey"] = {"secure": "v1:CCCC"}
 
     root = write_stack(tmp_path, encrypted)
     config, keys = read_stack("bad", root)
-    assert keys == {"rolePasswords", "backupCipherPassphrase"}
-    assert config["rolePasswords"] == {"app": "PULUMI-SECRET(rolePasswords.app)"}
+    assert keys == {"rolePasswords", "backupCipherPassphrase", "ssh"}
+    assert config["rolePasswords"] == read_as
     result = render_bad(root)
     assert result.returncode == 0, result.stderr
 
