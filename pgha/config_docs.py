@@ -34,29 +34,18 @@ INTRO = f"""# Configuration reference (`pgha:` namespace)
 <!-- Generated from the declarations in pgha/spec.py by `{COMMAND}`:
      edit those (or the template in pgha/config_docs.py), not this page. -->
 
-The stack config of `Pulumi.<stack>.yaml`. A minimal example is on the
-[front page](../README.md#essential-configuration), a complete one in
-`Pulumi.dev.yaml`. How a change reaches a running cluster:
-[Changing configuration](operations.md#changing-configuration).
+The stack config of `Pulumi.<stack>.yaml`; a complete example is `Pulumi.dev.yaml`. How a change reaches a
+running cluster: [Changing configuration](operations.md#changing-configuration).
 
-Required: `vip`, `network` (`cidr` and `bridge` or `sdn`), `vms`,
-`ssh.authorizedKeys`. Everything else has a default. Each table below lists
-every key of one section: its type, its default, the values it admits
-(checked before anything is created) and what it means. Rules that relate
-keys to each other are in the meaning column (e.g. `patroni.ttl` against
-`loopWait` and `retryTimeout`, the VIP inside `network.cidr`).
+Required: `vip`, `network` (`cidr` and `bridge` or `sdn`), `vms`, `ssh.authorizedKeys`. Everything else has a
+default. Rules that relate keys to each other are in the meaning column.
 """
 
 OUTRO = """## How problems are reported
 
-Every rule is checked before anything is created; a bad stack fails `pulumi
-preview` (and the render command, with exit code 2) with one line per problem,
-naming the key and the value, e.g.
-`pgha:vms[1].ip: 10.0.1.3 is outside pgha:network.cidr 10.0.0.0/24`.
-
-The same validation runs offline: `venv/bin/python -m pgha.render --stack S
---out DIR` prints the problems and exits 2, or renders every file and step
-(see [architecture.md](architecture.md#render-offline)).
+Every rule is checked before anything is created: a bad stack fails `pulumi preview` (and
+`venv/bin/python -m pgha.render --stack S --out DIR`, exit code 2) with one line per problem,
+naming the key and the value, e.g. `pgha:vms[1].ip: 10.0.1.3 is outside pgha:network.cidr 10.0.0.0/24`.
 """
 
 HEADER = "| key | type | default | values | meaning |\n|---|---|---|---|---|\n"

@@ -3,7 +3,7 @@
 Every service package (``pgha/<service>/__init__.py``) ends with one
 ``SERVICE = Service(...)``; :func:`discover` finds them by walking the ``pgha``
 package's subpackages, so adding a service is one folder plus its step names in
-:data:`pgha.plan.ORDER` (docs/architecture.md, "Add a service"). Nothing here
+:data:`pgha.plan.ORDER` (dev/architecture.md, "Add a service"). Nothing here
 imports a service: the records point at their own functions.
 """
 

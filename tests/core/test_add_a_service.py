@@ -1,4 +1,4 @@
-"""docs/architecture.md's "Add a service", checked: one folder plus one line in the order.
+"""dev/architecture.md's "Add a service", checked: one folder plus one line in the order.
 
 The toy exporter (tests/services/toy_exporter/) exists only here. Found where
 records are looked for and named in ORDER (the two monkeypatches below, what a

@@ -1,1 +1,1 @@
-"""Services that exist only in the tests: the "Add a service" guide (docs/architecture.md), checked."""
+"""Services that exist only in the tests: the "Add a service" guide (dev/architecture.md), checked."""

@@ -1,4 +1,4 @@
-"""A toy exporter: the whole of a new service, as docs/architecture.md's "Add a service" shows it.
+"""A toy exporter: the whole of a new service, as dev/architecture.md's "Add a service" shows it.
 
 One folder: a step that installs its package and its settings, and a metrics
 source that HAProxy's monitoring port serves and Prometheus scrapes. Plus one
