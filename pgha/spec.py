@@ -270,10 +270,8 @@ class PatroniSpec:
     # for why) or v3 (leases), for the comparison in docs/ha-durability.md.
     etcd_api: Literal["v2", "v3"] = setting(
         "v2",
-        doc="the etcd API of Patroni's DCS: `v2` (TTL keys, the tested default) or `v3` (leases); see "
-        "[ha-durability.md](ha-durability.md#etcds-v2-api-and-the-way-off-it) for why v2 and the measured "
-        "comparison. `v3` also drops etcd's client name check (etcd-io/etcd#15755), so any certificate of "
-        "the cluster's CA reaches etcd: not for production",
+        doc="the etcd API of Patroni's DCS: `v2` (TTL keys, the tested default) or `v3` (leases, not for "
+        "production; see [ha-durability.md](ha-durability.md#etcds-v2-api-and-the-way-off-it))",
     )
     # Seconds the leader keeps the replication slot of a member whose key is
     # gone (Patroni 4's member_slots_ttl, its default): a crashed replica
@@ -281,9 +279,8 @@ class PatroniSpec:
     # only then. 0 drops slots as soon as a member's key expires.
     member_slots_ttl: int = setting(
         1800,
-        doc="seconds the leader keeps the replication slot (and so the WAL) of a member that is gone: a "
-        "crashed VM finds its WAL when it returns; a VM removed by a scale-in loses its slot after this; "
-        "`0` drops it when the member's key expires (ttl)",
+        doc="seconds the leader keeps a gone member's replication slot (and WAL), so a crashed VM finds "
+        "its WAL; `0` drops it when the member's key expires",
         range_doc="`0` or at least `patroni.ttl`",
     )
     watchdog: Literal["off", "automatic", "required"] = setting(
@@ -888,9 +885,8 @@ class ClusterSpec:
     )
     fast_path: FastPathSpec | None = setting(
         None,
-        doc="`{}` for the defaults. While a VM is the primary, the kernel (nftables DNAT) hands VIP:5432 "
-        "connections from the private network, narrowed to `clients.allowFrom`, to its PostgreSQL past "
-        "HAProxy; it fails closed. See [one-hop.md](one-hop.md#the-fast-path-pghafastpath)",
+        doc="`{}` for the defaults: the primary's VM hands VIP:5432 connections from the private network "
+        "to its PostgreSQL past HAProxy (nftables); see [one-hop.md](one-hop.md#the-fast-path-pghafastpath)",
         default_doc="none (HAProxy serves VIP:5432 alone)",
         custom=True,
     )
