@@ -23,6 +23,7 @@ STAGE_PATHS = (
     ("tests/core/", "unit"),
     ("tests/pulumi/", "unit"),
     ("tests/tooling/", "unit"),
+    ("tests/docs/", "unit"),
     ("tests/validators/", "validators"),
     ("tests/lab/test_machine_smoke.py", "smoke"),
     ("tests/lab/", "cluster"),
@@ -31,7 +32,7 @@ STAGE_PATHS = (
 
 # Per-test limit (setup included: the first test of a stack brings its lab up, the first
 # validator or smoke test may build an image), in nominal seconds scaled by
-# $PGHA_TIMEOUT_FACTOR. The longest tests measured: see docs/testing.md.
+# $PGHA_TIMEOUT_FACTOR. The longest tests measured: see dev/testing.md.
 STAGE_TIMEOUTS = {"unit": 120.0, "validators": 1800.0, "smoke": 1800.0, "cluster": 900.0, "ha": 1200.0}
 
 # Set by .ci/run when it runs as root: a lab test that skips is a failure there.
