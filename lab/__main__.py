@@ -89,58 +89,83 @@ def _render_status(status: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lab", description=__doc__.split("\n")[0])
-    parser.add_argument("--stack", default="dev")
-    verbs = parser.add_subparsers(dest="verb", required=True)
-    verbs.add_parser("up")
-    verbs.add_parser("down")
-    status = verbs.add_parser("status")
-    status.add_argument("--json", action="store_true")
-    exec_ = verbs.add_parser("exec")
+def build_parser() -> argparse.ArgumentParser:
+    """Every verb with a one-line help, so ``--help`` is a map; the docs' commands are checked against it."""
+    parser = argparse.ArgumentParser(
+        prog="python -m lab",
+        description=__doc__.split("\n")[0].replace("``", ""),
+        epilog="`python -m lab VERB --help` for a verb's options; docs/lab.md for the whole story.",
+    )
+    parser.add_argument("--stack", default="dev", help="the stack, Pulumi.<stack>.yaml (default: dev)")
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+    verbs.add_parser("up", help="build, boot and seed the machines and run every step")
+    verbs.add_parser(
+        "down",
+        help="stop everything, remove namespace and overlays (refused while another process holds the stack)",
+    )
+    status = verbs.add_parser("status", help="roles, lag, VIP holder, etcd health, backups")
+    status.add_argument("--json", action="store_true", help="the same as JSON")
+    exec_ = verbs.add_parser("exec", help="run CMD inside a machine: exec NODE -- CMD")
     exec_.add_argument("node")
     exec_.add_argument("cmd", nargs=argparse.REMAINDER)
-    run = verbs.add_parser("run")
+    run = verbs.add_parser(
+        "run", help="run CMD inside the lab network, libpq env set to VIP:5432: run -- CMD"
+    )
     run.add_argument("--replica", action="store_true", help="point libpq at port 5433")
     run.add_argument("cmd", nargs=argparse.REMAINDER)
-    psql = verbs.add_parser("psql")
-    psql.add_argument("--replica", action="store_true")
-    for verb in ("kill", "start", "partition", "heal", "freeze", "thaw"):
-        verbs.add_parser(verb).add_argument("node")
-    verbs.add_parser("crash-host").add_argument("host")
-    verbs.add_parser("replace").add_argument("node")
-    verbs.add_parser("switchover").add_argument("--to", metavar="NODE", help="default: the sync standby")
-    take = verbs.add_parser("backup")
+    psql = verbs.add_parser("psql", help="psql on the VIP (read-write port)")
+    psql.add_argument("--replica", action="store_true", help="the read-only port instead")
+    machine_verbs = {
+        "kill": "hard power-off of a machine",
+        "start": "boot a machine again on the same disk",
+        "partition": "cut a machine's private link",
+        "heal": "restore a machine's private link",
+        "freeze": "stop every process of a machine",
+        "thaw": "resume every process of a machine",
+    }
+    for verb, help_text in machine_verbs.items():
+        verbs.add_parser(verb, help=help_text).add_argument("node")
+    verbs.add_parser("crash-host", help="kill every machine of one Proxmox host").add_argument("host")
+    verbs.add_parser("replace", help="destroy a VM's disk and rebuild it (a dead VM replaced)").add_argument(
+        "node"
+    )
+    verbs.add_parser("switchover", help="planned switchover with patronictl, run inside a node").add_argument(
+        "--to", metavar="NODE", help="default: the sync standby"
+    )
+    take = verbs.add_parser("backup", help="one pgBackRest backup, as its timer takes it")
     take.add_argument("--type", default="full", choices=("full", "diff", "incr"))
-    drill = verbs.add_parser("restore-drill")
+    drill = verbs.add_parser("restore-drill", help="restore onto a fresh machine and check it")
     drill.add_argument("--time", help="PITR target, e.g. '2026-11-26 15:04:05+00' (default: latest)")
     drill.add_argument("--sql", help="a query to run on the restored copy")
     drill.add_argument("--keep", action="store_true", help="leave the restore machine running")
-    verbs.add_parser("rolling-update")
-    host_maintenance = verbs.add_parser("host-maintenance")
+    verbs.add_parser("rolling-update", help="rolling package update, one VM at a time (the upgrade steps)")
+    host_maintenance = verbs.add_parser("host-maintenance", help="a Proxmox host's planned maintenance")
     host_maintenance.add_argument("host")
     host_maintenance.add_argument("action", choices=("start", "finish", "status"))
-    verbs.add_parser("disaster-recovery")
-    bench = verbs.add_parser("bench").add_subparsers(dest="bench", required=True)
-    bench_failover = bench.add_parser("failover")
+    verbs.add_parser("disaster-recovery", help="lose every VM but the repository, up again with pgha:restore")
+    bench = verbs.add_parser("bench", help="measurements: failover, vip-follow, vip-only, proxy, pooler")
+    benches = bench.add_subparsers(dest="bench", required=True, metavar="BENCH")
+    bench_failover = benches.add_parser("failover", help="time each failover scenario, end to end")
     bench_failover.add_argument("--runs", type=int, default=3)
     bench_failover.add_argument("--faults", default=",".join(FAILOVER_FAULTS), help="scenario keys")
-    bench_follow = bench.add_parser("vip-follow")
+    bench_follow = benches.add_parser("vip-follow", help="how fast the VIP follows the new primary")
     bench_follow.add_argument("--runs", type=int, default=2)
     bench_follow.add_argument("--faults", default="8,1", help="scenario keys (8: switchover, 1: power-off)")
     bench_follow.add_argument(
         "--ab", action="store_true", help="switchovers alternating primaryWeight 0 and 50 (A B A B)"
     )
-    bench_vip_only = bench.add_parser("vip-only")
+    bench_vip_only = benches.add_parser(
+        "vip-only", help="fault 5b with primaryWeight 0: the VIP holder dies, not the primary"
+    )
     bench_vip_only.add_argument("--runs", type=int, default=5)
-    bench_proxy = bench.add_parser("proxy")
+    bench_proxy = benches.add_parser("proxy", help="VIP:5432 through HAProxy against direct, A B A B")
     bench_proxy.add_argument("--seconds", type=int, default=10, help="per pgbench run")
     bench_proxy.add_argument("--clients", default="1,8", help="client counts, comma-separated")
     bench_proxy.add_argument("--rounds", type=int, default=3, help="A B pairs per client count")
     bench_proxy.add_argument(
         "--primaries", default="", help="comma-separated nodes to switch over to in turn, or 'all'"
     )
-    bench_pooler = bench.add_parser("pooler")
+    bench_pooler = benches.add_parser("pooler", help="VIP:6432 (PgBouncer) against VIP:5432")
     bench_pooler.add_argument("--clients", type=int, default=200)
     bench_pooler.add_argument("--seconds", type=int, default=30, help="per pgbench run")
     bench_pooler.add_argument("--rounds", type=int, default=1, help="pooler/direct pairs per mode")
@@ -148,6 +173,11 @@ def main(argv: list[str] | None = None) -> int:
     for sub in verbs.choices.values():
         # `python -m lab up --stack ops` as well as `python -m lab --stack ops up`.
         sub.add_argument("--stack", default=argparse.SUPPRESS, help="the stack (default: dev)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
 
     try:

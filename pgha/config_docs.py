@@ -27,7 +27,9 @@ from .spec import SECTION_ONLY_KEYS, STACK_ONLY_KEYS, ClusterSpec, Node
 
 PAGE = REPO_DIR / "docs" / "configuration.md"
 COMMAND = "venv/bin/python -m pgha.config_docs --write"
-MACHINE_PREFIXES = "`vms[]`, `witness`, `backup.repositoryVm`"
+# Where a machine goes in a stack: the machine table's keys apply under each.
+MACHINES = ("vms[]", "witness", "backup.repositoryVm")
+MACHINE_PREFIXES = ", ".join(f"`{machine}`" for machine in MACHINES)
 
 INTRO = f"""# Configuration reference (`pgha:` namespace)
 
@@ -182,6 +184,37 @@ def _table(key_prefix: str, cls: type) -> str:
     return HEADER + "".join(rows)
 
 
+def documented_keys() -> dict[str, str]:
+    """Every key a stack may set, as ``config set --path`` spells it (``[]``: a list index), and its type.
+
+    The same walk as :func:`generate`: the docs' commands are checked against it. A
+    machine's keys appear under each place a machine goes (``vms[]``, ``witness``,
+    ``backup.repositoryVm``).
+    """
+    top = {entry.key: entry for entry in keys(ClusterSpec)}
+    stack_only = {key: declared for _, key, declared in STACK_ONLY_KEYS}
+    found: dict[str, str] = {}
+    for key in top_level_keys():
+        if key in stack_only:
+            found[key] = stack_only[key].type_doc or "string"
+            continue
+        entry = top[key]
+        found[key] = type_text(entry.setting, entry.hint)
+        cls = _section_class(entry.hint)
+        if cls is None or cls is Node:
+            continue
+        suffix = "[]" if _element(entry.hint) is not None else ""
+        for _, key_prefix, section in _sections(f"{key}{suffix}", cls):
+            for nested in keys(section):
+                found[f"{key_prefix}{nested.key}"] = type_text(nested.setting, nested.hint)
+            for extra, declared in SECTION_ONLY_KEYS.get(section, ()):
+                found[f"{key_prefix}{extra}"] = declared.type_doc or "string"
+    for machine in MACHINES:
+        for entry in keys(Node):
+            found[f"{machine}.{entry.key}"] = type_text(entry.setting, entry.hint)
+    return found
+
+
 def generate() -> str:
     """The whole page, from the declarations."""
     top = {entry.key: entry for entry in keys(ClusterSpec)}
@@ -209,10 +242,14 @@ def generate() -> str:
     return "".join(parts)
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pgha.config_docs", description=__doc__.split("\n")[0])
     parser.add_argument("--write", action="store_true", help=f"rewrite {PAGE.relative_to(REPO_DIR)}")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     page = generate()
     if args.write:
         Path(PAGE).write_text(page)

@@ -54,11 +54,15 @@ def write_tree(
             (seed_dir / name).write_text(content)
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pgha.render", description=__doc__.split("\n")[0])
     parser.add_argument("--stack", default="dev")
     parser.add_argument("--out", type=Path, required=True)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
         spec = load_stack(args.stack)
     except ConfigError as error:
