@@ -146,6 +146,11 @@ def _read_network(reader: Reader, raw: Any) -> NetworkSpec | None:
         reader.problem("network.dns", f"expected a list of IPv4 addresses, got {dns_raw!r}")
         dns_raw = []
     dns = tuple(a for i, d in enumerate(dns_raw) if (a := reader.ipv4(d, f"network.dns[{i}]")) is not None)
+    if gateway is not None and not dns_raw:
+        # A routed VM without a resolver cannot reach Debian's mirror: its first step would fail late.
+        reader.problem(
+            "network.dns", f"is required with pgha:network.gateway {gateway} (the VMs resolve the mirror)"
+        )
     sdn = _read_sdn(reader, data.get("sdn")) if data.get("sdn") is not None else None
     if sdn is None and not values.get("bridge") and data.get("sdn") is None:
         reader.problem("network", "needs either bridge (an existing Proxmox bridge) or sdn")

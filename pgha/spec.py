@@ -164,7 +164,11 @@ class NetworkSpec:
         None, doc="default route of the VMs (needed to reach a mirror); inside `cidr`", custom=True
     )
     dns: tuple[IPv4Address, ...] = setting(
-        (), doc="resolvers", custom=True, type_doc="list of IPv4 addresses"
+        (),
+        doc="resolvers (the VMs resolve the Debian mirror)",
+        custom=True,
+        type_doc="list of IPv4 addresses",
+        range_doc="required with `gateway`",
     )
     bridge: str | None = setting(None, doc="existing Proxmox bridge on every host (or use `sdn`)")
     vlan: int | None = setting(

@@ -225,3 +225,33 @@ def test_vm_names_of_pgha_machines_cannot_repeat(dev_config):
 def test_restore_stanza_must_match_as_a_whole(dev_config, stanza):
     dev_config["restore"] = {"fromStanza": stanza}
     assert_refused(dev_config, "restore.fromStanza", "is not a stanza name")
+
+
+@pytest.mark.parametrize("dns", [None, []])
+def test_a_gateway_without_dns_is_refused(dev_config, dns):
+    """A routed VM without a resolver cannot reach Debian's mirror: refused before anything exists."""
+    if dns is None:
+        del dev_config["network"]["dns"]
+    else:
+        dev_config["network"]["dns"] = dns
+    assert_refused(dev_config, "network.dns", "is required with pgha:network.gateway 10.0.0.1")
+
+
+def test_dns_without_a_gateway_and_neither_load(dev_config):
+    del dev_config["network"]["gateway"]
+    assert load_spec(dev_config, "dev").network.dns
+    del dev_config["network"]["dns"]
+    assert load_spec(dev_config, "dev").network.gateway is None
+
+
+def test_renderer_exits_2_on_a_gateway_without_dns(tmp_path):
+    def no_dns(config):
+        del config["pgha:network"]["dns"]
+
+    result = render_bad(write_stack(tmp_path, no_dns))
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if "pgha:network.dns" in line]
+    assert lines == [
+        "error: pgha:network.dns: is required with pgha:network.gateway 10.0.0.1 (the VMs resolve the mirror)"
+    ]

@@ -462,6 +462,20 @@ def test_invalid_config_fails_with_every_problem_before_any_resource():
     assert run.exports == {}
 
 
+def test_a_gateway_without_dns_fails_the_preview():
+    """The preview refuses what the offline render refuses, in the same one line."""
+    config = stack_file_config()
+    network = dict(config["pgha:network"])
+    del network["dns"]
+    config["pgha:network"] = network
+    run = run_program(config)
+    assert isinstance(run.error, pulumi.RunError)
+    assert run.errors == [
+        "pgha:network.dns: is required with pgha:network.gateway 10.0.0.1 (the VMs resolve the mirror)"
+    ]
+    assert run.monitor.registrations == {}
+
+
 def test_unknown_keys_are_found_in_the_config_the_cli_passes(monkeypatch: pytest.MonkeyPatch):
     """The CLI hands the whole config over as JSON in PULUMI_CONFIG: typos there are caught too."""
     config = stack_file_config()
