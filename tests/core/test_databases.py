@@ -400,3 +400,29 @@ def load_spec_dev():
     from pgha.stackfile import load_stack
 
     return load_stack("dev")
+
+
+# ---- exported connection strings ----------------------------------------------------
+
+
+def test_connection_strings_detect_a_dead_peer_in_well_under_a_minute(spec):
+    """After the VIP moves, a client must not hang on the old holder's silent end (libpq parses it)."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    owner = spec.databases[0]
+    url = databases.connection_string(spec, owner, "p@ss/w:rd", 5432)
+    parsed = conninfo_to_dict(url)  # libpq's own parser: an unknown or malformed option raises
+    assert parsed["host"] == str(spec.vip) and parsed["port"] == "5432"
+    assert parsed["password"] == "p@ss/w:rd" and parsed["sslmode"] == "verify-full"
+    assert parsed["keepalives"] == "1"
+    idle, interval, count = (int(parsed[f"keepalives_{k}"]) for k in ("idle", "interval", "count"))
+    dead_after = idle + interval * count
+    assert 10 <= dead_after <= 30, dead_after
+    # Unacknowledged data is given up a little after the keepalives would have.
+    assert dead_after * 1000 <= int(parsed["tcp_user_timeout"]) <= 45_000
+    for port in (spec.haproxy.replica_port, 6432):
+        other = conninfo_to_dict(databases.connection_string(spec, owner, "x", port))
+        assert other["port"] == str(port)
+        assert {k: v for k, v in other.items() if k not in ("port", "password")} == {
+            k: v for k, v in parsed.items() if k not in ("port", "password")
+        }

@@ -56,6 +56,8 @@ from tests.pulumi.harness import (
 
 # The dev stack declares no databases: the default application role "app".
 PLACEHOLDERS = ClusterSecrets.placeholders(["app"])
+# The TCP options every exported connection string ends with (pgha.databases).
+TCP = "&keepalives=1&keepalives_idle=10&keepalives_interval=5&keepalives_count=3&tcp_user_timeout=30000"
 
 
 def tls_placeholders(spec: ClusterSpec) -> ClusterTls:
@@ -375,17 +377,17 @@ def test_exports(dev_run: ProgramRun):
     assert exports["replicaPort"] == 5433
     # Never the superuser: the default application database's owner.
     assert exports["primaryConnectionString"] == (
-        f"postgresql://app:{app}@10.0.0.10:5432/app?sslmode=verify-full"
+        f"postgresql://app:{app}@10.0.0.10:5432/app?sslmode=verify-full{TCP}"
     )
     assert exports["replicaConnectionString"] == (
-        f"postgresql://app:{app}@10.0.0.10:5433/app?sslmode=verify-full"
+        f"postgresql://app:{app}@10.0.0.10:5433/app?sslmode=verify-full{TCP}"
     )
     assert exports["databases"] == {
         "app": {
-            "primary": f"postgresql://app:{app}@10.0.0.10:5432/app?sslmode=verify-full",
-            "replica": f"postgresql://app:{app}@10.0.0.10:5433/app?sslmode=verify-full",
+            "primary": f"postgresql://app:{app}@10.0.0.10:5432/app?sslmode=verify-full{TCP}",
+            "replica": f"postgresql://app:{app}@10.0.0.10:5433/app?sslmode=verify-full{TCP}",
             # pgha:pooler: the primary through PgBouncer, inside the same secret output.
-            "pooler": f"postgresql://app:{app}@10.0.0.10:6432/app?sslmode=verify-full",
+            "pooler": f"postgresql://app:{app}@10.0.0.10:6432/app?sslmode=verify-full{TCP}",
         }
     }
     assert dev_run.secret_exports["databases"]
@@ -432,7 +434,7 @@ def test_applications_get_a_password_each_generated_or_given():
     assert passwords["pgha-role-js-app"]["special"] is False
     exports = run.exports
     assert exports["databases"]["wiki"]["primary"] == (
-        f"postgresql://wiki:{given}@10.0.0.10:5432/wiki?sslmode=verify-full"
+        f"postgresql://wiki:{given}@10.0.0.10:5432/wiki?sslmode=verify-full{TCP}"
     )
     assert exports["primaryConnectionString"] == exports["databases"]["wiki"]["primary"]
     # js is owned by a role that cannot log in: no owner's string (its apps use js_app).
