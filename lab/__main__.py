@@ -33,6 +33,7 @@ import sys
 import time
 
 from pgha import ConfigError
+from pgha.topology import failure_domains
 
 from .cluster import Lab, switchover
 from .machines import LabBusy, StepError
@@ -86,6 +87,9 @@ def _render_status(status: dict) -> str:
         f"etcd: {healthy}/{len(etcd)} healthy ({verdict}): "
         + ", ".join(f"{k}={'ok' if v else 'down'}" for k, v in etcd.items())
     )
+    # The same text as the stack output failureDomains: which host's loss the layout survives.
+    for host, consequence in status.get("failureDomains", {}).items():
+        lines.append(f"if {host} is lost: {consequence}")
     return "\n".join(lines)
 
 
@@ -204,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"lab {args.stack} is down")
     elif args.verb == "status":
         view = lab.status()
+        view["failureDomains"] = failure_domains(lab.spec)
         if lab.spec.backup is not None:
             view["backup"] = backups.status(lab)
         print(json.dumps(view, indent=2) if args.json else _render_status(view))
