@@ -12,7 +12,9 @@ it, and that no import circle exists among the lab's modules):
   update), and the operator's commands (switchover);
 - ``faults``: what breaks a running lab, and the harness that measures a fault;
 - ``scenarios``: benches, drills and the other runs made of the layers below;
+- ``pictures``: the docs' pictures, drawn from a stack's spec, the benches'
+  data and a running lab's Prometheus;
 - ``__main__``: the command line (``python -m lab``).
 """
 
-LAYERS = ("wait", "machines", "observation", "cluster", "faults", "scenarios", "__main__")
+LAYERS = ("wait", "machines", "observation", "cluster", "faults", "scenarios", "pictures", "__main__")

@@ -22,6 +22,7 @@ bench failover [--runs N] | bench vip-follow [--faults 8,1]   (scenarios/bench.p
 bench vip-only [--runs N]   fault 5b with primaryWeight 0: the VIP holder dies, not the primary
 bench proxy [--clients 1,8] [--rounds N] [--primaries all]   VIP:5432 against direct, A B A B
 bench pooler [--clients 200] [--seconds 30] [--rounds N]   VIP:6432 (PgBouncer) against VIP:5432
+pictures architecture|timeline [--data F] | pictures prometheus   the docs' pictures (lab/pictures)
 """
 
 from __future__ import annotations
@@ -31,12 +32,15 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from pgha import ConfigError
 from pgha.topology import failure_domains
 
+from . import pictures as pictures_
 from .cluster import Lab, switchover
 from .machines import LabBusy, StepError
+from .pictures import prometheus as prometheus_pictures
 from .scenarios import (
     FAILOVER_FAULTS,
     ab_switchover,
@@ -174,15 +178,41 @@ def build_parser() -> argparse.ArgumentParser:
     bench_pooler.add_argument("--seconds", type=int, default=30, help="per pgbench run")
     bench_pooler.add_argument("--rounds", type=int, default=1, help="pooler/direct pairs per mode")
     bench_pooler.add_argument("--modes", default="-S,-N", help="pgbench modes, comma-separated")
+    pictures = verbs.add_parser("pictures", help="draw the docs' pictures into docs/pictures/")
+    drawn = pictures.add_subparsers(dest="picture", required=True, metavar="PICTURE")
+    drawn.add_parser("architecture", help="the stack's hosts, VMs, services and ports, from its spec")
+    drawn.add_parser(
+        "timeline", help="failover phases, median per fault, from the bench's data"
+    ).add_argument(
+        "--data", type=Path, help="the bench's timelines (default: its committed file, else the sample)"
+    )
+    drawn.add_parser("prometheus", help="screenshots of Prometheus's alerts and a graph (the lab must be up)")
+    pictures.add_argument("--out", type=Path, help="another directory than docs/pictures/")
     for sub in verbs.choices.values():
         # `python -m lab up --stack ops` as well as `python -m lab --stack ops up`.
         sub.add_argument("--stack", default=argparse.SUPPRESS, help="the stack (default: dev)")
     return parser
 
 
+def _draw(picture: str, stack: str, out_dir: Path, data: Path | None) -> int:
+    """The SVG pictures: no lab needed, only the stack's config or the bench's data."""
+    if picture == "architecture":
+        out, text = out_dir / pictures_.ARCHITECTURE_SVG.name, pictures_.draw_architecture(stack)
+    else:
+        out, text = out_dir / pictures_.TIMELINE_SVG.name, pictures_.draw_timeline(data)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    print(f"wrote {out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.verb == "pictures" and args.picture != "prometheus":
+        return _draw(
+            args.picture, args.stack, args.out or pictures_.PICTURES_DIR, getattr(args, "data", None)
+        )
 
     try:
         lab = Lab(args.stack)
@@ -300,6 +330,9 @@ def main(argv: list[str] | None = None) -> int:
             primaries=[n for n in (names.split(",") if isinstance(names, str) else names) if n],
             emit=lambda summary: print(json.dumps(summary), flush=True),
         )
+    elif args.verb == "pictures":
+        written = prometheus_pictures.take(lab, args.out or pictures_.PICTURES_DIR)
+        print(json.dumps(written, indent=1))
     else:
         machine = lab.machine(lab.spec.node(args.node))
         getattr(machine, args.verb)()
