@@ -626,7 +626,8 @@ def load_spec(config: dict[str, Any], stack: str, encrypted: Collection[str] | N
     for name in sorted(set(postgres.parameters) & set(MANAGED_PARAMETERS)):
         reader.problem(
             f"postgres.parameters.{name}",
-            "is managed by pgha (TLS, scram-sha-256, listeners) and cannot be overridden",
+            "is managed by pgha (TLS, scram-sha-256, listeners, programs, ALTER SYSTEM) "
+            "and cannot be overridden",
         )
     _check_patroni(reader, patroni, len([n for n in nodes if n.runs_postgres]) - 1)
     backup = _read_backup(reader, config.get("backup"), config)

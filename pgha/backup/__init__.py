@@ -383,7 +383,9 @@ def bootstrap_files(
         time=restore.time,
         label=restore.label,
     )
-    post = render_template(HERE, "post-restore.sh.j2", settings=RECOVERY_SETTINGS)
+    post = render_template(
+        HERE, "post-restore.sh.j2", settings=RECOVERY_SETTINGS, data_dir=spec.postgres.data_dir
+    )
     return [
         *(f for f in files(spec, node, secrets, tls) if f.path in wanted),
         RenderedFile(BOOTSTRAP_PATH, bootstrap, mode=0o755),

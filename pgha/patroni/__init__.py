@@ -99,6 +99,9 @@ COMMAND_PARAMETERS = (
     "recovery_end_command",
     "ssl_passphrase_command",
     "dynamic_library_path",
+    # A library PostgreSQL loads to archive WAL instead of archive_command:
+    # pgBackRest archives through archive_command, so it stays empty.
+    "archive_library",
 )
 # Libraries PostgreSQL loads (absolute paths are allowed): pinned locally
 # too, to what stack config says (nothing by default).
@@ -114,6 +117,12 @@ PINNED_HOOKS: dict[str, Any] = {
     "bin_name": {},
 }
 
+# Pinned locally like the commands, and not settable in stack config:
+# without ALTER SYSTEM (PostgreSQL 17), a superuser session (pgha's own roles,
+# a leaked password) cannot write postgresql.auto.conf, which PostgreSQL reads
+# after the config Patroni writes and which would win over every pin above.
+PINNED_SETTINGS: dict[str, str] = {"allow_alter_system": "off"}
+
 # What pgha's security rests on: stack config may not override these.
 MANAGED_PARAMETERS = (
     "listen_addresses",
@@ -127,6 +136,7 @@ MANAGED_PARAMETERS = (
     "password_encryption",
     "unix_socket_directories",
     *COMMAND_PARAMETERS,
+    *PINNED_SETTINGS,
 )
 
 
@@ -232,12 +242,13 @@ def etcd_hosts(spec: ClusterSpec, node: Node) -> list[str]:
 
 
 def pinned_parameters(spec: ClusterSpec) -> dict[str, str]:
-    """The settings that run or load a program, as the local config pins them (see COMMAND_PARAMETERS)."""
+    """The settings the local config pins, out of the DCS's reach: those that run or load a
+    program (see COMMAND_PARAMETERS) and ALTER SYSTEM's switch (see PINNED_SETTINGS)."""
     pinned = {name: "" for name in (*COMMAND_PARAMETERS, *LIBRARY_PARAMETERS)}
     pinned["dynamic_library_path"] = "$libdir"
     given = {**backup.postgres_parameters(spec), **spec.postgres.parameters}
     pinned.update({name: str(value) for name, value in given.items() if name in pinned})
-    return pinned
+    return {**pinned, **PINNED_SETTINGS}
 
 
 def rest_api_allowlist(spec: ClusterSpec) -> list[str]:

