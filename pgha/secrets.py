@@ -28,6 +28,11 @@ class ClusterSecrets:
     # PgBouncer's auth_query login (pgha_pooler, pgha.pooler): it reads SCRAM
     # verifiers through one SECURITY DEFINER function, nothing else.
     pooler_password: str
+    # The keys that sign the etcd markers root's agents act on (pgha.vmlib.etcd_markers):
+    # host maintenance on the database VMs, the rolling update there and on the witnesses.
+    # Root only on the VMs (0600): postgres, which holds an etcd client certificate, cannot sign.
+    maintenance_marker_key: str
+    rolling_marker_key: str
     # Supplied by the operator as secret config, not generated: the S3
     # backup repository's key pair (empty unless the repository is s3).
     backup_s3_key: str = ""

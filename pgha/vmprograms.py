@@ -18,7 +18,8 @@ A program that runs on a VM and is written in Python (today
   library below, never any other part of ``pgha``.
 - **sharing code only through the library** ``pgha/vmlib/`` (a standard-library
   module per concern: ``cluster_health.py``, the health rule every program and
-  the lab apply; ``patroni_api.py``, the REST client). A program imports it as
+  the lab apply; ``patroni_api.py``, the REST client; ``etcd_markers.py``, the signed markers
+  in etcd that root's agents act on). A program imports it as
   ``from pgha.vmlib import cluster_health`` after
   ``sys.path.append(LIBRARY_ROOT)``: in the repository and its tests that finds
   this package (already first on the path); on the VM it finds the library's
@@ -118,6 +119,11 @@ def library_path(library: ModuleType) -> str:
 def library_files(module: ModuleType) -> list[RenderedFile]:
     """The library modules the program imports, each installed as its own file."""
     return [RenderedFile(library_path(m), source(m), mode=0o644) for m in library_modules(module)]
+
+
+def secret_key_file(path: str, key: str) -> RenderedFile:
+    """A key only root on the VM reads (mode 0600), e.g. one that signs etcd markers."""
+    return RenderedFile(path, key + "\n", mode=0o600, secret=True)
 
 
 def program_files(

@@ -161,6 +161,8 @@ def secrets() -> ClusterSecrets:
         backup_cipher_pass="cipher-Secret-6",
         verify_password="verify-Secret-7",
         pooler_password="pooler-Secret-8",
+        maintenance_marker_key="maintenance-Marker-Key-9",
+        rolling_marker_key="rolling-Marker-Key-10",
         role_passwords={"app": "app-Secret-6-abcdefgh"},
     )
 

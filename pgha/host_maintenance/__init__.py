@@ -69,6 +69,8 @@ def settings(spec: ClusterSpec, node: Node) -> dict[str, Any]:
         # A replica further behind than Patroni would accept for a failover is "lagging".
         "max_lag_bytes": spec.patroni.maximum_lag_on_failover,
         "marker_prefix": f"/pgha-maintenance/{spec.postgres.scope}",
+        # Root's key that signs the markers the agents act on (the system step installs it).
+        "marker_key": pgha_host_maintenance.MARKER_KEY_PATH,
         "membership_helper": etcd.MEMBERSHIP_PATH,
         "etcd_data_dir": etcd.DATA_DIR,
         "etcd_bootstrap_env": etcd.BOOTSTRAP_ENV_PATH,

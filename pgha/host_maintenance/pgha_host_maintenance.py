@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -41,10 +42,12 @@ from typing import Any
 # The shared library: on the VM under LIBRARY_ROOT (pgha/vmprograms.py), in the repository the package.
 LIBRARY_ROOT = "/usr/local/lib/pgha"
 sys.path.append(LIBRARY_ROOT)
-from pgha.vmlib import cluster_health, patroni_api  # noqa: E402
+from pgha.vmlib import cluster_health, etcd_markers, patroni_api  # noqa: E402
 
 INSTALL_PATH = "/usr/local/sbin/pgha-host-maintenance"
 SETTINGS_PATH = "/etc/pgha/pgha-host-maintenance.json"
+# Root's key that signs the maintenance markers (pgha.vmlib.etcd_markers): database VMs only.
+MARKER_KEY_PATH = "/etc/pgha/host-maintenance-marker.key"
 AGENT_POLL_S = 1.0
 ACK_TIMEOUT_S = 60.0
 JOIN_TIMEOUT_S = 900.0
@@ -52,6 +55,28 @@ HEALTHY_TIMEOUT_S = 300.0
 # The tags a host in maintenance carries: never promoted, never a synchronous
 # standby (a crashed sync standby would hold every commit until it is dropped).
 MAINTENANCE_TAGS = {"nofailover": True, "nosync": True}
+
+
+# The markers' schemas: a host's maintenance request, an agent's acknowledgement of one.
+STATES = ("start", "started", "finish")
+ACK = re.compile(r"(start|started|finish) [0-9]{1,20}")
+
+
+def valid_request(value: object) -> bool:
+    return (
+        isinstance(value, dict)
+        and set(value) == {"state", "id"}
+        and value["state"] in STATES
+        and isinstance(value["id"], str)
+        and re.fullmatch(r"[0-9]{1,20}", value["id"]) is not None
+    )
+
+
+def valid_ack(value: object) -> bool:
+    return isinstance(value, str) and ACK.fullmatch(value) is not None
+
+
+MARKER_SCHEMAS = {"host": valid_request, "agent": valid_ack}
 
 
 class Refused(Exception):
@@ -121,6 +146,15 @@ class Cluster(patroni_api.PatroniApi):
         self.settings = settings
         self.members = members_of(settings)
         self.client_context = patroni_api.tls_context(settings["ca"], settings["client_pem"])
+        self.marker_store = etcd_markers.Markers(
+            [m.etcd_client for m in self.members if m.etcd],
+            settings["marker_prefix"],
+            self.client_context,
+            self.log,
+            Refused,
+            key_path=settings["marker_key"],
+            timeout=3,
+        )
 
     def log(self, message: str) -> None:
         print(f"[pgha host-maintenance {self.settings['node']}] {message}", file=sys.stderr, flush=True)
@@ -196,45 +230,23 @@ class Cluster(patroni_api.PatroniApi):
             time.sleep(0.5)
         self.log(f"{what}: ok")
 
-    # ---- etcd: markers (v2 keys) ----
+    # ---- etcd: markers (v2 keys, signed: the shared client) ----
 
-    def _key_url(self, endpoint: str, key: str) -> str:
-        return endpoint + "/v2/keys" + self.settings["marker_prefix"] + key
-
-    def etcd_key(self, method: str = "GET", key: str = "", value: str | None = None) -> dict[str, Any]:
-        """etcd v2 keys under the markers' prefix, with this VM's client certificate."""
-        body = None if value is None else urllib.parse.urlencode({"value": value}).encode()
-        last: Exception | None = None
-        for member in self.members:
-            if not member.etcd:
-                continue
-            url = self._key_url(member.etcd_client, key)
-            if method == "GET":
-                url += "?recursive=true"
-            request = urllib.request.Request(url, data=body, method=method)
-            if body is not None:
-                request.add_header("Content-Type", "application/x-www-form-urlencoded")
-            try:
-                with urllib.request.urlopen(request, timeout=3, context=self.client_context) as answer:
-                    return json.loads(answer.read())
-            except urllib.error.HTTPError as error:
-                if error.code == 404:
-                    return {}
-                last = error
-            except OSError as error:
-                last = error
-        raise Refused(f"etcd unreachable for the maintenance markers: {last}")
-
-    def markers(self, folder: str) -> dict[str, str]:
-        listing = self.etcd_key(key="/" + folder).get("node", {}).get("nodes", [])
-        return {n["key"].rsplit("/", 1)[-1]: n.get("value", "") for n in listing}
+    def markers(self, folder: str) -> dict[str, Any]:
+        """The signed, well-formed markers of ``folder`` (``host`` requests, ``agent`` acknowledgements)."""
+        return self.marker_store.read(folder, MARKER_SCHEMAS[folder])
 
     def request(self, host: str) -> dict[str, Any] | None:
-        raw = self.markers("host").get(host)
-        return json.loads(raw) if raw else None
+        return self.markers("host").get(host)
 
     def set_request(self, host: str, state: str, ident: str) -> None:
-        self.etcd_key("PUT", f"/host/{host}", json.dumps({"state": state, "id": ident}))
+        self.marker_store.write(f"/host/{host}", {"state": state, "id": ident})
+
+    def acknowledge(self, name: str, done: str) -> None:
+        self.marker_store.write(f"/agent/{name}", done)
+
+    def clear_request(self, host: str) -> None:
+        self.marker_store.delete(f"/host/{host}")
 
     # ---- etcd: membership (v3, etcdctl) ----
 
@@ -355,7 +367,7 @@ def start(cluster: Cluster, host: str) -> None:
     settings = cluster.settings
     if host not in settings["hosts"]:
         raise Refused(f"{host} is not a Proxmox host of this cluster (hosts: {', '.join(settings['hosts'])})")
-    requests = {h: json.loads(v) for h, v in cluster.markers("host").items() if v}
+    requests = cluster.markers("host")
     busy = [h for h, r in requests.items() if h != host]
     if busy:
         raise Refused(f"{', '.join(busy)} is already in maintenance: finish it first")
@@ -427,14 +439,14 @@ def finish(cluster: Cluster, host: str) -> None:
     cluster.wait(
         "the cluster healthy, every standby streaming", lambda: not cluster.problems(), HEALTHY_TIMEOUT_S
     )
-    cluster.etcd_key("DELETE", f"/host/{host}")
+    cluster.clear_request(host)
     voters = [e.get("name") for e in cluster.etcd_list() if not e.get("isLearner")]
     print(f"{host} is back: primary {cluster.leader(cluster.view())}, etcd voters {', '.join(voters)}")
 
 
 def status(cluster: Cluster) -> None:
     document = {
-        "maintenance": {h: json.loads(v) for h, v in cluster.markers("host").items() if v},
+        "maintenance": cluster.markers("host"),
         "agents": cluster.markers("agent"),
         "problems": cluster.problems(),
     }
@@ -479,7 +491,7 @@ class Agent:
             self.finish_here()
         else:
             self.start_here()
-        self.cluster.etcd_key("PUT", f"/agent/{self.me.name}", wanted)
+        self.cluster.acknowledge(self.me.name, wanted)
         self.done = wanted
 
     def start_here(self) -> None:

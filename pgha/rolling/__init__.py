@@ -86,6 +86,8 @@ def upgrade_plan(spec: ClusterSpec, node: Node) -> dict[str, Any]:
         # Any certificate of the cluster's CA opens etcd; this VM's own copy for root.
         "client_pem": _client_pem(spec, node),
         "marker_prefix": f"/pgha-maintenance/{spec.postgres.scope}/upgrade",
+        # Root's key that signs this VM's turn markers (the system step installs it).
+        "marker_key": pgha_rolling.MARKER_KEY_PATH,
     }
 
 

@@ -25,25 +25,25 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
 # The shared library: on the VM under LIBRARY_ROOT (pgha/vmprograms.py), in the repository the package.
 LIBRARY_ROOT = "/usr/local/lib/pgha"
 sys.path.append(LIBRARY_ROOT)
-from pgha.vmlib import cluster_health, patroni_api  # noqa: E402
+from pgha.vmlib import cluster_health, etcd_markers, patroni_api  # noqa: E402
 
 INSTALL_PATH = "/usr/local/lib/pgha/pgha-rolling"
 SETTINGS_PATH = "/etc/pgha/pgha-rolling.json"
 # Patroni's config, as Debian's patroni.service reads it (the settings say so).
 PATRONI_CONFIG = "/etc/patroni/config.yml"
 POLICY_RC = "/usr/sbin/policy-rc.d"
+# Root's key that signs the turn markers (pgha.vmlib.etcd_markers): database VMs and witnesses.
+MARKER_KEY_PATH = "/etc/pgha/rolling-marker.key"
 HEALTHY_TIMEOUT = 180
 RESTART_TIMEOUT = 600
 TURN_TIMEOUT = 3600
@@ -68,6 +68,7 @@ class RollingOperation(patroni_api.PatroniApi):
         super().__init__(plan["ca"], patroni_config)
         self.plan = plan
         self.step = plan["step"]
+        self._markers: etcd_markers.Markers | None = None
 
     # ---- output ----------------------------------------------------------------
 
@@ -255,34 +256,27 @@ class RollingOperation(patroni_api.PatroniApi):
 
     # ---- upgrade: this VM's turn -------------------------------------------------
 
-    def etcd(self, method: str = "GET", key: str = "", value: str | None = None) -> dict[str, Any]:
-        """etcd v2 keys under the plan's prefix, with this VM's client certificate."""
-        context = patroni_api.tls_context(self.plan["ca"], self.plan["client_pem"])
-        body = None if value is None else urllib.parse.urlencode({"value": value}).encode()
-        last = None
-        for endpoint in self.plan["etcd_urls"]:
-            url = endpoint + "/v2/keys" + self.plan["marker_prefix"] + key
-            request = urllib.request.Request(url, data=body, method=method)
-            if body is not None:
-                request.add_header("Content-Type", "application/x-www-form-urlencoded")
-            try:
-                with urllib.request.urlopen(request, timeout=5, context=context) as answer:
-                    return json.loads(answer.read())
-            except urllib.error.HTTPError as error:
-                if error.code == 404:
-                    return {}
-                last = error
-            except OSError as error:
-                last = error
-        raise Stop(f"etcd unreachable for the rolling update's markers: {last}")
+    def marker_store(self) -> etcd_markers.Markers:
+        """The signed markers under the plan's prefix, with this VM's client certificate."""
+        if self._markers is None:
+            self._markers = etcd_markers.Markers(
+                self.plan["etcd_urls"],
+                self.plan["marker_prefix"],
+                patroni_api.tls_context(self.plan["ca"], self.plan["client_pem"]),
+                self.log,
+                Stop,
+                key_path=self.plan["marker_key"],
+            )
+        return self._markers
 
     def markers(self) -> dict[str, str]:
         """Each VM's last word about the rolling update: 'done G', 'running G', 'failed G: …'."""
-        listing = self.etcd().get("node", {}).get("nodes", [])
-        return {n["key"].rsplit("/", 1)[-1]: n.get("value", "") for n in listing}
+        return self.marker_store().read("", valid_marker)
 
-    def mark(self, state: str) -> None:
-        self.etcd("PUT", "/" + self.plan["node"], f"{state} {self.plan['generation']}")
+    def mark(self, state: str, reason: str = "") -> None:
+        generation = self.plan["generation"]
+        value = f"{state} {generation}: {reason}" if reason else f"{state} {generation}"
+        self.marker_store().write("/" + self.plan["node"], value)
 
     def upgrade(self) -> None:
         me, generation = self.plan["node"], self.plan["generation"]
@@ -296,7 +290,7 @@ class RollingOperation(patroni_api.PatroniApi):
             self.upgrade_here()
         except BaseException as error:
             with contextlib.suppress(Stop):
-                self.etcd("PUT", "/" + me, f"failed{tag}: {error}")
+                self.mark("failed", (str(error) or type(error).__name__)[:500])
             raise
         self.mark("done")
         self.log(f"changed: {me} upgraded and restarted (generation {generation})")
@@ -447,6 +441,15 @@ class RollingOperation(patroni_api.PatroniApi):
                 pass
             time.sleep(1)
         raise Stop(f"etcd on {self.plan['node']} not healthy {timeout} s after its restart")
+
+
+# A marker as pgha-rolling writes it: a state and the generation, and a failure's reason.
+MARKER = re.compile(r"(running|done) [0-9]+|failed [0-9]+: .*", re.DOTALL)
+
+
+def valid_marker(value: object) -> bool:
+    """The schema of a rolling-update marker's value (etcd_markers checks its signature)."""
+    return isinstance(value, str) and MARKER.fullmatch(value) is not None
 
 
 def difference(desired: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:

@@ -12,22 +12,45 @@ from pathlib import Path
 
 from .. import pki, witness
 from ..files import INSTALLER_PATH, INSTALLER_SOURCE, RenderedFile, Step, render_script, render_template
+from ..host_maintenance import pgha_host_maintenance
+from ..rolling import pgha_rolling
+from ..secrets import ClusterSecrets
 from ..service import Service
 from ..spec import ClusterSpec, Node
+from ..vmprograms import secret_key_file
 
 HERE = Path(__file__).resolve().parent
 PACKAGES = ("curl", "ca-certificates", "jq")
 SYSCTL_PATH = "/etc/sysctl.d/90-pgha.conf"
 
 
-def files(spec: ClusterSpec, node: Node, tls: pki.ClusterTls) -> list[RenderedFile]:
+def marker_key_files(node: Node, secrets: ClusterSecrets) -> list[RenderedFile]:
+    """Root's keys that sign the etcd markers root's agents act on (pgha.vmlib.etcd_markers).
+
+    Host maintenance's on the database VMs, the rolling update's there and on
+    the witnesses (they take turns too); never on the repository VM. Here,
+    before any service, so the steps that run the agents carry no secret.
+    """
+    found = []
+    if node.runs_postgres:
+        found.append(secret_key_file(pgha_host_maintenance.MARKER_KEY_PATH, secrets.maintenance_marker_key))
+    if node.uses_etcd:
+        found.append(secret_key_file(pgha_rolling.MARKER_KEY_PATH, secrets.rolling_marker_key))
+    return found
+
+
+def files(spec: ClusterSpec, node: Node, tls: pki.ClusterTls, secrets: ClusterSecrets) -> list[RenderedFile]:
     if node.external:
         # Not a VM of ours: no kernel settings (HAProxy's VIP binding is not needed there).
-        return [pki.ca_file(tls), *witness.firewall_files(spec, node)]
-    return [RenderedFile(SYSCTL_PATH, render_template(HERE, "sysctl.conf.j2")), pki.ca_file(tls)]
+        return [pki.ca_file(tls), *witness.firewall_files(spec, node), *marker_key_files(node, secrets)]
+    return [
+        RenderedFile(SYSCTL_PATH, render_template(HERE, "sysctl.conf.j2")),
+        pki.ca_file(tls),
+        *marker_key_files(node, secrets),
+    ]
 
 
-def steps(spec: ClusterSpec, node: Node, tls: pki.ClusterTls) -> list[Step]:
+def steps(spec: ClusterSpec, node: Node, tls: pki.ClusterTls, secrets: ClusterSecrets) -> list[Step]:
     packages = (*PACKAGES, *witness.PACKAGES) if node.external else PACKAGES
     script = render_script(
         HERE,
@@ -42,13 +65,13 @@ def steps(spec: ClusterSpec, node: Node, tls: pki.ClusterTls) -> list[Step]:
         firewall_unit=witness.UNIT_PATH,
         firewall_unit_name=witness.UNIT_NAME,
     )
-    return [Step(node.name, "system", script, tuple(files(spec, node, tls)))]
+    return [Step(node.name, "system", script, tuple(files(spec, node, tls, secrets)))]
 
 
 SERVICE = Service(
     "system",
     step_names=("system",),
-    steps=lambda t: steps(t.spec, t.node, t.tls),
+    steps=lambda t: steps(t.spec, t.node, t.tls, t.secrets),
     # Proxmox's guest agent (the VMs have agent: enabled) comes with the image, not with a step.
     packages=lambda spec: (*PACKAGES, "qemu-guest-agent"),
 )

@@ -34,18 +34,18 @@ def test_tracks_haproxy_with_script_security(spec):
     assert "--cacert /etc/pgha/tls/ca.crt https://10.0.0.4:7000/health" in check.content
 
 
-def test_haproxy_may_bind_the_vip(spec, tls):
+def test_haproxy_may_bind_the_vip(spec, tls, secrets):
     from pgha import system
 
-    sysctl, _ = system.files(spec, spec.nodes[0], tls)
+    sysctl, *_ = system.files(spec, spec.nodes[0], tls, secrets)
     assert "net.ipv4.ip_nonlocal_bind = 1" in sysctl.content
 
 
-def test_a_connection_stuck_by_a_network_fault_is_given_up_in_seconds(spec, tls):
+def test_a_connection_stuck_by_a_network_fault_is_given_up_in_seconds(spec, tls, secrets):
     """Linux's default 15 retransmissions kept etcd's peer streams stuck 25 s after a drop ended."""
     from pgha import system
 
-    sysctl, _ = system.files(spec, spec.nodes[0], tls)
+    sysctl, *_ = system.files(spec, spec.nodes[0], tls, secrets)
     assert re.search(r"^net\.ipv4\.tcp_retries2 = 5$", sysctl.content, re.MULTILINE)
 
 

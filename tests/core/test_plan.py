@@ -87,6 +87,9 @@ def test_no_secret_outside_the_files_meant_for_it(spec, secrets, tls):
         "/etc/pgha/tls/pgbouncer.pem",
         # PgBouncer's exporter's connection string (pgha_pooler's password; pgha:monitoring).
         "/etc/pgha/pgbouncer-exporter.env",
+        # Root's keys that sign the etcd markers its agents act on (pgha.vmlib.etcd_markers).
+        "/etc/pgha/host-maintenance-marker.key",
+        "/etc/pgha/rolling-marker.key",
     }
 
 

@@ -32,7 +32,7 @@ from pgha.patroni import hostaware
 from pgha.rolling import pgha_rolling
 from pgha.stackfile import load_stack
 from pgha.verify import probe
-from pgha.vmlib import cluster_health, patroni_api
+from pgha.vmlib import cluster_health, etcd_markers, patroni_api
 
 STACKS = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in REPO_DIR.glob("Pulumi.*.yaml"))
 MODULES = (
@@ -49,7 +49,7 @@ MODULES = (
     fastpath_agent,
 )
 RUFF = Path(sys.executable).parent / "ruff"
-LIBRARY = (cluster_health, patroni_api)
+LIBRARY = (cluster_health, etcd_markers, patroni_api)
 # What a program may import on a VM besides the shipped library: the standard library, PyYAML
 # (Patroni's), psycopg2 (Patroni's; pgha-databases).
 ALLOWED_ON_A_VM = set(sys.stdlib_module_names) | {"__future__", "yaml", "psycopg2"}
@@ -140,8 +140,8 @@ def test_the_library_is_every_module_of_its_package_and_the_detector_sees_one():
     """Every library module is listed here and shipped by the program that imports it."""
     package = Path(LIBRARY[0].__file__).parent
     assert {Path(m.__file__) for m in LIBRARY} == set(package.glob("*.py")) - {package / "__init__.py"}
-    assert vmprograms.library_modules(pgha_rolling) == [cluster_health, patroni_api]
-    assert vmprograms.library_modules(pgha_host_maintenance) == [cluster_health, patroni_api]
+    assert vmprograms.library_modules(pgha_rolling) == [cluster_health, etcd_markers, patroni_api]
+    assert vmprograms.library_modules(pgha_host_maintenance) == [cluster_health, etcd_markers, patroni_api]
     assert vmprograms.library_modules(save_state) == []
     # The detector itself: a program importing pgha beyond the library is caught.
     bad = "import json\nfrom pgha.vmlib import cluster_health\nfrom pgha import patroni\n"

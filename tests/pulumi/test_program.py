@@ -262,8 +262,9 @@ def test_stdin_bundles_use_the_real_secrets_and_stay_secret(dev_run: ProgramRun,
     # of the three VMs; the repository's backup step, and its monitoring step (the key of the
     # HAProxy that serves its metrics port); the verify step on the first VM (pgha_verify's password);
     # the pooler step on each PostgreSQL VM (pgha_pooler's password and PgBouncer's key), and
-    # their monitoring step (PgBouncer's exporter's connection string, pgha_pooler's password).
-    assert secret_steps == 24
+    # their monitoring step (PgBouncer's exporter's connection string, pgha_pooler's password);
+    # the system step on each PostgreSQL VM (root's marker keys; the repository VM has none).
+    assert secret_steps == 27
 
 
 def test_the_connection_uses_the_deploy_key_on_the_private_ip(dev_run: ProgramRun, dev_spec: ClusterSpec):
@@ -279,9 +280,9 @@ def test_the_connection_uses_the_deploy_key_on_the_private_ip(dev_run: ProgramRu
 def test_no_generated_secret_appears_in_clear_in_any_input(dev_run: ProgramRun):
     passwords = list(dev_run.mocks.passwords.values())
     # Five cluster passwords, the verify probe's, the pooler's auth_query login, the backup
-    # repository's passphrase and the default application role's.
-    assert len(passwords) == 9
-    assert len(dev_run.of_type(PASSWORD)) == 9
+    # repository's passphrase, the two marker keys and the default application role's.
+    assert len(passwords) == 11
+    assert len(dev_run.of_type(PASSWORD)) == 11
     assert any(name.endswith("pooler-password") for name in dev_run.mocks.passwords)
     assert any(name.endswith("verify-password") for name in dev_run.mocks.passwords)
     tls_keys = [key.splitlines()[1] for key in dev_run.mocks.tls_keys.values()]
@@ -734,8 +735,9 @@ def test_commands_carrying_secrets_keep_their_output_secret(dev_run: ProgramRun,
     # The databases step (role passwords) on each PostgreSQL VM, and the repository VM's
     # monitoring step (its HAProxy key), the verify step (pgha_verify's password), and the
     # pooler step on each PostgreSQL VM (pgha_pooler's password, PgBouncer's key), and their
-    # monitoring step (PgBouncer's exporter's connection string).
-    assert checked == 24
+    # monitoring step (PgBouncer's exporter's connection string), and the system step on each
+    # PostgreSQL VM (root's marker keys).
+    assert checked == 27
 
 
 def test_no_host_private_key_appears_in_clear(dev_run: ProgramRun):
