@@ -631,6 +631,16 @@ def load_spec(config: dict[str, Any], stack: str, encrypted: Collection[str] | N
         )
     _check_patroni(reader, patroni, len([n for n in nodes if n.runs_postgres]) - 1)
     backup = _read_backup(reader, config.get("backup"), config)
+    if patroni.etcd_api == "v3" and backup is not None and backup.repository == "host":
+        # Under v3 etcd checks no client name (its own gRPC gateway would fail the
+        # check), so every certificate of the CA writes Patroni's keys: the
+        # repository VM's too, which is meant to reach the database VMs'
+        # pgBackRest only.
+        reader.problem(
+            "patroni.etcdApi",
+            "v3 cannot go with backup.repository host: etcd then admits the repository VM's "
+            "certificate and it could write Patroni's keys; use v2 or an s3 repository",
+        )
     monitoring = _read_monitoring(reader, config.get("monitoring"))
     pooler = _read_pooler(reader, config.get("pooler"))
     fast_path = _read_fast_path(reader, config.get("fastPath"))

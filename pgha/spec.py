@@ -275,7 +275,8 @@ class PatroniSpec:
     etcd_api: Literal["v2", "v3"] = setting(
         "v2",
         doc="the etcd API of Patroni's DCS: `v2` (TTL keys, the tested default) or `v3` (leases, not for "
-        "production; see [ha-durability.md](ha-durability.md#etcds-v2-api-and-the-way-off-it))",
+        "production, refused with `backup.repository: host`; see "
+        "[ha-durability.md](ha-durability.md#etcds-v2-api-and-the-way-off-it))",
     )
     # Seconds the leader keeps the replication slot of a member whose key is
     # gone (Patroni 4's member_slots_ttl, its default): a crashed replica

@@ -264,3 +264,10 @@ def test_renderer_exits_2_on_a_gateway_without_dns(tmp_path):
 def test_stack_config_cannot_reopen_alter_system_or_load_an_archive_library(dev_config, name, value):
     dev_config["postgres"] = {"parameters": {name: value}}
     assert_refused(dev_config, f"postgres.parameters.{name}", "managed by pgha", "cannot be overridden")
+
+
+def test_etcd_v3_is_refused_beside_a_repository_vm(dev_config):
+    """etcd checks no client name under v3: the repository VM's certificate would write the DCS."""
+    dev_config["patroni"] = {"etcdApi": "v3"}
+    assert_refused(dev_config, "patroni.etcdApi", "v3 cannot go with backup.repository host")
+    assert load_spec(s3(dev_config), "dev").patroni.etcd_api == "v3"
