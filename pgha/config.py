@@ -45,6 +45,7 @@ from .spec import (
     MonitoringSpec,
     NetworkSpec,
     Node,
+    OffsiteSpec,
     PatroniSpec,
     PoolerSpec,
     PostgresSpec,
@@ -102,7 +103,14 @@ BACKUP_OWN_ROOT = "/var/lib/pgbackrest"
 BACKUP_PARENT_ROOTS = ("/srv", "/mnt", "/data", "/var/backups")
 # Keys whose values are secrets: a stack file must hold them encrypted
 # (``pulumi config set --secret``), never in clear text in Git.
-SECRET_KEYS = ("backupCipherPassphrase", "backupS3Key", "backupS3KeySecret", "rolePasswords")
+SECRET_KEYS = (
+    "backupCipherPassphrase",
+    "backupS3Key",
+    "backupS3KeySecret",
+    "backupOffsiteKey",
+    "backupOffsiteKeySecret",
+    "rolePasswords",
+)
 # What the offline tools read in place of an encrypted value (pgha.stackfile).
 ENCRYPTED_STAND_IN = "PULUMI-SECRET("
 # Upper bounds: etcd's write latency grows with its voters and its maintainers
@@ -383,7 +391,7 @@ def _read_backup(reader: Reader, raw: Any, config: dict[str, Any]) -> BackupSpec
     """The pgBackRest section; its repository VM is read with the other nodes."""
     if raw is None:
         return None
-    values = reader.section(raw, "backup", BackupSpec, extra=("repositoryVm",))
+    values = reader.section(raw, "backup", BackupSpec, extra=("repositoryVm", "offsite"))
     kind = values.get("repository")
     if kind is None:
         return None
@@ -405,9 +413,42 @@ def _read_backup(reader: Reader, raw: Any, config: dict[str, Any]) -> BackupSpec
         _check_backup_path(reader, values["path"])
     elif kind == "s3" and not reader.failed("backup.path") and _dot_segment(values.get("path", "")):
         reader.problem("backup.path", f"{values['path']!r} has a '.' or '..' segment")
+    offsite = _read_offsite(reader, data.get("offsite"), config, values.get("cipher", "aes-256-cbc"))
     if reader.failed("backup"):
         return None
-    return BackupSpec(**values)
+    return BackupSpec(**values, offsite=offsite)
+
+
+def _read_offsite(reader: Reader, raw: Any, config: dict[str, Any], cipher: str) -> OffsiteSpec | None:
+    """``backup.offsite``: the second repository, in a bucket away from the machine room."""
+    if raw is None:
+        return None
+    values = reader.section(raw, "backup.offsite", OffsiteSpec, extra=("caCertificate",))
+    data = reader.mapping(raw, "backup.offsite")
+    for key in ("backupOffsiteKey", "backupOffsiteKeySecret"):
+        if not config.get(key):
+            reader.problem(key, f"is required with backup.offsite: pulumi config set --secret pgha:{key} ...")
+    if not reader.failed("backup.offsite.path") and _dot_segment(values.get("path", "")):
+        reader.problem("backup.offsite.path", f"{values['path']!r} has a '.' or '..' segment")
+    if cipher == "none":
+        # The bucket is someone else's disk: what leaves the machine room is encrypted.
+        reader.problem(
+            "backup.offsite", "needs backup.cipher aes-256-cbc: the off-site copy is never unencrypted"
+        )
+    ca = data.get("caCertificate")
+    if ca is not None:
+        if not isinstance(ca, str) or not _CA_CERTIFICATES.match(ca.strip() + "\n"):
+            reader.problem(
+                "backup.offsite.caCertificate",
+                "is not PEM certificates (-----BEGIN CERTIFICATE----- ...); "
+                "set it with: pulumi config set --path pgha:backup.offsite.caCertificate < ca.pem",
+            )
+            ca = None
+        else:
+            ca = ca.strip() + "\n"
+    if reader.failed("backup.offsite"):
+        return None
+    return OffsiteSpec(**values, ca_certificate=ca)
 
 
 def _dot_segment(path: str) -> bool:
@@ -922,6 +963,9 @@ def _read_clients(reader: Reader, raw: Any) -> ClientsSpec:
 
 _CHECKSUM_LENGTHS = {"sha256": 64, "sha512": 128}
 _IMAGE_URL = re.compile(r"^https?://[^\s'\"`$\\]+$")
+_CA_CERTIFICATES = re.compile(
+    r"^(-----BEGIN CERTIFICATE-----\n[A-Za-z0-9+/=\n]+\n-----END CERTIFICATE-----\n)+$"
+)
 _PRIVATE_KEY = re.compile(
     r"^-----BEGIN ((?:OPENSSH |RSA |EC )?)PRIVATE KEY-----\n"
     r"[A-Za-z0-9+/=\n:,-]+\n-----END \1PRIVATE KEY-----\n?$"
@@ -975,8 +1019,14 @@ def _resolve_mtu(reader: Reader, network: NetworkSpec | None) -> NetworkSpec | N
 
 
 def _without_jump_host_key(config: dict[str, Any]) -> dict[str, Any]:
-    """The config minus ``ssh.jumpHost.privateKey``: a PEM key has newlines by nature;
-    :func:`_check_jump_host_key` holds it to a strict pattern instead, and never shows it."""
+    """The config minus ``ssh.jumpHost.privateKey`` and ``backup.offsite.caCertificate``: PEM has
+    newlines by nature; :func:`_check_jump_host_key` and :func:`_read_offsite` hold them to strict
+    patterns instead."""
+    backup = config.get("backup")
+    offsite = backup.get("offsite") if isinstance(backup, dict) else None
+    if isinstance(offsite, dict) and isinstance(offsite.get("caCertificate"), str):
+        offsite = {k: v for k, v in offsite.items() if k != "caCertificate"}
+        config = {**config, "backup": {**backup, "offsite": offsite}}
     ssh = config.get("ssh")
     jump = ssh.get("jumpHost") if isinstance(ssh, dict) else None
     if not isinstance(jump, dict) or "privateKey" not in jump:

@@ -37,6 +37,9 @@ class ClusterSecrets:
     # backup repository's key pair (empty unless the repository is s3).
     backup_s3_key: str = ""
     backup_s3_key_secret: str = ""
+    # The off-site bucket's key pair (repo2; empty without backup.offsite).
+    backup_offsite_key: str = ""
+    backup_offsite_key_secret: str = ""
     # The application roles' passwords (pgha.databases), by role name:
     # generated per role or given in the secret pgha:rolePasswords.
     role_passwords: Mapping[str, str] = field(default_factory=dict)
@@ -85,7 +88,12 @@ def new_password() -> str:
 
 
 # Secret config keys (pgha:<camelCase>) behind the supplied fields.
-SUPPLIED = {"backup_s3_key": "backupS3Key", "backup_s3_key_secret": "backupS3KeySecret"}
+SUPPLIED = {
+    "backup_s3_key": "backupS3Key",
+    "backup_s3_key_secret": "backupS3KeySecret",
+    "backup_offsite_key": "backupOffsiteKey",
+    "backup_offsite_key_secret": "backupOffsiteKeySecret",
+}
 
 # Fixed role names: they appear in pg_hba and in every node's Patroni config.
 SUPERUSER = "postgres"

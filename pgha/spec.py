@@ -521,6 +521,63 @@ class VmSpec:
 
 
 @dataclass(frozen=True)
+class OffsiteSpec:
+    """A second pgBackRest repository (``repo2``) in an S3-compatible bucket away from the machine room.
+
+    It sits beside the stack's own repository: WAL goes to both, each backup
+    is taken into both. Its key pair comes from secret config only; TLS is
+    always verified (against ``ca_certificate``, or the system's CAs).
+    """
+
+    endpoint: str = setting(
+        doc="the S3 endpoint, `host` or `host:port` (HTTPS, verified)",
+        required="is required: the S3 endpoint (host or host:port)",
+        pattern=r"[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?(:[0-9]{1,5})?",
+        what="an S3 endpoint host name, optionally with :port",
+    )
+    bucket: str = setting(
+        doc="the bucket; its key pair comes from the secret keys `pgha:backupOffsiteKey` and "
+        "`pgha:backupOffsiteKeySecret`",
+        required="is required: the bucket",
+        pattern=r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]",
+        what="an S3 bucket name (3-63 of a-z, 0-9, '.', '-')",
+    )
+    region: str = setting(
+        doc="the region",
+        required="is required: the region",
+        pattern=r"[a-z0-9][a-z0-9-]{0,62}",
+        what="an S3 region (a-z, 0-9, '-')",
+    )
+    path: str = setting(
+        "/pgbackrest",
+        doc="the prefix in the bucket",
+        pattern=ABSOLUTE_PATH,
+        what="an absolute path of letters, digits, '.', '_', '-' and '/'",
+    )
+    uri_style: Literal["host", "path"] = setting(
+        "path", doc="bucket in the path (most self-hosted servers) or in the host name"
+    )
+    ca_certificate: str | None = setting(
+        None,
+        doc="PEM CA certificate(s) the endpoint's certificate is verified against "
+        "(`pulumi config set --path pgha:backup.offsite.caCertificate < ca.pem`); none: the system's CAs",
+        custom=True,
+        range_doc="PEM certificates; TLS verification cannot be turned off",
+    )
+    retention_full: int = setting(4, doc="full backups kept in the bucket (with their WAL)", min=1)
+    retention_diff: int = setting(6, doc="differential backups kept in the bucket", min=1)
+    # With two repositories one that is down makes archive-push fail for both
+    # (pgBackRest retries the segment until every repository has it): past
+    # this much unarchived WAL, pgBackRest drops it so writes go on.
+    archive_queue_max_gib: int = setting(
+        4,
+        doc="unarchived WAL (GiB) kept while a repository is unreachable; beyond it pgBackRest drops WAL "
+        "(a gap in both repositories' archive) so pg_wal cannot fill the disk",
+        min=1,
+    )
+
+
+@dataclass(frozen=True)
 class BackupSpec:
     """pgBackRest: where the repository lives, how long backups live, when they run.
 
@@ -596,6 +653,13 @@ class BackupSpec:
         "aes-256-cbc",
         doc="repository encryption with a generated passphrase (kept in the stack's state: keep a copy, see "
         "docs/security.md); `none` only for a repository created unencrypted by an older pgha",
+    )
+    offsite: OffsiteSpec | None = setting(
+        None,
+        doc="a second repository in an S3-compatible bucket, beside this one (see "
+        "[backups.md](backups.md#an-off-site-copy))",
+        default_doc="none",
+        custom=True,
     )
 
 
@@ -990,6 +1054,24 @@ STACK_ONLY_KEYS: tuple[tuple[str, str, Setting], ...] = (
     ),
     (
         "backupS3KeySecret",
+        "backupOffsiteKey",
+        Setting(
+            doc="secret: the off-site bucket's access key",
+            type_doc="string",
+            default_doc="required with `backup.offsite`",
+        ),
+    ),
+    (
+        "backupOffsiteKey",
+        "backupOffsiteKeySecret",
+        Setting(
+            doc="secret: the off-site bucket's secret key",
+            type_doc="string",
+            default_doc="required with `backup.offsite`",
+        ),
+    ),
+    (
+        "backupOffsiteKeySecret",
         "backupCipherPassphrase",
         Setting(
             doc="secret: another stack's backup cipher passphrase, to read its backups",

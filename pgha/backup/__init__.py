@@ -56,6 +56,11 @@ RECOVERY_SETTINGS = (
     "recovery_target_timeline",
 )
 RESTORE_PORT = 5499
+# backup.offsite: the CA its endpoint is verified against, and the spool of
+# asynchronous archiving (pgBackRest's own default directory).
+OFFSITE_CA_PATH = "/etc/pgbackrest/offsite-ca.pem"
+SPOOL_DIR = "/var/spool/pgbackrest"
+OFFSITE_REPO = "repo2"
 
 
 def stanza(spec: ClusterSpec) -> str:
@@ -131,6 +136,55 @@ def _cipher(backup: BackupSpec, secrets: ClusterSecrets) -> list[tuple[str, str]
     return [("repo1-cipher-type", backup.cipher), ("repo1-cipher-pass", secrets.backup_cipher_pass)]
 
 
+def _offsite(backup: BackupSpec, secrets: ClusterSecrets) -> list[tuple[str, str]]:
+    """repo2, the bucket away from the machine room, on every VM that writes a repository.
+
+    Encrypted with the cluster's one passphrase: the database VMs that push WAL
+    there already hold the data it protects, the repository VM already decrypts
+    repo1 for them, and one passphrase is one copy to keep and one
+    ``pgha:backupCipherPassphrase`` to give a restore from either repository.
+    TLS is always verified: against the given CA, else the system's.
+    """
+    offsite = backup.offsite
+    if offsite is None:
+        return []
+    prefix = OFFSITE_REPO
+    options = [
+        (f"{prefix}-type", "s3"),
+        (f"{prefix}-path", offsite.path),
+        (f"{prefix}-s3-bucket", offsite.bucket),
+        (f"{prefix}-s3-endpoint", offsite.endpoint),
+        (f"{prefix}-s3-region", offsite.region),
+        (f"{prefix}-s3-uri-style", offsite.uri_style),
+        (f"{prefix}-s3-key", secrets.backup_offsite_key),
+        (f"{prefix}-s3-key-secret", secrets.backup_offsite_key_secret),
+        (f"{prefix}-storage-verify-tls", "y"),
+    ]
+    if offsite.ca_certificate is not None:
+        options.append((f"{prefix}-storage-ca-file", OFFSITE_CA_PATH))
+    options += [
+        (f"{prefix}-cipher-type", backup.cipher),
+        (f"{prefix}-cipher-pass", secrets.backup_cipher_pass),
+        (f"{prefix}-retention-full", str(offsite.retention_full)),
+        (f"{prefix}-retention-diff", str(offsite.retention_diff)),
+    ]
+    return options
+
+
+def _archive_async(backup: BackupSpec) -> list[tuple[str, str]]:
+    """With two repositories, archive-push fails while either is down (it retries the
+    segment until every repository has it): asynchronous, so PostgreSQL's archiver
+    waits on the spool, not on S3, and a queue limit past which WAL is dropped
+    rather than fill pg_wal (docs/backups.md, "An off-site copy")."""
+    if backup.offsite is None:
+        return []
+    return [
+        ("archive-async", "y"),
+        ("spool-path", SPOOL_DIR),
+        ("archive-push-queue-max", f"{backup.offsite.archive_queue_max_gib}GiB"),
+    ]
+
+
 def _retention(backup: BackupSpec) -> list[tuple[str, str]]:
     return [
         ("repo1-retention-full", str(backup.retention_full)),
@@ -186,6 +240,7 @@ def config_sections(
             *_repository(backup, secrets),
             *_cipher(backup, secrets),
             *_retention(backup),
+            *_offsite(backup, secrets),
             *common,
             *_tls_server(node, PEM_PATH, backup.tls_port, clients, name),
         ]
@@ -196,6 +251,8 @@ def config_sections(
         global_options = [
             ("repo1-host", str(repository.ip)),
             *_tls_client("repo1", PEM_PATH, backup.tls_port),
+            *_offsite(backup, secrets),
+            *_archive_async(backup),
             *common,
             *_tls_server(node, PEM_PATH, backup.tls_port, [repository.name], name),
         ]
@@ -208,6 +265,8 @@ def config_sections(
             *_repository(backup, secrets),
             *_cipher(backup, secrets),
             *_retention(backup),
+            *_offsite(backup, secrets),
+            *_archive_async(backup),
             *common,
             *_tls_server(node, PEM_PATH, backup.tls_port, others, name),
         ]
@@ -244,7 +303,14 @@ def tool_files(spec: ClusterSpec, node: Node) -> list[RenderedFile]:
     """The backup, status and restore commands, the same on every VM that has pgBackRest."""
     backup = spec.backup
     assert backup is not None
-    context = {"stanza": stanza(spec), "status_path": STATUS_PATH, **_gate_context(spec, node)}
+    # One backup per repository: pgBackRest writes a backup to one repository at a time.
+    repos = [1, 2] if backup.offsite is not None else None
+    context = {
+        "stanza": stanza(spec),
+        "status_path": STATUS_PATH,
+        "repos": repos,
+        **_gate_context(spec, node),
+    }
     return [
         RenderedFile(BACKUP_PATH, render_template(HERE, "pgha-backup.sh.j2", **context), mode=0o755),
         *vmprograms.program_files(
@@ -305,12 +371,14 @@ def files(spec: ClusterSpec, node: Node, secrets: ClusterSecrets, tls: pki.Clust
     conf = render_config(spec, sections, node.role)
     # Group postgres: pgBackRest runs as postgres; the S3 key pair or the
     # repository passphrase make it a secret.
-    secret_keys = ("repo1-s3-key", "repo1-s3-key-secret", "repo1-cipher-pass")
+    secret_keys = {f"{repo}-{key}" for repo in ("repo1", OFFSITE_REPO) for key in SECRET_OPTIONS}
     holds_secret = any(key in secret_keys for _, options in sections for key, _ in options)
     result = [
         RenderedFile(CONFIG_PATH, conf, mode=0o640, owner="root", group="postgres", secret=holds_secret),
         *tool_files(spec, node),
     ]
+    if backup.offsite is not None and backup.offsite.ca_certificate is not None:
+        result.append(RenderedFile(OFFSITE_CA_PATH, backup.offsite.ca_certificate, mode=0o644))
     result.append(pki.key_file(PEM_PATH, tls.node(node), owner="postgres"))
     if not node.runs_postgres:
         # No Patroni here to stop Debian's server package from creating a cluster.
@@ -318,6 +386,10 @@ def files(spec: ClusterSpec, node: Node, secrets: ClusterSecrets, tls: pki.Clust
     if runs_backups(spec, node):
         result += timer_files(spec)
     return result
+
+
+# pgBackRest options of a repository that are secrets.
+SECRET_OPTIONS = ("s3-key", "s3-key-secret", "cipher-pass")
 
 
 def steps(spec: ClusterSpec, node: Node, secrets: ClusterSecrets, tls: pki.ClusterTls) -> list[Step]:
@@ -335,6 +407,7 @@ def steps(spec: ClusterSpec, node: Node, secrets: ClusterSecrets, tls: pki.Clust
         packages=PACKAGES if node.runs_postgres else (*PACKAGES, *postgres_server.server_packages(spec)),
         postgres_version=None if node.runs_postgres else spec.postgres.version,
         repo_dir=repo_dir,
+        spool_dir=SPOOL_DIR if backup.offsite is not None and node.runs_postgres else None,
         units=[f.path for f in node_files if f.path.startswith(UNIT_DIR)],
         tls_port=backup.tls_port,
         timers=[timer_name(k) for k in ("full", "diff", "check")] if runner else [],

@@ -271,3 +271,71 @@ def test_etcd_v3_is_refused_beside_a_repository_vm(dev_config):
     dev_config["patroni"] = {"etcdApi": "v3"}
     assert_refused(dev_config, "patroni.etcdApi", "v3 cannot go with backup.repository host")
     assert load_spec(s3(dev_config), "dev").patroni.etcd_api == "v3"
+
+
+OFFSITE_CA = "-----BEGIN CERTIFICATE-----\nMIIBdzCCAR2gAwIBAgIU\n-----END CERTIFICATE-----\n"
+
+
+def offsite(config: dict[str, Any], **values: Any) -> dict[str, Any]:
+    config["backup"]["offsite"] = {
+        "endpoint": "s3.offsite.example.net",
+        "bucket": "pgha-offsite",
+        "region": "eu-central-1",
+        **values,
+    }
+    config["backupOffsiteKey"] = "OFFSITE-KEY-ID"
+    config["backupOffsiteKeySecret"] = "offsite-secret-value"
+    return config
+
+
+@pytest.mark.parametrize(
+    ("values", "key", "fragment"),
+    [
+        ({"verifyTls": False}, "backup.offsite.verifyTls", "unknown key"),
+        ({"storageVerifyTls": "n"}, "backup.offsite.storageVerifyTls", "unknown key"),
+        ({"endpoint": "http://s3.example.net"}, "backup.offsite.endpoint", "is not an S3 endpoint"),
+        ({"endpoint": "s3.example.net\nrepo2-storage-verify-tls=n"}, "backup.offsite.endpoint", "U+000A"),
+        ({"bucket": "Bad_Bucket"}, "backup.offsite.bucket", "is not an S3 bucket"),
+        ({"path": "/pgha/../other"}, "backup.offsite.path", "'..'"),
+        ({"uriStyle": "virtual"}, "backup.offsite.uriStyle", "is not one of"),
+        ({"caCertificate": "not a certificate"}, "backup.offsite.caCertificate", "is not PEM certificates"),
+        ({"caCertificate": OFFSITE_CA + "repo2-storage-verify-tls=n"}, "backup.offsite.caCertificate", "PEM"),
+        ({"retentionFull": 0}, "backup.offsite.retentionFull", ""),
+        ({"archiveQueueMaxGib": 0}, "backup.offsite.archiveQueueMaxGib", ""),
+    ],
+)  # fmt: skip
+def test_offsite_escape_hatches_and_bad_values_are_refused(dev_config, values, key, fragment):
+    assert_refused(offsite(dev_config, **values), key, fragment)
+
+
+def test_offsite_needs_its_keys_and_encryption(dev_config):
+    config = offsite(dev_config)
+    del config["backupOffsiteKey"]
+    assert_refused(config, "backupOffsiteKey", "is required with backup.offsite", "--secret")
+    config = offsite(dev_config)
+    config["backup"]["cipher"] = "none"
+    assert_refused(config, "backup.offsite", "never unencrypted")
+    config = offsite(dev_config)
+    del config["backup"]["offsite"]["bucket"]
+    assert_refused(config, "backup.offsite.bucket", "is required")
+
+
+@pytest.mark.parametrize("key", ["backupOffsiteKey", "backupOffsiteKeySecret"])
+def test_offsite_keys_in_clear_text_are_refused(dev_config, key):
+    config = offsite(dev_config, caCertificate=OFFSITE_CA)
+    assert_refused(config, key, "is stored in clear text", "--secret", encrypted=())
+    spec = load_spec(config, "dev", ("backupOffsiteKey", "backupOffsiteKeySecret"))
+    assert spec.backup.offsite.ca_certificate == OFFSITE_CA
+
+
+def test_renderer_exits_2_on_an_offsite_key_in_clear_text(tmp_path):
+    def clear(config):
+        config["pgha:backup"]["offsite"] = {"endpoint": "s3.example.net", "bucket": "b-1", "region": "r"}
+        config["pgha:backupOffsiteKey"] = {"secure": "v1:AAAA"}
+        config["pgha:backupOffsiteKeySecret"] = "offsite-secret-value"
+
+    result = render_bad(write_stack(tmp_path, clear))
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "error: pgha:backupOffsiteKeySecret: is stored in clear text" in result.stderr
+    assert "offsite-secret-value" not in result.stderr
