@@ -447,7 +447,8 @@ def bootstrap_files(
     pgBackRest's config and certificate, as the backup step renders them, and the two scripts."""
     restore = spec.restore
     assert restore is not None and spec.backup is not None
-    wanted = {CONFIG_PATH, PEM_PATH}
+    # With backup.offsite, the CA of repo2 too: a restore reads repo2 when repo1 is lost.
+    wanted = {CONFIG_PATH, PEM_PATH, OFFSITE_CA_PATH}
     bootstrap = render_template(
         HERE,
         "bootstrap-restore.sh.j2",

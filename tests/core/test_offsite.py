@@ -101,3 +101,13 @@ def test_without_offsite_there_is_no_repo2(spec, secrets):
     for node in (spec.repository_node, *spec.postgres_nodes):
         options = conf(spec, node, secrets)["global"]
         assert not [key for key in options if key.startswith("repo2-") or key.startswith("archive-")]
+
+
+def test_a_restore_bootstrap_can_read_repo2(dev_config, offsite_secrets):
+    config = with_offsite(dev_config)
+    config["restore"] = {}
+    spec = load_spec(config, "dev")
+    node = spec.postgres_nodes[0]
+    files = {f.path: f for f in backup.bootstrap_files(spec, node, offsite_secrets, _tls(spec))}
+    assert files[backup.OFFSITE_CA_PATH].content == CA
+    assert "repo2-storage-ca-file=" + backup.OFFSITE_CA_PATH in files[backup.CONFIG_PATH].content
