@@ -530,14 +530,13 @@ class OffsiteSpec:
     """
 
     endpoint: str = setting(
-        doc="the S3 endpoint, `host` or `host:port` (HTTPS, verified)",
+        doc="the S3 endpoint (HTTPS)",
         required="is required: the S3 endpoint (host or host:port)",
         pattern=r"[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?(:[0-9]{1,5})?",
         what="an S3 endpoint host name, optionally with :port",
     )
     bucket: str = setting(
-        doc="the bucket; its key pair comes from the secret keys `pgha:backupOffsiteKey` and "
-        "`pgha:backupOffsiteKeySecret`",
+        doc="the bucket",
         required="is required: the bucket",
         pattern=r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]",
         what="an S3 bucket name (3-63 of a-z, 0-9, '.', '-')",
@@ -554,25 +553,21 @@ class OffsiteSpec:
         pattern=ABSOLUTE_PATH,
         what="an absolute path of letters, digits, '.', '_', '-' and '/'",
     )
-    uri_style: Literal["host", "path"] = setting(
-        "path", doc="bucket in the path (most self-hosted servers) or in the host name"
-    )
+    uri_style: Literal["host", "path"] = setting("path", doc="bucket in the path or the host name")
     ca_certificate: str | None = setting(
         None,
-        doc="PEM CA certificate(s) the endpoint's certificate is verified against "
-        "(`pulumi config set --path pgha:backup.offsite.caCertificate < ca.pem`); none: the system's CAs",
+        doc="PEM CA the endpoint is verified against; none: the system's",
         custom=True,
-        range_doc="PEM certificates; TLS verification cannot be turned off",
+        range_doc="PEM certificates",
     )
-    retention_full: int = setting(4, doc="full backups kept in the bucket (with their WAL)", min=1)
-    retention_diff: int = setting(6, doc="differential backups kept in the bucket", min=1)
+    retention_full: int = setting(4, doc="full backups kept there", min=1)
+    retention_diff: int = setting(6, doc="differential backups kept there", min=1)
     # With two repositories one that is down makes archive-push fail for both
     # (pgBackRest retries the segment until every repository has it): past
     # this much unarchived WAL, pgBackRest drops it so writes go on.
     archive_queue_max_gib: int = setting(
         4,
-        doc="unarchived WAL (GiB) kept while a repository is unreachable; beyond it pgBackRest drops WAL "
-        "(a gap in both repositories' archive) so pg_wal cannot fill the disk",
+        doc="unarchived WAL (GiB) kept while a repository is down; beyond, WAL is dropped",
         min=1,
     )
 
@@ -656,8 +651,7 @@ class BackupSpec:
     )
     offsite: OffsiteSpec | None = setting(
         None,
-        doc="a second repository in an S3-compatible bucket, beside this one (see "
-        "[backups.md](backups.md#an-off-site-copy))",
+        doc="a second repository in an S3 bucket ([backups.md](backups.md#an-off-site-copy))",
         default_doc="none",
         custom=True,
     )
@@ -1056,7 +1050,7 @@ STACK_ONLY_KEYS: tuple[tuple[str, str, Setting], ...] = (
         "backupS3KeySecret",
         "backupOffsiteKey",
         Setting(
-            doc="secret: the off-site bucket's access key",
+            doc="secret: the off-site access key",
             type_doc="string",
             default_doc="required with `backup.offsite`",
         ),
@@ -1065,7 +1059,7 @@ STACK_ONLY_KEYS: tuple[tuple[str, str, Setting], ...] = (
         "backupOffsiteKey",
         "backupOffsiteKeySecret",
         Setting(
-            doc="secret: the off-site bucket's secret key",
+            doc="secret: the off-site secret key",
             type_doc="string",
             default_doc="required with `backup.offsite`",
         ),
