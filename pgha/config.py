@@ -428,8 +428,6 @@ def _read_offsite(reader: Reader, raw: Any, config: dict[str, Any], cipher: str)
     for key in ("backupOffsiteKey", "backupOffsiteKeySecret"):
         if not config.get(key):
             reader.problem(key, f"is required with backup.offsite: pulumi config set --secret pgha:{key} ...")
-    if not reader.failed("backup.offsite.path") and _dot_segment(values.get("path", "")):
-        reader.problem("backup.offsite.path", f"{values['path']!r} has a '.' or '..' segment")
     if cipher == "none":
         # The bucket is someone else's disk: what leaves the machine room is encrypted.
         reader.problem(

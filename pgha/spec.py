@@ -533,42 +533,25 @@ class OffsiteSpec:
         doc="the S3 endpoint (HTTPS)",
         required="is required: the S3 endpoint (host or host:port)",
         pattern=r"[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?(:[0-9]{1,5})?",
-        what="an S3 endpoint host name, optionally with :port",
+        what="host or host:port",
     )
     bucket: str = setting(
         doc="the bucket",
         required="is required: the bucket",
         pattern=r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]",
-        what="an S3 bucket name (3-63 of a-z, 0-9, '.', '-')",
+        what="an S3 bucket name",
     )
     region: str = setting(
         doc="the region",
         required="is required: the region",
         pattern=r"[a-z0-9][a-z0-9-]{0,62}",
-        what="an S3 region (a-z, 0-9, '-')",
+        what="an S3 region",
     )
-    path: str = setting(
-        "/pgbackrest",
-        doc="the prefix in the bucket",
-        pattern=ABSOLUTE_PATH,
-        what="an absolute path of letters, digits, '.', '_', '-' and '/'",
-    )
-    uri_style: Literal["host", "path"] = setting("path", doc="bucket in the path or the host name")
     ca_certificate: str | None = setting(
         None,
-        doc="PEM CA the endpoint is verified against; none: the system's",
+        doc="the endpoint's CA; none: the system's",
         custom=True,
         range_doc="PEM certificates",
-    )
-    retention_full: int = setting(4, doc="full backups kept there", min=1)
-    retention_diff: int = setting(6, doc="differential backups kept there", min=1)
-    # With two repositories one that is down makes archive-push fail for both
-    # (pgBackRest retries the segment until every repository has it): past
-    # this much unarchived WAL, pgBackRest drops it so writes go on.
-    archive_queue_max_gib: int = setting(
-        4,
-        doc="unarchived WAL (GiB) kept while a repository is down; beyond, WAL is dropped",
-        min=1,
     )
 
 

@@ -61,6 +61,10 @@ RESTORE_PORT = 5499
 OFFSITE_CA_PATH = "/etc/pgbackrest/offsite-ca.pem"
 SPOOL_DIR = "/var/spool/pgbackrest"
 OFFSITE_REPO = "repo2"
+OFFSITE_PATH = "/pgbackrest"  # the prefix in the bucket
+# Unarchived WAL kept while a repository is down; beyond it pgBackRest drops
+# WAL (a gap in both archives) rather than let pg_wal fill the disk.
+ARCHIVE_QUEUE_MAX = "4GiB"
 
 
 def stanza(spec: ClusterSpec) -> str:
@@ -151,11 +155,12 @@ def _offsite(backup: BackupSpec, secrets: ClusterSecrets) -> list[tuple[str, str
     prefix = OFFSITE_REPO
     options = [
         (f"{prefix}-type", "s3"),
-        (f"{prefix}-path", offsite.path),
+        (f"{prefix}-path", OFFSITE_PATH),
         (f"{prefix}-s3-bucket", offsite.bucket),
         (f"{prefix}-s3-endpoint", offsite.endpoint),
         (f"{prefix}-s3-region", offsite.region),
-        (f"{prefix}-s3-uri-style", offsite.uri_style),
+        # Path-style: what self-hosted servers serve without wildcard DNS.
+        (f"{prefix}-s3-uri-style", "path"),
         (f"{prefix}-s3-key", secrets.backup_offsite_key),
         (f"{prefix}-s3-key-secret", secrets.backup_offsite_key_secret),
         (f"{prefix}-storage-verify-tls", "y"),
@@ -165,8 +170,8 @@ def _offsite(backup: BackupSpec, secrets: ClusterSecrets) -> list[tuple[str, str
     options += [
         (f"{prefix}-cipher-type", backup.cipher),
         (f"{prefix}-cipher-pass", secrets.backup_cipher_pass),
-        (f"{prefix}-retention-full", str(offsite.retention_full)),
-        (f"{prefix}-retention-diff", str(offsite.retention_diff)),
+        (f"{prefix}-retention-full", str(backup.retention_full)),
+        (f"{prefix}-retention-diff", str(backup.retention_diff)),
     ]
     return options
 
@@ -181,7 +186,7 @@ def _archive_async(backup: BackupSpec) -> list[tuple[str, str]]:
     return [
         ("archive-async", "y"),
         ("spool-path", SPOOL_DIR),
-        ("archive-push-queue-max", f"{backup.offsite.archive_queue_max_gib}GiB"),
+        ("archive-push-queue-max", ARCHIVE_QUEUE_MAX),
     ]
 
 

@@ -293,15 +293,15 @@ def offsite(config: dict[str, Any], **values: Any) -> dict[str, Any]:
     [
         ({"verifyTls": False}, "backup.offsite.verifyTls", "unknown key"),
         ({"storageVerifyTls": "n"}, "backup.offsite.storageVerifyTls", "unknown key"),
-        ({"endpoint": "http://s3.example.net"}, "backup.offsite.endpoint", "is not an S3 endpoint"),
+        ({"endpoint": "http://s3.example.net"}, "backup.offsite.endpoint", "is not host"),
         ({"endpoint": "s3.example.net\nrepo2-storage-verify-tls=n"}, "backup.offsite.endpoint", "U+000A"),
         ({"bucket": "Bad_Bucket"}, "backup.offsite.bucket", "is not an S3 bucket"),
-        ({"path": "/pgha/../other"}, "backup.offsite.path", "'..'"),
-        ({"uriStyle": "virtual"}, "backup.offsite.uriStyle", "is not one of"),
+        ({"path": "/pgha/../other"}, "backup.offsite.path", "unknown key"),
+        ({"uriStyle": "virtual"}, "backup.offsite.uriStyle", "unknown key"),
         ({"caCertificate": "not a certificate"}, "backup.offsite.caCertificate", "is not PEM certificates"),
         ({"caCertificate": OFFSITE_CA + "repo2-storage-verify-tls=n"}, "backup.offsite.caCertificate", "PEM"),
-        ({"retentionFull": 0}, "backup.offsite.retentionFull", ""),
-        ({"archiveQueueMaxGib": 0}, "backup.offsite.archiveQueueMaxGib", ""),
+        ({"retentionFull": 9}, "backup.offsite.retentionFull", "unknown key"),
+        ({"archiveQueueMaxGib": 0}, "backup.offsite.archiveQueueMaxGib", "unknown key"),
     ],
 )  # fmt: skip
 def test_offsite_escape_hatches_and_bad_values_are_refused(dev_config, values, key, fragment):

@@ -46,7 +46,7 @@ def test_repo2_is_beside_repo1_on_the_repository_vm_and_every_database_vm(dev_co
         assert options["repo2-storage-ca-file"] == [backup.OFFSITE_CA_PATH]
         assert options["repo2-cipher-type"] == ["aes-256-cbc"]
         assert options["repo2-cipher-pass"] == ["cipher-Secret-6"]
-        assert options["repo2-retention-full"] == ["4"]
+        assert options["repo2-retention-full"] == ["2"]
         assert options["repo2-s3-key-secret"] == ["offsite-secret-value"]
     # repo1 stays where it was: the repository VM's own directory, reached over TLS.
     assert conf(spec, spec.repository_node, offsite_secrets)["global"]["repo1-path"] == [
@@ -56,12 +56,12 @@ def test_repo2_is_beside_repo1_on_the_repository_vm_and_every_database_vm(dev_co
 
 
 def test_database_vms_archive_asynchronously_with_a_queue_limit(dev_config, offsite_secrets):
-    spec = load_spec(with_offsite(dev_config, archiveQueueMaxGib=2), "dev")
+    spec = load_spec(with_offsite(dev_config), "dev")
     for node in spec.postgres_nodes:
         options = conf(spec, node, offsite_secrets)["global"]
         assert options["archive-async"] == ["y"]
         assert options["spool-path"] == [backup.SPOOL_DIR]
-        assert options["archive-push-queue-max"] == ["2GiB"]
+        assert options["archive-push-queue-max"] == ["4GiB"]
         (install,) = [s for s in backup.steps(spec, node, offsite_secrets, _tls(spec)) if s.name == "backup"]
         assert backup.SPOOL_DIR in install.script
     # The repository VM never archives: no spool there.
