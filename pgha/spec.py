@@ -530,7 +530,7 @@ class OffsiteSpec:
     """
 
     endpoint: str = setting(
-        doc="the S3 endpoint (HTTPS)",
+        doc="HTTPS",
         required="is required: the S3 endpoint (host or host:port)",
         pattern=r"[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?(:[0-9]{1,5})?",
         what="host or host:port",
@@ -549,9 +549,8 @@ class OffsiteSpec:
     )
     ca_certificate: str | None = setting(
         None,
-        doc="the endpoint's CA; none: the system's",
+        doc="its CA; default: the system's",
         custom=True,
-        range_doc="PEM certificates",
     )
 
 
@@ -634,7 +633,7 @@ class BackupSpec:
     )
     offsite: OffsiteSpec | None = setting(
         None,
-        doc="a second repository in an S3 bucket ([backups.md](backups.md#an-off-site-copy))",
+        doc="[a second repository](backups.md#an-off-site-copy)",
         default_doc="none",
         custom=True,
     )
@@ -1033,7 +1032,7 @@ STACK_ONLY_KEYS: tuple[tuple[str, str, Setting], ...] = (
         "backupS3KeySecret",
         "backupOffsiteKey",
         Setting(
-            doc="secret: the off-site access key",
+            doc="secret",
             type_doc="string",
             default_doc="required with `backup.offsite`",
         ),
@@ -1042,7 +1041,7 @@ STACK_ONLY_KEYS: tuple[tuple[str, str, Setting], ...] = (
         "backupOffsiteKey",
         "backupOffsiteKeySecret",
         Setting(
-            doc="secret: the off-site secret key",
+            doc="secret",
             type_doc="string",
             default_doc="required with `backup.offsite`",
         ),
