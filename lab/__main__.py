@@ -33,6 +33,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from pgha import ConfigError
 from pgha.topology import failure_domains
@@ -51,6 +52,7 @@ from .scenarios import (
     pooler,
     proxy,
     restore,
+    timeline_table,
     without_one_hop,
 )
 
@@ -95,6 +97,12 @@ def _render_status(status: dict) -> str:
     for host, consequence in status.get("failureDomains", {}).items():
         lines.append(f"if {host} is lost: {consequence}")
     return "\n".join(lines)
+
+
+def _print_failover_summary(summary: dict[str, Any]) -> None:
+    """A fault's summary as one JSON line, then its timeline as a table."""
+    print(json.dumps(summary), flush=True)
+    print(timeline_table(summary), flush=True)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -156,6 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench_failover = benches.add_parser("failover", help="time each failover scenario, end to end")
     bench_failover.add_argument("--runs", type=int, default=3)
     bench_failover.add_argument("--faults", default=",".join(FAILOVER_FAULTS), help="scenario keys")
+    bench_failover.add_argument(
+        "--timeline-out", metavar="FILE", help="also write every run's timeline there (JSON)"
+    )
     bench_follow = benches.add_parser("vip-follow", help="how fast the VIP follows the new primary")
     bench_follow.add_argument("--runs", type=int, default=2)
     bench_follow.add_argument("--faults", default="8,1", help="scenario keys (8: switchover, 1: power-off)")
@@ -296,7 +307,15 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(restore.disaster_recovery(lab)))
     elif args.verb == "bench" and args.bench == "failover":
         faults = [f for f in args.faults.split(",") if f]
-        failover(lab, args.runs, faults, emit=lambda summary: print(json.dumps(summary), flush=True))
+        summaries = failover(lab, args.runs, faults, emit=_print_failover_summary)
+        if args.timeline_out:
+            runs = [
+                {"fault": s["fault"], "timeline": r["timeline"]}
+                for s in summaries
+                for r in s["per_run"]
+                if r.get("timeline")
+            ]
+            Path(args.timeline_out).write_text(json.dumps(runs, indent=1) + "\n")
     elif args.verb == "bench" and args.bench == "vip-only":
         without_one_hop(
             lab,

@@ -19,15 +19,19 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from ..cluster import Lab
-from ..observation import Reader, Writer, ensure_ledger, etcd_health, leader, patroni_logs
+from ..observation import Reader, Writer, ensure_ledger, etcd_health, leader, patroni_logs, timeline
 from ..wait import WaitTimeout, wait_until
 
 STEADY_ACKS = 50  # acknowledged writes before the fault: the writer is in steady state
 RESUME_TIMEOUT = 120.0  # s until writes through the VIP resume after a fault
 READY_TIMEOUT = 180.0  # s until the lab is healthy again after a fault
+# Set by the failover bench: each run then also records where its seconds went.
+RECORD_TIMELINE: ContextVar[bool] = ContextVar("RECORD_TIMELINE", default=False)
+JOURNAL_BEFORE_FAULT_S = 25.0  # the old primary's last renewals, at most ttl before the fault
 
 
 class Run:
@@ -43,6 +47,7 @@ class Run:
         self.fault_wall: float | None = None
         self.rejoin_s: float | None = None
         self.extra: dict[str, Any] = {}
+        self.leader_watch: timeline.LeaderKeyWatch | None = None
 
     def inject(self, action: Callable[[], None]) -> float:
         """Run the fault at a known client time."""
@@ -93,7 +98,42 @@ class Run:
         if lost or evidence:
             since = None if self.fault_wall is None else self.fault_wall - 5
             result["patroni_logs"] = patroni_logs(self.lab, since=since)
+        if self.leader_watch is not None:
+            result["timeline"] = self._timeline(new_primary)
         return result
+
+    def _timeline(self, new_primary: str | None) -> dict[str, float | None] | None:
+        """Where this run's seconds went (lab/observation/timeline.py); None if nothing was recorded."""
+        assert self.leader_watch is not None
+        self.leader_watch.stop()
+        if self.fault_wall is None or self.old_primary is None:
+            return None
+        acks = [a.at for a in self.writer.snapshot()[0]]
+        evidence = timeline.Evidence(
+            fault_wall=self.fault_wall,
+            old_primary=self.old_primary,
+            new_primary=new_primary,
+            ttl=self.lab.spec.patroni.ttl,
+            key_events=list(self.leader_watch.events),
+            journal=timeline.journals(
+                self.lab,
+                [n.name for n in self.lab.spec.postgres_nodes],
+                self.fault_wall - JOURNAL_BEFORE_FAULT_S,
+                time.time(),
+            ),
+            first_write_wall=timeline.first_write_after(acks, self.fault_at, self.fault_wall),
+        )
+        return timeline.reduce(evidence)
+
+    def watch_leader_key(self) -> None:
+        """Watch the leader key from a member other than the primary, on another host if there is one."""
+        spec = self.lab.spec
+        old = spec.node(self.old_primary) if self.old_primary else None
+        others = [n for n in spec.postgres_nodes if old is None or n.name != old.name]
+        others.sort(key=lambda n: old is not None and n.host == old.host)
+        if others:
+            self.leader_watch = timeline.LeaderKeyWatch(self.lab, others[0].name)
+            self.leader_watch.start()
 
 
 def wait_etcd_healthy(lab: Lab, timeout: float = READY_TIMEOUT) -> dict[str, bool]:
@@ -137,6 +177,8 @@ def scenario(lab: Lab, fault: str) -> Iterator[Run]:
     ensure_ledger(lab)
     run = Run(lab, fault)
     run.old_primary = leader(lab)
+    if RECORD_TIMELINE.get():
+        run.watch_leader_key()
     run.writer.start()
     run.reader.start()
     try:
@@ -148,5 +190,7 @@ def scenario(lab: Lab, fault: str) -> Iterator[Run]:
     finally:
         for looper in (run.writer, run.reader):
             looper.stop()
+        if run.leader_watch is not None:
+            run.leader_watch.stop()
     if run.writer.crash is not None:
         raise RuntimeError(f"writer crashed: {run.writer.crash!r}")

@@ -1,6 +1,6 @@
 """Reading a live lab, and the clients that measure it; nothing here changes the cluster."""
 
-from . import etcdctl, observe
+from . import etcdctl, observe, timeline
 from .client import TCP_OPTIONS, connect
 from .observe import (
     etcd_health,
@@ -52,6 +52,7 @@ __all__ = [
     "status",
     "sync_standby",
     "sync_standbys",
+    "timeline",
     "vip_holders",
     "wait_leader",
     "wait_ready",

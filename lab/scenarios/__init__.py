@@ -1,7 +1,7 @@
 """Benches, drills and the other runs built from the layers below: what ``python -m lab`` offers."""
 
 from . import apps, backups, bench, control, hostmaint, onehop, poolbench, restore
-from .bench import FAILOVER_FAULTS, failover, proxy
+from .bench import FAILOVER_FAULTS, failover, proxy, timeline_table
 from .onehop import ab_switchover, follow, without_one_hop
 from .poolbench import pooler
 
@@ -20,5 +20,6 @@ __all__ = [
     "pooler",
     "proxy",
     "restore",
+    "timeline_table",
     "without_one_hop",
 ]

@@ -19,7 +19,8 @@ from ..cluster import Lab, switchover
 from ..faults import SCENARIOS as PRIMARY_FAULTS
 from ..faults import STANDBY_SCENARIOS as STANDBY_FAULTS
 from ..faults import host_crash
-from ..observation import leader, vip_holders
+from ..faults.harness import RECORD_TIMELINE
+from ..observation import leader, timeline, vip_holders
 from ..wait import wait_until
 from .control import SCENARIOS as CONTROLS
 
@@ -28,6 +29,7 @@ SCENARIOS = {**PRIMARY_FAULTS, **STANDBY_FAULTS, **CONTROLS}
 PER_RUN_EXTRAS = (
     *("vip_moved_s", "rejoin_of", "victim", "direct_probe", "split_brain", "fault_at_utc", "errors"),
     "etcd_leader_at_fault",
+    "timeline",
 )
 FAILOVER_FAULTS = ("1", "2", "5a", "5b", "8")
 # A fault that fails this many runs has likely broken the lab: the next fault is tried.
@@ -67,6 +69,8 @@ def summarise(fault: str, results: list[dict[str, Any]], failed: list[str] | Non
         "split_brain": any(r["split_brain"] for r in results),
         # Fault 2 usually keeps its primary (then: until it leads again); 5b: the dead VIP holder.
         "old_primary_streaming_again_s": _spread(r["rejoin_s"] for r in results),
+        # Where the seconds went (lab/observation/timeline.py): each phase's median, since the fault.
+        "timeline_median": timeline.medians([r["timeline"] for r in results if r.get("timeline")]),
         "per_run": [
             {
                 "unavailability_s": r["unavailability_s"],
@@ -104,24 +108,42 @@ def failover(
     """
     scenarios = {fault: scenario_for(fault) for fault in faults}
     summaries = []
-    for fault, run_scenario in scenarios.items():
-        results: list[dict[str, Any]] = []
-        failed: list[str] = []
-        for _ in range(runs):
-            try:
-                result = run_scenario(lab)
-            except Exception as exc:  # a failed run is a result too: report it, go on
-                failed.append(f"{type(exc).__name__}: {exc}")
-                if len(failed) >= FAILED_RUNS_BEFORE_GIVING_UP:
-                    break
-                continue
-            result.pop("patroni_logs", None)
-            results.append(result)
-        summary = summarise(fault, results, failed)
-        if emit is not None:
-            emit(summary)
-        summaries.append(summary)
+    recording = RECORD_TIMELINE.set(True)
+    try:
+        for fault, run_scenario in scenarios.items():
+            summary = _runs(lab, fault, run_scenario, runs)
+            if emit is not None:
+                emit(summary)
+            summaries.append(summary)
+    finally:
+        RECORD_TIMELINE.reset(recording)
     return summaries
+
+
+def _runs(lab: Lab, fault: str, run_scenario: Callable[[Lab], dict[str, Any]], runs: int) -> dict[str, Any]:
+    results: list[dict[str, Any]] = []
+    failed: list[str] = []
+    for _ in range(runs):
+        try:
+            result = run_scenario(lab)
+        except Exception as exc:  # a failed run is a result too: report it, go on
+            failed.append(f"{type(exc).__name__}: {exc}")
+            if len(failed) >= FAILED_RUNS_BEFORE_GIVING_UP:
+                break
+            continue
+        result.pop("patroni_logs", None)
+        results.append(result)
+    return summarise(fault, results, failed)
+
+
+def timeline_table(summary: dict[str, Any]) -> str:
+    """One fault's runs as a table: one row per run, one column per phase, then the medians."""
+    rows = [r["timeline"] for r in summary["per_run"] if r.get("timeline")]
+    if not rows:
+        return f"fault {summary['fault']}: no timeline recorded"
+    body = timeline.table([*rows, summary["timeline_median"]]).splitlines()
+    body[-1] = body[-1] + "   (median)"
+    return f"fault {summary['fault']} ({summary['scenario']}), seconds since the fault:\n" + "\n".join(body)
 
 
 def _pgbench(lab: Lab, args: list[str]) -> str:
