@@ -28,7 +28,7 @@ ORDER: tuple[str | tuple[str, ...], ...] = (
     "etcd-health",
     "patroni",
     "haproxy",
-    ("keepalived", "fastpath", "host-maintenance"),
+    ("keepalived", "fastpath", "host-maintenance", "leader-race"),
     "patroni-config",
     ("backup", "databases"),
     ("backup-stanza", "pooler"),

@@ -270,6 +270,13 @@ class PatroniSpec:
     failsafe_mode: bool = setting(
         True, doc="a primary that loses etcd but still sees all members keeps running"
     )
+    # About 2 s of every primary failover: Patroni's leader race waits that long
+    # for the dead former leader's REST API (pgha/leader_race).
+    leader_race_fail_fast: bool = setting(
+        True,
+        doc="Patroni's calls to a peer whose REST API has been silent for ttl/2 are refused at once, "
+        "so a failover does not wait 2 s for the dead primary ([ha.md](ha.md))",
+    )
     # Which etcd API Patroni's DCS uses: v2 (TTL keys; see pgha/patroni's render
     # for why) or v3 (leases), for the comparison in docs/ha-durability.md.
     etcd_api: Literal["v2", "v3"] = setting(

@@ -3,7 +3,8 @@
 A program that runs on a VM and is written in Python (today
 ``pgha/haproxy/save_state.py``, ``pgha/backup/backup_status.py``,
 ``pgha/rolling/pgha_rolling.py``, ``pgha/patroni/hostaware.py``,
-``pgha/host_maintenance/pgha_host_maintenance.py`` and ``pgha/fastpath/agent.py``) is:
+``pgha/host_maintenance/pgha_host_maintenance.py``, ``pgha/fastpath/agent.py`` and
+``pgha/leader_race/agent.py``) is:
 
 - **a plain module of this package**, ``pgha/<service>/<tool>.py``: ruff checks
   and formats it like any other file, it is type-hinted, and its tests import

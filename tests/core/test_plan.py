@@ -8,6 +8,12 @@ import subprocess
 from pgha import ClusterTls, cluster_steps, node_steps, phases
 from pgha.plan import groups
 
+# The steps that run on every database VM and nowhere else.
+EVERY_DATABASE_VM = {
+    *("etcd-health", "patroni", "haproxy"),
+    *("keepalived", "fastpath", "host-maintenance", "leader-race"),
+}
+
 
 def test_phase_order(spec, secrets, tls):
     for node in spec.nodes:
@@ -16,7 +22,7 @@ def test_phase_order(spec, secrets, tls):
         config = ["patroni-config"] if node == spec.nodes[0] else []
         postgres = ["system", "etcd", "etcd-health", "patroni", "haproxy", "keepalived"]
         # pgha:fastPath is off here: its step only makes sure no agent or rule is left.
-        postgres += ["fastpath", "host-maintenance", *config, "backup"]
+        postgres += ["fastpath", "host-maintenance", "leader-race", *config, "backup"]
         # Applications go through the primary, wherever it is: a step on every PostgreSQL VM.
         postgres += ["databases", "pooler", "monitoring"]
         # ...and checked, last, from the same VM.
@@ -39,7 +45,7 @@ def test_phase_order(spec, secrets, tls):
             assert {s.node for s in steps if s.name == "pooler"} == {n.name for n in spec.nodes}
         elif names <= {"patroni-config", "verify"}:
             assert nodes == {"psql-01"}
-        elif names <= {"etcd-health", "patroni", "haproxy", "keepalived", "fastpath", "host-maintenance"}:
+        elif names <= EVERY_DATABASE_VM:
             assert nodes == {n.name for n in spec.postgres_nodes}
         else:
             assert nodes == {n.name for n in spec.nodes}

@@ -48,6 +48,7 @@ def test_dev_tree(tmp_path):
         "keepalived",
         "fastpath",
         "host-maintenance",
+        "leader-race",
         "patroni-config",
         "backup",
         "databases",

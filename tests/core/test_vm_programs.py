@@ -27,6 +27,7 @@ from pgha.fastpath import agent as fastpath_agent
 from pgha.files import CORE_DIR, INSTALLER_PATH, INSTALLER_SOURCE, REPO_DIR
 from pgha.haproxy import save_state
 from pgha.host_maintenance import pgha_host_maintenance
+from pgha.leader_race import agent as leader_race_agent
 from pgha.monitoring import collector
 from pgha.patroni import hostaware
 from pgha.rolling import pgha_rolling
@@ -47,6 +48,7 @@ MODULES = (
         pgha_host_maintenance,
     ),
     fastpath_agent,
+    leader_race_agent,
 )
 RUFF = Path(sys.executable).parent / "ruff"
 LIBRARY = (cluster_health, etcd_markers, patroni_api)

@@ -6,7 +6,11 @@ from the program as it was while Commands were still named ``<node>-<NN>-<step>`
 are deterministic). The test (test_command_names.py) fingerprints today's
 program the same way and compares, Command by Command, through each Command's
 alias to its old name: same script, same stdin bundle, same trigger digest, same
-connection, same dependencies, same options. Regenerate it only on purpose.
+connection, same dependencies, same options.
+
+Regenerate it on purpose when a step changes, and read the diff: its changed
+entries are the Commands a deployed stack runs again on its next ``up``, and
+its new ones are the steps added since (named ``<node>-<step>``, no alias).
 """
 
 from __future__ import annotations
@@ -98,7 +102,9 @@ def main() -> int:
     golden = {}
     for stack in stacks():
         asyncio.set_event_loop(asyncio.new_event_loop())
-        golden[stack] = fingerprints(stack_run(stack))
+        run = stack_run(stack)
+        old_name = {c.name: c.aliases[0] for c in run.of_type(COMMAND) if c.aliases}
+        golden[stack] = fingerprints(run, old_name)
     GOLDEN_PATH.write_text(json.dumps(golden, indent=1, sort_keys=True) + "\n")
     print(f"wrote {sum(len(v) for v in golden.values())} Commands of {len(golden)} stacks to {GOLDEN_PATH}")
     return 0
