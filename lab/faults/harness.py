@@ -136,6 +136,16 @@ class Run:
             self.leader_watch.start()
 
 
+@contextmanager
+def recording_timeline() -> Iterator[None]:
+    """Scenarios run inside also record ``result["timeline"]`` (lab/observation/timeline.py)."""
+    token = RECORD_TIMELINE.set(True)
+    try:
+        yield
+    finally:
+        RECORD_TIMELINE.reset(token)
+
+
 def wait_etcd_healthy(lab: Lab, timeout: float = READY_TIMEOUT) -> dict[str, bool]:
     """Every etcd member answers /health true: it has a leader, and the cluster its quorum.
 

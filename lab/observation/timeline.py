@@ -245,6 +245,12 @@ def reduce(evidence: Evidence) -> dict[str, float | None]:
     return {phase: None if value is None else round(value - fault, 3) for phase, value in at.items()}
 
 
+def leader_race_s(timeline: dict[str, float | None]) -> float | None:
+    """From the key's expiry to the new leader's lock: Patroni noticing, asking its peers, locking."""
+    expired, locked = timeline.get("key_expired"), timeline.get("new_leader_lock")
+    return None if expired is None or locked is None else round(locked - expired, 3)
+
+
 def table(timelines: list[dict[str, float | None]]) -> str:
     """The timelines as a fixed-width table, one row per run, one column per phase."""
     header = " ".join(f"{p[:13]:>13}" for p in PHASES)

@@ -19,7 +19,7 @@ from ..cluster import Lab, switchover
 from ..faults import SCENARIOS as PRIMARY_FAULTS
 from ..faults import STANDBY_SCENARIOS as STANDBY_FAULTS
 from ..faults import host_crash
-from ..faults.harness import RECORD_TIMELINE
+from ..faults.harness import recording_timeline
 from ..observation import leader, timeline, vip_holders
 from ..wait import wait_until
 from .control import SCENARIOS as CONTROLS
@@ -108,15 +108,12 @@ def failover(
     """
     scenarios = {fault: scenario_for(fault) for fault in faults}
     summaries = []
-    recording = RECORD_TIMELINE.set(True)
-    try:
+    with recording_timeline():
         for fault, run_scenario in scenarios.items():
             summary = _runs(lab, fault, run_scenario, runs)
             if emit is not None:
                 emit(summary)
             summaries.append(summary)
-    finally:
-        RECORD_TIMELINE.reset(recording)
     return summaries
 
 

@@ -53,6 +53,11 @@ LIMITS_S: dict[str, float] = {
     # synchronous, one VIP holder. A VIP that follows the primary may still be moving
     # (CI saw a single snapshot taken right after a switchover fail on that).
     "healthy_again": 15,
+    # Not a gap in writes: from the leader key's expiry to the new leader's lock
+    # (lab/observation/timeline.py). Patroni's replica loop notices within loop_wait (1 s);
+    # without pgha's leader race agent it then waited 2 s more for the dead former leader's
+    # REST API (2.35-3.0 s measured), with it about 0.05 s.
+    "leader_race_after_expiry": 1.6,
 }
 
 
