@@ -23,7 +23,16 @@ from contextvars import ContextVar
 from typing import Any
 
 from ..cluster import Lab
-from ..observation import Reader, Writer, ensure_ledger, etcd_health, leader, patroni_logs, timeline
+from ..observation import (
+    Reader,
+    Writer,
+    ensure_ledger,
+    etcd_health,
+    leader,
+    patroni_logs,
+    timeline,
+    vip_holders,
+)
 from ..wait import WaitTimeout, wait_until
 
 STEADY_ACKS = 50  # acknowledged writes before the fault: the writer is in steady state
@@ -48,6 +57,7 @@ class Run:
         self.rejoin_s: float | None = None
         self.extra: dict[str, Any] = {}
         self.leader_watch: timeline.LeaderKeyWatch | None = None
+        self.vip_holder: str | None = None  # before the fault, for the timeline
 
     def inject(self, action: Callable[[], None]) -> float:
         """Run the fault at a known client time."""
@@ -114,6 +124,7 @@ class Run:
             old_primary=self.old_primary,
             new_primary=new_primary,
             ttl=self.lab.spec.patroni.ttl,
+            vip_holder=self.vip_holder,
             key_events=list(self.leader_watch.events),
             journal=timeline.journals(
                 self.lab,
@@ -131,6 +142,8 @@ class Run:
         old = spec.node(self.old_primary) if self.old_primary else None
         others = [n for n in spec.postgres_nodes if old is None or n.name != old.name]
         others.sort(key=lambda n: old is not None and n.host == old.host)
+        holders = vip_holders(self.lab)
+        self.vip_holder = holders[0] if len(holders) == 1 else None
         if others:
             self.leader_watch = timeline.LeaderKeyWatch(self.lab, others[0].name)
             self.leader_watch.start()

@@ -144,6 +144,7 @@ class Evidence:
     old_primary: str
     new_primary: str | None
     ttl: int
+    vip_holder: str | None = None  # before the fault
     key_events: list[dict[str, Any]] = field(default_factory=list)
     journal: list[JournalLine] = field(default_factory=list)
     first_write_wall: float | None = None
@@ -239,8 +240,12 @@ def reduce(evidence: Evidence) -> dict[str, float | None]:
             at["new_leader_lock"] = _first(lines, since, r"by acquiring session lock", new)
         at["promote_begin"] = _first(lines, since, r"received promote request", new)
         at["promote_end"] = _first(lines, since, _PROMOTED, new)
-        at["haproxy_up"] = _first(lines, since, rf"Server \S+/{re.escape(new)} is UP")
     at["vip_switch"] = _first(lines, fault, _VIP_MOVED)
+    if new is not None:
+        # The HAProxy clients reach: the VIP holder's, the new one if the VIP moved.
+        moved = [line.node for line in lines if line.at >= fault and re.search(_VIP_MOVED, line.message)]
+        holder = moved[-1] if moved else evidence.vip_holder
+        at["haproxy_up"] = _first(lines, since, rf"Server primary/{re.escape(new)} is UP", holder)
     at["first_write"] = evidence.first_write_wall
     return {phase: None if value is None else round(value - fault, 3) for phase, value in at.items()}
 
