@@ -63,6 +63,7 @@ class Ack:
     server: str
     at: float  # client monotonic time of the acknowledgement
     rows: int = 1  # client_seq values seq .. seq + rows - 1, committed together
+    started: float = 0.0  # client monotonic time the attempt began
 
     @property
     def seqs(self) -> range:
@@ -229,7 +230,7 @@ class Writer(_Looper):
                 for offset in range(self.rows):
                     row = conn.execute(INSERT, (seq + offset,)).fetchone()
             client.inflight_since = None
-            ack = Ack(seq, str(row[0]) if row else "?", time.monotonic(), self.rows)
+            ack = Ack(seq, str(row[0]) if row else "?", time.monotonic(), self.rows, started)
             with self.lock:
                 self.acks.append(ack)
         except (psycopg.Error, OSError) as exc:
@@ -279,9 +280,13 @@ class Writer(_Looper):
         return reached()
 
     def wait_resumed(self, since: float, timeout: float, scale: bool = True) -> float | None:
-        """Time of the first ack after a failure that ended at or after ``since``; None on timeout.
+        """Time of the first ack of an attempt begun after a failure that ended at or after ``since``.
 
-        ``scale=False`` when the timeout is the fault's own duration (lab.wait.wait_until).
+        Begun after the failure: a commit already in flight when the fault struck
+        (on another of the writer's connections) may still be acknowledged once
+        the first failure is seen; it says nothing about writes being back. None on
+        timeout. ``scale=False`` when the timeout is the fault's own duration
+        (lab.wait.wait_until).
         """
 
         def resumed() -> float | None:
@@ -289,7 +294,7 @@ class Writer(_Looper):
             first_fail = next((f for f in failures if f.ended >= since), None)
             if first_fail is None:
                 return None
-            return next((a.at for a in acks if a.at > first_fail.ended), None)
+            return next((a.at for a in acks if a.started > first_fail.ended), None)
 
         wait_until(lambda: resumed() is not None or not self.is_alive(), timeout, interval=0.1, scale=scale)
         return resumed()

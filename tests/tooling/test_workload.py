@@ -1,0 +1,25 @@
+"""lab/observation/workload.py: when writes count as resumed after a fault."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from lab.observation.workload import Ack, Failure, Writer
+
+
+def writer(acks: list[Ack], failures: list[Failure]) -> Writer:
+    w = Writer(SimpleNamespace(spec=None), clients=2)  # type: ignore[arg-type]
+    w.acks, w.failures = acks, failures
+    return w
+
+
+def test_a_commit_in_flight_at_the_fault_is_not_writes_resumed():
+    fault = 100.0
+    # Client B's commit began before the fault and is acknowledged just after client A's first failure.
+    in_flight = Ack(1, "10.0.0.2", at=100.05, started=99.99)
+    first_failure = Failure(2, 100.0, 100.02, "server closed the connection unexpectedly")
+    w = writer([in_flight], [first_failure])
+    assert w.wait_resumed(fault, timeout=0.3, scale=False) is None
+    # Writes are back once an attempt begun after the failure is acknowledged.
+    w.acks.append(Ack(3, "10.0.0.3", at=121.0, started=120.6))
+    assert w.wait_resumed(fault, timeout=0.3, scale=False) == 121.0
