@@ -319,7 +319,9 @@ def tool_files(spec: ClusterSpec, node: Node) -> list[RenderedFile]:
     return [
         RenderedFile(BACKUP_PATH, render_template(HERE, "pgha-backup.sh.j2", **context), mode=0o755),
         *vmprograms.program_files(
-            backup_status, {"stanza": stanza(spec), "max_age_hours": backup.max_age_hours}
+            backup_status,
+            # Every repository is judged on its own: a stale repo2 is a problem even beside a fresh repo1.
+            {"stanza": stanza(spec), "max_age_hours": backup.max_age_hours, "repos": repos or [1]},
         ),
         RenderedFile(
             RESTORE_PATH,

@@ -43,7 +43,9 @@ HELP = {
     "pgha_archiver_last_failed_timestamp_seconds": "Last failed WAL archiving (0: never).",
     "pgha_backup_ok": "1 when pgha-backup-status finds the backups healthy.",
     "pgha_backup_count": "Backups in the repository.",
-    "pgha_backup_last_completion_timestamp_seconds": "When the newest backup finished (0: none).",
+    "pgha_backup_last_completion_timestamp_seconds": (
+        "When the stalest repository's newest backup finished (0: none)."
+    ),
     "pgha_backup_max_age_seconds": "The age past which the newest backup is too old (backup.maxAgeHours).",
 }
 

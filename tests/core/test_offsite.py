@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import copy
+import json
 import subprocess
 from dataclasses import replace
 from typing import Any
+from unittest import mock
 
 import pytest
 
 from pgha import backup, load_spec
+from pgha.backup import backup_status
+from pgha.monitoring import collector
 from tests.core.test_backup import _tls, conf
 
 CA = "-----BEGIN CERTIFICATE-----\nMIIBdzCCAR2gAwIBAgIUQ29mZmVl\nQ29mZmVl==\n-----END CERTIFICATE-----\n"
@@ -111,3 +116,71 @@ def test_a_restore_bootstrap_can_read_repo2(dev_config, offsite_secrets):
     files = {f.path: f for f in backup.bootstrap_files(spec, node, offsite_secrets, _tls(spec))}
     assert files[backup.OFFSITE_CA_PATH].content == CA
     assert "repo2-storage-ca-file=" + backup.OFFSITE_CA_PATH in files[backup.CONFIG_PATH].content
+
+
+# ---- pgha-backup-status: each repository judged on its own ------------------------------------
+
+NOW = 1_000_000.0
+
+
+def _backup(label: str, repo: int, hours_ago: float, kind: str = "full") -> dict[str, Any]:
+    stop = NOW - hours_ago * 3600
+    database = {"id": 1, "repo-key": repo}
+    return {"label": label, "type": kind, "timestamp": {"stop": stop}, "database": database}
+
+
+def _two_repos(backups: list[dict[str, Any]], repo2_code: int = 0) -> subprocess.CompletedProcess[str]:
+    """``pgbackrest info --output=json`` of a stanza with repo1 and repo2 (pgBackRest 2.33+ layout)."""
+    repo2_message = "ok" if repo2_code == 0 else "[HostConnectError] unable to connect to 's3:443'"
+    stanza = {
+        "name": "pgha",
+        "status": {"code": 0 if repo2_code == 0 else 4, "message": "ok" if repo2_code == 0 else "mixed"},
+        "repo": [
+            {"key": 1, "cipher": "aes-256-cbc", "status": {"code": 0, "message": "ok"}},
+            {"key": 2, "cipher": "aes-256-cbc", "status": {"code": repo2_code, "message": repo2_message}},
+        ],
+        "backup": backups,
+        "archive": [
+            {"database": {"id": 1, "repo-key": 1}, "id": "17-1", "max": "000000010000000000000009"},
+            {"database": {"id": 1, "repo-key": 2}, "id": "17-1", "max": "000000010000000000000009"},
+        ],
+    }
+    return subprocess.CompletedProcess([], 0, json.dumps([stanza]), "")
+
+
+def test_a_stale_offsite_repository_is_a_problem_beside_a_fresh_local_one():
+    """Old code judged the newest backup overall: repo1's fresh one hid a repo2 a week behind."""
+    info = _two_repos([_backup("F2", 2, 170), _backup("F1", 1, 2), _backup("D1", 1, 1, "diff")])
+    found = backup_status.report("pgha", 26, info, NOW, repos=[1, 2])
+    assert not found["ok"]
+    assert found["problems"] == ["repo2: newest backup is 170.0 h old (limit 26 h)"]
+    # The stalest repository's newest backup is what the metrics and the age alert read.
+    assert found["lastBackup"]["label"] == "F2"
+    assert found["repos"]["repo1"]["ok"] and found["repos"]["repo1"]["lastBackup"]["label"] == "D1"
+    assert collector_samples(found)["pgha_backup_last_completion_timestamp_seconds"] == NOW - 170 * 3600
+    assert collector_samples(found)["pgha_backup_ok"] == 0
+
+
+def test_an_unreachable_or_empty_offsite_repository_is_a_problem():
+    fresh = [_backup("F1", 1, 1), _backup("F2", 2, 1)]
+    down = backup_status.report("pgha", 26, _two_repos(fresh, repo2_code=99), NOW, repos=[1, 2])
+    assert down["problems"] == ["repo2: status: [HostConnectError] unable to connect to 's3:443'"]
+    empty = backup_status.report("pgha", 26, _two_repos([_backup("F1", 1, 1)]), NOW, repos=[1, 2])
+    assert empty["problems"] == ["repo2: no backup yet"] and empty["lastBackup"] is None
+    both = backup_status.report("pgha", 26, _two_repos(fresh), NOW, repos=[1, 2])
+    assert both["ok"] and both["backups"] == 2 and both["archiveMax"] == "000000010000000000000009"
+
+
+def test_the_status_tool_is_told_every_repository(dev_config, offsite_secrets):
+    for config, repos in ((with_offsite(copy.deepcopy(dev_config)), [1, 2]), (dev_config, [1])):
+        spec = load_spec(config, "dev")
+        files = {f.path: f for f in backup.tool_files(spec, spec.repository_node)}
+        settings = json.loads(files[backup_status.SETTINGS_PATH].content)
+        assert settings["repos"] == repos, settings
+
+
+def collector_samples(found: dict[str, Any]) -> dict[str, float]:
+    """What pgha-metrics exports for this report (the status tool stubbed)."""
+    answer = subprocess.CompletedProcess([], 1, json.dumps(found), "")
+    with mock.patch.object(collector, "_run", return_value=answer):
+        return {name: value for name, _labels, value in collector.backups("/x", 26 * 3600)}
