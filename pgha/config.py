@@ -39,6 +39,7 @@ from .spec import (
     EtcdSpec,
     FastPathSpec,
     HaproxySpec,
+    ImportSpec,
     JumpHost,
     KeepalivedSpec,
     MaintenanceSpec,
@@ -109,6 +110,7 @@ SECRET_KEYS = (
     "backupS3KeySecret",
     "backupOffsiteKey",
     "backupOffsiteKeySecret",
+    "importPassword",
     "rolePasswords",
 )
 # What the offline tools read in place of an encrypted value (pgha.stackfile).
@@ -548,6 +550,49 @@ def _read_pooler(reader: Reader, raw: Any) -> PoolerSpec | None:
     return None if values is None else PoolerSpec(**values)
 
 
+def _read_import(
+    reader: Reader, raw: Any, config: dict[str, Any], databases: tuple[DatabaseSpec, ...]
+) -> ImportSpec | None:
+    """``pgha:import``: the source server, its CA, and which declared databases move in."""
+    if raw is None:
+        return None
+    values = reader.section(raw, "import", ImportSpec, extra=("databases", "caCertificate"))
+    data = reader.mapping(raw, "import")
+    if not config.get("importPassword"):
+        reader.problem(
+            "importPassword", "is required with import: pulumi config set --secret pgha:importPassword ..."
+        )
+    ca = data.get("caCertificate")
+    if ca is None:
+        reader.problem(
+            "import.caCertificate",
+            "is required: set it with pulumi config set --path pgha:import.caCertificate < ca.pem",
+        )
+    elif not isinstance(ca, str) or not _CA_CERTIFICATES.match(ca.strip() + "\n"):
+        reader.problem(
+            "import.caCertificate",
+            "is not PEM certificates (-----BEGIN CERTIFICATE----- ...); "
+            "set it with: pulumi config set --path pgha:import.caCertificate < ca.pem",
+        )
+    names = data.get("databases")
+    present = {d.name for d in databases if d.state == "present"}
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        reader.problem("import.databases", f"expected a non-empty list of database names, got {names!r}")
+        names = []
+    for index, name in enumerate(names):
+        if name not in present:
+            reader.problem(
+                f"import.databases[{index}]",
+                f"{name!r} is not a present entry of pgha:databases: declare it there first (its owner owns "
+                "what moves in)",
+            )
+    if len(set(names)) != len(names):
+        reader.problem("import.databases", "names a database twice")
+    if reader.failed("import") or reader.failed("importPassword"):
+        return None
+    return ImportSpec(**values, databases=tuple(names), ca_certificate=ca.strip() + "\n")
+
+
 def _read_fast_path(reader: Reader, raw: Any) -> FastPathSpec | None:
     """``pgha:fastPath``: absent means HAProxy serves VIP:5432 alone; ``{}`` means the defaults."""
     values = _read_optional_section(reader, raw, "fastPath", FastPathSpec)
@@ -699,6 +744,7 @@ def load_spec(config: dict[str, Any], stack: str, encrypted: Collection[str] | N
     )
     _check_tls(reader, tls)
     databases, roles = _read_applications(reader, config)
+    importing = _read_import(reader, config.get("import"), config, databases)
     clients = _read_clients(reader, config.get("clients"))
     if vm.template_vm_id is not None and vm.template_node is None:
         reader.problem("vm.templateNode", "is required with vm.templateVmId (the node holding the template)")
@@ -729,6 +775,7 @@ def load_spec(config: dict[str, Any], stack: str, encrypted: Collection[str] | N
         restore=restore,
         pooler=pooler,
         fast_path=fast_path,
+        importing=importing,
     )
     # etcd.members() is the one place that decides who votes: ask it.
     voters = len(etcd_members(spec))
@@ -1017,9 +1064,12 @@ def _resolve_mtu(reader: Reader, network: NetworkSpec | None) -> NetworkSpec | N
 
 
 def _without_jump_host_key(config: dict[str, Any]) -> dict[str, Any]:
-    """The config minus ``ssh.jumpHost.privateKey`` and ``backup.offsite.caCertificate``: PEM has
-    newlines by nature; :func:`_check_jump_host_key` and :func:`_read_offsite` hold them to strict
-    patterns instead."""
+    """The config minus ``ssh.jumpHost.privateKey`` and the CA certificates (``backup.offsite``,
+    ``import``): PEM has newlines by nature; :func:`_check_jump_host_key`, :func:`_read_offsite` and
+    :func:`_read_import` hold them to strict patterns instead."""
+    importing = config.get("import")
+    if isinstance(importing, dict) and isinstance(importing.get("caCertificate"), str):
+        config = {**config, "import": {k: v for k, v in importing.items() if k != "caCertificate"}}
     backup = config.get("backup")
     offsite = backup.get("offsite") if isinstance(backup, dict) else None
     if isinstance(offsite, dict) and isinstance(offsite.get("caCertificate"), str):

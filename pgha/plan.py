@@ -31,7 +31,7 @@ ORDER: tuple[str | tuple[str, ...], ...] = (
     ("keepalived", "fastpath", "host-maintenance", "leader-race"),
     "patroni-config",
     ("backup", "databases"),
-    ("backup-stanza", "pooler"),
+    ("backup-stanza", "pooler", "import"),
     "monitoring",
     "upgrade",
     "verify",

@@ -40,6 +40,8 @@ class ClusterSecrets:
     # The off-site bucket's key pair (repo2; empty without backup.offsite).
     backup_offsite_key: str = ""
     backup_offsite_key_secret: str = ""
+    # The source server's role password for pgha:import (empty without it).
+    import_password: str = ""
     # The application roles' passwords (pgha.databases), by role name:
     # generated per role or given in the secret pgha:rolePasswords.
     role_passwords: Mapping[str, str] = field(default_factory=dict)
@@ -93,6 +95,7 @@ SUPPLIED = {
     "backup_s3_key_secret": "backupS3KeySecret",
     "backup_offsite_key": "backupOffsiteKey",
     "backup_offsite_key_secret": "backupOffsiteKeySecret",
+    "import_password": "importPassword",
 }
 
 # Fixed role names: they appear in pg_hba and in every node's Patroni config.

@@ -749,6 +749,55 @@ MAX_POOL_SIZE = 10_000
 
 
 @dataclass(frozen=True)
+class ImportSpec:
+    """An existing PostgreSQL (11 or later) outside the stack whose databases move in (``pgha-import``).
+
+    pgha never writes to it except at the cutover (read-only, then back on an
+    abort) and for the publication; TLS is always verified against ``ca_certificate``.
+    The role's password is the secret ``pgha:importPassword``.
+    """
+
+    host: str = setting(
+        doc="the source server's DNS name or address, as its certificate names it",
+        required="is required: the source server's DNS name or address",
+        pattern=r"[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?",
+        what="a host name or IPv4 address",
+    )
+    databases: tuple[str, ...] = setting(
+        doc="the databases to move in, by name: each a present entry of `pgha:databases` (its owner "
+        "owns every imported object)",
+        custom=True,
+        type_doc="list of names",
+        default_doc="required",
+    )
+    ca_certificate: str = setting(
+        doc="the CA that signed the source's server certificate (PEM); sslmode is verify-full",
+        custom=True,
+        default_doc="required",
+    )
+    port: int = setting(5432, doc="its PostgreSQL port", **PORT)
+    user: str = setting(
+        "pgha_import",
+        doc="the source role pgha logs in as: LOGIN, REPLICATION, member of each database's owner "
+        "(see [moving-in.md](moving-in.md#what-the-source-needs))",
+        pattern=r"[a-z_][a-z0-9_]{0,62}",
+        what="a lowercase SQL name",
+    )
+    method: Literal["logical", "dump"] = setting(
+        "logical",
+        doc="`logical`: schema, copy, streaming, then a cutover of seconds; `dump`: pg_dump/pg_restore "
+        "with the source read-only throughout",
+    )
+    cutover_timeout_s: int = setting(
+        30,
+        doc="how long the cutover waits for the lag to reach zero before it aborts and sets the source "
+        "writable again",
+        min=5,
+        max=3600,
+    )
+
+
+@dataclass(frozen=True)
 class PoolerSpec:
     """PgBouncer on every PostgreSQL VM (docs/pooler.md), reached through HAProxy on ``port``.
 
@@ -942,6 +991,14 @@ class ClusterSpec:
         default_doc="none (HAProxy serves VIP:5432 alone)",
         custom=True,
     )
+    importing: ImportSpec | None = setting(
+        None,
+        key="import",
+        doc="an existing PostgreSQL whose databases move in over logical replication or pg_dump; "
+        "see [moving-in.md](moving-in.md)",
+        default_doc="none",
+        custom=True,
+    )
 
     @property
     def postgres_nodes(self) -> tuple[Node, ...]:
@@ -1060,6 +1117,15 @@ STACK_ONLY_KEYS: tuple[tuple[str, str, Setting], ...] = (
             doc="secret: another stack's backup cipher passphrase, to read its backups",
             type_doc="string",
             default_doc="none",
+        ),
+    ),
+    (
+        "import",
+        "importPassword",
+        Setting(
+            doc="secret: the password of `import.user` on the source server",
+            type_doc="string",
+            default_doc="required with `import`",
         ),
     ),
     (

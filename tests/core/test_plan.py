@@ -24,7 +24,8 @@ def test_phase_order(spec, secrets, tls):
         # pgha:fastPath is off here: its step only makes sure no agent or rule is left.
         postgres += ["fastpath", "host-maintenance", "leader-race", *config, "backup"]
         # Applications go through the primary, wherever it is: a step on every PostgreSQL VM.
-        postgres += ["databases", "pooler", "monitoring"]
+        # pgha:import is off here: its step only makes sure no source password is left.
+        postgres += ["databases", "pooler", "import", "monitoring"]
         # ...and checked, last, from the same VM.
         postgres += ["verify"] if node == spec.nodes[0] else []
         # The repository VM takes the backups: it alone creates the stanza.

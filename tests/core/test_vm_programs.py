@@ -27,6 +27,7 @@ from pgha.fastpath import agent as fastpath_agent
 from pgha.files import CORE_DIR, INSTALLER_PATH, INSTALLER_SOURCE, REPO_DIR
 from pgha.haproxy import save_state
 from pgha.host_maintenance import pgha_host_maintenance
+from pgha.importing import pgha_import
 from pgha.leader_race import agent as leader_race_agent
 from pgha.monitoring import collector
 from pgha.patroni import hostaware
@@ -46,6 +47,7 @@ MODULES = (
         collector,
         probe,
         pgha_host_maintenance,
+        pgha_import,
     ),
     fastpath_agent,
     leader_race_agent,

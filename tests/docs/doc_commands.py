@@ -257,6 +257,12 @@ def _accepted_by_rolling(args: list[str]) -> bool:
     return _accepted(lambda: tool.main(args, settings_path=MISSING_SETTINGS))
 
 
+def _accepted_by_import(args: list[str]) -> bool:
+    from pgha.importing import pgha_import as tool
+
+    return _accepted(lambda: tool.main([*args, "--settings", MISSING_SETTINGS]))
+
+
 def _accepted(run: Callable[[], int], settings_env: str | None = None) -> bool:
     """The program's own argument check: usage and exit 2 when refused; past it, it opens its settings."""
     saved = os.environ.get(settings_env) if settings_env else None
@@ -321,6 +327,7 @@ class ShellProgram:
 VM_PYTHON_CHECKS: dict[str, Callable[[list[str]], bool]] = {
     "pgha-host-maintenance": _accepted_by_host_maintenance,
     "pgha-rolling": _accepted_by_rolling,
+    "pgha-import": _accepted_by_import,
     INSTALLER_PATH.rsplit("/", 1)[1]: _no_arguments,
 }
 BACKUP_TEMPLATES = REPO_DIR / "pgha" / "backup"
@@ -361,7 +368,8 @@ def command_position(tokens: list[str]) -> int:
     """Where the program word is: past ``sudo``, ``env`` and ``NAME=value`` prefixes."""
     index = 0
     while index < len(tokens) and (tokens[index] in ("sudo", "env", "-E") or ASSIGNMENT.match(tokens[index])):
-        index += 1
+        # sudo -u USER: the program runs as another user, e.g. pgha-import as postgres.
+        index += 3 if tokens[index] == "sudo" and tokens[index + 1 : index + 2] == ["-u"] else 1
     return index
 
 

@@ -55,6 +55,7 @@ def _line(text: str) -> DocLine:
         ("pgha-backup fulll", "fulll"),
         ("pgha-restore --now", "--now"),
         ("pgha-databases --dry-run", "--dry-run"),
+        ("sudo -u postgres pgha-import cutovr", "cutovr"),
         ("pgha-nosuch status", "pgha-nosuch"),
     ],
 )
@@ -85,6 +86,7 @@ def test_a_stale_command_is_named_with_its_file_line_and_token(command: str, bad
         "pgha-restore --time T --data-dir DIR",
         "pgha-backup-status",
         "journalctl -u pgha-backup@full",
+        "sudo -u postgres pgha-import cutover --database app",
     ],
 )
 def test_a_current_command_passes(command: str) -> None:
