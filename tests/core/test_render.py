@@ -53,6 +53,7 @@ def test_dev_tree(tmp_path):
         "backup",
         "databases",
         "pooler",
+        "import",
         "monitoring",
         "verify",
     ]

@@ -345,9 +345,10 @@ def test_every_secret_bearing_input_arrives_as_a_secret(dev_run: ProgramRun):
     # The CA; a key request and a cert per VM (four); stdin and connection of the step commands
     # (3 x 8 + 4 + 1, a host-maintenance agent on each database VM, a monitoring step on every VM
     # and the verify step; 4 more: the pooler step on every VM; 3 more: the fast path step, here
-    # removing agent and rule, on each database VM; 3 more: the leader race's agent on each database VM);
+    # removing agent and rule, on each database VM; 3 more: the leader race's agent on each database VM;
+    # 3 more: the import step, here removing any source password, on each database VM);
     # the connection of each VM's leave command (four).
-    assert checked == 1 + 4 + 4 + 2 * 47 + 4
+    assert checked == 1 + 4 + 4 + 2 * 50 + 4
 
 
 def test_rotation_replaces_every_node_key_and_only_those():
