@@ -471,13 +471,15 @@ def _check_backup_path(reader: Reader, path: str) -> None:
         )
 
 
-def _read_restore(reader: Reader, raw: Any, backup_given: bool) -> RestoreSpec | None:
+def _read_restore(reader: Reader, raw: Any, backup: Any) -> RestoreSpec | None:
     """``pgha:restore``: bootstrap a fresh cluster from the backup repository (see RestoreSpec)."""
     if raw is None:
         return None
     values = reader.section(raw, "restore", RestoreSpec)
-    if not backup_given:
+    if backup is None:
         reader.problem("restore", "needs pgha:backup: the repository the cluster is restored from")
+    elif values.get("repository") == "offsite" and not (isinstance(backup, dict) and backup.get("offsite")):
+        reader.problem("restore.repository", "offsite needs backup.offsite: the bucket to restore from")
     if values.get("time") is not None and values.get("label") is not None:
         reader.problem("restore.label", "give time or label, not both")
     if reader.failed("restore"):
@@ -728,7 +730,7 @@ def load_spec(config: dict[str, Any], stack: str, encrypted: Collection[str] | N
     monitoring = _read_monitoring(reader, config.get("monitoring"))
     pooler = _read_pooler(reader, config.get("pooler"))
     fast_path = _read_fast_path(reader, config.get("fastPath"))
-    restore = _read_restore(reader, config.get("restore"), config.get("backup") is not None)
+    restore = _read_restore(reader, config.get("restore"), config.get("backup"))
     _check_ports(
         reader,
         {

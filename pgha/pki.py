@@ -151,11 +151,12 @@ class LocalCa:
     private_key: str
 
     @classmethod
-    def create(cls, spec: ClusterSpec) -> LocalCa:
+    def create(cls, spec: ClusterSpec, common_name: str | None = None) -> LocalCa:
+        """The cluster's CA, or with ``common_name`` another one (the lab's off-site S3 server has its own)."""
         key = ec.generate_private_key(ec.SECP256R1())
         name = x509.Name(
             [
-                x509.NameAttribute(NameOID.COMMON_NAME, ca_common_name(spec)),
+                x509.NameAttribute(NameOID.COMMON_NAME, common_name or ca_common_name(spec)),
                 x509.NameAttribute(NameOID.ORGANIZATION_NAME, ORGANIZATION),
             ]
         )

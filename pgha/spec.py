@@ -848,8 +848,16 @@ class RestoreSpec:
     ``postgres.scope``); another stack's stanza in a shared ``path`` or ``s3``
     repository makes a staging copy. ``time`` (PITR) or ``label`` (one backup
     set, to its end) pick the point; neither: the latest archived state.
+    ``repository`` ``offsite`` reads ``repo2`` (``backup.offsite``) alone: the
+    rebuild after the machine room and its repository are lost.
     Only a cluster that does not exist yet is affected: Patroni bootstraps once.
     """
+
+    repository: Literal["local", "offsite"] = setting(
+        "local",
+        doc="where to read: the stack's own repository, or `offsite`, the bucket of `backup.offsite` "
+        "(when the local one is lost with the machine room)",
+    )
 
     from_stanza: str | None = setting(
         None,

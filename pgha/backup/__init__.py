@@ -427,6 +427,7 @@ def steps(spec: ClusterSpec, node: Node, secrets: ClusterSecrets, tls: pki.Clust
             "backup-stanza",
             stanza=stanza(spec),
             backup_path=BACKUP_PATH,
+            repositories=2 if backup.offsite is not None else 1,
             **_gate_context(spec, node),
         )
         result.append(Step(node.name, "backup-stanza", stanza_script))
@@ -463,6 +464,8 @@ def bootstrap_files(
         from_stanza=restore.from_stanza or stanza(spec),
         time=restore.time,
         label=restore.label,
+        # repo2 alone: the local repository may be gone, or a fresh empty one.
+        repo=2 if restore.repository == "offsite" else None,
     )
     post = render_template(
         HERE, "post-restore.sh.j2", settings=RECOVERY_SETTINGS, data_dir=spec.postgres.data_dir

@@ -11,10 +11,11 @@ from unittest import mock
 
 import pytest
 
-from pgha import backup, load_spec
+from pgha import ConfigError, backup, load_spec
 from pgha.backup import backup_status
 from pgha.monitoring import collector
 from tests.core.test_backup import _tls, conf
+from tests.core.test_config_hardening import render_bad
 
 CA = "-----BEGIN CERTIFICATE-----\nMIIBdzCCAR2gAwIBAgIUQ29mZmVl\nQ29mZmVl==\n-----END CERTIFICATE-----\n"
 
@@ -116,6 +117,46 @@ def test_a_restore_bootstrap_can_read_repo2(dev_config, offsite_secrets):
     files = {f.path: f for f in backup.bootstrap_files(spec, node, offsite_secrets, _tls(spec))}
     assert files[backup.OFFSITE_CA_PATH].content == CA
     assert "repo2-storage-ca-file=" + backup.OFFSITE_CA_PATH in files[backup.CONFIG_PATH].content
+
+
+def test_a_rebuild_from_the_offsite_copy_reads_repo2_alone(dev_config, offsite_secrets):
+    """restore.repository offsite: the local repository is lost (or fresh and empty), so --repo=2."""
+    config = with_offsite(dev_config)
+    config["restore"] = {"repository": "offsite"}
+    spec = load_spec(config, "dev")
+    files = {
+        f.path: f for f in backup.bootstrap_files(spec, spec.postgres_nodes[0], offsite_secrets, _tls(spec))
+    }
+    assert "restore+=(--repo=2)" in files[backup.BOOTSTRAP_PATH].content
+    config["restore"] = {}
+    spec = load_spec(config, "dev")
+    files = {
+        f.path: f for f in backup.bootstrap_files(spec, spec.postgres_nodes[0], offsite_secrets, _tls(spec))
+    }
+    assert "--repo" not in files[backup.BOOTSTRAP_PATH].content
+
+
+def test_a_rebuild_from_an_offsite_copy_that_is_not_configured_is_refused(dev_config, tmp_path):
+    dev_config["restore"] = {"repository": "offsite"}
+    with pytest.raises(ConfigError) as error:
+        load_spec(dev_config, "dev")
+    assert error.value.problems == [
+        "pgha:restore.repository: offsite needs backup.offsite: the bucket to restore from"
+    ]
+    result = render_bad(tmp_path, dev_config)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "pgha:restore.repository: offsite needs backup.offsite" in result.stderr
+
+
+def test_every_repository_gets_a_first_full_backup(dev_config, offsite_secrets):
+    """After a rebuild repo2 holds backups and the fresh repo1 none: the stanza step counts repositories."""
+    spec = load_spec(with_offsite(dev_config), "dev")
+    step = next(
+        s
+        for s in backup.steps(spec, spec.repository_node, offsite_secrets, _tls(spec))
+        if s.name == "backup-stanza"
+    )
+    assert "repositories=2" in step.script and "unique | length >= $n" in step.script
 
 
 # ---- pgha-backup-status: each repository judged on its own ------------------------------------

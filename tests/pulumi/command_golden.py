@@ -22,7 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from pgha.files import REPO_DIR
-from tests.pulumi.harness import COMMAND, ProgramRun, run_program, stack_file_config
+from tests.pulumi.harness import (
+    COMMAND,
+    ProgramRun,
+    run_program,
+    stack_file_config,
+    stack_file_secret_keys,
+)
 
 GOLDEN_PATH = Path(__file__).with_name("commands.golden.json")
 
@@ -90,7 +96,7 @@ def stack_config(label: str) -> tuple[str, dict[str, Any]]:
 
 def stack_run(label: str) -> ProgramRun:
     stack, config = stack_config(label)
-    run = run_program(config, stack)
+    run = run_program(config, stack, secret_keys=stack_file_secret_keys(stack))
     if run.error is not None:
         raise RuntimeError(f"stack {label}: {run.errors}")
     return run

@@ -282,9 +282,27 @@ def encode_config(config: dict[str, Any]) -> dict[str, str]:
 
 
 def stack_file_config(stack: str = "dev") -> dict[str, Any]:
-    """The whole ``config:`` block of ``Pulumi.<stack>.yaml``, every namespace, decoded."""
+    """The whole ``config:`` block of ``Pulumi.<stack>.yaml``, every namespace, decoded.
+
+    A ``secure:`` value (``pulumi config set --secret``) becomes a marked stand-in
+    string, as the engine would hand the decrypted value; :func:`stack_file_secret_keys`
+    names those keys, for ``run_program(secret_keys=...)``.
+    """
     document = yaml.safe_load((REPO_DIR / f"Pulumi.{stack}.yaml").read_text())
-    return copy.deepcopy(document["config"])
+    return {
+        key: f"PULUMI-SECRET({key})" if _is_secure(value) else copy.deepcopy(value)
+        for key, value in document["config"].items()
+    }
+
+
+def stack_file_secret_keys(stack: str = "dev") -> list[str]:
+    """The keys ``Pulumi.<stack>.yaml`` keeps encrypted."""
+    document = yaml.safe_load((REPO_DIR / f"Pulumi.{stack}.yaml").read_text())
+    return sorted(key for key, value in document["config"].items() if _is_secure(value))
+
+
+def _is_secure(value: Any) -> bool:
+    return isinstance(value, dict) and set(value) == {"secure"}
 
 
 _runs = itertools.count()
