@@ -166,22 +166,23 @@ def local(settings: Settings, dbname: str) -> Iterator[Any]:
 
 @contextmanager
 def source(settings: Settings, dbname: str) -> Iterator[Any]:
-    """An autocommit cursor on the source, as ``import.user``."""
+    """An autocommit cursor on the source, as ``import.user``: read-write even once the cutover
+    has made the database read-only, so that it can drop the publication or undo the read-only."""
     import psycopg2
 
-    conn = psycopg2.connect(**settings.source_params(dbname))
+    conn = psycopg2.connect(**settings.source_params(dbname), options="-c default_transaction_read_only=off")
     conn.autocommit = True
     with closing(conn), conn.cursor() as cur:
         yield cur
 
 
 def rows(cur: Any, query: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    cur.execute(query, args)
+    cur.execute(query, args or None)  # no args: a literal % stays as it is
     return list(cur.fetchall())
 
 
 def value(cur: Any, query: str, args: tuple[Any, ...] = ()) -> Any:
-    cur.execute(query, args)
+    cur.execute(query, args or None)  # no args: a literal % stays as it is
     row = cur.fetchone()
     return row[0] if row else None
 
@@ -190,7 +191,8 @@ def value(cur: Any, query: str, args: tuple[Any, ...] = ()) -> Any:
 
 TABLES_SQL = """
 SELECT n.nspname, c.relname, c.relpersistence, c.relreplident,
-       EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary)
+       EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary),
+       pg_get_userbyid(c.relowner), pg_has_role(c.relowner, 'USAGE')
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
   AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'
@@ -200,15 +202,24 @@ ORDER BY 1, 2
 """
 
 
-def table_findings(database: str, tables: list[tuple[str, str, str, str, bool]]) -> list[Finding]:
+def table_findings(database: str, tables: list[tuple[Any, ...]]) -> list[Finding]:
     """Tables logical replication cannot carry: unlogged, or no way to find a row again.
 
     A published table without replica identity refuses UPDATE and DELETE on the
     source itself, so such a table is never published: refused before anything changes.
     """
     found = []
-    for schema, name, persistence, identity, has_pk in tables:
+    for schema, name, persistence, identity, has_pk, owner, owned in tables:
         table = f"{schema}.{name}"
+        if not owned:
+            # CREATE PUBLICATION ... FOR TABLE needs the table's owner (FOR ALL TABLES, a superuser).
+            found.append(
+                Finding(
+                    database,
+                    f"table {table} is owned by {owner}, whom the import role is not a member of",
+                    f"GRANT {owner} TO the import role, or ALTER TABLE ... OWNER TO the database's owner",
+                )
+            )
         if persistence == "u":
             found.append(
                 Finding(
@@ -331,7 +342,7 @@ def run_check(settings: Settings, databases: list[dict[str, Any]], logical: bool
 
 def schema_digest(settings: Settings, dbname: str) -> str:
     """A fingerprint of the source's schema: DDL during the sync changes it."""
-    dumped = subprocess.run(
+    result = subprocess.run(
         [
             settings.bin("pg_dump"),
             "--schema-only",
@@ -342,9 +353,15 @@ def schema_digest(settings: Settings, dbname: str) -> str:
         ],
         env={**os.environ, **settings.source_env(dbname)},
         capture_output=True,
-        check=True,
-    ).stdout
-    body = b"\n".join(line for line in dumped.splitlines() if not line.startswith(b"--"))
+        check=False,
+    )
+    if result.returncode != 0:
+        lines = result.stderr.decode(errors="replace").strip().splitlines() or ["no output"]
+        raise Refused(f"{dbname}: pg_dump cannot read the source's schema: {lines[-1]}")
+    dumped = result.stdout
+    # Comments, and psql's \restrict key (random per dump since 17.6, 16.10, 15.14, ...), change every time.
+    noise = (b"--", b"\\restrict", b"\\unrestrict")
+    body = b"\n".join(line for line in dumped.splitlines() if not line.startswith(noise))
     return hashlib.sha256(body).hexdigest()
 
 
@@ -502,7 +519,10 @@ def status(settings: Settings, database: dict[str, Any]) -> dict[str, Any]:
         result["slot_active"], result["slot_pid"], result["lag_bytes"] = False, None, None
     result["ready"] = bool(result["tables"]) and set(result["tables"]) == {"ready"}
     saved = load_state(settings, name)
-    result["schema_changed"] = bool(saved) and schema_digest(settings, name) != saved.get("schema")
+    try:
+        result["schema_changed"] = bool(saved) and schema_digest(settings, name) != saved.get("schema")
+    except Refused as unreadable:  # e.g. a table created since by a role pgha cannot read
+        result["schema_changed"] = str(unreadable)
     return result
 
 

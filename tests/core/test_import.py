@@ -132,17 +132,20 @@ def test_pg_dump_gets_the_source_by_environment():
 
 def test_tables_logical_replication_cannot_carry_are_refused():
     tables = [
-        ("public", "ok", "p", "d", True),
-        ("public", "full", "p", "f", False),
-        ("public", "nokey", "p", "d", False),
-        ("public", "nothing", "p", "n", True),
-        ("public", "scratch", "u", "d", True),
+        ("public", "ok", "p", "d", True, "app", True),
+        ("public", "full", "p", "f", False, "app", True),
+        ("public", "nokey", "p", "d", False, "app", True),
+        ("public", "nothing", "p", "n", True, "app", True),
+        ("public", "scratch", "u", "d", True, "app", True),
+        ("public", "theirs", "p", "d", True, "postgres", True),
+        ("public", "foreign", "p", "d", True, "other", False),
     ]
     found = pgha_import.table_findings("app", tables)
     assert [f.what for f in found] == [
         "table public.nokey has no primary key nor replica identity",
         "table public.nothing has no primary key nor replica identity",
         "unlogged table public.scratch",
+        "table public.foreign is owned by other, whom the import role is not a member of",
     ]
     assert all(f.refused for f in found)
 
