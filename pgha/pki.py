@@ -152,7 +152,7 @@ class LocalCa:
 
     @classmethod
     def create(cls, spec: ClusterSpec, common_name: str | None = None) -> LocalCa:
-        """The cluster's CA, or with ``common_name`` another one (the lab's off-site S3 server has its own)."""
+        """The cluster's CA, or with ``common_name`` another (the lab's off-site S3 server has its own)."""
         key = ec.generate_private_key(ec.SECP256R1())
         name = x509.Name(
             [
