@@ -124,15 +124,19 @@ def steps(spec: ClusterSpec, node: Node, secrets: ClusterSecrets) -> list[Step]:
     return [Step(node.name, "databases", script, tuple(files(spec, secrets)))]
 
 
-# libpq's TCP settings in every exported connection string. When the VIP moves, the old
-# holder's end of an open connection dies without a word: an idle client then waits for
-# the kernel's keepalive (two hours by default) and one waiting on an answer for the
-# retransmission timeout (about fifteen minutes). Probing after 10 s idle, every 5 s,
-# three times, declares the peer dead 25 s after its last packet; tcp_user_timeout
-# (30 s, a little above) drops a connection whose sent data stays unacknowledged as long.
-# Both are far below a minute yet above a failover's few seconds, and cost one small
-# packet per idle connection every 10 s.
-CLIENT_TCP_OPTIONS = (
+# libpq's settings in every exported connection string, beyond TLS. When the VIP moves,
+# the old holder's end of an open connection dies without a word: an idle client then
+# waits for the kernel's keepalive (two hours by default) and one waiting on an answer for
+# the retransmission timeout (about fifteen minutes). Probing after 10 s idle, every 5 s,
+# three times, declares the peer dead 25 s after its last packet; tcp_user_timeout (30 s,
+# a little above) drops a connection whose sent data stays unacknowledged as long.
+# connect_timeout bounds the whole connection setup (TCP, TLS, login): a connection that
+# reaches HAProxy while the old primary stops in a switchover can be held there with no
+# answer (HAProxy 3.0 kills it half-way and never closes it; docs/ha.md, "Clients"), and
+# without a limit libpq waits for ever. All are far below a minute yet above a failover's
+# few seconds, and cost one small packet per idle connection every 10 s.
+CLIENT_OPTIONS = (
+    ("connect_timeout", "10"),
     ("keepalives", "1"),
     ("keepalives_idle", "10"),
     ("keepalives_interval", "5"),
@@ -145,10 +149,11 @@ def connection_string(spec: ClusterSpec, database: DatabaseSpec, password: str, 
     """libpq URL for a database's owner through the VIP: TLS, the server's name and CA checked.
 
     libpq looks for the CA in ``~/.postgresql/root.crt`` unless ``sslrootcert`` says otherwise.
-    The TCP options (:data:`CLIENT_TCP_OPTIONS`) end a connection the VIP's move left dangling.
+    The client options (:data:`CLIENT_OPTIONS`) bound a connection's setup and end one the VIP's
+    move left dangling.
     """
     secret = quote(password, safe="")
-    options = "".join(f"&{name}={value}" for name, value in CLIENT_TCP_OPTIONS)
+    options = "".join(f"&{name}={value}" for name, value in CLIENT_OPTIONS)
     return f"postgresql://{database.owner}:{secret}@{spec.vip}:{port}/{database.name}?sslmode=verify-full{options}"
 
 

@@ -420,6 +420,8 @@ def test_connection_strings_detect_a_dead_peer_in_well_under_a_minute(spec):
     assert 10 <= dead_after <= 30, dead_after
     # Unacknowledged data is given up a little after the keepalives would have.
     assert dead_after * 1000 <= int(parsed["tcp_user_timeout"]) <= 45_000
+    # The setup is bounded too: a connection HAProxy holds half-made in a switchover fails.
+    assert 5 <= int(parsed["connect_timeout"]) <= 30
     for port in (spec.haproxy.replica_port, 6432):
         other = conninfo_to_dict(databases.connection_string(spec, owner, "x", port))
         assert other["port"] == str(port)

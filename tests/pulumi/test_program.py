@@ -56,8 +56,11 @@ from tests.pulumi.harness import (
 
 # The dev stack declares no databases: the default application role "app".
 PLACEHOLDERS = ClusterSecrets.placeholders(["app"])
-# The TCP options every exported connection string ends with (pgha.databases).
-TCP = "&keepalives=1&keepalives_idle=10&keepalives_interval=5&keepalives_count=3&tcp_user_timeout=30000"
+# The client options every exported connection string ends with (pgha.databases).
+TCP = (
+    "&connect_timeout=10&keepalives=1&keepalives_idle=10&keepalives_interval=5&keepalives_count=3"
+    "&tcp_user_timeout=30000"
+)
 
 
 def tls_placeholders(spec: ClusterSpec) -> ClusterTls:
