@@ -3,8 +3,9 @@
 The application server is a machine of its own on the private network, no node
 of the stack (as the restore drill's), booted from an image with Debian's
 mediawiki, php-pgsql and php-cli. MediaWiki reaches PostgreSQL through the VIP,
-libpq verifying the cluster's certificate (``PGSSLMODE``/``PGSSLROOTCERT``,
-set by ``putenv`` in LocalSettings.php): the recipe of docs/mediawiki.md.
+libpq verifying the cluster's certificate and bounding its connection setup,
+from a service file that ``putenv`` in LocalSettings.php names: the recipe of
+docs/mediawiki.md.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import asyncio
 import subprocess
 from ipaddress import IPv4Address
 
+from pgha.databases import CLIENT_OPTIONS
 from pgha.spec import Node
 
 from ..cluster import Lab
@@ -27,13 +29,21 @@ CONF_DIR = "/etc/mediawiki"
 CA_PATH = f"{CONF_DIR}/pgha-ca.crt"
 RUN = ["php", "/usr/share/mediawiki/maintenance/run.php"]
 ADMIN = "Admin"
-# libpq's settings, for the installer (environment) and LocalSettings.php (putenv, any PHP SAPI).
-TLS_ENV = {"PGSSLMODE": "verify-full", "PGSSLROOTCERT": CA_PATH}
-LOCAL_SETTINGS_TLS = (
-    "\n# pgha: libpq verifies the cluster's certificate (docs/mediawiki.md)\n"
-    f"putenv( 'PGSSLMODE={TLS_ENV['PGSSLMODE']}' );\n"
-    f"putenv( 'PGSSLROOTCERT={CA_PATH}' );\n"
+SERVICE_FILE = f"{CONF_DIR}/pg_service.conf"
+SERVICE_NAME = "pgha"
+# libpq's settings, read from the service file: TLS verified against the cluster's CA, and
+# the exported connection strings' options (connect_timeout, keepalives), which MediaWiki's
+# own connection string cannot carry.
+SERVICE_CONF = f"[{SERVICE_NAME}]\nsslmode=verify-full\nsslrootcert={CA_PATH}\n" + "".join(
+    f"{name}={value}\n" for name, value in CLIENT_OPTIONS
 )
+# For the installer (environment) and LocalSettings.php (putenv, any PHP SAPI).
+LIBPQ_ENV = {"PGSERVICEFILE": SERVICE_FILE, "PGSERVICE": SERVICE_NAME}
+LOCAL_SETTINGS_LIBPQ = "\n# pgha: libpq's settings for the cluster (docs/mediawiki.md)\n" + "".join(
+    f"putenv( '{name}={value}' );\n" for name, value in LIBPQ_ENV.items()
+)
+# Seconds beyond a command's own limit before the lab gives up on the machine.
+EXEC_GRACE = 30
 
 
 def app_server(lab: Lab) -> Node:
@@ -66,10 +76,15 @@ def run(
     env: dict[str, str] | None = None,
     timeout: float = 300,
 ) -> subprocess.CompletedProcess:
-    """``argv`` on the application server as www-data, with ``env`` added (never checked)."""
+    """``argv`` on the application server as www-data, with ``env`` added (never checked).
+
+    ``timeout`` ends the command inside the machine (a process left behind would hold
+    its connection and its transaction, and mislead what comes next).
+    """
     assignments = [f"{k}={v}" for k, v in (env or {}).items()]
-    command = ["runuser", "-u", "www-data", "--", "env", *assignments, *argv]
-    return lab.exec(node, command, input=stdin, capture_output=True, text=True, timeout=timeout)
+    limit = ["timeout", "--kill-after=5", f"{timeout:g}"]
+    command = [*limit, "runuser", "-u", "www-data", "--", "env", *assignments, *argv]
+    return lab.exec(node, command, input=stdin, capture_output=True, text=True, timeout=timeout + EXEC_GRACE)
 
 
 def write_file(lab: Lab, node: Node, path: str, content: str, mode: str = "0640") -> None:
@@ -85,10 +100,11 @@ def write_file(lab: Lab, node: Node, path: str, content: str, mode: str = "0640"
 
 
 def install(lab: Lab, node: Node, dbname: str, role: str) -> subprocess.CompletedProcess:
-    """MediaWiki's CLI installer through the VIP, TLS verified; then LocalSettings.php gets
-    the same libpq settings by putenv, so every later PHP process verifies too."""
+    """MediaWiki's CLI installer through the VIP, TLS verified; then LocalSettings.php names
+    the same libpq service by putenv, so every later PHP process uses it too."""
     password = lab.secrets().role_password(role)
     write_file(lab, node, CA_PATH, lab.ca_path.read_text(), mode="0644")
+    write_file(lab, node, SERVICE_FILE, SERVICE_CONF, mode="0644")
     write_file(lab, node, "/run/pgha-wiki-dbpass", password, mode="0640")
     write_file(lab, node, "/run/pgha-wiki-adminpass", "lab-" + password, mode="0640")
     lab.exec(node, ["rm", "-f", f"{CONF_DIR}/LocalSettings.php"], check=True, timeout=30)
@@ -110,7 +126,7 @@ def install(lab: Lab, node: Node, dbname: str, role: str) -> subprocess.Complete
         "pgha lab wiki",
         ADMIN,
     ]
-    result = run(lab, node, argv, env=TLS_ENV, timeout=600)
+    result = run(lab, node, argv, env=LIBPQ_ENV, timeout=600)
     if result.returncode == 0:
         settings = lab.exec(
             node,
@@ -120,7 +136,7 @@ def install(lab: Lab, node: Node, dbname: str, role: str) -> subprocess.Complete
             check=True,
             timeout=30,
         ).stdout
-        write_file(lab, node, f"{CONF_DIR}/LocalSettings.php", settings + LOCAL_SETTINGS_TLS)
+        write_file(lab, node, f"{CONF_DIR}/LocalSettings.php", settings + LOCAL_SETTINGS_LIBPQ)
     return result
 
 

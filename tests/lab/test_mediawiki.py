@@ -5,7 +5,9 @@ installer through VIP:5432 with libpq verifying the cluster's certificate,
 edits saved, a planned switchover, more edits, then every saved text read back.
 A page never saved must read as missing, so the read-back can fail; with a CA
 that did not sign the cluster's certificate MediaWiki cannot connect at all,
-so the TLS settings are in force.
+so the TLS settings are in force; and PHP's libpq gives up on a server that
+accepts and never answers (as HAProxy can, for a connection made during a
+switchover) after the service file's connect_timeout, where without it it waits.
 """
 
 from __future__ import annotations
@@ -26,8 +28,10 @@ pytestmark = pytest.mark.lab
 
 DATABASE = {"name": "wiki", "owner": "wiki"}
 # A switchover leaves VIP:5432 without a primary for a few seconds (HAProxy's check):
-# what a wiki user sees as one failed save, retried here.
+# what a wiki user sees as one failed save, retried here. An attempt whose connection
+# HAProxy holds fails after the service file's connect_timeout (10 s).
 SAVE_TIMEOUT = 60.0
+SILENT_PORT = 5999
 
 
 @pytest.fixture(scope="module")
@@ -113,3 +117,34 @@ def test_mediawiki_refuses_a_server_its_ca_did_not_sign(lab: Lab, wiki_server: N
     assert refused.returncode != 0
     assert "certificate verify failed" in refused.stdout + refused.stderr
     assert mediawiki.read(lab, node, "After switchover 0").returncode == 0
+
+
+def test_php_libpq_gives_up_on_a_silent_server_after_connect_timeout(lab: Lab, wiki_server: Node) -> None:
+    """The service file's connect_timeout reaches PHP's libpq; without it, the connection waits."""
+    node = wiki_server
+    listener = (
+        f"<?php $s = stream_socket_server('tcp://127.0.0.1:{SILENT_PORT}');\n"
+        "while (true) { $held[] = stream_socket_accept($s, 60); }\n"
+    )
+    mediawiki.write_file(lab, node, "/run/pgha-silent.php", listener, mode="0644")
+    mediawiki.write_file(lab, node, mediawiki.SERVICE_FILE, mediawiki.SERVICE_CONF, mode="0644")
+    lab.exec(
+        node,
+        ["sh", "-c", "nohup timeout 90 php /run/pgha-silent.php >/dev/null 2>&1 &"],
+        check=True,
+        timeout=30,
+    )
+    probe = [
+        "php",
+        "-r",
+        f"$t = microtime(true); $c = @pg_connect('host=127.0.0.1 port={SILENT_PORT} dbname=wiki user=wiki');"
+        " echo ($c ? 'connected' : 'failed'), ' ', round(microtime(true) - $t, 1);",
+    ]
+    time.sleep(1)
+    bounded = mediawiki.run(lab, node, probe, env=mediawiki.LIBPQ_ENV, timeout=40)
+    print(f"with the service file: {bounded.stdout.strip()}")
+    outcome, seconds = bounded.stdout.split()
+    assert outcome == "failed" and 8 <= float(seconds) <= 15, bounded.stdout + bounded.stderr
+    # Negative control: the same connection without the service file is still waiting at 20 s.
+    unbounded = mediawiki.run(lab, node, probe, timeout=20)
+    assert unbounded.returncode == 124, unbounded.stdout + unbounded.stderr  # timeout(1) ended it
