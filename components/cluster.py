@@ -61,7 +61,11 @@ class PghaCluster(pulumi.ComponentResource):
 
         self.passwords = ClusterPasswords(
             name,
-            ClusterPasswordsArgs(roles=spec.login_roles, protect_backup_secret=spec.backup is not None),
+            ClusterPasswordsArgs(
+                roles=spec.login_roles,
+                protect_backup_secret=spec.backup is not None,
+                rotation=spec.secret_rotation,
+            ),
             opts=child,
         )
         self.certificates = ClusterCertificates(name, ClusterCertificatesArgs(spec), opts=child)

@@ -6,6 +6,7 @@ so every `pulumi up` renders the same files and changes nothing on the VMs.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import pulumi
@@ -13,8 +14,8 @@ import pulumi_random
 import pulumi_tls
 
 from pgha.config import NAMESPACE
-from pgha.secrets import SUPPLIED, ClusterSecrets
-from pgha.spec import RoleSpec
+from pgha.secrets import PREVIOUS, ROTATION, SUPPLIED, ClusterSecrets
+from pgha.spec import RoleSpec, SecretRotationSpec
 
 # Secret config: {role: password} for application roles whose password is given, not generated.
 ROLE_PASSWORDS_KEY = "rolePasswords"
@@ -34,6 +35,31 @@ class ClusterPasswordsArgs:
     roles: tuple[RoleSpec, ...] = ()
     # With backups, the cipher passphrase is the only key to them: protected.
     protect_backup_secret: bool = False
+    # pgha:secretRotation: a generation per internal secret, its RandomPassword's keeper.
+    rotation: SecretRotationSpec = dataclasses.field(default_factory=SecretRotationSpec)
+
+
+def rotation_keepers(generation: int) -> dict[str, str] | None:
+    """A RandomPassword's keepers for a rotation generation: none at 0.
+
+    The passwords of a stack made before rotations existed have no keepers;
+    adding ``{"rotation": "0"}`` would be a diff, hence a new password on the
+    first ``up``. Generation 0 keeps them as they are.
+    """
+    return {"rotation": str(generation)} if generation else None
+
+
+def marker_slots(generation: int) -> tuple[int, int | None]:
+    """The generations two marker-key slots hold: the even one's, and the odd one's (None before 1).
+
+    Bumping the generation renews the slot of the new generation's parity only,
+    so the other slot still holds the previous generation's key: the verify-only
+    second key of the ring (pgha.vmlib.etcd_markers), with nothing kept outside
+    Pulumi's resources.
+    """
+    even = generation - generation % 2
+    odd = (generation if generation % 2 else generation - 1) if generation else None
+    return even, odd
 
 
 class ClusterPasswords(pulumi.ComponentResource):
@@ -61,16 +87,42 @@ class ClusterPasswords(pulumi.ComponentResource):
         # state edit) loses them all, so with backups it is protected; the engine
         # then refuses to delete it (docs/backups.md, "The cipher passphrase").
         protected = pulumi.ResourceOptions(parent=self, protect=True)
-        self.passwords: dict[str, pulumi_random.RandomPassword] = {
-            field: pulumi_random.RandomPassword(
+        # pgha:secretRotation: a new generation is a new keeper, hence a new value of
+        # that secret only; the steps holding it run again (their digest changes).
+        self.passwords: dict[str, pulumi_random.RandomPassword] = {}
+        for field in ClusterSecrets.names():
+            generation = getattr(args.rotation, ROTATION[field])
+            keeper = marker_slots(generation)[0] if field in PREVIOUS else generation
+            self.passwords[field] = pulumi_random.RandomPassword(
                 f"{name}-{field.replace('_', '-')}",
                 length=args.length,
                 special=False,
+                keepers=rotation_keepers(keeper),
                 opts=protected if field == CIPHER_FIELD and args.protect_backup_secret else child,
             )
-            for field in ClusterSecrets.names()
-        }
+        # A marker key's odd-generation slot, from its first rotation on: the ring is the
+        # slot of the current generation's parity, then the other one (the previous key).
+        self.marker_odd_slots: dict[str, pulumi_random.RandomPassword] = {}
+        marker_rings: dict[str, tuple[pulumi.Output[str], pulumi.Output[str]]] = {}
+        for field in PREVIOUS:
+            generation = getattr(args.rotation, ROTATION[field])
+            odd = marker_slots(generation)[1]
+            if odd is None:
+                continue
+            slot = pulumi_random.RandomPassword(
+                f"{name}-{field.replace('_', '-')}-odd",
+                length=args.length,
+                special=False,
+                keepers=rotation_keepers(odd),
+                opts=child,
+            )
+            self.marker_odd_slots[field] = slot
+            even_key = self.passwords[field].result
+            marker_rings[field] = (slot.result, even_key) if generation % 2 else (even_key, slot.result)
         generated = {field: pw.result for field, pw in self.passwords.items()}
+        for field, (current, before) in marker_rings.items():
+            generated[field] = current
+            generated[PREVIOUS[field]] = before
         # Operator-supplied secrets (the S3 key pair) come from secret config.
         config = pulumi.Config(NAMESPACE)
         # An imported passphrase wins over the generated one (which stays in the

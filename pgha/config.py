@@ -53,6 +53,7 @@ from .spec import (
     RestoreSpec,
     RoleSpec,
     SdnSpec,
+    SecretRotationSpec,
     SshSpec,
     TlsSpec,
     VmSpec,
@@ -696,6 +697,9 @@ def load_spec(config: dict[str, Any], stack: str, encrypted: Collection[str] | N
     vm = VmSpec(**reader.section(config.get("vm"), "vm", VmSpec))
     tls = TlsSpec(**reader.section(config.get("tls"), "tls", TlsSpec))
     maintenance = MaintenanceSpec(**reader.section(config.get("maintenance"), "maintenance", MaintenanceSpec))
+    secret_rotation = SecretRotationSpec(
+        **reader.section(config.get("secretRotation"), "secretRotation", SecretRotationSpec)
+    )
     # The router id defaults to the VIP's last octet: a VIP per segment, a router id per VIP.
     router_id = int(vip.packed[-1]) if vip else 1
     keepalived_values = reader.section(
@@ -770,6 +774,7 @@ def load_spec(config: dict[str, Any], stack: str, encrypted: Collection[str] | N
         tls=tls,
         backup=backup,
         maintenance=maintenance,
+        secret_rotation=secret_rotation,
         databases=databases,
         roles=roles,
         clients=clients,

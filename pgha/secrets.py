@@ -33,6 +33,10 @@ class ClusterSecrets:
     # Root only on the VMs (0600): postgres, which holds an etcd client certificate, cannot sign.
     maintenance_marker_key: str
     rolling_marker_key: str
+    # A rotated marker key's predecessor, still accepted (never used to sign), so a
+    # marker written just before the rotation stays valid (empty before any rotation).
+    maintenance_marker_key_previous: str = ""
+    rolling_marker_key_previous: str = ""
     # Supplied by the operator as secret config, not generated: the S3
     # backup repository's key pair (empty unless the repository is s3).
     backup_s3_key: str = ""
@@ -54,7 +58,9 @@ class ClusterSecrets:
         return tuple(
             f.name
             for f in fields(cls)
-            if f.name not in SUPPLIED and f.name not in ("role_passwords", "placeholder")
+            if f.name not in SUPPLIED
+            and f.name not in PREVIOUS.values()
+            and f.name not in ("role_passwords", "placeholder")
         )
 
     @classmethod
@@ -78,9 +84,13 @@ class ClusterSecrets:
             return f"PULUMI-SECRET(password of {role})"
         raise KeyError(f"no password for role {role!r}")
 
+    def marker_keys(self, name: str) -> tuple[str, ...]:
+        """A marker key's ring: the key that signs first, then its predecessor if it has one."""
+        return tuple(k for k in (getattr(self, name), getattr(self, PREVIOUS[name])) if k)
+
     def values(self) -> tuple[str, ...]:
         """Every secret value this cluster has, for leak checks."""
-        scalars = (getattr(self, name) for name in (*self.names(), *SUPPLIED))
+        scalars = (getattr(self, name) for name in (*self.names(), *SUPPLIED, *PREVIOUS.values()))
         return (*(v for v in scalars if v), *self.role_passwords.values())
 
 
@@ -96,6 +106,25 @@ SUPPLIED = {
     "backup_offsite_key": "backupOffsiteKey",
     "backup_offsite_key_secret": "backupOffsiteKeySecret",
     "import_password": "importPassword",
+}
+
+# Which generation of pgha:secretRotation (a SecretRotationSpec field) renews each generated secret.
+ROTATION = {
+    "superuser_password": "superuser",
+    "replication_password": "replication",
+    "rewind_password": "rewind",
+    "restapi_password": "rest_api",
+    "haproxy_stats_password": "haproxy_stats",
+    "backup_cipher_pass": "backup_cipher",
+    "verify_password": "verify",
+    "pooler_password": "pooler",
+    "maintenance_marker_key": "maintenance_marker",
+    "rolling_marker_key": "rolling_marker",
+}
+# The marker keys keep their predecessor after a rotation (pgha.vmlib.etcd_markers verifies with both).
+PREVIOUS = {
+    "maintenance_marker_key": "maintenance_marker_key_previous",
+    "rolling_marker_key": "rolling_marker_key_previous",
 }
 
 # Fixed role names: they appear in pg_hba and in every node's Patroni config.

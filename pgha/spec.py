@@ -418,6 +418,43 @@ class TlsSpec:
 
 
 @dataclass(frozen=True)
+class SecretRotationSpec:
+    """A generation per generated internal secret: a new value makes Pulumi generate a new one.
+
+    Like ``roles[].rotation``: the generation is the RandomPassword's keeper, so
+    bumping one key replaces that secret only, and only the steps holding it run
+    again. The database passwords change on the primary first (a SCRAM verifier,
+    never the password), then each VM's configs are reloaded; a marker key keeps
+    the previous one as a second, verify-only key (see docs/runbooks.md,
+    "Rotate a password"). The backup cipher passphrase cannot change under an
+    existing repository: only ``0`` is accepted there.
+    """
+
+    superuser: int = setting(0, doc="the superuser `postgres` (a socket login only)")
+    replication: int = setting(0, doc="`replicator`, the replicas' login: streaming connections stay up")
+    rewind: int = setting(0, doc="`rewind_user`, pg_rewind's login")
+    rest_api: int = setting(0, doc="Patroni's REST API (its unsafe endpoints, `patronictl`)")
+    haproxy_stats: int = setting(0, doc="HAProxy's stats page")
+    verify: int = setting(0, doc="`pgha_verify`, the verify step's probe")
+    pooler: int = setting(0, doc="`pgha_pooler`, PgBouncer's auth_query login")
+    maintenance_marker: int = setting(
+        0, doc="the key signing pgha-host-maintenance's markers; the previous key still verifies"
+    )
+    rolling_marker: int = setting(
+        0, doc="the key signing pgha-rolling's markers; the previous key still verifies"
+    )
+    backup_cipher: int = setting(
+        0,
+        doc="refused: pgBackRest cannot re-encrypt a repository; a new passphrase needs a new "
+        "repository (see [backups.md](backups.md))",
+        max=0,
+        message="{value}: the backup cipher passphrase cannot be rotated in place (pgBackRest encrypts the "
+        "whole repository with it); start a new repository instead, see docs/backups.md",
+        range_doc="`0` only",
+    )
+
+
+@dataclass(frozen=True)
 class MaintenanceSpec:
     """Operator-triggered maintenance, reachable from stack config.
 
@@ -942,6 +979,12 @@ class ClusterSpec:
     )
     maintenance: MaintenanceSpec = setting(
         factory=MaintenanceSpec, doc="operator-triggered maintenance", custom=True
+    )
+    secret_rotation: SecretRotationSpec = setting(
+        factory=SecretRotationSpec,
+        doc="a rotation generation per internal secret (see "
+        "[Rotate a password](runbooks.md#rotate-a-password))",
+        custom=True,
     )
     databases: tuple[DatabaseSpec, ...] = setting(
         DEFAULT_DATABASES,

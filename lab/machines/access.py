@@ -32,7 +32,7 @@ from pgha import (
     load_stack,
     pki,
 )
-from pgha.secrets import new_password
+from pgha.secrets import PREVIOUS, ROTATION, new_password
 
 from . import external
 from .inside import inside
@@ -85,7 +85,8 @@ class LabAccess:
         certificates of ``self.spec``. Secrets: a new kind (an older lab's
         state lacks it) is generated once, the others kept; like Pulumi's
         RandomPassword with the role's rotation as keeper, every login role has
-        a password and a new rotation generation gives it a new one.
+        a password and a new rotation generation gives it a new one, and so
+        does a new ``secretRotation`` generation to an internal secret.
         Certificates: a new ``tls.rotation`` re-issues every node's key and
         certificate, a node without one or whose certificate nears its end gets
         a new one, and the CA stays.
@@ -101,6 +102,16 @@ class LabAccess:
         saved = dict(kept)
         if not set(ClusterSecrets.names()) <= set(saved):
             saved = {**ClusterSecrets.generate().__dict__, **saved}
+        # pgha:secretRotation, as Pulumi's keepers: a generation that differs from the kept
+        # one is a new value; a marker key's old value stays in the ring as its predecessor.
+        generations = dict(saved.pop("secret_rotations", None) or {})
+        for name, key in ROTATION.items():
+            wanted = getattr(self.spec.secret_rotation, key)
+            if generations.get(key, 0) != wanted:
+                if name in PREVIOUS:
+                    saved[PREVIOUS[name]] = saved[name]
+                saved[name] = new_password()
+                generations[key] = wanted
         passwords = dict(saved.get("role_passwords") or {})
         rotations = dict(saved.pop("role_rotations", None) or {})
         for role in self.spec.login_roles:
@@ -108,7 +119,7 @@ class LabAccess:
                 passwords[role.name] = new_password()
                 rotations[role.name] = role.rotation
         saved["role_passwords"] = passwords
-        stored = {**saved, "role_rotations": rotations}
+        stored = {**saved, "role_rotations": rotations, "secret_rotations": generations}
         if stored != kept:
             self._write_private(self.secrets_path, json.dumps(stored))
 
@@ -166,6 +177,7 @@ class LabAccess:
         """The lab's kept secrets (``save_identity`` makes them)."""
         stored = self._kept(self.secrets_path, "secrets")
         stored.pop("role_rotations", None)
+        stored.pop("secret_rotations", None)
         return ClusterSecrets(**stored)
 
     def client_login(self) -> dict[str, str]:

@@ -113,8 +113,10 @@ def plan(spec: ClusterSpec, secrets: ClusterSecrets) -> dict[str, Any]:
 
 def files(spec: ClusterSpec, secrets: ClusterSecrets) -> list[RenderedFile]:
     """The tool (pgha/vmprograms.py's convention) and its plan, which holds passwords: postgres 0600."""
-    program, settings = vmprograms.program_files(pgha_databases, plan(spec, secrets), settings_mode=0o600)
-    return [program, dataclasses.replace(settings, owner="postgres", group="postgres", secret=True)]
+    program, settings, *library = vmprograms.program_files(
+        pgha_databases, plan(spec, secrets), settings_mode=0o600
+    )
+    return [program, dataclasses.replace(settings, owner="postgres", group="postgres", secret=True), *library]
 
 
 def steps(spec: ClusterSpec, node: Node, secrets: ClusterSecrets) -> list[Step]:

@@ -15,17 +15,13 @@ the verifier with the stored salt. Identifiers and literals go through
 psycopg2.sql, never string formatting. What is not in the plan is never
 touched; nothing is dropped unless the plan says ``absent``.
 
-Standard library plus python3-psycopg2 (Patroni's own dependency): no import
-of pgha, since this file is shipped to the VM as it is.
+Standard library plus python3-psycopg2 (Patroni's own dependency) and pgha's VM
+library (the SCRAM verifier): shipped to the VM as it is (``pgha/vmprograms.py``).
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import json
-import os
 import sys
 import time
 from collections.abc import Iterator
@@ -34,9 +30,13 @@ from dataclasses import dataclass
 from typing import Any
 
 INSTALL_PATH = "/usr/local/lib/pgha/pgha-databases"
+# The shared library: on the VM under LIBRARY_ROOT (pgha/vmprograms.py), in the repository the package.
+LIBRARY_ROOT = "/usr/local/lib/pgha"
+sys.path.append(LIBRARY_ROOT)
+from pgha.vmlib.scram import scram_matches, scram_verifier  # noqa: E402
+
 # Holds the passwords: postgres 0600, installed by the same step.
 SETTINGS_PATH = "/etc/pgha/pgha-databases.json"
-SCRAM_ITERATIONS = 4096
 # Membership pgha manages for a declared role: in declared roles and these predefined ones.
 GRANTABLE_PREDEFINED = (
     "pg_monitor",
@@ -51,37 +51,6 @@ GRANTABLE_PREDEFINED = (
 )
 # What a declared role never has, whatever it had before pgha managed it.
 DENIED_ATTRIBUTES = ("superuser", "createdb", "createrole", "replication", "bypassrls")
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
-
-
-def scram_verifier(password: str, salt: bytes | None = None, iterations: int = SCRAM_ITERATIONS) -> str:
-    """PostgreSQL's stored form of a SCRAM-SHA-256 password (RFC 5802/7677).
-
-    Passwords are printable ASCII (the config checks it), on which SASLprep
-    changes nothing.
-    """
-    salt = salt if salt is not None else os.urandom(16)
-    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
-    client_key = hmac.new(salted, b"Client Key", "sha256").digest()
-    stored_key = hashlib.sha256(client_key).digest()
-    server_key = hmac.new(salted, b"Server Key", "sha256").digest()
-    return f"SCRAM-SHA-256${iterations}:{_b64(salt)}${_b64(stored_key)}:{_b64(server_key)}"
-
-
-def scram_matches(verifier: str | None, password: str) -> bool:
-    """Whether ``verifier`` (pg_authid.rolpassword) was made from ``password``."""
-    if not verifier or not verifier.startswith("SCRAM-SHA-256$"):
-        return False
-    try:
-        head, _keys = verifier[len("SCRAM-SHA-256$") :].split("$", 1)
-        iterations, salt = head.split(":", 1)
-        expected = scram_verifier(password, base64.b64decode(salt), int(iterations))
-    except ValueError:
-        return False
-    return hmac.compare_digest(expected, verifier)
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ connections with it: a rotation needs no restart.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,7 @@ from ..secrets import (
 )
 from ..service import MetricsSource, Service
 from ..spec import ClusterSpec, Node
-from . import hostaware
+from . import cluster_passwords, hostaware
 
 HERE = Path(__file__).resolve().parent
 PACKAGES = ("postgresql-common", "patroni", "python3-etcd")
@@ -58,6 +59,8 @@ HOSTAWARE_UNIT_PATH = "/etc/systemd/system/pgha-hostaware.service"
 HOSTAWARE_TAG_PATH = f"{CONFIG_DIR}/50-hostaware.yml"
 HOSTAWARE_INTERVAL_S = 0.5
 HOSTAWARE_ETCD_CHECK_S = 5.0
+# How long a replica's patroni step waits for the primary's rotated passwords to replicate.
+PASSWORDS_TIMEOUT_S = 300
 
 # Parameters every node starts with; stack config ``postgres.parameters`` wins.
 DEFAULT_PARAMETERS: dict[str, Any] = {
@@ -407,6 +410,26 @@ def hostaware_files(spec: ClusterSpec, node: Node) -> list[RenderedFile]:
     ]
 
 
+def cluster_password_files(spec: ClusterSpec, secrets: ClusterSecrets) -> list[RenderedFile]:
+    """pgha-cluster-passwords and its settings (the passwords of Patroni's roles: postgres 0600).
+
+    A rotated password must be in the primary before any Patroni loads it (see
+    cluster_passwords.py); the step runs the tool before it reloads Patroni.
+    """
+    settings = {
+        "socket_dir": SOCKET_DIR,
+        "port": spec.postgres.port,
+        "timeout": PASSWORDS_TIMEOUT_S,
+        "roles": {
+            SUPERUSER: secrets.superuser_password,
+            REPLICATION_USER: secrets.replication_password,
+            REWIND_USER: secrets.rewind_password,
+        },
+    }
+    program, plan, *library = vmprograms.program_files(cluster_passwords, settings, settings_mode=0o600)
+    return [program, dataclasses.replace(plan, owner="postgres", group="postgres", secret=True), *library]
+
+
 def files(spec: ClusterSpec, node: Node, secrets: ClusterSecrets, tls: pki.ClusterTls) -> list[RenderedFile]:
     document = yaml.safe_dump(config(spec, node, secrets), sort_keys=False, default_flow_style=False)
     dropin = render_template(HERE, "patroni.service.conf.j2", config_dir=CONFIG_DIR)
@@ -425,6 +448,7 @@ def files(spec: ClusterSpec, node: Node, secrets: ClusterSecrets, tls: pki.Clust
             secret=True,
         ),
         pki.key_file(PEM_PATH, tls.node(node), owner="postgres"),
+        *cluster_password_files(spec, secrets),
     ]
 
 
@@ -450,6 +474,8 @@ def steps(spec: ClusterSpec, node: Node, secrets: ClusterSecrets, tls: pki.Clust
         hostaware_unit_path=HOSTAWARE_UNIT_PATH,
         hostaware_tag_path=HOSTAWARE_TAG_PATH,
         scaling_dcs=scaling_dcs_settings(spec),
+        passwords_tool=cluster_passwords.INSTALL_PATH,
+        passwords_settings=cluster_passwords.SETTINGS_PATH,
     )
     found = files(spec, node, secrets, tls)
     if restore:

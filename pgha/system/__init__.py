@@ -30,12 +30,17 @@ def marker_key_files(node: Node, secrets: ClusterSecrets) -> list[RenderedFile]:
     Host maintenance's on the database VMs, the rolling update's there and on
     the witnesses (they take turns too); never on the repository VM. Here,
     before any service, so the steps that run the agents carry no secret.
+    A rotated key's file holds the new key, which signs, and on the next line its
+    predecessor, which still verifies: a marker written before the rotation, or by
+    a VM whose step has not run yet, stays valid (pgha.vmlib.etcd_markers).
     """
     found = []
     if node.runs_postgres:
-        found.append(secret_key_file(pgha_host_maintenance.MARKER_KEY_PATH, secrets.maintenance_marker_key))
+        ring = secrets.marker_keys("maintenance_marker_key")
+        found.append(secret_key_file(pgha_host_maintenance.MARKER_KEY_PATH, "\n".join(ring)))
     if node.uses_etcd:
-        found.append(secret_key_file(pgha_rolling.MARKER_KEY_PATH, secrets.rolling_marker_key))
+        ring = secrets.marker_keys("rolling_marker_key")
+        found.append(secret_key_file(pgha_rolling.MARKER_KEY_PATH, "\n".join(ring)))
     return found
 
 

@@ -11,6 +11,12 @@ checks and its value fits the schema its caller gives; anything else (no
 signature, a wrong one, a value of the wrong shape) is logged once and
 skipped, never raised: a stray key must neither steer nor crash-loop an agent.
 
+The key file is a ring, one key per line: the first signs, every line
+verifies. A rotation (``pgha:secretRotation``) puts the new key first and
+keeps the previous one on the second line, so a marker signed just before the
+rotation is still acted on. The file is read again whenever it changes on
+disk: a long-running agent signs with the new key from its next marker on.
+
 Standard library only: shipped to the VMs as it is (``pgha/vmprograms.py``).
 """
 
@@ -19,11 +25,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
 import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 # The largest marker value read: agents' markers are a few dozen bytes.
@@ -43,8 +50,12 @@ def seal(secret: bytes, key: str, value: Any) -> str:
     return json.dumps({"value": value, "hmac": signature(secret, key, value)}, sort_keys=True)
 
 
-def unseal(secret: bytes, key: str, raw: Any, schema: Schema) -> tuple[Any, str | None]:
-    """The value of a stored marker and None, or None and why it is refused."""
+def unseal(secret: bytes | Sequence[bytes], key: str, raw: Any, schema: Schema) -> tuple[Any, str | None]:
+    """The value of a stored marker and None, or None and why it is refused.
+
+    ``secret`` is one key or a ring of them: a signature made with any of them checks.
+    """
+    ring = [secret] if isinstance(secret, bytes) else list(secret)
     if not isinstance(raw, str) or len(raw.encode()) > MAX_VALUE_BYTES:
         return None, "malformed (no value, or too long)"
     try:
@@ -54,7 +65,9 @@ def unseal(secret: bytes, key: str, raw: Any, schema: Schema) -> tuple[Any, str 
     if not isinstance(envelope, dict) or set(envelope) != {"value", "hmac"}:
         return None, "unsigned (not a signed marker)"
     mac = envelope["hmac"]
-    if not isinstance(mac, str) or not hmac.compare_digest(mac, signature(secret, key, envelope["value"])):
+    if not isinstance(mac, str) or not any(
+        hmac.compare_digest(mac, signature(one, key, envelope["value"])) for one in ring
+    ):
         return None, "wrong signature (not written with the marker key)"
     if not schema(envelope["value"]):
         return None, f"malformed value {envelope['value']!r}"
@@ -85,21 +98,31 @@ class Markers:
         self.error = error
         self.key_path = key_path
         self.timeout = timeout
-        self._secret: bytes | None = None
+        self._ring: tuple[bytes, ...] = ()
+        self._read_as: tuple[int, int, int] | None = None
         self._refused: set[tuple[str, str]] = set()
 
-    def secret(self) -> bytes:
-        """The marker key, read when first needed: a missing or empty key file is the caller's error."""
-        if self._secret is None:
-            try:
+    def keys(self) -> tuple[bytes, ...]:
+        """The key ring (the signing key first), read again whenever the file changed on disk.
+
+        A missing or empty key file is the caller's error.
+        """
+        try:
+            status = os.stat(self.key_path)
+            seen = (status.st_ino, status.st_mtime_ns, status.st_size)
+            if seen != self._read_as:
                 with open(self.key_path, "rb") as handle:
-                    secret = handle.read().strip()
-            except OSError as error:
-                raise self.error(f"marker key {self.key_path} unreadable: {error}") from error
-            if not secret:
-                raise self.error(f"marker key {self.key_path} is empty")
-            self._secret = secret
-        return self._secret
+                    ring = tuple(line.strip() for line in handle.read().splitlines() if line.strip())
+                if not ring:
+                    raise self.error(f"marker key {self.key_path} is empty")
+                self._ring, self._read_as = ring, seen
+        except OSError as error:
+            raise self.error(f"marker key {self.key_path} unreadable: {error}") from error
+        return self._ring
+
+    def secret(self) -> bytes:
+        """The key that signs: the ring's first."""
+        return self.keys()[0]
 
     def call(self, method: str = "GET", key: str = "", value: str | None = None) -> dict[str, Any]:
         """One request to etcd's v2 keys API; a missing key is an empty answer."""
@@ -133,7 +156,7 @@ class Markers:
             key = entry.get("key") if isinstance(entry, dict) else None
             if not isinstance(key, str) or entry.get("dir"):
                 continue
-            value, problem = unseal(self.secret(), key, entry.get("value"), schema)
+            value, problem = unseal(self.keys(), key, entry.get("value"), schema)
             if problem is None:
                 found[key.rsplit("/", 1)[-1]] = value
             elif (key, problem) not in self._refused:

@@ -3,7 +3,9 @@
 HTTPS verified against the cluster's CA; the password of the unsafe
 endpoints (switchover, restart, config) is read from Patroni's own config
 file when first needed (root and postgres read it), never from a command line
-or a settings file. :func:`tls_context` with a client certificate is what
+or a settings file. A rotated password (``pgha:secretRotation.restApi``) is
+read again after a 401, and the call retried while the other VMs reload theirs.
+:func:`tls_context` with a client certificate is what
 the programs use for etcd, whose every client shows one.
 
 Standard library only (PyYAML, which Patroni brings, for the password): shipped
@@ -15,12 +17,18 @@ from __future__ import annotations
 import base64
 import json
 import ssl
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterable
 from typing import Any
 
 View = dict[str, Any]
+# After a 401 on an authenticated call: read the password again and retry, this
+# often and this far apart: every VM reloads a rotated password in the same step
+# group, within seconds of each other.
+AUTH_RETRIES = 5
+AUTH_RETRY_S = 2.0
 
 
 def tls_context(ca: str | None, client_pem: str | None = None) -> ssl.SSLContext:
@@ -61,6 +69,24 @@ class PatroniApi:
         context: ssl.SSLContext | None = None,
     ) -> tuple[int, Any]:
         """(status, decoded JSON or text); an unreachable URL raises OSError."""
+        for attempt in range(AUTH_RETRIES + 1):
+            status, answer = self._call_once(url, method, body, auth, timeout, context)
+            if not (auth and status == 401) or attempt == AUTH_RETRIES:
+                break
+            # The password was rotated here or on the server's VM: read it again.
+            self._auth = None
+            time.sleep(AUTH_RETRY_S)
+        return status, answer
+
+    def _call_once(
+        self,
+        url: str,
+        method: str,
+        body: Any,
+        auth: bool,
+        timeout: float | None,
+        context: ssl.SSLContext | None,
+    ) -> tuple[int, Any]:
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(url, data=data, method=method)
         if data is not None:

@@ -388,12 +388,15 @@ def test_absent_objects_are_dropped_databases_first_and_only_when_they_exist():
     ]
 
 
-def test_the_tool_is_a_plain_module_without_pgha_imports():
+def test_the_tool_is_a_plain_module_with_only_the_vm_library():
     source = (databases.HERE / "pgha_databases.py").read_text()
-    assert "import pgha" not in source and "from pgha" not in source and "from ." not in source
-    program, plan_file = databases.files(load_spec_dev(), ClusterSecrets.placeholders(["app"]))
+    imports = [line for line in source.splitlines() if "import pgha" in line or "from pgha" in line]
+    assert imports == ["from pgha.vmlib.scram import scram_matches, scram_verifier  # noqa: E402"]
+    assert "from ." not in source
+    program, plan_file, library = databases.files(load_spec_dev(), ClusterSecrets.placeholders(["app"]))
     assert program.path == databases.TOOL_PATH and program.content == source and program.mode == 0o755
     assert plan_file.path == "/etc/pgha/pgha-databases.json" and plan_file.secret
+    assert library.path == "/usr/local/lib/pgha/pgha/vmlib/scram.py"
 
 
 def load_spec_dev():

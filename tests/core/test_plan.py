@@ -79,6 +79,7 @@ def test_no_secret_outside_the_files_meant_for_it(spec, secrets, tls):
                     secret_paths.add(rendered.path)
     assert secret_paths == {
         "/etc/pgha/pgha-databases.json",
+        "/etc/pgha/pgha-cluster-passwords.json",
         "/etc/patroni/config.yml",
         "/etc/haproxy/haproxy.cfg",
         "/etc/pgha/tls/etcd.pem",

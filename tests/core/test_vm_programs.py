@@ -30,11 +30,11 @@ from pgha.host_maintenance import pgha_host_maintenance
 from pgha.importing import pgha_import
 from pgha.leader_race import agent as leader_race_agent
 from pgha.monitoring import collector
-from pgha.patroni import hostaware
+from pgha.patroni import cluster_passwords, hostaware
 from pgha.rolling import pgha_rolling
 from pgha.stackfile import load_stack
 from pgha.verify import probe
-from pgha.vmlib import cluster_health, etcd_markers, patroni_api
+from pgha.vmlib import cluster_health, etcd_markers, patroni_api, scram
 
 STACKS = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in REPO_DIR.glob("Pulumi.*.yaml"))
 MODULES = (
@@ -51,9 +51,10 @@ MODULES = (
     ),
     fastpath_agent,
     leader_race_agent,
+    cluster_passwords,
 )
 RUFF = Path(sys.executable).parent / "ruff"
-LIBRARY = (cluster_health, etcd_markers, patroni_api)
+LIBRARY = (cluster_health, etcd_markers, patroni_api, scram)
 # What a program may import on a VM besides the shipped library: the standard library, PyYAML
 # (Patroni's), psycopg2 (Patroni's; pgha-databases).
 ALLOWED_ON_A_VM = set(sys.stdlib_module_names) | {"__future__", "yaml", "psycopg2"}

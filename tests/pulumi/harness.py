@@ -119,7 +119,8 @@ class PghaMocks(pulumi.runtime.Mocks):
             **{
                 n.removeprefix(prefix).replace("-", "_"): pw
                 for n, pw in self.passwords.items()
-                if not n.startswith(role_prefix)
+                # A rotated marker key's second slot: the ring's other key, not a field of its own.
+                if not n.startswith(role_prefix) and not n.endswith("-odd")
             },
             role_passwords=roles,
         )
@@ -129,8 +130,12 @@ class PghaMocks(pulumi.runtime.Mocks):
         state = dict(inputs)
         resource_id = f"{args.name}-id"
         if args.typ == PASSWORD:
-            # Distinctive, 32 characters, letters and digits: easy to find if it leaks.
-            password = "Mockpw" + hashlib.sha256(args.name.encode()).hexdigest()[:26]
+            # Distinctive, 32 characters, letters and digits: easy to find if it leaks. A new
+            # keeper is a new value, as RandomPassword makes one (generation 0: the name's alone).
+            keepers = inputs.get("keepers") or {}
+            fresh = keepers not in ({}, {"rotation": "0"})
+            seed = f"{args.name} {sorted(keepers.items())}" if fresh else args.name
+            password = "Mockpw" + hashlib.sha256(seed.encode()).hexdigest()[:26]
             self.passwords[args.name] = password
             state["result"] = password
         elif args.typ == PRIVATE_KEY and args.name == DEPLOY_KEY_NAME:
