@@ -580,3 +580,141 @@ def test_certificate_rotation_rolls_out_without_downtime(lab):
     assert service_starts(lab) == starts_before
     lab.wait_ready()
     print(f"rotation rolled out in {rollout:.1f} s with {traffic.done} writes and no failure")
+
+
+# ---- internal secrets (pgha:secretRotation) ---------------------------------------------------
+
+# A rolling change may hold writes this long at most, scaled for a loaded machine.
+ROTATION_MAX_GAP_S = 5.0
+# Each internal database role and the secret that is its password.
+INTERNAL_ROLES = {
+    "postgres": "superuser_password",
+    "replicator": "replication_password",
+    "rewind_user": "rewind_password",
+    "pgha_verify": "verify_password",
+    "pgha_pooler": "pooler_password",
+}
+
+
+def stored_verifiers(lab) -> dict[str, str]:
+    """pg_authid's verifier of each internal role, read on the primary's socket."""
+    names = ",".join(f"'{r}'" for r in INTERNAL_ROLES)
+    rows = primary_sql(
+        lab, f"select rolname || ' ' || coalesce(rolpassword, '') from pg_authid where rolname in ({names})"
+    )
+    return dict(line.split(" ", 1) for line in rows.splitlines())
+
+
+def replication_connections(lab) -> dict[str, str]:
+    """Each streaming replica's walsender on the primary: its name -> when it connected."""
+    rows = primary_sql(
+        lab,
+        "select application_name || ' ' || backend_start from pg_stat_replication where state = 'streaming'",
+    )
+    return dict(line.split(" ", 1) for line in rows.splitlines())
+
+
+def rotated_spec(lab):
+    """The lab's spec with every rotatable secret's generation one higher (not the backup cipher's)."""
+    rotation = lab.spec.secret_rotation
+    bumped = {
+        f.name: getattr(rotation, f.name) + 1
+        for f in dataclasses.fields(rotation)
+        if f.name != "backup_cipher"
+    }
+    return dataclasses.replace(lab.spec, secret_rotation=dataclasses.replace(rotation, **bumped))
+
+
+def test_internal_secrets_rotate_under_the_writer(lab):
+    """Every internal secret rotated in one change while the ledger writer runs: no acknowledged write
+    lost, writes never held longer than a rolling change may, no restart, the streaming replicas keep
+    their connections; then the new passwords work (a replica made to reconnect streams again) and the
+    old ones are refused (REST API, stats page, the verifiers PostgreSQL checks)."""
+    from lab.faults import harness
+    from lab.wait import timeout_factor
+    from pgha.rolling import pgha_rolling
+    from pgha.vmlib.scram import scram_matches
+
+    old = lab.secrets()
+    starts_before = service_starts(lab)
+    spec = rotated_spec(lab)
+    results: list = []
+    with harness.scenario(lab, "internal_secret_rotation") as run:
+        streams_before = replication_connections(lab)
+        since = run.inject(lambda: results.extend(lab.apply(spec)[1]))
+        apply_s = time.monotonic() - since
+        run.writer.wait_acks(20)
+    result = run.result()
+    print(json.dumps({k: v for k, v in result.items() if k != "patroni_logs"}))
+    gap = result["max_gap_s"]
+    print(f"secrets rotated in {apply_s:.1f} s; longest time without an acknowledged write: {gap} s")
+    assert result["lost"] == 0 and not result["split_brain"], result
+    assert result["new_primary"] == result["old_primary"], result
+    assert result["max_gap_s"] <= ROTATION_MAX_GAP_S * timeout_factor(), result
+    new = lab.secrets()
+    for name in ROTATION_FIELDS:
+        assert getattr(new, name) != getattr(old, name), name
+    assert new.backup_cipher_pass == old.backup_cipher_pass
+
+    # Only the steps holding a rotated secret changed files (verify runs after any change).
+    changed = {r.step.name for r in results if r.changed}
+    expected = {"system", "patroni", "haproxy", "databases", "verify"}
+    if lab.spec.pooler:
+        # PgBouncer's auth_query login; with monitoring its exporter logs in as that role too.
+        expected |= {"pooler", "monitoring"} if lab.spec.monitoring else {"pooler"}
+    assert changed == expected, sorted(changed)
+    for step_result in results:
+        output = step_result.stdout + step_result.stderr
+        for secret in (*old.values(), *new.values()):
+            assert secret not in output, f"{step_result.step.name} on {step_result.step.node}"
+    # A marker key's file: the new key signs, the previous one still verifies.
+    ring = lab.exec(
+        leader_and_replica(lab)[0], ["cat", pgha_rolling.MARKER_KEY_PATH], capture_output=True, text=True
+    ).stdout.split()
+    assert ring == [new.rolling_marker_key, old.rolling_marker_key]
+    # Reloads, no restart; the walsenders that streamed before stream on the same connections.
+    assert service_starts(lab) == starts_before
+    streams_after = replication_connections(lab)
+    assert streams_after == streams_before, (streams_before, streams_after)
+
+    # PostgreSQL checks each login against these verifiers: the new password matches, the old does not.
+    for role, verifier in stored_verifiers(lab).items():
+        field = INTERNAL_ROLES[role]
+        assert scram_matches(verifier, getattr(new, field)), role
+        assert not scram_matches(verifier, getattr(old, field)), role
+    # The next connection of a replica uses the new password: end one walsender, it streams again.
+    leader = current_leader(lab)
+    replica = sorted(streams_after)[0]
+    primary_sql(
+        lab, f"select pg_terminate_backend(pid) from pg_stat_replication where application_name = '{replica}'"
+    )
+    wait_until(
+        lambda: replica in replication_connections(lab)
+        and replication_connections(lab)[replica] != streams_after[replica],
+        60.0,
+        interval=1.0,
+        error=f"{replica} did not stream again with the new replication password",
+    )
+    # Patroni's REST API: the old password is refused (401), the new one admitted (POST /reload, harmless).
+    node = lab.spec.node(leader)
+    url = patroni.rest_api_url(lab.spec, node) + "/reload"
+    assert post_from(lab, leader, url, {}, old.restapi_password)[0] == 401
+    assert post_from(lab, leader, url, {}, new.restapi_password)[0] in (200, 202)
+    for member in lab.spec.postgres_nodes:
+        assert stats_csv(lab, member, old.haproxy_stats_password)[0] == 401, member.name
+        assert stats_csv(lab, member, new.haproxy_stats_password)[0] == 200, member.name
+    lab.wait_ready()
+    print(f"{replica} reconnected with the new replication password; old passwords refused")
+
+
+ROTATION_FIELDS = (
+    "superuser_password",
+    "replication_password",
+    "rewind_password",
+    "restapi_password",
+    "haproxy_stats_password",
+    "verify_password",
+    "pooler_password",
+    "maintenance_marker_key",
+    "rolling_marker_key",
+)
