@@ -3,8 +3,8 @@
 A program that runs on a VM and is written in Python (today
 ``pgha/haproxy/save_state.py``, ``pgha/backup/backup_status.py``,
 ``pgha/rolling/pgha_rolling.py``, ``pgha/patroni/hostaware.py``,
-``pgha/host_maintenance/pgha_host_maintenance.py``, ``pgha/fastpath/agent.py`` and
-``pgha/leader_race/agent.py``) is:
+``pgha/host_maintenance/pgha_host_maintenance.py``, ``pgha/fastpath/agent.py``,
+``pgha/leader_race/agent.py`` and ``pgha/patroni/cluster_passwords.py``) is:
 
 - **a plain module of this package**, ``pgha/<service>/<tool>.py``: ruff checks
   and formats it like any other file, it is type-hinted, and its tests import
@@ -20,7 +20,7 @@ A program that runs on a VM and is written in Python (today
 - **sharing code only through the library** ``pgha/vmlib/`` (a standard-library
   module per concern: ``cluster_health.py``, the health rule every program and
   the lab apply; ``patroni_api.py``, the REST client; ``etcd_markers.py``, the signed markers
-  in etcd that root's agents act on). A program imports it as
+  in etcd that root's agents act on; ``scram.py``, PostgreSQL's password verifiers). A program imports it as
   ``from pgha.vmlib import cluster_health`` after
   ``sys.path.append(LIBRARY_ROOT)``: in the repository and its tests that finds
   this package (already first on the path); on the VM it finds the library's
