@@ -30,6 +30,8 @@ from typing import Any
 
 INSTALL_PATH = "/usr/local/lib/pgha/pgha-cluster-passwords"
 SETTINGS_PATH = "/etc/pgha/pgha-cluster-passwords.json"
+# How often a replica looks for the primary's verifiers: every VM then reloads within this of the others.
+POLL_S = 0.5
 # The shared library: on the VM under LIBRARY_ROOT (pgha/vmprograms.py), in the repository the package.
 LIBRARY_ROOT = "/usr/local/lib/pgha"
 sys.path.append(LIBRARY_ROOT)
@@ -120,7 +122,7 @@ def run(settings: dict[str, Any]) -> int:
         if time.monotonic() > deadline:
             print(f"pgha-cluster-passwords: timed out; {waiting}", file=sys.stderr)
             return 1
-        time.sleep(1)
+        time.sleep(POLL_S)
 
 
 def main(argv: list[str] | None = None) -> int:
