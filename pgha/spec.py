@@ -430,23 +430,18 @@ class SecretRotationSpec:
     existing repository: only ``0`` is accepted there.
     """
 
-    superuser: int = setting(0, doc="the superuser `postgres` (a socket login only)")
-    replication: int = setting(0, doc="`replicator`, the replicas' login: streaming connections stay up")
-    rewind: int = setting(0, doc="`rewind_user`, pg_rewind's login")
-    rest_api: int = setting(0, doc="Patroni's REST API (its unsafe endpoints, `patronictl`)")
-    haproxy_stats: int = setting(0, doc="HAProxy's stats page")
-    verify: int = setting(0, doc="`pgha_verify`, the verify step's probe")
-    pooler: int = setting(0, doc="`pgha_pooler`, PgBouncer's auth_query login")
-    maintenance_marker: int = setting(
-        0, doc="the key signing pgha-host-maintenance's markers; the previous key still verifies"
-    )
-    rolling_marker: int = setting(
-        0, doc="the key signing pgha-rolling's markers; the previous key still verifies"
-    )
+    superuser: int = setting(0, doc="`postgres`'s password")
+    replication: int = setting(0, doc="`replicator`'s")
+    rewind: int = setting(0, doc="`rewind_user`'s")
+    rest_api: int = setting(0, doc="Patroni's REST API's")
+    haproxy_stats: int = setting(0, doc="HAProxy's stats page's")
+    verify: int = setting(0, doc="`pgha_verify`'s")
+    pooler: int = setting(0, doc="`pgha_pooler`'s")
+    maintenance_marker: int = setting(0, doc="the host maintenance markers' key")
+    rolling_marker: int = setting(0, doc="the rolling update markers' key")
     backup_cipher: int = setting(
         0,
-        doc="refused: pgBackRest cannot re-encrypt a repository; a new passphrase needs a new "
-        "repository (see [backups.md](backups.md))",
+        doc="refused: a new passphrase needs a new repository",
         max=0,
         message="{value}: the backup cipher passphrase cannot be rotated in place (pgBackRest encrypts the "
         "whole repository with it); start a new repository instead, see docs/backups.md",
@@ -982,8 +977,7 @@ class ClusterSpec:
     )
     secret_rotation: SecretRotationSpec = setting(
         factory=SecretRotationSpec,
-        doc="a rotation generation per internal secret (see "
-        "[Rotate a password](runbooks.md#rotate-a-password))",
+        doc="a generation per internal secret ([runbooks](runbooks.md#pghas-own-secrets))",
         custom=True,
     )
     databases: tuple[DatabaseSpec, ...] = setting(
