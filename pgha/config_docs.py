@@ -149,11 +149,16 @@ def _row(key: str, type_: str, default: str, values: str, meaning: str) -> str:
 
 
 def _entry_row(prefix: str, entry: Key) -> str:
+    values = values_text(entry.setting, entry.hint)
+    cls = _section_class(entry.hint)
+    if entry.setting.inline and cls is not None:
+        # An object of like keys, documented in this row: its keys, then what the declaration adds.
+        values = "; ".join(v for v in (", ".join(f"`{k.key}`" for k in keys(cls)), values) if v)
     return _row(
         f"{prefix}{entry.key}",
         type_text(entry.setting, entry.hint),
         default_text(entry),
-        values_text(entry.setting, entry.hint),
+        values,
         entry.setting.doc,
     )
 
@@ -228,7 +233,7 @@ def generate() -> str:
     for key in top_level_keys():
         entry = top.get(key)
         cls = _section_class(entry.hint) if entry is not None else None
-        if entry is None or cls is None:
+        if entry is None or cls is None or entry.setting.inline:
             continue
         if cls is Node:
             parts.append(f"\n## Machines: {MACHINE_PREFIXES}\n\n")

@@ -58,6 +58,9 @@ class Setting:
     type_doc: str | None = None
     default_doc: str | None = None
     range_doc: str | None = None
+    # An object of like keys (generations): one row in the docs, its keys listed in the
+    # values column, instead of a table of its own.
+    inline: bool = False
 
     def out_of_range(self, value: Any) -> str | None:
         """The problem with a (well-typed) value, or None when the declaration admits it."""
@@ -96,6 +99,7 @@ def setting(
     type_doc: str | None = None,
     default_doc: str | None = None,
     range_doc: str | None = None,
+    inline: bool = False,
     repr: bool = True,
 ) -> Any:
     """A dataclass field that is also a config key: its default, range and one-line meaning."""
@@ -113,6 +117,7 @@ def setting(
         type_doc=type_doc,
         default_doc=default_doc,
         range_doc=range_doc,
+        inline=inline,
     )
     metadata = {METADATA_KEY: declared}
     if factory is not MISSING:

@@ -977,8 +977,11 @@ class ClusterSpec:
     )
     secret_rotation: SecretRotationSpec = setting(
         factory=SecretRotationSpec,
-        doc="a generation per internal secret ([runbooks](runbooks.md#pghas-own-secrets))",
+        doc="internal secrets' generations ([runbooks](runbooks.md#rotate-a-password))",
         custom=True,
+        default_doc="`{}`",
+        range_doc="`backupCipher` only `0`",
+        inline=True,
     )
     databases: tuple[DatabaseSpec, ...] = setting(
         DEFAULT_DATABASES,
