@@ -22,6 +22,7 @@ bench failover [--runs N] | bench vip-follow [--faults 8,1]   (scenarios/bench.p
 bench vip-only [--runs N]   fault 5b with primaryWeight 0: the VIP holder dies, not the primary
 bench proxy [--clients 1,8] [--rounds N] [--primaries all]   VIP:5432 against direct, A B A B
 bench pooler [--clients 200] [--seconds 30] [--rounds N]   VIP:6432 (PgBouncer) against VIP:5432
+bench moving-in [--runs N] [--no-kill]   an old server's database moved in, refused writes at the cutover
 pictures architecture|timeline [--data F] | pictures prometheus   the docs' pictures (lab/pictures)
 """
 
@@ -49,6 +50,7 @@ from .scenarios import (
     failover,
     follow,
     hostmaint,
+    moving_in,
     pooler,
     proxy,
     restore,
@@ -159,7 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
     host_maintenance.add_argument("host")
     host_maintenance.add_argument("action", choices=("start", "finish", "status"))
     verbs.add_parser("disaster-recovery", help="lose every VM but the repository, up again with pgha:restore")
-    bench = verbs.add_parser("bench", help="measurements: failover, vip-follow, vip-only, proxy, pooler")
+    bench = verbs.add_parser(
+        "bench", help="measurements: failover, vip-follow, vip-only, proxy, pooler, moving-in"
+    )
     benches = bench.add_subparsers(dest="bench", required=True, metavar="BENCH")
     bench_failover = benches.add_parser("failover", help="time each failover scenario, end to end")
     bench_failover.add_argument("--runs", type=int, default=3)
@@ -189,6 +193,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench_pooler.add_argument("--seconds", type=int, default=30, help="per pgbench run")
     bench_pooler.add_argument("--rounds", type=int, default=1, help="pooler/direct pairs per mode")
     bench_pooler.add_argument("--modes", default="-S,-N", help="pgbench modes, comma-separated")
+    bench_moving_in = benches.add_parser(
+        "moving-in", help="pgha-import from a Debian 12 PostgreSQL 15 across a switchover and a kill"
+    )
+    bench_moving_in.add_argument("--runs", type=int, default=3)
+    bench_moving_in.add_argument(
+        "--no-kill", action="store_true", help="the switchover only, no lost primary"
+    )
     pictures = verbs.add_parser("pictures", help="draw the docs' pictures into docs/pictures/")
     drawn = pictures.add_subparsers(dest="picture", required=True, metavar="PICTURE")
     drawn.add_parser("architecture", help="the stack's hosts, VMs, services and ports, from its spec")
@@ -330,6 +341,9 @@ def main(argv: list[str] | None = None) -> int:
         for fault in [f for f in args.faults.split(",") if f]:
             for _ in range(args.runs):
                 print(json.dumps(follow(lab, fault)), flush=True)
+    elif args.verb == "bench" and args.bench == "moving-in":
+        for _ in range(args.runs):
+            print(json.dumps(moving_in.run(lab, kill=not args.no_kill)), flush=True)
     elif args.verb == "bench" and args.bench == "pooler":
         pooler(
             lab,

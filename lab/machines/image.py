@@ -29,6 +29,9 @@ from .mounts import mounts_under
 BUILDER_VERSION = 1
 
 SUITE = "trixie"
+# Another Debian release for machines that stand for what a user runs already (the
+# moving-in scenario's old PostgreSQL server): its own base image and cache key.
+OLD_SUITE = "bookworm"
 FALLBACK_MIRROR = "http://deb.debian.org/debian"
 
 CACHE_ROOT = Path("/var/cache/pgha-lab")
@@ -64,6 +67,15 @@ BASE_PACKAGES: tuple[str, ...] = (
     # lets non-root users ping without file capabilities.
     "linux-sysctl-defaults",
 )
+# Packages of BASE_PACKAGES that a suite does not have (Debian 12 has no linux-sysctl-defaults).
+MISSING_FROM_SUITE: dict[str, frozenset[str]] = {OLD_SUITE: frozenset({"linux-sysctl-defaults"})}
+
+
+def base_packages(suite: str = SUITE) -> tuple[str, ...]:
+    """BASE_PACKAGES as ``suite`` has them."""
+    missing = MISSING_FROM_SUITE.get(suite, frozenset())
+    return tuple(p for p in BASE_PACKAGES if p not in missing)
+
 
 _CHROOT_ENV = {
     "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
@@ -136,14 +148,14 @@ def security_mirror(mirror: str) -> str:
     return f"{parts.scheme}://{parts.netloc}{parent}/debian-security"
 
 
-def recipe(packages: Sequence[str], mirror: str | None = None) -> dict[str, object]:
+def recipe(packages: Sequence[str], mirror: str | None = None, suite: str = SUITE) -> dict[str, object]:
     """Everything that determines an image's content, hashed into its cache key."""
     return {
         "builder_version": BUILDER_VERSION,
-        "suite": SUITE,
+        "suite": suite,
         "mirror": mirror or host_mirror(),
         "include": list(DEBOOTSTRAP_INCLUDE),
-        "packages": sorted(set(BASE_PACKAGES) | set(packages)),
+        "packages": sorted(set(base_packages(suite)) | set(packages)),
     }
 
 
@@ -153,7 +165,7 @@ def recipe_hash(rec: dict[str, object]) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def ensure_image(packages: Sequence[str], log: Callable[[str], None] = print) -> Path:
+def ensure_image(packages: Sequence[str], log: Callable[[str], None] = print, suite: str = SUITE) -> Path:
     """Return the root of the cached image for this package list, building it if missing.
 
     An image with more than the base set starts from a copy of the base image
@@ -161,12 +173,12 @@ def ensure_image(packages: Sequence[str], log: Callable[[str], None] = print) ->
     once per machine rather than once per package set: a run that needs four
     images saved about 35 s on each of three.
     """
-    rec = recipe(packages)
+    rec = recipe(packages, suite=suite)
     digest = recipe_hash(rec)
     final = IMAGES_DIR / digest
     if _complete(final):
         return final / "root"
-    base = ensure_image((), log) if set(packages) - set(BASE_PACKAGES) else None
+    base = ensure_image((), log, suite) if set(packages) - set(base_packages(suite)) else None
     IMAGES_DIR.mkdir(parents=True, exist_ok=True)
     with _build_lock(log):
         if _complete(final):  # another process built it while we waited
@@ -234,11 +246,12 @@ def build(rec: dict[str, object], tmp: Path, log: Callable[[str], None], base: P
     tmp.mkdir(parents=True)
     build_log = tmp / "build.log"
     mirror = str(rec["mirror"])
+    suite = str(rec["suite"])
     packages = [str(p) for p in rec["packages"]]  # type: ignore[attr-defined]
     DEBOOTSTRAP_CACHE.mkdir(parents=True, exist_ok=True)
     (APT_ARCHIVES / "partial").mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    log(f"image: building {SUITE} from {mirror} with {len(packages)} packages (log {build_log})")
+    log(f"image: building {suite} from {mirror} with {len(packages)} packages (log {build_log})")
 
     t0 = time.monotonic()
     if base is not None:
@@ -252,7 +265,7 @@ def build(rec: dict[str, object], tmp: Path, log: Callable[[str], None], base: P
         (root / "etc/machine-id").write_text(secrets.token_hex(16) + "\n")
         log(f"image: base image copied {time.monotonic() - t0:.1f}s")
     else:
-        _debootstrap(root, mirror, build_log)
+        _debootstrap(root, mirror, build_log, suite)
         log(f"image: debootstrap {time.monotonic() - t0:.1f}s")
 
     policy = root / "usr/sbin/policy-rc.d"
@@ -260,12 +273,12 @@ def build(rec: dict[str, object], tmp: Path, log: Callable[[str], None], base: P
     policy.chmod(0o755)
 
     t0 = time.monotonic()
-    suites = _write_sources(root, mirror, build_log, with_extras=True)
+    suites = _write_sources(root, mirror, build_log, suite, with_extras=True)
     try:
         _chroot_apt(root, ["apt-get", *_APT_OPTS, "update"], build_log)
     except ImageBuildError:
         log("image: security/updates suites unreachable; using the main suite only")
-        suites = _write_sources(root, mirror, build_log, with_extras=False)
+        suites = _write_sources(root, mirror, build_log, suite, with_extras=False)
         _chroot_apt(root, ["apt-get", *_APT_OPTS, "update"], build_log)
     log(f"image: apt-get update ({', '.join(suites)}) {time.monotonic() - t0:.1f}s")
 
@@ -282,7 +295,7 @@ def build(rec: dict[str, object], tmp: Path, log: Callable[[str], None], base: P
     log(f"image: built in {time.monotonic() - started:.1f}s")
 
 
-def _debootstrap(root: Path, mirror: str, build_log: Path) -> None:
+def _debootstrap(root: Path, mirror: str, build_log: Path, suite: str = SUITE) -> None:
     _run_logged(
         [
             # A private mount namespace: whatever debootstrap mounts in the
@@ -295,7 +308,7 @@ def _debootstrap(root: Path, mirror: str, build_log: Path) -> None:
             "--variant=minbase",
             f"--cache-dir={DEBOOTSTRAP_CACHE}",
             f"--include={','.join(DEBOOTSTRAP_INCLUDE)}",
-            SUITE,
+            suite,
             str(root),
             mirror,
         ],
@@ -303,12 +316,14 @@ def _debootstrap(root: Path, mirror: str, build_log: Path) -> None:
     )
 
 
-def _write_sources(root: Path, mirror: str, build_log: Path, *, with_extras: bool) -> list[str]:
+def _write_sources(
+    root: Path, mirror: str, build_log: Path, suite: str = SUITE, *, with_extras: bool
+) -> list[str]:
     """Point the image's apt at the host's mirror only (plus security/updates when reachable)."""
     keyring = "/usr/share/keyrings/debian-archive-keyring.gpg"
-    paras = [(mirror, [SUITE])]
+    paras = [(mirror, [suite])]
     if with_extras:
-        paras = [(mirror, [SUITE, f"{SUITE}-updates"]), (security_mirror(mirror), [f"{SUITE}-security"])]
+        paras = [(mirror, [suite, f"{suite}-updates"]), (security_mirror(mirror), [f"{suite}-security"])]
     text = "\n".join(
         f"Types: deb\nURIs: {uri}\nSuites: {' '.join(suites)}\nComponents: main\nSigned-By: {keyring}\n"
         for uri, suites in paras
