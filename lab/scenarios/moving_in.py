@@ -120,7 +120,7 @@ class Source:
 
 def prepare(lab: Lab, node: Node) -> Source:
     """TLS from the old server's own CA, wal_level logical, the app's database and data, the import role."""
-    ca = LocalCa.create(dataclasses.replace(lab.spec, stack="old-server"))
+    ca = LocalCa.create(lab.spec, common_name="old-db CA")
     pair = ca.issue(CertIdentity(OLD_SERVER, (OLD_SERVER,), (str(node.ip),)), 30)
     source = Source(node, ca.certificate, new_password(), new_password())
     sh(
