@@ -23,6 +23,7 @@ bench vip-only [--runs N]   fault 5b with primaryWeight 0: the VIP holder dies, 
 bench proxy [--clients 1,8] [--rounds N] [--primaries all]   VIP:5432 against direct, A B A B
 bench pooler [--clients 200] [--seconds 30] [--rounds N]   VIP:6432 (PgBouncer) against VIP:5432
 bench moving-in [--runs N] [--no-kill]   an old server's database moved in, refused writes at the cutover
+bench offsite-restore [--runs N]   (--stack offsite) lose every VM and the repository, rebuild from repo2
 pictures architecture|timeline [--data F] | pictures prometheus   the docs' pictures (lab/pictures)
 """
 
@@ -200,6 +201,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench_moving_in.add_argument(
         "--no-kill", action="store_true", help="the switchover only, no lost primary"
     )
+    bench_offsite = benches.add_parser(
+        "offsite-restore", help="RPO and RTO of a rebuild from the off-site bucket alone (--stack offsite)"
+    )
+    bench_offsite.add_argument("--runs", type=int, default=3)
     pictures = verbs.add_parser("pictures", help="draw the docs' pictures into docs/pictures/")
     drawn = pictures.add_subparsers(dest="picture", required=True, metavar="PICTURE")
     drawn.add_parser("architecture", help="the stack's hosts, VMs, services and ports, from its spec")
@@ -226,6 +231,22 @@ def _draw(picture: str, stack: str, out_dir: Path, data: Path | None) -> int:
     out.write_text(text)
     print(f"wrote {out}")
     return 0
+
+
+def _bench_offsite(lab: Lab, runs: int) -> None:
+    """Each run's result as one JSON line, then RPO and RTO over all runs (every run reported)."""
+    results = []
+    for run in range(1, runs + 1):
+        result = restore.offsite_disaster_recovery(lab)
+        results.append(result)
+        print(json.dumps({"run": run, **result}), flush=True)
+    summary: dict[str, Any] = {"runs": len(results)}
+    for key in ("rpo_s", "rto_s", "up_s", "repo2_wal_s"):
+        values = sorted(r[key] for r in results if r.get(key) is not None)
+        summary[key] = values
+        if values:
+            summary[f"{key}_median"] = values[len(values) // 2]
+    print(json.dumps(summary), flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -344,6 +365,8 @@ def main(argv: list[str] | None = None) -> int:
     elif args.verb == "bench" and args.bench == "moving-in":
         for _ in range(args.runs):
             print(json.dumps(moving_in.run(lab, kill=not args.no_kill)), flush=True)
+    elif args.verb == "bench" and args.bench == "offsite-restore":
+        _bench_offsite(lab, args.runs)
     elif args.verb == "bench" and args.bench == "pooler":
         pooler(
             lab,

@@ -31,6 +31,8 @@ LAB_FIXTURES = {
     # The witness on an existing machine (witness.external); "witness" for the VM witness.
     "witness_lab": os.environ.get("PGHA_WITNESS_STACK", "qdevice"),
     "async_lab": os.environ.get("PGHA_ASYNC_STACK", "async"),
+    # Its repository VM and an off-site bucket the lab serves (SeaweedFS): the rebuild from repo2.
+    "offsite_lab": os.environ.get("PGHA_OFFSITE_STACK", "offsite"),
 }
 _POOL = pytest.StashKey[LabPool]()
 _LAST_USER = pytest.StashKey[dict[str, str]]()  # stack -> nodeid of the last test using it
@@ -128,6 +130,12 @@ def scale_lab(lab_pool: LabPool) -> Lab:
 def witness_lab(lab_pool: LabPool) -> Lab:
     """The witness stack's lab: by default qdevice, an etcd witness on an existing machine."""
     return lab_pool.get(LAB_FIXTURES["witness_lab"])
+
+
+@pytest.fixture(scope="session")
+def offsite_lab(lab_pool: LabPool) -> Lab:
+    """The offsite stack's lab: lost with its repository VM, rebuilt from the bucket alone."""
+    return lab_pool.get(LAB_FIXTURES["offsite_lab"])
 
 
 @pytest.fixture(scope="session")

@@ -20,7 +20,9 @@ from pgha import ClusterSpec, leave_step, phases, rolling
 from pgha.spec import MaintenanceSpec
 
 from ..machines import LabAccess, SshRunner, StepError, StepResult, Target, ensure_image
+from ..machines import offsite as offsite_identity
 from ..observation import observe
+from . import offsite
 
 
 @dataclass
@@ -67,6 +69,8 @@ class Lab(LabAccess):
                 machine.start()
             else:
                 machine.boot(image)
+        # The off-site bucket exists before the first step archives into it.
+        offsite.serve(self, image)
         timings.boot = time.monotonic() - started
 
         started = time.monotonic()
@@ -125,6 +129,8 @@ class Lab(LabAccess):
         """
         machines_dir = self.state_dir / "machines"
         wanted = {n.name for n in self.spec.nodes}
+        if offsite.served(self.spec):
+            wanted.add(offsite_identity.SERVER_NAME)  # no VM of the stack, but the lab's own
         absent = sorted(p.name for p in machines_dir.iterdir() if p.is_dir()) if machines_dir.exists() else []
         absent = [name for name in absent if name not in wanted]
         if not absent:

@@ -1,6 +1,6 @@
 """Machines and network: images, systemd-nspawn machines, the namespace, SSH, and ``LabAccess``."""
 
-from . import external, image
+from . import external, image, offsite
 from .access import STATE_ROOT, IdentityMissing, LabAccess
 from .image import ImageBuildError, ensure_image
 from .inside import inside
@@ -29,4 +29,5 @@ __all__ = [
     "external",
     "image",
     "inside",
+    "offsite",
 ]

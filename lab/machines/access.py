@@ -34,7 +34,7 @@ from pgha import (
 )
 from pgha.secrets import PREVIOUS, ROTATION, new_password
 
-from . import external
+from . import external, offsite
 from .inside import inside
 from .lock import StackLock
 from .machine import Machine, MachineSpec
@@ -57,10 +57,11 @@ class LabAccess:
 
     def __init__(self, stack: str = "dev", report: Callable[[str], None] = print) -> None:
         self.stack = stack
-        self.spec: ClusterSpec = load_stack(stack)
         self.report = report
         self.name = os.environ.get("PGHA_LAB_PREFIX", "") + stack
         self.state_dir = STATE_ROOT / self.name
+        # With the lab's own off-site S3 server, the stack verifies it against that server's CA.
+        self.spec: ClusterSpec = offsite.with_server_ca(load_stack(stack), self.state_dir)
         self.network = LabNetwork(f"pgha-{self.name}")
         self.key_path = self.state_dir / "id_ed25519"
         self.secrets_path = self.state_dir / "secrets.json"
@@ -96,6 +97,8 @@ class LabAccess:
             self.save_host_key(node)
         self._save_secrets()
         self._save_tls()
+        offsite.save_identity(self.state_dir, self.spec)
+        self.spec = offsite.with_server_ca(self.spec, self.state_dir)
 
     def _save_secrets(self) -> None:
         kept = self._read_json(self.secrets_path) or {}
@@ -119,6 +122,9 @@ class LabAccess:
                 passwords[role.name] = new_password()
                 rotations[role.name] = role.rotation
         saved["role_passwords"] = passwords
+        if offsite.endpoint(self.spec) is not None and not saved.get("backup_offsite_key"):
+            # The bucket is the lab's own: it makes the stack's key pair, as an operator gets one.
+            saved.update(offsite.stack_keys())
         stored = {**saved, "role_rotations": rotations, "secret_rotations": generations}
         if stored != kept:
             self._write_private(self.secrets_path, json.dumps(stored))

@@ -16,10 +16,13 @@ import dataclasses
 import time
 from typing import Any
 
+from pgha import backup, postgres_server
 from pgha.spec import RestoreSpec
 
-from ..cluster import Lab
-from ..observation import Writer, connect, ensure_ledger
+from ..cluster import Lab, offsite
+from ..machines import offsite as offsite_identity
+from ..observation import Writer, connect, ensure_ledger, observe
+from ..wait import wait_until
 from . import backups
 
 STEADY_ACKS = 200
@@ -98,3 +101,133 @@ def _present(lab: Lab, seqs: list[int]) -> set[int]:
             "select client_seq from ha_ledger where client_seq between %s and %s", (min(seqs), max(seqs))
         ).fetchall()
     return {r[0] for r in rows}
+
+
+# ---- the rebuild from the off-site copy alone --------------------------------------------------
+
+CUT_WRITE_S = 4.0  # writes after the off-site link is cut: none of them may come back
+CUT_MARGIN_S = 1.0  # acknowledged this long after the cut, a row cannot be in the bucket
+REPO2_WAL_TIMEOUT = 90.0
+
+
+def offsite_disaster_recovery(lab: Lab) -> dict[str, Any]:
+    """The machine room lost: the repository VM first, then both hosts; the stack rebuilt from repo2.
+
+    A client writes throughout. The repository VM is powered off and writes
+    and WAL archiving must go on into repo2 (a WAL switch is waited for in the
+    bucket: the archive point). Then the link to the bucket is cut, the
+    client writes on for a few seconds, and every VM is powered off and its
+    disk destroyed; the bucket's server is reachable again for the rebuild,
+    ``up`` with ``pgha:restore`` ``repository: offsite`` (a fresh repository
+    VM comes up empty). The rows acknowledged after the cut are the negative
+    control: they never reached the bucket, so they must be missing, which
+    shows the check sees a loss and that nothing but repo2 fed the rebuild.
+    """
+    spec = lab.spec
+    if spec.repository_node is None or not offsite.served(spec):
+        raise RuntimeError("the drill needs a repository VM and an off-site bucket the lab serves")
+    lab.wait_ready(timeout=180)
+    ensure_ledger(lab)
+    repo2_backups = _repo2_backups(lab)
+    if not repo2_backups:
+        raise RuntimeError("no backup in repo2: the first up takes one into each repository")
+    server = lab.machine(offsite_identity.server_node(spec))
+    writer = Writer(lab)
+    writer.start()
+    try:
+        if not writer.wait_acks(STEADY_ACKS, timeout=120):
+            raise RuntimeError(f"writer not acknowledged: {writer.snapshot()[1][-3:]}")
+        repository_lost = time.monotonic()
+        lab.machine(spec.repository_node).kill()
+        archive_point = time.monotonic()
+        segment = _switch_wal(lab)
+        repo2_wal_s = _wait_in_repo2(lab, segment, archive_point)
+        time.sleep(WRITE_ON_S)
+        cut = time.monotonic()
+        server.partition()
+        _switch_wal(lab)  # a segment that cannot leave any more
+        time.sleep(CUT_WRITE_S)
+        crashed = time.monotonic()
+        for node in spec.postgres_nodes:
+            lab.machine(node).kill()
+    finally:
+        writer.stop()
+        server.heal()
+    acks = writer.snapshot()[0]
+    for node in spec.nodes:
+        lab.machine(node).remove()  # every disk, the repository's too
+
+    original = lab.spec
+    lab.spec = dataclasses.replace(original, restore=RestoreSpec(repository="offsite"))
+    probe = Writer(lab, interval=0.2)
+    began = time.monotonic()
+    timings: dict[str, float] = {}
+    try:
+        probe.start()
+        timings["up_s"] = _timed(lab.up)
+        if not probe.wait_acks(1, timeout=120):
+            raise RuntimeError(f"no write accepted after the rebuild: {probe.snapshot()[1][-3:]}")
+    finally:
+        probe.stop()
+        lab.spec = original
+    first = probe.snapshot()[0][0]
+    present = _present(lab, [a.seq for a in acks])
+    before_cut = [a for a in acks if a.at < cut]
+    missing = [a for a in before_cut if a.seq not in present]
+    surviving = [a for a in before_cut if a.seq in present]
+    after_cut = [a for a in acks if a.at >= cut + CUT_MARGIN_S]
+    return {
+        "repo2_backups": repo2_backups,
+        "acked_while_repository_lost": sum(1 for a in acks if repository_lost < a.at < cut),
+        "repo2_wal_s": repo2_wal_s,
+        "segment": segment,
+        "acked_before_archive_point": sum(1 for a in acks if a.at <= archive_point),
+        "missing_before_archive_point": sum(1 for a in missing if a.at <= archive_point),
+        "missing_before_cut": len(missing),
+        "acked_after_cut": len(after_cut),
+        "present_after_cut": sum(1 for a in after_cut if a.seq in present),
+        "rpo_s": round(cut - max(a.at for a in surviving), 2) if surviving else None,
+        "oldest_missing_before_cut_s": round(cut - min(a.at for a in missing), 2) if missing else 0.0,
+        "crash_after_cut_s": round(crashed - cut, 2),
+        "archive_timeout_s": original.backup.archive_timeout_s if original.backup else None,
+        "rto_s": round(first.at - began, 1),
+        "up_s": round(timings.get("up_s", 0.0), 1),
+    }
+
+
+def _switch_wal(lab: Lab) -> str:
+    """A WAL switch on the primary (as postgres, on its socket); the segment it closed."""
+    primary = observe.leader(lab)
+    if primary is None:
+        raise RuntimeError("no leader to switch WAL on")
+    query = "select pg_walfile_name(pg_switch_wal())"
+    socket = ["-h", postgres_server.SOCKET_DIR, "-p", str(lab.spec.postgres.port), "-d", "postgres"]
+    result = lab.exec(
+        primary,
+        ["runuser", "-u", "postgres", "--", "psql", *socket, "-XAtc", query],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    return result.stdout.strip()
+
+
+def _repo2_prefix(lab: Lab, kind: str) -> str:
+    return f"{backup.OFFSITE_PATH.strip('/')}/{kind}/{backup.stanza(lab.spec)}/"
+
+
+def _repo2_backups(lab: Lab) -> list[str]:
+    """The backup sets in the bucket (their labels), read from the S3 server as the stack's key sees it."""
+    keys = offsite.keys(lab, _repo2_prefix(lab, "backup"))
+    return sorted({k.split("/")[-2] for k in keys if k.endswith("/backup.manifest")})
+
+
+def _wait_in_repo2(lab: Lab, segment: str, since: float) -> float:
+    """Seconds from ``since`` until ``segment`` is in the bucket's archive."""
+
+    def arrived() -> bool:
+        return any(f"/{segment}-" in k for k in offsite.keys(lab, _repo2_prefix(lab, "archive")))
+
+    wait_until(arrived, REPO2_WAL_TIMEOUT, interval=1.0, error=f"WAL {segment} never reached repo2")
+    return round(time.monotonic() - since, 1)
