@@ -80,7 +80,7 @@ def test_the_template_check_sees_an_unquoted_value():
     source = path.read_text()
     assert "{{ stanza | shquote }}" in source
     broken = source.replace("{{ stanza | shquote }}", "{{ stanza }}", 1)
-    assert unquoted_outputs(broken, path.parent) == ["line 10: {{ stanza }}"]
+    assert unquoted_outputs(broken, path.parent) == ["line 12: {{ stanza }}"]
     assert unquoted_outputs('x {{ items | join(" ") }}', path.parent) == ["line 1: {{ items | join }}"]
     assert unquoted_outputs("# {{ node.name }}", path.parent) == ["line 1: {{ node.name }}"]
 
