@@ -72,7 +72,7 @@ def disaster_recovery(lab: Lab, restore: RestoreSpec | None = None) -> dict[str,
     present = _present(lab, [a.seq for a in acks])
     missing = [a for a in acks if a.seq not in present]
     surviving = [a for a in acks if a.seq in present]
-    return {
+    result: dict[str, Any] = {
         "vms_lost": [n.name for n in lost_vms],
         "acked_before_crash": len(acks),
         "acked_before_archive_point": sum(1 for a in acks if a.at <= archive_point),
@@ -83,6 +83,41 @@ def disaster_recovery(lab: Lab, restore: RestoreSpec | None = None) -> dict[str,
         "archive_timeout_s": original.backup.archive_timeout_s if original.backup else None,
         "rto_s": round(first.at - began, 1),
         "up_s": round(timings.get("up_s", 0.0), 1),
+    }
+    if any(a.at <= archive_point for a in missing):
+        result["diagnosis"] = _recovery_diagnosis(lab)
+    return result
+
+
+# What the restored primary's log says of its archive recovery: where it ended, and on which timeline.
+RECOVERY_LOG_PATTERN = "restore|recovery|redo|timeline|consistent|promot|WAL|pgbackrest|FATAL|ERROR|could not"
+
+
+def _recovery_diagnosis(lab: Lab) -> dict[str, str]:
+    """The repository's backups and archive ranges, and the restored primary's recovery log lines."""
+    primary = observe.leader(lab)
+    if primary is None:
+        return {"error": "no leader"}
+    info = lab.exec(
+        primary,
+        ["runuser", "-u", "postgres", "--", "pgbackrest", f"--stanza={backup.stanza(lab.spec)}", "info"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    journal = lab.exec(
+        primary,
+        ["journalctl", "-u", "patroni", "--no-pager", "-o", "cat", "-g", RECOVERY_LOG_PATTERN],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    return {
+        "leader": primary,
+        "pgbackrest_info": (info.stdout + info.stderr)[-6000:],
+        "recovery_log": journal.stdout[-12000:],
     }
 
 
