@@ -127,7 +127,7 @@ def test_a_rebuild_from_the_offsite_copy_reads_repo2_alone(dev_config, offsite_s
     files = {
         f.path: f for f in backup.bootstrap_files(spec, spec.postgres_nodes[0], offsite_secrets, _tls(spec))
     }
-    assert "restore+=(--repo=2)" in files[backup.BOOTSTRAP_PATH].content
+    assert "repository+=(--repo=2)" in files[backup.BOOTSTRAP_PATH].content
     config["restore"] = {}
     spec = load_spec(config, "dev")
     files = {

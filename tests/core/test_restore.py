@@ -127,3 +127,66 @@ def test_restore_needs_a_repository(dev_config):
     with pytest.raises(ConfigError) as error:
         _spec(dev_config)
     assert "pgha:restore: needs pgha:backup" in error.value.problems[0]
+
+
+INFO_ONE_ARCHIVE = (
+    '[{"name": "pgha", "archive": [{"id": "17-1", "max": "000000140000000000000031",'
+    ' "min": "000000010000000000000003"}, {"id": "17-1", "max": "0000000E00000000000000A0"}]}]'
+)
+INFO_AFTER_UPGRADE = (
+    '[{"name": "pgha", "archive": [{"id": "15-1", "max": "0000000900000000000000A0"},'
+    ' {"id": "17-2", "max": "000000020000000000000004"}]}]'
+)
+
+
+def _run_bootstrap(dev_config, secrets, tls, tmp_path, info, **restore):
+    """The rendered bootstrap against a pgbackrest stand-in that prints ``info`` and logs each call."""
+    spec = _spec(dev_config, **restore)
+    files = {f.path: f for f in _patroni_step(spec, secrets, tls).files}
+    script = files[backup.BOOTSTRAP_PATH].content.replace(spec.postgres.data_dir, str(tmp_path / "data"))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (tmp_path / "info.json").write_text(info)
+    (bin_dir / "pgbackrest").write_text(
+        "#!/bin/sh\n"
+        f'echo "$@" >>{tmp_path}/calls.log\n'
+        f'case " $* " in *" info "*) cat {tmp_path}/info.json ;; esac\n'
+    )
+    (bin_dir / "pgbackrest").chmod(0o755)
+    result = subprocess.run(
+        ["bash", "-c", script], env={"PATH": f"{bin_dir}:/usr/bin:/bin"}, text=True, capture_output=True
+    )
+    assert result.returncode == 0, result.stderr
+    calls = (tmp_path / "calls.log").read_text().splitlines()
+    return next(c for c in calls if c.endswith(" restore")), calls
+
+
+@pytest.mark.parametrize(
+    ("restore", "info", "timeline"),
+    [
+        # The newest timeline with archived WAL, over every repository: not PostgreSQL's 'latest',
+        # which stops at the first history file it cannot read.
+        ({}, INFO_ONE_ARCHIVE, "--target-timeline=20"),
+        ({"time": "2026-11-30 14:05:00+00"}, INFO_ONE_ARCHIVE, "--target-timeline=20"),
+        # Two databases in the archive (a major upgrade): PostgreSQL's own choice.
+        ({}, INFO_AFTER_UPGRADE, None),
+        # An empty archive: nothing to name.
+        ({}, '[{"name": "pgha", "archive": []}]', None),
+    ],
+)
+def test_restore_names_the_newest_archived_timeline(
+    dev_config, secrets, tls, tmp_path, restore, info, timeline
+):
+    restore_call, calls = _run_bootstrap(dev_config, secrets, tls, tmp_path, info, **restore)
+    assert calls[0] == "--stanza=pgha --output=json info"
+    if timeline is None:
+        assert "--target-timeline" not in restore_call
+    else:
+        assert restore_call.split().count(timeline) == 1, restore_call
+
+
+def test_a_label_restore_stops_at_its_backup_and_names_no_timeline(dev_config, secrets, tls, tmp_path):
+    restore_call, calls = _run_bootstrap(
+        dev_config, secrets, tls, tmp_path, INFO_ONE_ARCHIVE, label="20261130-010002F"
+    )
+    assert calls == [restore_call] and "--target-timeline" not in restore_call
