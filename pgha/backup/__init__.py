@@ -48,6 +48,10 @@ RESTORE_DIR = "/var/lib/postgresql/pgha-restore"
 # pgha:restore: Patroni's custom bootstrap and what it runs after promotion.
 BOOTSTRAP_PATH = "/usr/local/lib/pgha/bootstrap-restore"
 POST_BOOTSTRAP_PATH = "/usr/local/lib/pgha/post-restore"
+# A restore's restore_command: a failed read of the repository is retried, then fatal.
+ARCHIVE_GET_PATH = "/usr/local/lib/pgha/archive-get"
+ARCHIVE_GET_ATTEMPTS = 6
+ARCHIVE_GET_DELAY_S = 5
 RECOVERY_SETTINGS = (
     "restore_command",
     "recovery_target",
@@ -304,6 +308,16 @@ def _gate_context(spec: ClusterSpec, node: Node) -> dict[str, object]:
     }
 
 
+def archive_get_file() -> RenderedFile:
+    return RenderedFile(
+        ARCHIVE_GET_PATH,
+        render_template(
+            HERE, "archive-get.sh.j2", attempts=ARCHIVE_GET_ATTEMPTS, delay_s=ARCHIVE_GET_DELAY_S
+        ),
+        mode=0o755,
+    )
+
+
 def tool_files(spec: ClusterSpec, node: Node) -> list[RenderedFile]:
     """The backup, status and restore commands, the same on every VM that has pgBackRest."""
     backup = spec.backup
@@ -331,6 +345,7 @@ def tool_files(spec: ClusterSpec, node: Node) -> list[RenderedFile]:
                 stanza=stanza(spec),
                 restore_dir=RESTORE_DIR,
                 restore_port=RESTORE_PORT,
+                archive_get=ARCHIVE_GET_PATH,
                 bin_dir=spec.postgres.bin_dir,
                 cluster_data_dir=spec.postgres.data_dir,
                 patroni_config=postgres_server.CONFIG_PATH,
@@ -338,6 +353,7 @@ def tool_files(spec: ClusterSpec, node: Node) -> list[RenderedFile]:
             ),
             mode=0o755,
         ),
+        archive_get_file(),
     ]
 
 
@@ -466,6 +482,7 @@ def bootstrap_files(
         label=restore.label,
         # repo2 alone: the local repository may be gone, or a fresh empty one.
         repo=2 if restore.repository == "offsite" else None,
+        archive_get=ARCHIVE_GET_PATH,
     )
     post = render_template(
         HERE, "post-restore.sh.j2", settings=RECOVERY_SETTINGS, data_dir=spec.postgres.data_dir
@@ -474,6 +491,7 @@ def bootstrap_files(
         *(f for f in files(spec, node, secrets, tls) if f.path in wanted),
         RenderedFile(BOOTSTRAP_PATH, bootstrap, mode=0o755),
         RenderedFile(POST_BOOTSTRAP_PATH, post, mode=0o755),
+        archive_get_file(),
     ]
 
 

@@ -190,3 +190,49 @@ def test_a_label_restore_stops_at_its_backup_and_names_no_timeline(dev_config, s
         dev_config, secrets, tls, tmp_path, INFO_ONE_ARCHIVE, label="20261130-010002F"
     )
     assert calls == [restore_call] and "--target-timeline" not in restore_call
+
+
+def test_a_restore_reads_the_archive_through_the_retrying_wrapper(dev_config, secrets, tls, tmp_path):
+    restore_call, _ = _run_bootstrap(dev_config, secrets, tls, tmp_path, INFO_ONE_ARCHIVE)
+    command = f'{backup.ARCHIVE_GET_PATH} %f "%p" --stanza=pgha --pg1-path={tmp_path / "data"}'
+    assert f"--recovery-option=restore_command={command} " in restore_call
+    spec = _spec(dev_config)
+    patroni_files = {f.path for f in _patroni_step(spec, secrets, tls).files}
+    backup_step = next(
+        s for s in node_steps(spec, spec.node("backup-01"), secrets, tls) if s.name == "backup"
+    )
+    assert backup.ARCHIVE_GET_PATH in patroni_files
+    assert backup.ARCHIVE_GET_PATH in {f.path for f in backup_step.files}  # pgha-restore's too
+
+
+@pytest.mark.parametrize(
+    ("exits", "status", "calls"),
+    [
+        ([0], 0, 1),  # restored
+        ([1], 1, 1),  # not in the archive: the end of recovery, as PostgreSQL expects
+        ([39, 0], 0, 2),  # a failed read, then the file
+        ([39] * 6, 255, 6),  # a lasting failure: above 125, PostgreSQL stops with FATAL, never promotes
+    ],
+)
+def test_archive_get_tells_a_failed_read_from_a_missing_file(monkeypatch, tmp_path, exits, status, calls):
+    monkeypatch.setattr(backup, "ARCHIVE_GET_DELAY_S", 0)
+    wrapper = tmp_path / "archive-get"
+    wrapper.write_text(backup.archive_get_file().content)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (tmp_path / "exits").write_text("\n".join(map(str, exits)) + "\n")
+    (bin_dir / "pgbackrest").write_text(
+        "#!/bin/bash\n"
+        f'echo "$@" >>{tmp_path}/calls.log\n'
+        f"code=$(head -n1 {tmp_path}/exits); sed -i 1d {tmp_path}/exits; exit $code\n"
+    )
+    (bin_dir / "pgbackrest").chmod(0o755)
+    result = subprocess.run(
+        ["bash", str(wrapper), "000000020000000000000005", "pg_wal/RECOVERYXLOG", "--stanza=pgha"],
+        env={"PATH": f"{bin_dir}:/usr/bin:/bin"},
+        text=True,
+        capture_output=True,
+    )
+    assert result.returncode == status, result.stderr
+    logged = (tmp_path / "calls.log").read_text().splitlines()
+    assert logged == ["--stanza=pgha archive-get 000000020000000000000005 pg_wal/RECOVERYXLOG"] * calls
