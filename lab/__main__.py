@@ -161,7 +161,14 @@ def build_parser() -> argparse.ArgumentParser:
     host_maintenance = verbs.add_parser("host-maintenance", help="a Proxmox host's planned maintenance")
     host_maintenance.add_argument("host")
     host_maintenance.add_argument("action", choices=("start", "finish", "status"))
-    verbs.add_parser("disaster-recovery", help="lose every VM but the repository, up again with pgha:restore")
+    drill = verbs.add_parser(
+        "disaster-recovery", help="lose every VM but the repository, up again with pgha:restore"
+    )
+    drill.add_argument(
+        "--history-gap",
+        action="store_true",
+        help="first two switchovers, the first one's timeline history file taken out of the repository",
+    )
     bench = verbs.add_parser(
         "bench", help="measurements: failover, vip-follow, vip-only, proxy, pooler, moving-in"
     )
@@ -336,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"({args.action} took {time.monotonic() - started:.1f} s, exit {result.returncode})")
         return result.returncode
     elif args.verb == "disaster-recovery":
-        print(json.dumps(restore.disaster_recovery(lab)))
+        print(json.dumps(restore.disaster_recovery(lab, history_gap=args.history_gap)))
     elif args.verb == "bench" and args.bench == "failover":
         faults = [f for f in args.faults.split(",") if f]
         summaries = failover(lab, args.runs, faults, emit=_print_failover_summary)

@@ -13,6 +13,8 @@ start of ``up`` to the first write accepted through the VIP).
 from __future__ import annotations
 
 import dataclasses
+import json
+import shlex
 import time
 from typing import Any
 
@@ -20,6 +22,7 @@ from pgha import backup, postgres_server
 from pgha.spec import RestoreSpec
 
 from ..cluster import Lab, offsite
+from ..cluster.operator import switchover
 from ..machines import offsite as offsite_identity
 from ..observation import Writer, connect, ensure_ledger, observe
 from ..wait import wait_until
@@ -29,12 +32,21 @@ STEADY_ACKS = 200
 WRITE_ON_S = 10.0  # writes after the archive point: what the archive may not hold yet
 
 
-def disaster_recovery(lab: Lab, restore: RestoreSpec | None = None) -> dict[str, Any]:
-    """Crash and destroy every VM but the repository, then ``up`` with ``restore``; one result dict."""
+def disaster_recovery(
+    lab: Lab, restore: RestoreSpec | None = None, history_gap: bool = False
+) -> dict[str, Any]:
+    """Crash and destroy every VM but the repository, then ``up`` with ``restore``; one result dict.
+
+    ``history_gap``: first two switchovers, and the first one's timeline
+    history file taken out of the repository, as when a primary is switched
+    over before it could archive it: the restore must still reach the newest
+    timeline (``lost_history`` in the result names the file).
+    """
     if lab.spec.repository_node is None:
         raise RuntimeError("the drill needs a stack whose backup repository is a VM of its own")
     lab.wait_ready(timeout=180)
     ensure_ledger(lab)
+    lost_history = _lose_a_timeline_history(lab) if history_gap else None
     writer = Writer(lab)
     writer.start()
     try:
@@ -83,10 +95,67 @@ def disaster_recovery(lab: Lab, restore: RestoreSpec | None = None) -> dict[str,
         "archive_timeout_s": original.backup.archive_timeout_s if original.backup else None,
         "rto_s": round(first.at - began, 1),
         "up_s": round(timings.get("up_s", 0.0), 1),
+        "lost_history": lost_history,
     }
     if any(a.at <= archive_point for a in missing):
         result["diagnosis"] = _recovery_diagnosis(lab)
     return result
+
+
+def _pgbackrest_info(lab: Lab, node: str) -> list[dict[str, Any]]:
+    command = ["pgbackrest", f"--stanza={backup.stanza(lab.spec)}", "--output=json", "info"]
+    result = lab.exec(
+        node,
+        ["runuser", "-u", "postgres", "--", *command],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return json.loads(result.stdout)
+
+
+def _lose_a_timeline_history(lab: Lab) -> str:
+    """Two switchovers (timelines T+1, T+2), then T+1's history file out of the repository.
+
+    The newest backup must be older than T+1, or the gap would not matter:
+    checked, so the drill cannot pass for the wrong reason.
+    """
+    for _ in range(2):
+        switchover(lab)
+        lab.wait_ready(timeout=180)
+    primary = observe.leader(lab)
+    if primary is None:
+        raise RuntimeError("no leader after the switchovers")
+    (stanza_info,) = _pgbackrest_info(lab, primary)
+    newest_backup_timeline = int(stanza_info["backup"][-1]["archive"]["start"][:8], 16)
+    timeline = int(_psql(lab, primary, "select timeline_id from pg_control_checkpoint()"))
+    if newest_backup_timeline >= timeline - 1:
+        raise RuntimeError(f"the newest backup is on timeline {newest_backup_timeline}: no gap to make")
+    repository = lab.spec.repository_node
+    assert repository is not None and lab.spec.backup is not None
+    name = f"{timeline - 1:08X}.history"
+    archive = f"{lab.spec.backup.path}/archive/{backup.stanza(lab.spec)}"
+    # Archived at the promotion: wait for it, then take it out.
+    script = (
+        f"for _ in $(seq 60); do set -- {shlex.quote(archive)}/*/{name}; "
+        '[ -e "$1" ] && break; sleep 1; done; rm -- "$1"'
+    )
+    lab.exec(repository.name, ["sh", "-c", script], timeout=90, check=True)
+    return name
+
+
+def _psql(lab: Lab, node: str, query: str) -> str:
+    socket = ["-h", postgres_server.SOCKET_DIR, "-p", str(lab.spec.postgres.port), "-d", "postgres"]
+    result = lab.exec(
+        node,
+        ["runuser", "-u", "postgres", "--", "psql", *socket, "-XAtc", query],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    return result.stdout.strip()
 
 
 # What the restored primary's log says of its archive recovery: where it ended, and on which timeline.
@@ -232,17 +301,7 @@ def _switch_wal(lab: Lab) -> str:
     primary = observe.leader(lab)
     if primary is None:
         raise RuntimeError("no leader to switch WAL on")
-    query = "select pg_walfile_name(pg_switch_wal())"
-    socket = ["-h", postgres_server.SOCKET_DIR, "-p", str(lab.spec.postgres.port), "-d", "postgres"]
-    result = lab.exec(
-        primary,
-        ["runuser", "-u", "postgres", "--", "psql", *socket, "-XAtc", query],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=True,
-    )
-    return result.stdout.strip()
+    return _psql(lab, primary, "select pg_walfile_name(pg_switch_wal())")
 
 
 def _repo2_prefix(lab: Lab, kind: str) -> str:

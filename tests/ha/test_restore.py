@@ -1,7 +1,10 @@
 """Every database VM lost: the stack comes back from its pgBackRest repository (pgha:restore).
 
 Runs last in tests/ha (file order), on the session's dev lab: afterwards the
-lab is a restored cluster, healthy, with the same names and secrets.
+lab is a restored cluster, healthy, with the same names and secrets. The
+repository first loses a timeline history file (a primary switched over
+before it could archive its own): the restore must still reach the newest
+timeline, where PostgreSQL's 'latest' would stop at the gap.
 """
 
 from __future__ import annotations
@@ -23,9 +26,10 @@ RPO_SLACK_S = 5.0
 
 
 def test_everything_lost_then_restored(lab: Lab) -> None:
-    result = disaster_recovery(lab)
+    result = disaster_recovery(lab, history_gap=True)
     print(json.dumps(result))
     message = json.dumps(result)
+    assert result["lost_history"], message
     assert result["acked_before_archive_point"] > 0, message
     # Every row acknowledged before the archive point survived.
     assert result["missing_before_archive_point"] == 0, message
