@@ -23,6 +23,7 @@ bench vip-only [--runs N]   fault 5b with primaryWeight 0: the VIP holder dies, 
 bench proxy [--clients 1,8] [--rounds N] [--primaries all]   VIP:5432 against direct, A B A B
 bench pooler [--clients 200] [--seconds 30] [--rounds N]   VIP:6432 (PgBouncer) against VIP:5432
 bench moving-in [--runs N] [--no-kill]   an old server's database moved in, refused writes at the cutover
+bench blue-green [--runs N]   a live dev lab moved into the green stack beside it, refused writes
 bench offsite-restore [--runs N]   (--stack offsite) lose every VM and the repository, rebuild from repo2
 pictures architecture|timeline [--data F] | pictures prometheus   the docs' pictures (lab/pictures)
 """
@@ -48,6 +49,7 @@ from .scenarios import (
     FAILOVER_FAULTS,
     ab_switchover,
     backups,
+    bluegreen,
     failover,
     follow,
     hostmaint,
@@ -116,6 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="`python -m lab VERB --help` for a verb's options; docs/lab.md for the whole story.",
     )
     parser.add_argument("--stack", default="dev", help="the stack, Pulumi.<stack>.yaml (default: dev)")
+    parser.add_argument(
+        "--beside", metavar="STACK", help="on that stack's lab bridge (--stack green --beside dev)"
+    )
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
     verbs.add_parser("up", help="build, boot and seed the machines and run every step")
     verbs.add_parser(
@@ -208,6 +213,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench_moving_in.add_argument(
         "--no-kill", action="store_true", help="the switchover only, no lost primary"
     )
+    bench_bluegreen = benches.add_parser(
+        "blue-green", help="the dev lab (blue) moved into the green stack beside it, refused writes"
+    )
+    bench_bluegreen.add_argument("--runs", type=int, default=3)
     bench_offsite = benches.add_parser(
         "offsite-restore", help="RPO and RTO of a rebuild from the off-site bucket alone (--stack offsite)"
     )
@@ -265,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     try:
-        lab = Lab(args.stack)
+        lab = Lab(args.stack, beside=args.beside)
     except ConfigError as error:
         for problem in error.problems:
             print(f"error: {problem}", file=sys.stderr)
@@ -372,6 +381,9 @@ def main(argv: list[str] | None = None) -> int:
     elif args.verb == "bench" and args.bench == "moving-in":
         for _ in range(args.runs):
             print(json.dumps(moving_in.run(lab, kill=not args.no_kill)), flush=True)
+    elif args.verb == "bench" and args.bench == "blue-green":
+        for _ in range(args.runs):
+            print(json.dumps(bluegreen.run(lab)), flush=True)
     elif args.verb == "bench" and args.bench == "offsite-restore":
         _bench_offsite(lab, args.runs)
     elif args.verb == "bench" and args.bench == "pooler":

@@ -57,7 +57,10 @@ class Lab(LabAccess):
         timings.image = time.monotonic() - started
 
         started = time.monotonic()
-        self.network.create(str(self.spec.network.cidr), str(self.bridge_ip()))
+        if self.beside is None:
+            self.network.create(str(self.spec.network.cidr), str(self.bridge_ip()))
+        elif not self.network.exists():
+            raise RuntimeError(f"stack {self.beside}'s lab is not up: {self.stack} sits on its bridge")
         runner = self.runner()
         self._remove_absent(runner)
         for node in self.spec.nodes:
@@ -204,7 +207,8 @@ class Lab(LabAccess):
             # A machine of an older config of this stack is known by its directory only.
             machine = self.machine(node) if node is not None else self.stale_machine(name)
             machine.remove()
-        self.network.destroy()
+        if self.beside is None:
+            self.network.destroy()
         if self.state_dir.exists():
             shutil.rmtree(self.state_dir)
         if not keep_lock:

@@ -55,14 +55,20 @@ class LabAccess:
     can each run the same stack's lab side by side without touching the other's.
     """
 
-    def __init__(self, stack: str = "dev", report: Callable[[str], None] = print) -> None:
+    def __init__(
+        self, stack: str = "dev", report: Callable[[str], None] = print, beside: str | None = None
+    ) -> None:
         self.stack = stack
         self.report = report
         self.name = os.environ.get("PGHA_LAB_PREFIX", "") + stack
         self.state_dir = STATE_ROOT / self.name
         # With the lab's own off-site S3 server, the stack verifies it against that server's CA.
         self.spec: ClusterSpec = offsite.with_server_ca(load_stack(stack), self.state_dir)
-        self.network = LabNetwork(f"pgha-{self.name}")
+        # A stack ``beside`` another (blue-green) sits on that stack's bridge, as two stacks on one
+        # vmbr: its namespace, which only its own lab creates and destroys, and its image.
+        self.beside = beside
+        prefix = os.environ.get("PGHA_LAB_PREFIX", "")
+        self.network = LabNetwork(f"pgha-{prefix}{beside or stack}")
         self.key_path = self.state_dir / "id_ed25519"
         self.secrets_path = self.state_dir / "secrets.json"
         self.tls_path = self.state_dir / "tls.json"
@@ -208,7 +214,11 @@ class LabAccess:
         return LocalCa(**self._kept(self.tls_path, "certificates")["ca"])
 
     def image_packages(self) -> tuple[str, ...]:
-        return image_packages(self.spec)
+        """The stack's packages; beside another stack, that one's too: one image for both."""
+        own = image_packages(self.spec)
+        if self.beside is None:
+            return own
+        return tuple(dict.fromkeys((*image_packages(load_stack(self.beside)), *own)))
 
     def deploy_public_key(self) -> str:
         """The key the steps run with (Pulumi's is a tls.PrivateKey)."""
