@@ -29,6 +29,8 @@ from .spec import (
     DEFAULT_DATABASES,
     ETHERNET_MTU,
     IMAGE_POSTGRES_VERSIONS,
+    PGDG_POSTGRES_VERSIONS,
+    PGDG_SUITES,
     STACK_ONLY_KEYS,
     TRUSTED_EXTENSIONS,
     VXLAN_OVERHEAD,
@@ -49,6 +51,7 @@ from .spec import (
     OffsiteSpec,
     PatroniSpec,
     PoolerSpec,
+    PostgresRepositorySpec,
     PostgresSpec,
     RestoreSpec,
     RoleSpec,
@@ -547,6 +550,62 @@ def _read_optional_section(reader: Reader, raw: Any, key: str, cls: type) -> dic
     return values if len(reader.problems) == before else None
 
 
+_PGP_PUBLIC_KEY = re.compile(
+    r"-----BEGIN PGP PUBLIC KEY BLOCK-----\n([\x20-\x7e]*\n)+-----END PGP PUBLIC KEY BLOCK-----\n"
+)
+
+
+def _read_repository(reader: Reader, raw_postgres: Any) -> PostgresRepositorySpec | None:
+    """``postgres.repository``: absent means the image's own packages only."""
+    raw = raw_postgres.get("repository") if isinstance(raw_postgres, dict) else None
+    values = _read_optional_section(reader, raw, "postgres.repository", PostgresRepositorySpec)
+    if values is None:
+        return None
+    key = raw.get("key")
+    if key is None:
+        reader.problem(
+            "postgres.repository.key",
+            "is required: the repository's signing key (pulumi config set --path "
+            "pgha:postgres.repository.key < key.asc)",
+        )
+        return None
+    if not isinstance(key, str) or not _PGP_PUBLIC_KEY.fullmatch(key.strip() + "\n"):
+        reader.problem(
+            "postgres.repository.key",
+            "is not an ASCII-armored key (-----BEGIN PGP PUBLIC KEY BLOCK----- ...)",
+        )
+        return None
+    return PostgresRepositorySpec(**values, key=key.strip() + "\n")
+
+
+def _versions(versions: tuple[int, ...]) -> str:
+    return ", ".join(map(str, versions)) or "none"
+
+
+def _check_postgres_version(reader: Reader, postgres: PostgresSpec, image: str) -> None:
+    """The major must come from the image, or from the PGDG repository with ``repository`` named."""
+    shipped = IMAGE_POSTGRES_VERSIONS.get(image, ())
+    if postgres.version in shipped or reader.failed("postgres.repository"):
+        return
+    pgdg = PGDG_POSTGRES_VERSIONS.get(image, ())
+    if postgres.repository is None:
+        reader.problem(
+            "postgres.version",
+            f"PostgreSQL {postgres.version} is not in the {image} image (it provides {_versions(shipped)})"
+            + (
+                f"; PGDG's {PGDG_SUITES[image]} has it: name that repository in postgres.repository"
+                if postgres.version in pgdg
+                else ""
+            ),
+        )
+    elif postgres.version not in pgdg:
+        reader.problem(
+            "postgres.version",
+            f"PostgreSQL {postgres.version} is in neither the {image} image ({_versions(shipped)}) "
+            f"nor the PGDG repository for it ({_versions(pgdg)})",
+        )
+
+
 def _read_pooler(reader: Reader, raw: Any) -> PoolerSpec | None:
     """``pgha:pooler``: absent means no PgBouncer at all; ``{}`` means the defaults."""
     values = _read_optional_section(reader, raw, "pooler", PoolerSpec)
@@ -688,6 +747,7 @@ def load_spec(config: dict[str, Any], stack: str, encrypted: Collection[str] | N
     ssh = _read_ssh(reader, config.get("ssh"))
     postgres_values = reader.section(config.get("postgres"), "postgres", PostgresSpec)
     postgres_values["parameters"] = _read_parameters(reader, postgres_values.get("parameters") or {})
+    postgres_values["repository"] = _read_repository(reader, config.get("postgres"))
     postgres = PostgresSpec(**postgres_values)
     patroni_values = reader.section(config.get("patroni"), "patroni", PatroniSpec)
     patroni_values["rest_api_allow_from"] = _read_allow_from(reader, config.get("patroni"))
@@ -706,13 +766,7 @@ def load_spec(config: dict[str, Any], stack: str, encrypted: Collection[str] | N
         config.get("keepalived"), "keepalived", KeepalivedSpec, defaults={"virtual_router_id": router_id}
     )
     keepalived = KeepalivedSpec(**keepalived_values)
-    supported = IMAGE_POSTGRES_VERSIONS.get(vm.image, ())
-    if postgres.version not in supported:
-        reader.problem(
-            "postgres.version",
-            f"PostgreSQL {postgres.version} is not in the {vm.image} image "
-            f"(it provides {', '.join(map(str, supported))})",
-        )
+    _check_postgres_version(reader, postgres, vm.image)
     for name in sorted(set(postgres.parameters) & set(MANAGED_PARAMETERS)):
         reader.problem(
             f"postgres.parameters.{name}",
@@ -1071,9 +1125,15 @@ def _resolve_mtu(reader: Reader, network: NetworkSpec | None) -> NetworkSpec | N
 
 
 def _without_jump_host_key(config: dict[str, Any]) -> dict[str, Any]:
-    """The config minus ``ssh.jumpHost.privateKey`` and the CA certificates (``backup.offsite``,
-    ``import``): PEM has newlines by nature; :func:`_check_jump_host_key`, :func:`_read_offsite` and
-    :func:`_read_import` hold them to strict patterns instead."""
+    """The config minus ``ssh.jumpHost.privateKey``, the CA certificates (``backup.offsite``,
+    ``import``) and ``postgres.repository.key``: PEM and armor have newlines by nature;
+    :func:`_check_jump_host_key`, :func:`_read_offsite`, :func:`_read_import` and
+    :func:`_read_repository` hold them to strict patterns instead."""
+    postgres = config.get("postgres")
+    repository = postgres.get("repository") if isinstance(postgres, dict) else None
+    if isinstance(repository, dict) and isinstance(repository.get("key"), str):
+        repository = {k: v for k, v in repository.items() if k != "key"}
+        config = {**config, "postgres": {**postgres, "repository": repository}}
     importing = config.get("import")
     if isinstance(importing, dict) and isinstance(importing.get("caCertificate"), str):
         config = {**config, "import": {k: v for k, v in importing.items() if k != "caCertificate"}}

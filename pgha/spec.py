@@ -24,8 +24,13 @@ PORT = {"min": 1, "max": 65535, "message": "port {value} is outside {minimum}-{m
 NodeRole = Literal["postgres", "witness", "repository", "restore"]
 
 # PostgreSQL major versions each VM image ships in its own archive. Debian 13
-# carries exactly one server version; anything else would need the PGDG repo.
+# carries exactly one server version; anything else needs the PGDG repository
+# (``postgres.repository``), whose suite for that image carries these majors:
+# the ones PostgreSQL supports that Patroni 4.0 and pgBackRest from that
+# repository run (not tried here: the lab reaches Debian's mirror only).
 IMAGE_POSTGRES_VERSIONS: dict[str, tuple[int, ...]] = {"debian-13": (17,)}
+PGDG_POSTGRES_VERSIONS: dict[str, tuple[int, ...]] = {"debian-13": (14, 15, 16, 17, 18)}
+PGDG_SUITES: dict[str, str] = {"debian-13": "trixie-pgdg"}
 
 # A dated build, never ``latest/``: the same URL must always mean the same bytes,
 # checked by the provider against this SHA-512 (see docs/proxmox-changes.md for
@@ -195,8 +200,33 @@ class NetworkSpec:
 
 
 @dataclass(frozen=True)
+class PostgresRepositorySpec:
+    """An APT repository for a major the image does not ship: the PGDG repository (apt.postgresql.org)."""
+
+    url: str = setting(
+        doc="the repository, e.g. `https://apt.postgresql.org/pub/repos/apt`",
+        required="is required: the repository's https URL",
+        pattern=r"https://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~-]+)*/?",
+        what="an https URL",
+    )
+    suite: str = setting(
+        "trixie-pgdg", doc="its suite for the image", pattern=r"[a-z0-9][a-z0-9.-]*", what="a suite name"
+    )
+    key: str = setting(
+        "",
+        doc="its signing key, ASCII-armored (`-----BEGIN PGP PUBLIC KEY BLOCK-----`)",
+        custom=True,
+        default_doc="required",
+    )
+
+
+@dataclass(frozen=True)
 class PostgresSpec:
-    version: int = setting(17, doc="PostgreSQL major version; must be one the image ships (Debian 13: 17)")
+    version: int = setting(
+        17,
+        doc="PostgreSQL major version: one the image ships (Debian 13: 17), or one the PGDG repository "
+        "carries (14-18) with `repository` set",
+    )
     port: int = setting(5442, doc="PostgreSQL's own port (HAProxy owns 5432/5433)", **PORT)
     scope: str = setting(
         "pgha",
@@ -212,6 +242,11 @@ class PostgresSpec:
         "[Changing configuration](operations.md#changing-configuration)); the TLS, listener and "
         "`password_encryption` ones are pgha's and refused here",
         default_doc="`{}`",
+    )
+    repository: PostgresRepositorySpec | None = setting(
+        None,
+        doc="the APT repository of a major the image does not ship ([major-upgrade.md](major-upgrade.md))",
+        custom=True,
     )
 
     @property

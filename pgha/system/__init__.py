@@ -22,6 +22,18 @@ from ..vmprograms import secret_key_file
 HERE = Path(__file__).resolve().parent
 PACKAGES = ("curl", "ca-certificates", "jq")
 SYSCTL_PATH = "/etc/sysctl.d/90-pgha.conf"
+# postgres.repository's source, deb822 with its key inline: apt trusts that key for it alone.
+APT_SOURCE_PATH = "/etc/apt/sources.list.d/pgha-postgresql.sources"
+
+
+def apt_source(spec: ClusterSpec, node: Node) -> RenderedFile | None:
+    """The PGDG repository on the VMs that install PostgreSQL's server (database and repository VMs)."""
+    repository = spec.postgres.repository
+    if repository is None or node.external or node.role not in ("postgres", "repository"):
+        return None
+    version = spec.postgres.version
+    text = render_template(HERE, "postgresql.sources.j2", repository=repository, version=version)
+    return RenderedFile(APT_SOURCE_PATH, text)
 
 
 def marker_key_files(node: Node, secrets: ClusterSecrets) -> list[RenderedFile]:
@@ -48,10 +60,12 @@ def files(spec: ClusterSpec, node: Node, tls: pki.ClusterTls, secrets: ClusterSe
     if node.external:
         # Not a VM of ours: no kernel settings (HAProxy's VIP binding is not needed there).
         return [pki.ca_file(tls), *witness.firewall_files(spec, node), *marker_key_files(node, secrets)]
+    source = apt_source(spec, node)
     return [
         RenderedFile(SYSCTL_PATH, render_template(HERE, "sysctl.conf.j2")),
         pki.ca_file(tls),
         *marker_key_files(node, secrets),
+        *([source] if source else []),
     ]
 
 
@@ -69,6 +83,8 @@ def steps(spec: ClusterSpec, node: Node, tls: pki.ClusterTls, secrets: ClusterSe
         firewall_rules=witness.RULES_PATH,
         firewall_unit=witness.UNIT_PATH,
         firewall_unit_name=witness.UNIT_NAME,
+        apt_source=APT_SOURCE_PATH,
+        has_apt_source=apt_source(spec, node) is not None,
     )
     return [Step(node.name, "system", script, tuple(files(spec, node, tls, secrets)))]
 
