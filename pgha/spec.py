@@ -204,7 +204,7 @@ class PostgresRepositorySpec:
     """An APT repository for a major the image does not ship: the PGDG repository (apt.postgresql.org)."""
 
     url: str = setting(
-        doc="the repository, e.g. `https://apt.postgresql.org/pub/repos/apt`",
+        doc="e.g. `https://apt.postgresql.org/pub/repos/apt`",
         required="is required: the repository's https URL",
         pattern=r"https://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~-]+)*/?",
         what="an https URL",
@@ -214,7 +214,7 @@ class PostgresRepositorySpec:
     )
     key: str = setting(
         "",
-        doc="its signing key, ASCII-armored (`-----BEGIN PGP PUBLIC KEY BLOCK-----`)",
+        doc="its signing key, ASCII-armored",
         custom=True,
         default_doc="required",
     )
@@ -224,8 +224,7 @@ class PostgresRepositorySpec:
 class PostgresSpec:
     version: int = setting(
         17,
-        doc="PostgreSQL major version: one the image ships (Debian 13: 17), or one the PGDG repository "
-        "carries (14-18) with `repository` set",
+        doc="PostgreSQL major: the image's (Debian 13: 17), or 14-18 with `repository`",
     )
     port: int = setting(5442, doc="PostgreSQL's own port (HAProxy owns 5432/5433)", **PORT)
     scope: str = setting(
@@ -245,7 +244,7 @@ class PostgresSpec:
     )
     repository: PostgresRepositorySpec | None = setting(
         None,
-        doc="the APT repository of a major the image does not ship ([major-upgrade.md](major-upgrade.md))",
+        doc="PGDG's APT repository ([major-upgrade.md](major-upgrade.md))",
         custom=True,
     )
 
