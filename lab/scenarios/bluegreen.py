@@ -26,7 +26,6 @@ from typing import Any
 
 import psycopg
 
-from pgha import importing
 from pgha.secrets import new_password
 from pgha.spec import ClusterSpec, DatabaseSpec, ImportSpec, RoleSpec
 
@@ -101,12 +100,16 @@ def prepare_blue(blue: Lab, import_password: str) -> str:
 def reset_blue(blue: Lab) -> None:
     """What a run leaves on blue: the database (read-only after a cutover), its publication's slots,
     the import role. The application role stays, as in moving-in."""
-    primary_sql(blue, f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
-    primary_sql(
-        blue,
-        f"SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
-        f"WHERE slot_type = 'logical' AND database = '{DATABASE}' AND NOT active",
+    # A database with a logical slot cannot be dropped: its walsenders first, then its slots.
+    slots = f"FROM pg_replication_slots WHERE slot_type = 'logical' AND database = '{DATABASE}'"
+    primary_sql(blue, f"SELECT pg_terminate_backend(active_pid) {slots} AND active_pid IS NOT NULL")
+    wait_until(
+        lambda: primary_sql(blue, f"SELECT count(*) {slots} AND active") == "0",
+        30,
+        error="a walsender kept blue's import slot",
     )
+    primary_sql(blue, f"SELECT pg_drop_replication_slot(slot_name) {slots}")
+    primary_sql(blue, f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
     primary_sql(blue, f"DROP ROLE IF EXISTS {IMPORT_ROLE}")
 
 
@@ -185,8 +188,6 @@ def run(blue: Lab, keep_green: bool = False) -> dict[str, Any]:
                 green.down()
         with contextlib.suppress(Exception):
             reset_blue(blue)
-        with contextlib.suppress(Exception):
-            moving_in.apply_steps(blue, blue.spec, blue.secrets(), (importing.STEP,))
     return result
 
 
