@@ -237,6 +237,16 @@ def table_findings(database: str, tables: list[tuple[Any, ...]]) -> list[Finding
     return found
 
 
+def downgrade_findings(name: str, source_version: int, local_version: int) -> list[Finding]:
+    """A source of a newer major than this server is refused: this server's pg_dump reads no newer one,
+    and a blue-green move goes to the same or a newer major (docs/major-upgrade.md)."""
+    source_major, local_major = source_version // 10000, local_version // 10000
+    if source_major <= local_major:
+        return []
+    what = f"source is PostgreSQL {source_major}, newer than this server's {local_major}"
+    return [Finding(name, what, "import into a stack of the same or a newer major")]
+
+
 def check_database(settings: Settings, database: dict[str, Any], logical: bool) -> list[Finding]:
     """Everything refused for one database, source and target; empty when it may start."""
     name = database["name"]
@@ -316,6 +326,7 @@ def check_database(settings: Settings, database: dict[str, Any], logical: bool) 
             Finding(name, f"extension {ext} is not declared", "add it to its pgha:databases extensions")
         )
     with local(settings, name) as cur:
+        found += downgrade_findings(name, version, int(value(cur, "SHOW server_version_num")))
         existing = int(value(cur, "SELECT count(*) FROM (" + TABLES_SQL + ") t"))
         if existing and not value(
             cur, "SELECT count(*) FROM pg_subscription WHERE subname = %s", (subscription_name(name),)

@@ -150,6 +150,14 @@ def test_tables_logical_replication_cannot_carry_are_refused():
     assert all(f.refused for f in found)
 
 
+def test_a_source_of_a_newer_major_is_refused():
+    """Blue-green goes up or sideways: 17 into 17 or 15 into 17 pass, 18 into 17 is refused."""
+    assert pgha_import.downgrade_findings("app", 170004, 170006) == []
+    assert pgha_import.downgrade_findings("app", 150013, 170006) == []
+    (found,) = pgha_import.downgrade_findings("app", 180001, 170006)
+    assert found.refused and "PostgreSQL 18, newer than this server's 17" in found.what
+
+
 def test_the_schema_restore_leaves_extensions_to_pgha_databases():
     toc = (
         "; Archive created at ...\n"
