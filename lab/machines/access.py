@@ -131,6 +131,10 @@ class LabAccess:
         if offsite.endpoint(self.spec) is not None and not saved.get("backup_offsite_key"):
             # The bucket is the lab's own: it makes the stack's key pair, as an operator gets one.
             saved.update(offsite.stack_keys())
+        if self.spec.importing is not None and not saved.get("import_password"):
+            # pgha:importPassword is the operator's (the source role's): the lab makes one, and the
+            # scenario that prepares the source gives the role that password (lab/scenarios/bluegreen.py).
+            saved["import_password"] = new_password()
         stored = {**saved, "role_rotations": rotations, "secret_rotations": generations}
         if stored != kept:
             self._write_private(self.secrets_path, json.dumps(stored))

@@ -141,6 +141,7 @@ def run(blue: Lab, keep_green: bool = False) -> dict[str, Any]:
         green.spec = green_spec(blue, green)
         green.save_identity()
         green_secrets = green.secrets()
+        assert green_secrets.import_password, "the lab made no import password"
         blue_password = prepare_blue(blue, green_secrets.import_password)
         result["blue_version"] = primary_sql(blue, "SHOW server_version")
         workload = StackWorkload(
