@@ -41,7 +41,7 @@ def test_lab_status_says_which_host_loss_is_survived(spec: ClusterSpec, monkeypa
         "etcd": {"psql-01": True, "psql-02": True, "psql-03": True},
     }
     fake = SimpleNamespace(spec=dataclasses.replace(spec, backup=None), status=lambda: dict(view))
-    monkeypatch.setattr(cli, "Lab", lambda stack: fake)
+    monkeypatch.setattr(cli, "Lab", lambda stack, beside=None: fake)
     assert cli.main(["status"]) == 0
     printed = capsys.readouterr().out.splitlines()
     domains = failure_domains(spec)
