@@ -69,6 +69,16 @@ OFFSITE_PATH = "/pgbackrest"  # the prefix in the bucket
 # Unarchived WAL kept while a repository is down; beyond it pgBackRest drops
 # WAL (a gap in both archives) rather than let pg_wal fill the disk.
 ARCHIVE_QUEUE_MAX = "4GiB"
+# archive-push's own timeouts, in seconds ([global:archive-push]; backups keep
+# pgBackRest's defaults). Each asynchronous run connects to every repository
+# before it pushes, and a connection to a dead host costs three tries of
+# io-timeout (60 s by default: 3 min a run for a dead repository VM); an S3
+# request retries that thrice more, and a check reads two files (18 tries for a
+# dead bucket). protocol-timeout bounds a session whose peer died mid-push
+# (31 min by default); a segment must upload within it.
+ARCHIVE_PUSH_IO_TIMEOUT_S = 5
+ARCHIVE_PUSH_PROTOCOL_TIMEOUT_S = 60
+ARCHIVE_PUSH_SECTION = "global:archive-push"
 
 
 def stanza(spec: ClusterSpec) -> str:
@@ -181,16 +191,31 @@ def _offsite(backup: BackupSpec, secrets: ClusterSecrets) -> list[tuple[str, str
 
 
 def _archive_async(backup: BackupSpec) -> list[tuple[str, str]]:
-    """With two repositories, archive-push fails while either is down (it retries the
-    segment until every repository has it): asynchronous, so PostgreSQL's archiver
-    waits on the spool, not on S3, and a queue limit past which WAL is dropped
-    rather than fill pg_wal (docs/backups.md, "An off-site copy")."""
+    """With two repositories, a segment reaches the live one but stays ``.ready`` in pg_wal
+    until both have it (the lost one catches up on its return): asynchronous, so
+    PostgreSQL's archiver waits on the spool, not on S3, and a queue limit past which
+    WAL is dropped rather than fill pg_wal (docs/backups.md, "An off-site copy")."""
     if backup.offsite is None:
         return []
     return [
         ("archive-async", "y"),
         ("spool-path", SPOOL_DIR),
         ("archive-push-queue-max", ARCHIVE_QUEUE_MAX),
+    ]
+
+
+def _archive_push_timeouts(backup: BackupSpec) -> list[tuple[str, str]]:
+    """With two repositories, a dead one must cost each push seconds, not minutes, so the live one
+    still gets every segment: io-timeout bounds a connection (and, to S3, a transfer without any
+    progress: a working link seldom stalls 5 s, and a false alarm costs a retry, never WAL),
+    protocol-timeout a session whose peer died. Scoped to archive-push: a backup keeps the
+    defaults, as its remote may sit silent for minutes."""
+    if backup.offsite is None:
+        return []
+    return [
+        ("io-timeout", str(ARCHIVE_PUSH_IO_TIMEOUT_S)),
+        # db-timeout, unset, follows it down (pgBackRest keeps it 30 s below).
+        ("protocol-timeout", str(ARCHIVE_PUSH_PROTOCOL_TIMEOUT_S)),
     ]
 
 
@@ -280,7 +305,11 @@ def config_sections(
             *_tls_server(node, PEM_PATH, backup.tls_port, others, name),
         ]
         stanza_options = _local_pg(spec) + _remote_pgs(spec, peers, PEM_PATH, backup.tls_port, first=2)
-    return [("global", global_options), (name, stanza_options)]
+    sections = [("global", global_options)]
+    push_options = _archive_push_timeouts(backup) if node.runs_postgres else []
+    if push_options:
+        sections.append((ARCHIVE_PUSH_SECTION, push_options))
+    return [*sections, (name, stanza_options)]
 
 
 def restore_client_sections(spec: ClusterSpec, pem_path: str) -> list[tuple[str, list[tuple[str, str]]]]:

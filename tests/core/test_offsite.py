@@ -74,6 +74,32 @@ def test_database_vms_archive_asynchronously_with_a_queue_limit(dev_config, offs
     assert "archive-async" not in conf(spec, spec.repository_node, offsite_secrets)["global"]
 
 
+def test_archive_push_gives_up_on_a_dead_repository_in_seconds(dev_config, offsite_secrets):
+    """Each asynchronous run connects to every repository before it pushes, three tries of io-timeout
+    (60 s by default) to a dead host: a dead repository VM kept WAL from the bucket for minutes."""
+    spec = load_spec(with_offsite(dev_config), "dev")
+    for node in spec.postgres_nodes:
+        push = conf(spec, node, offsite_secrets)["global:archive-push"]
+        assert push["io-timeout"] == ["5"]
+        # A peer dead mid-session: bounded too (31 min by default), and pgBackRest's rule
+        # protocol-timeout > db-timeout holds with db-timeout following it down.
+        assert push["protocol-timeout"] == ["60"]
+        assert int(push["io-timeout"][0]) < int(push["protocol-timeout"][0])
+
+
+def test_backups_keep_pgbackrests_own_timeouts(dev_config, offsite_secrets):
+    """A backup's remote may sit silent for minutes (a standby's checkpoint): only archive-push is short."""
+    spec = load_spec(with_offsite(dev_config), "dev")
+    timeouts = {"io-timeout", "protocol-timeout", "db-timeout"}
+    for node in spec.postgres_nodes:
+        sections = conf(spec, node, offsite_secrets)
+        # pgBackRest's command section: read by archive-push (and its async process) alone.
+        assert set(sections["global:archive-push"]) == {"io-timeout", "protocol-timeout"}
+        assert not timeouts & set(sections["global"]) and not timeouts & set(sections["pgha"])
+    # The repository VM takes the backups and never archives: nothing shortened there.
+    assert list(conf(spec, spec.repository_node, offsite_secrets)) == ["global", "pgha"]
+
+
 def test_the_keys_and_the_ca_land_only_in_files_never_in_scripts(dev_config, offsite_secrets):
     spec = load_spec(with_offsite(dev_config), "dev")
     for node in (spec.repository_node, *spec.postgres_nodes):
