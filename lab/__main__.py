@@ -25,6 +25,7 @@ bench pooler [--clients 200] [--seconds 30] [--rounds N]   VIP:6432 (PgBouncer) 
 bench moving-in [--runs N] [--no-kill]   an old server's database moved in, refused writes at the cutover
 bench blue-green [--runs N]   a live dev lab moved into the green stack beside it, refused writes
 bench offsite-restore [--runs N]   (--stack offsite) lose every VM and the repository, rebuild from repo2
+bench offsite-archive [--lost repository-vm|bucket] [--runs N]   (--stack offsite) WAL to the repository left
 pictures architecture|timeline [--data F] | pictures prometheus   the docs' pictures (lab/pictures)
 """
 
@@ -54,6 +55,7 @@ from .scenarios import (
     follow,
     hostmaint,
     moving_in,
+    offsite_archive,
     pooler,
     proxy,
     restore,
@@ -221,6 +223,11 @@ def build_parser() -> argparse.ArgumentParser:
         "offsite-restore", help="RPO and RTO of a rebuild from the off-site bucket alone (--stack offsite)"
     )
     bench_offsite.add_argument("--runs", type=int, default=3)
+    bench_archive = benches.add_parser(
+        "offsite-archive", help="one repository lost: seconds until WAL is in the other (--stack offsite)"
+    )
+    bench_archive.add_argument("--lost", choices=("repository-vm", "bucket"), default="bucket")
+    bench_archive.add_argument("--runs", type=int, default=1)
     pictures = verbs.add_parser("pictures", help="draw the docs' pictures into docs/pictures/")
     drawn = pictures.add_subparsers(dest="picture", required=True, metavar="PICTURE")
     drawn.add_parser("architecture", help="the stack's hosts, VMs, services and ports, from its spec")
@@ -386,6 +393,9 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(bluegreen.run(lab)), flush=True)
     elif args.verb == "bench" and args.bench == "offsite-restore":
         _bench_offsite(lab, args.runs)
+    elif args.verb == "bench" and args.bench == "offsite-archive":
+        for _ in range(args.runs):
+            print(json.dumps(offsite_archive.repository_lost(lab, args.lost)), flush=True)
     elif args.verb == "bench" and args.bench == "pooler":
         pooler(
             lab,

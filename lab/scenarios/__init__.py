@@ -1,6 +1,17 @@
 """Benches, drills and the other runs built from the layers below: what ``python -m lab`` offers."""
 
-from . import apps, backups, bench, control, hostmaint, moving_in, onehop, poolbench, restore
+from . import (
+    apps,
+    backups,
+    bench,
+    control,
+    hostmaint,
+    moving_in,
+    offsite_archive,
+    onehop,
+    poolbench,
+    restore,
+)
 from .bench import FAILOVER_FAULTS, failover, proxy, timeline_table
 from .onehop import ab_switchover, follow, without_one_hop
 from .poolbench import pooler
@@ -16,6 +27,7 @@ __all__ = [
     "follow",
     "hostmaint",
     "moving_in",
+    "offsite_archive",
     "onehop",
     "poolbench",
     "pooler",
