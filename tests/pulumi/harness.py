@@ -12,9 +12,11 @@ import hashlib
 import itertools
 import json
 import logging
+import re
 import runpy
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pulumi
@@ -24,6 +26,7 @@ from pulumi.runtime import rpc
 from pulumi.runtime.mocks import MockCallArgs, MockMonitor, MockResourceArgs
 from pulumi.runtime.settings import ROOT
 
+from components.change_plan import Plan, Resource, diff
 from pgha.files import REPO_DIR
 from pgha.secrets import ClusterSecrets
 
@@ -205,6 +208,8 @@ class Registration:
     additional_secret_outputs: list[str] = field(default_factory=list)
     # Each alias as the engine gets it: its spec's name, or a whole URN.
     aliases: list[str] = field(default_factory=list)
+    # Each input's own dependencies (URNs): what the engine makes unknown when one is replaced.
+    property_dependencies: dict[str, set[str]] = field(default_factory=dict)
 
 
 class RecordingMonitor(MockMonitor):
@@ -239,6 +244,7 @@ class RecordingMonitor(MockMonitor):
                 replace_on_changes=list(request.replaceOnChanges),
                 additional_secret_outputs=list(request.additionalSecretOutputs),
                 aliases=[a.spec.name if a.HasField("spec") else a.urn for a in request.aliases],
+                property_dependencies={k: set(v.urns) for k, v in request.propertyDependencies.items()},
             )
         return response
 
@@ -372,3 +378,145 @@ def run_program(
         # Raised inside an apply (a change refused at preview): it ends the program too.
         run.error = error
     return run
+
+
+# ---- the engine's previous state, for a second run ----------------------------------------
+
+
+def _tokens(path: str) -> list[str | int]:
+    return [int(t) if t.isdigit() else t for t in re.findall(r"[^.\[\]]+", path)]
+
+
+def _get(value: Any, tokens: list[str | int]) -> tuple[bool, Any]:
+    for token in tokens:
+        if (isinstance(token, int) and isinstance(value, list) and token < len(value)) or (
+            isinstance(token, str) and isinstance(value, dict) and token in value
+        ):
+            value = value[token]
+        else:
+            return False, None
+    return True, value
+
+
+def _set(value: Any, tokens: list[str | int], new: Any) -> None:
+    for token in tokens[:-1]:
+        value = value[token]
+    value[tokens[-1]] = new
+
+
+def _delete(value: Any, tokens: list[str | int]) -> None:
+    found, parent = _get(value, tokens[:-1])
+    if found and isinstance(parent, dict):
+        parent.pop(tokens[-1], None)
+
+
+def previous_state(before: ProgramRun | None, forget: tuple[str, ...] = ()) -> type[RecordingMonitor]:
+    """A monitor that applies ``ignore_changes`` against ``before``'s inputs, as the engine does.
+
+    The mocks then return the old values as the resource's outputs, as the
+    provider would. Resources named in ``forget`` have no previous state
+    (``pulumi destroy --target`` took them out): they are created afresh.
+    """
+    old_inputs: dict[tuple[str, str], dict] = {}
+    if before is not None:
+        for registration in before.monitor.registrations.values():
+            raw = getattr(before.monitor, "raw", {}).get((registration.typ, registration.name))
+            if raw is not None and registration.name not in forget:
+                old_inputs[(registration.typ, registration.name)] = raw
+
+    class PreviousState(RecordingMonitor):
+        def __init__(self, mocks) -> None:
+            super().__init__(mocks)
+            self.raw: dict[tuple[str, str], dict] = {}
+            self.goals: dict[tuple[str, str], dict] = {}
+
+        def RegisterResource(self, request):
+            inputs = json_format.MessageToDict(request.object)
+            # What the program asked for, before the engine's ignore_changes.
+            self.goals[(request.type, request.name)] = copy.deepcopy(inputs)
+            old = old_inputs.get((request.type, request.name))
+            if old is not None:
+                for ignored in request.ignoreChanges:
+                    tokens = _tokens(ignored)
+                    has_old, value = _get(old, tokens)
+                    has_new, _ = _get(inputs, tokens)
+                    if has_old and (has_new or _get(inputs, tokens[:-1])[0]):
+                        _set(inputs, tokens, copy.deepcopy(value))
+                    elif has_new:
+                        _delete(inputs, tokens)
+                request.object.Clear()
+                json_format.ParseDict(inputs, request.object)
+            self.raw[(request.type, request.name)] = inputs
+            return super().RegisterResource(request)
+
+    return PreviousState
+
+
+# ---- a replay's two runs, as the plan reads them (components/change_plan.py) ---------------
+
+
+def config_file(path: Path) -> dict[str, Any]:
+    """The ``config:`` block of any stack file (``Pulumi.dev.next.yaml``), decoded as
+    :func:`stack_file_config` decodes a stack's."""
+    document = yaml.safe_load(path.read_text())
+    return {
+        key: f"PULUMI-SECRET({key})" if _is_secure(value) else copy.deepcopy(value)
+        for key, value in document["config"].items()
+    }
+
+
+def plan_resources(run: ProgramRun, *, as_written: bool = False) -> dict[str, Resource]:
+    """A run's registrations as the plan takes them; ``as_written``: the program's inputs before
+    the engine applied ``ignoreChanges`` (a :func:`previous_state` run keeps them)."""
+    goals = getattr(run.monitor, "goals", {})
+    found = {}
+    for r in run.monitor.registrations.values():
+        inputs = goals.get((r.typ, r.name), r.inputs) if as_written else r.inputs
+        found[r.urn] = Resource(
+            urn=r.urn,
+            typ=r.typ,
+            name=r.name,
+            inputs=unwrap(inputs),
+            dependencies=frozenset(r.dependencies),
+            parent=r.parent,
+            ignore_changes=tuple(r.ignore_changes),
+            replace_on_changes=tuple(r.replace_on_changes),
+            replacement_trigger=r.replacement_trigger,
+            replace_with=tuple(r.replace_with),
+            delete_before_replace=r.delete_before_replace,
+            retain_on_delete=r.retain_on_delete,
+            property_dependencies={k: frozenset(v) for k, v in r.property_dependencies.items()},
+        )
+    return found
+
+
+def first_run(config: dict[str, Any], stack: str = "dev") -> ProgramRun:
+    """A replay's first run, as the state a ``pulumi up`` of ``config`` leaves; it must pass its preview."""
+    run = run_program(config, stack, monitor_class=previous_state(None))
+    if run.error is not None:
+        raise ValueError(f"the old config fails its own preview: {run.errors}")
+    return run
+
+
+def replay_plan(
+    old: dict[str, Any] | ProgramRun, new: dict[str, Any], stack: str = "dev", *, guards: bool = True
+) -> Plan:
+    """``pulumi up`` from config ``old`` to ``new``: the first run's state is the second's previous one.
+
+    ``old`` is a config or its :func:`first_run`; it must pass the preview. The new one may be
+    refused (the plan then says so).
+    Without ``guards``, the plan takes the program's own inputs (no ``ignoreChanges``,
+    the provider's default ``rebootAfterUpdate``): what the edit would do without them.
+    """
+    before = old if isinstance(old, ProgramRun) else first_run(old, stack)
+    # Without guards, no previous state either: the program's preview checks (which compare the
+    # VMs' state with the config) see VMs being created, and refuse nothing.
+    after = run_program(new, stack, monitor_class=previous_state(before if guards else None))
+    warnings_ = [r.getMessage() for r in after.handler.records if r.levelname == "WARNING"]
+    return diff(
+        plan_resources(before),
+        plan_resources(after, as_written=not guards),
+        refused=after.errors if after.error is not None else [],
+        warnings=warnings_,
+        guards=guards,
+    )

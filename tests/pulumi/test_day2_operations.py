@@ -20,14 +20,12 @@ whose rows cite bpg/terraform-provider-proxmox (commit ``d6bd1ffe``):
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
 import re
 from typing import Any
 
 import pulumi
 import pytest
-from google.protobuf import json_format
 
 import components.tls
 from components.provider_behaviour import (
@@ -57,7 +55,7 @@ from tests.pulumi.harness import (
     SELF_SIGNED_CERT,
     VM,
     ProgramRun,
-    RecordingMonitor,
+    previous_state,
     run_program,
     stack_file_config,
     unwrap,
@@ -68,76 +66,7 @@ CIPHER_PASSWORD = "pgha-backup-cipher-pass"
 REPOSITORY_VM = "backup-01"
 
 
-# --- the engine's previous state, for a second run -----------------------------------------
-
-
-def _tokens(path: str) -> list[str | int]:
-    return [int(t) if t.isdigit() else t for t in re.findall(r"[^.\[\]]+", path)]
-
-
-def _get(value: Any, tokens: list[str | int]) -> tuple[bool, Any]:
-    for token in tokens:
-        if (isinstance(token, int) and isinstance(value, list) and token < len(value)) or (
-            isinstance(token, str) and isinstance(value, dict) and token in value
-        ):
-            value = value[token]
-        else:
-            return False, None
-    return True, value
-
-
-def _set(value: Any, tokens: list[str | int], new: Any) -> None:
-    for token in tokens[:-1]:
-        value = value[token]
-    value[tokens[-1]] = new
-
-
-def _delete(value: Any, tokens: list[str | int]) -> None:
-    found, parent = _get(value, tokens[:-1])
-    if found and isinstance(parent, dict):
-        parent.pop(tokens[-1], None)
-
-
-def previous_state(before: ProgramRun | None, forget: tuple[str, ...] = ()) -> type[RecordingMonitor]:
-    """A monitor that applies ``ignore_changes`` against ``before``'s inputs, as the engine does.
-
-    The mocks then return the old values as the resource's outputs, as the
-    provider would. Resources named in ``forget`` have no previous state
-    (``pulumi destroy --target`` took them out): they are created afresh.
-    """
-    old_inputs: dict[tuple[str, str], dict] = {}
-    if before is not None:
-        for registration in before.monitor.registrations.values():
-            raw = getattr(before.monitor, "raw", {}).get((registration.typ, registration.name))
-            if raw is not None and registration.name not in forget:
-                old_inputs[(registration.typ, registration.name)] = raw
-
-    class PreviousState(RecordingMonitor):
-        def __init__(self, mocks) -> None:
-            super().__init__(mocks)
-            self.raw: dict[tuple[str, str], dict] = {}
-            self.goals: dict[tuple[str, str], dict] = {}
-
-        def RegisterResource(self, request):
-            inputs = json_format.MessageToDict(request.object)
-            # What the program asked for, before the engine's ignore_changes.
-            self.goals[(request.type, request.name)] = copy.deepcopy(inputs)
-            old = old_inputs.get((request.type, request.name))
-            if old is not None:
-                for ignored in request.ignoreChanges:
-                    tokens = _tokens(ignored)
-                    has_old, value = _get(old, tokens)
-                    has_new, _ = _get(inputs, tokens)
-                    if has_old and (has_new or _get(inputs, tokens[:-1])[0]):
-                        _set(inputs, tokens, copy.deepcopy(value))
-                    elif has_new:
-                        _delete(inputs, tokens)
-                request.object.Clear()
-                json_format.ParseDict(inputs, request.object)
-            self.raw[(request.type, request.name)] = inputs
-            return super().RegisterResource(request)
-
-    return PreviousState
+# --- two runs, as two `pulumi up`s ---------------------------------------------------------
 
 
 def first_up(config: dict[str, Any], stack: str = "dev") -> ProgramRun:
