@@ -16,6 +16,7 @@ switchover [--to NODE]  planned switchover with patronictl, run inside a node
 backup [--type full|diff|incr]   one pgBackRest backup, as its timer takes it
 restore-drill [--time T] [--sql Q] [--keep]   restore onto a fresh machine, check it
 rolling-update          rolling package update, one VM at a time (the upgrade steps)
+change --to FILE [--plan-only] [--without-guards]   pulumi up to FILE, replayed (scenarios/change.py)
 host-maintenance HOST start|finish|status   a Proxmox host's planned maintenance (scenarios/hostmaint.py)
 disaster-recovery       lose every VM but the repository, up again with pgha:restore (scenarios/restore.py)
 bench failover [--runs N] | bench vip-follow [--faults 8,1]   (scenarios/bench.py, scenarios/onehop.py)
@@ -51,6 +52,7 @@ from .scenarios import (
     ab_switchover,
     backups,
     bluegreen,
+    change,
     failover,
     follow,
     hostmaint,
@@ -165,6 +167,12 @@ def build_parser() -> argparse.ArgumentParser:
     drill.add_argument("--sql", help="a query to run on the restored copy")
     drill.add_argument("--keep", action="store_true", help="leave the restore machine running")
     verbs.add_parser("rolling-update", help="rolling package update, one VM at a time (the upgrade steps)")
+    change_ = verbs.add_parser("change", help="pulumi up from the stack's config to another, on the lab")
+    change_.add_argument("--to", type=Path, required=True, help="the new stack file (Pulumi.dev.next.yaml)")
+    change_.add_argument("--plan-only", action="store_true", help="print the plan; no lab needed")
+    change_.add_argument(
+        "--without-guards", action="store_true", help="the program's inputs without ignoreChanges (a control)"
+    )
     host_maintenance = verbs.add_parser("host-maintenance", help="a Proxmox host's planned maintenance")
     host_maintenance.add_argument("host")
     host_maintenance.add_argument("action", choices=("start", "finish", "status"))
@@ -272,6 +280,18 @@ def _bench_offsite(lab: Lab, runs: int) -> None:
     print(json.dumps(summary), flush=True)
 
 
+def _change(stack: str, to: Path, *, plan_only: bool, guards: bool) -> int:
+    """Print the plan as ``pulumi preview --diff`` would, then carry it out under a writer."""
+    plan = change.compute(stack, to, guards=guards)
+    print(plan.render(stack), flush=True)
+    if plan_only or plan.refused:
+        return 1 if plan.refused else 0
+    lab = Lab(stack)
+    summary = change.carry_out(lab, plan, change.new_spec(stack, to))
+    print(json.dumps(summary), flush=True)
+    return 0 if summary.get("rule", "kept") == "kept" else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -280,6 +300,8 @@ def main(argv: list[str] | None = None) -> int:
             args.picture, args.stack, args.out or pictures_.PICTURES_DIR, getattr(args, "data", None)
         )
 
+    if args.verb == "change":
+        return _change(args.stack, args.to, plan_only=args.plan_only, guards=not args.without_guards)
     try:
         lab = Lab(args.stack, beside=args.beside)
     except ConfigError as error:

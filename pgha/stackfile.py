@@ -36,6 +36,11 @@ def read_stack(stack: str, root: Path = REPO_DIR) -> tuple[dict[str, Any], froze
     path = stack_file(stack, root)
     if not path.exists():
         raise FileNotFoundError(f"no stack file {path} (stacks: Pulumi.<stack>.yaml)")
+    return read_stack_file(path)
+
+
+def read_stack_file(path: Path) -> tuple[dict[str, Any], frozenset[str]]:
+    """:func:`read_stack` of any file: a stack's next config (``Pulumi.dev.next.yaml``) too."""
     document = yaml.safe_load(path.read_text()) or {}
     config = document.get("config") or {}
     prefix = f"{NAMESPACE}:"
