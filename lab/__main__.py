@@ -16,7 +16,7 @@ switchover [--to NODE]  planned switchover with patronictl, run inside a node
 backup [--type full|diff|incr]   one pgBackRest backup, as its timer takes it
 restore-drill [--time T] [--sql Q] [--keep]   restore onto a fresh machine, check it
 rolling-update          rolling package update, one VM at a time (the upgrade steps)
-change --to FILE [--plan-only] [--without-guards]   pulumi up to FILE, replayed (scenarios/change.py)
+change --to FILE [--from F] [--plan-only] [--without-guards]   pulumi up to FILE, replayed
 host-maintenance HOST start|finish|status   a Proxmox host's planned maintenance (scenarios/hostmaint.py)
 disaster-recovery       lose every VM but the repository, up again with pgha:restore (scenarios/restore.py)
 bench failover [--runs N] | bench vip-follow [--faults 8,1]   (scenarios/bench.py, scenarios/onehop.py)
@@ -169,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     verbs.add_parser("rolling-update", help="rolling package update, one VM at a time (the upgrade steps)")
     change_ = verbs.add_parser("change", help="pulumi up from the stack's config to another, on the lab")
     change_.add_argument("--to", type=Path, required=True, help="the new stack file (Pulumi.dev.next.yaml)")
+    change_.add_argument("--from", dest="start", type=Path, help="the old one (default: the stack's file)")
     change_.add_argument("--plan-only", action="store_true", help="print the plan; no lab needed")
     change_.add_argument(
         "--without-guards", action="store_true", help="the program's inputs without ignoreChanges (a control)"
@@ -280,16 +281,16 @@ def _bench_offsite(lab: Lab, runs: int) -> None:
     print(json.dumps(summary), flush=True)
 
 
-def _change(stack: str, to: Path, *, plan_only: bool, guards: bool) -> int:
+def _change(stack: str, to: Path, start: Path | None, *, plan_only: bool, guards: bool) -> int:
     """Print the plan as ``pulumi preview --diff`` would, then carry it out under a writer."""
-    plan = change.compute(stack, to, guards=guards)
+    plan = change.compute(stack, to, start=start, guards=guards)
     print(plan.render(stack), flush=True)
     if plan_only or plan.refused:
         return 1 if plan.refused else 0
     lab = Lab(stack)
     summary = change.carry_out(lab, plan, change.new_spec(stack, to))
     print(json.dumps(summary), flush=True)
-    return 0 if summary.get("rule", "kept") == "kept" else 1
+    return 0 if summary["kind"] != "VIOLATION" and summary.get("rule", "kept") == "kept" else 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -301,7 +302,8 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     if args.verb == "change":
-        return _change(args.stack, args.to, plan_only=args.plan_only, guards=not args.without_guards)
+        guards = not args.without_guards
+        return _change(args.stack, args.to, args.start, plan_only=args.plan_only, guards=guards)
     try:
         lab = Lab(args.stack, beside=args.beside)
     except ConfigError as error:
