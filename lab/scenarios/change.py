@@ -42,7 +42,14 @@ def compute(stack: str, to: Path, *, start: Path | None = None, guards: bool = T
     from tests.pulumi.harness import config_file, replay_plan
 
     old = config_file(start or REPO_DIR / f"Pulumi.{stack}.yaml")
-    return replay_plan(old, config_file(to), stack, guards=guards)
+    # Pulumi's mocks need a current event loop; the lab's SSH runs (asyncio.run) leave none behind.
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        return replay_plan(old, config_file(to), stack, guards=guards)
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
 
 
 def new_spec(stack: str, to: Path) -> ClusterSpec:
