@@ -139,20 +139,22 @@ INFO_AFTER_UPGRADE = (
 )
 
 
+def _pgbackrest_stand_in(tmp_path, then: str):
+    """A ``pgbackrest`` in ``tmp_path/bin`` that logs its arguments to calls.log, then runs ``then``."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "pgbackrest").write_text(f'#!/bin/bash\necho "$@" >>{tmp_path}/calls.log\n{then}\n')
+    (bin_dir / "pgbackrest").chmod(0o755)
+    return bin_dir
+
+
 def _run_bootstrap(dev_config, secrets, tls, tmp_path, info, **restore):
     """The rendered bootstrap against a pgbackrest stand-in that prints ``info`` and logs each call."""
     spec = _spec(dev_config, **restore)
     files = {f.path: f for f in _patroni_step(spec, secrets, tls).files}
     script = files[backup.BOOTSTRAP_PATH].content.replace(spec.postgres.data_dir, str(tmp_path / "data"))
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
     (tmp_path / "info.json").write_text(info)
-    (bin_dir / "pgbackrest").write_text(
-        "#!/bin/sh\n"
-        f'echo "$@" >>{tmp_path}/calls.log\n'
-        f'case " $* " in *" info "*) cat {tmp_path}/info.json ;; esac\n'
-    )
-    (bin_dir / "pgbackrest").chmod(0o755)
+    bin_dir = _pgbackrest_stand_in(tmp_path, f'case " $* " in *" info "*) cat {tmp_path}/info.json ;; esac')
     result = subprocess.run(
         ["bash", "-c", script], env={"PATH": f"{bin_dir}:/usr/bin:/bin"}, text=True, capture_output=True
     )
@@ -218,15 +220,10 @@ def test_archive_get_tells_a_failed_read_from_a_missing_file(monkeypatch, tmp_pa
     monkeypatch.setattr(backup, "ARCHIVE_GET_DELAY_S", 0)
     wrapper = tmp_path / "archive-get"
     wrapper.write_text(backup.archive_get_file().content)
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
     (tmp_path / "exits").write_text("\n".join(map(str, exits)) + "\n")
-    (bin_dir / "pgbackrest").write_text(
-        "#!/bin/bash\n"
-        f'echo "$@" >>{tmp_path}/calls.log\n'
-        f"code=$(head -n1 {tmp_path}/exits); sed -i 1d {tmp_path}/exits; exit $code\n"
+    bin_dir = _pgbackrest_stand_in(
+        tmp_path, f"code=$(head -n1 {tmp_path}/exits); sed -i 1d {tmp_path}/exits; exit $code"
     )
-    (bin_dir / "pgbackrest").chmod(0o755)
     result = subprocess.run(
         ["bash", str(wrapper), "000000020000000000000005", "pg_wal/RECOVERYXLOG", "--stanza=pgha"],
         env={"PATH": f"{bin_dir}:/usr/bin:/bin"},
