@@ -78,20 +78,7 @@ def prepare_blue(blue: Lab, import_password: str) -> str:
     )
     primary_sql(
         blue,
-        f"""
-        SET ROLE {DATABASE};
-        CREATE TABLE orders (
-            id bigserial PRIMARY KEY,
-            client_seq bigint UNIQUE,
-            amount int NOT NULL,
-            note text,
-            at timestamptz DEFAULT clock_timestamp()
-        );
-        CREATE TABLE totals (client int PRIMARY KEY, n bigint NOT NULL DEFAULT 0);
-        INSERT INTO orders (amount, note)
-            SELECT g % 1000, md5(g::text) FROM generate_series(1, {INITIAL_ROWS}) g;
-        INSERT INTO totals (client) SELECT g FROM generate_series(0, {moving_in.CLIENTS - 1}) g;
-        """,
+        moving_in.workload_schema(INITIAL_ROWS),
         dbname=DATABASE,
     )
     return app_password

@@ -58,6 +58,24 @@ CLIENTS = 3
 TOOL = pgha_import.INSTALL_PATH
 
 
+def workload_schema(initial_rows: int) -> str:
+    """The workload's tables, owned by the application role, with ``initial_rows`` orders to move."""
+    return f"""
+        SET ROLE {DATABASE};
+        CREATE TABLE orders (
+            id bigserial PRIMARY KEY,
+            client_seq bigint UNIQUE,
+            amount int NOT NULL,
+            note text,
+            at timestamptz DEFAULT clock_timestamp()
+        );
+        CREATE TABLE totals (client int PRIMARY KEY, n bigint NOT NULL DEFAULT 0);
+        INSERT INTO orders (amount, note)
+            SELECT g % 1000, md5(g::text) FROM generate_series(1, {initial_rows}) g;
+        INSERT INTO totals (client) SELECT g FROM generate_series(0, {CLIENTS - 1}) g;
+        """
+
+
 def old_server(lab: Lab) -> Node:
     """A free address of the private network: not the restore drill's nor the wiki's."""
     taken = {n.ip for n in lab.spec.nodes} | {lab.spec.vip, lab.bridge_ip(), drill_node(lab).ip}
@@ -163,20 +181,7 @@ def prepare(lab: Lab, node: Node) -> Source:
     old_sql(
         lab,
         node,
-        f"""
-        SET ROLE {DATABASE};
-        CREATE TABLE orders (
-            id bigserial PRIMARY KEY,
-            client_seq bigint UNIQUE,
-            amount int NOT NULL,
-            note text,
-            at timestamptz DEFAULT clock_timestamp()
-        );
-        CREATE TABLE totals (client int PRIMARY KEY, n bigint NOT NULL DEFAULT 0);
-        INSERT INTO orders (amount, note)
-            SELECT g % 1000, md5(g::text) FROM generate_series(1, {INITIAL_ROWS}) g;
-        INSERT INTO totals (client) SELECT g FROM generate_series(0, {CLIENTS - 1}) g;
-        """,
+        workload_schema(INITIAL_ROWS),
         dbname=DATABASE,
     )
     return source
