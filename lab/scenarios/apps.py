@@ -19,7 +19,7 @@ from ..cluster import Lab
 from ..observation import connect, observe
 
 
-def local_sql(lab: Lab, node: str, sql: str, dbname: str = "postgres") -> str:
+def local_sql(lab: Lab, node: str, sql: str, dbname: str = "postgres", timeout: float = 60) -> str:
     """``sql`` as the superuser over ``node``'s Unix socket; its unaligned output."""
     query = ["psql", "-h", patroni.SOCKET_DIR, "-p", str(lab.spec.postgres.port), "-d", dbname, "-XAtc", sql]
     result = lab.exec(
@@ -27,7 +27,7 @@ def local_sql(lab: Lab, node: str, sql: str, dbname: str = "postgres") -> str:
         ["runuser", "-u", "postgres", "--", *query],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=timeout,
         check=True,
     )
     return result.stdout.strip()

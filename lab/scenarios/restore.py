@@ -18,7 +18,7 @@ import shlex
 import time
 from typing import Any
 
-from pgha import backup, postgres_server
+from pgha import backup
 from pgha.spec import RestoreSpec
 
 from ..cluster import Lab, offsite
@@ -27,6 +27,7 @@ from ..machines import offsite as offsite_identity
 from ..observation import Writer, connect, ensure_ledger, observe
 from ..wait import wait_until
 from . import backups
+from .apps import local_sql
 
 STEADY_ACKS = 200
 WRITE_ON_S = 10.0  # writes after the archive point: what the archive may not hold yet
@@ -129,7 +130,7 @@ def _lose_a_timeline_history(lab: Lab) -> str:
         raise RuntimeError("no leader after the switchovers")
     (stanza_info,) = _pgbackrest_info(lab, primary)
     newest_backup_timeline = int(stanza_info["backup"][-1]["archive"]["start"][:8], 16)
-    timeline = int(_psql(lab, primary, "select timeline_id from pg_control_checkpoint()"))
+    timeline = int(local_sql(lab, primary, "select timeline_id from pg_control_checkpoint()", timeout=30))
     if newest_backup_timeline >= timeline - 1:
         raise RuntimeError(f"the newest backup is on timeline {newest_backup_timeline}: no gap to make")
     repository = lab.spec.repository_node
@@ -143,19 +144,6 @@ def _lose_a_timeline_history(lab: Lab) -> str:
     )
     lab.exec(repository.name, ["sh", "-c", script], timeout=90, check=True)
     return name
-
-
-def _psql(lab: Lab, node: str, query: str) -> str:
-    socket = ["-h", postgres_server.SOCKET_DIR, "-p", str(lab.spec.postgres.port), "-d", "postgres"]
-    result = lab.exec(
-        node,
-        ["runuser", "-u", "postgres", "--", "psql", *socket, "-XAtc", query],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=True,
-    )
-    return result.stdout.strip()
 
 
 # What the restored primary's log says of its archive recovery: where it ended, and on which timeline.
@@ -301,7 +289,7 @@ def _switch_wal(lab: Lab) -> str:
     primary = observe.leader(lab)
     if primary is None:
         raise RuntimeError("no leader to switch WAL on")
-    return _psql(lab, primary, "select pg_walfile_name(pg_switch_wal())")
+    return local_sql(lab, primary, "select pg_walfile_name(pg_switch_wal())", timeout=30)
 
 
 def _repo2_prefix(lab: Lab, kind: str) -> str:
