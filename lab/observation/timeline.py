@@ -50,7 +50,9 @@ _WRITES = {"get", "compareAndSwap", "update", "set", "create"}
 _REMOVALS = {"expire", "delete", "compareAndDelete"}
 _PROMOTED = r"database system is ready to accept connections|archive recovery complete"
 _VIP_MOVED = r"Entering MASTER STATE|fast path on|loaded .*fastpath-on"
-UNITS = ("patroni", "haproxy", "keepalived", "pgha-fastpath")
+UNITS = ("patroni", "haproxy", "keepalived", "pgha-fastpath", "pgha-leader-race")
+# The new leader's own words on the race, and its leader race agent's: why the race took what it took.
+_RACE = r"Got response from |Request failed to |silent for .* refused|answers again"
 
 # Runs inside the watching member with its etcd identity: one JSON line per
 # event on the leader key, stamped with the member's clock (the lab host's).
@@ -248,6 +250,23 @@ def reduce(evidence: Evidence) -> dict[str, float | None]:
         at["haproxy_up"] = _first(lines, since, rf"Server primary/{re.escape(new)} is UP", holder)
     at["first_write"] = evidence.first_write_wall
     return {phase: None if value is None else round(value - fault, 3) for phase, value in at.items()}
+
+
+def race_evidence(evidence: Evidence, limit: int = 12) -> list[str]:
+    """The new leader's race lines and its agent's, from the key's expiry less ttl: text, not seconds.
+
+    A slow race shows here whether the former leader's REST API timed out (the
+    agent had not refused it) or answered, and when the agent refused it.
+    """
+    if evidence.new_primary is None:
+        return []
+    since = evidence.fault_wall - 1.0
+    regex = re.compile(_RACE)
+    return [
+        f"{line.at - evidence.fault_wall:+.3f} {line.unit}: {line.message[:300]}"
+        for line in evidence.journal
+        if line.at >= since and line.node == evidence.new_primary and regex.search(line.message)
+    ][-limit:]
 
 
 def leader_race_s(timeline: dict[str, float | None]) -> float | None:

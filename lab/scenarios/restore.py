@@ -56,7 +56,7 @@ def disaster_recovery(
         archive_point = time.monotonic()
         check = backups.take(lab, "check")
         if check.returncode != 0:
-            raise RuntimeError(f"pgha-backup check failed: {check.stderr[-2000:]}")
+            raise RuntimeError(f"pgha-backup check failed: {(check.stdout + check.stderr)[-3000:]}")
         time.sleep(WRITE_ON_S)
         crashed = time.monotonic()
         lost_vms = [n for n in lab.spec.nodes if n.role != "repository"]
