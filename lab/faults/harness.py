@@ -109,17 +109,18 @@ class Run:
             since = None if self.fault_wall is None else self.fault_wall - 5
             result["patroni_logs"] = patroni_logs(self.lab, since=since)
         if self.leader_watch is not None:
-            result["timeline"], result["race_evidence"] = self._timeline(new_primary)
+            result["timeline"], result["race_request"], result["race_evidence"] = self._timeline(new_primary)
         return result
 
-    def _timeline(self, new_primary: str | None) -> tuple[dict[str, float | None] | None, list[str]]:
-        """Where this run's seconds went (lab/observation/timeline.py), and the leader race's own lines.
-
-        (None, []) if nothing was recorded."""
+    def _timeline(
+        self, new_primary: str | None
+    ) -> tuple[dict[str, float | None] | None, str | None, list[str]]:
+        """Where this run's seconds went (lab/observation/timeline.py), how the race's question to
+        the former leader ended, and the race's own lines; (None, None, []) if nothing was recorded."""
         assert self.leader_watch is not None
         self.leader_watch.stop()
         if self.fault_wall is None or self.old_primary is None:
-            return None, []
+            return None, None, []
         acks = [a.at for a in self.writer.snapshot()[0]]
         evidence = timeline.Evidence(
             fault_wall=self.fault_wall,
@@ -136,7 +137,7 @@ class Run:
             ),
             first_write_wall=timeline.first_write_after(acks, self.fault_at, self.fault_wall),
         )
-        return timeline.reduce(evidence), timeline.race_evidence(evidence)
+        return timeline.reduce(evidence), timeline.race_request(evidence), timeline.race_evidence(evidence)
 
     def watch_leader_key(self) -> None:
         """Watch the leader key from a member other than the primary, on another host if there is one."""

@@ -263,10 +263,31 @@ def race_evidence(evidence: Evidence, limit: int = 12) -> list[str]:
     since = evidence.fault_wall - 1.0
     regex = re.compile(_RACE)
     return [
-        f"{line.at - evidence.fault_wall:+.3f} {line.unit}: {line.message[:300]}"
-        for line in evidence.journal
+        f"{line.at - evidence.fault_wall:+.3f} {line.unit}: {line.message[:600]}"
+        for line in sorted(evidence.journal, key=lambda line: line.at)
         if line.at >= since and line.node == evidence.new_primary and regex.search(line.message)
     ][-limit:]
+
+
+def race_request(evidence: Evidence) -> str | None:
+    """How the new leader's race question to the former leader ended: refused, timed out, or None.
+
+    "refused" is the leader race agent's work (or a live kernel refusing); "timed
+    out" is Patroni's own 2 s, what the agent exists to remove. None: the former
+    leader was not asked (its member key was gone) or the line was not found.
+    """
+    if evidence.new_primary is None:
+        return None
+    since = evidence.fault_wall
+    asked = re.compile(rf"Request failed to {re.escape(evidence.old_primary)}\b")
+    for line in evidence.journal:
+        if line.at >= since and line.node == evidence.new_primary and asked.search(line.message):
+            if re.search(r"(?i)refused|reset by peer|ConnectionResetError", line.message):
+                return "refused"
+            if re.search(r"(?i)timed? ?out", line.message):
+                return "timed out"
+            return "other"
+    return None
 
 
 def leader_race_s(timeline: dict[str, float | None]) -> float | None:

@@ -30,6 +30,8 @@ PER_RUN_EXTRAS = (
     *("vip_moved_s", "rejoin_of", "victim", "direct_probe", "split_brain", "fault_at_utc", "errors"),
     "etcd_leader_at_fault",
     "timeline",
+    "race_request",
+    "race_evidence",
 )
 FAILOVER_FAULTS = ("1", "2", "5a", "5b", "8")
 # A fault that fails this many runs has likely broken the lab: the next fault is tried.

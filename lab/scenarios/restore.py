@@ -54,9 +54,7 @@ def disaster_recovery(
         if not writer.wait_acks(STEADY_ACKS, timeout=120):
             raise RuntimeError(f"writer not acknowledged: {writer.snapshot()[1][-3:]}")
         archive_point = time.monotonic()
-        check = backups.take(lab, "check")
-        if check.returncode != 0:
-            raise RuntimeError(f"pgha-backup check failed: {(check.stdout + check.stderr)[-3000:]}")
+        check_failures = _archive_point(lab)
         time.sleep(WRITE_ON_S)
         crashed = time.monotonic()
         lost_vms = [n for n in lab.spec.nodes if n.role != "repository"]
@@ -97,10 +95,27 @@ def disaster_recovery(
         "rto_s": round(first.at - began, 1),
         "up_s": round(timings.get("up_s", 0.0), 1),
         "lost_history": lost_history,
+        "check_failures": check_failures,
     }
     if any(a.at <= archive_point for a in missing):
         result["diagnosis"] = _recovery_diagnosis(lab)
     return result
+
+
+def _archive_point(lab: Lab, attempts: int = 2) -> list[str]:
+    """``pgha-backup check``: a WAL switch that reaches the repository; the failed attempts' output.
+
+    One CI run saw it fail after its 60 s archive timeout right after the
+    drill's switchovers, output not kept; a second attempt is allowed and
+    every failure is returned, so the result shows it.
+    """
+    failures: list[str] = []
+    for _ in range(attempts):
+        check = backups.take(lab, "check")
+        if check.returncode == 0:
+            return failures
+        failures.append((check.stdout + check.stderr)[-3000:])
+    raise RuntimeError(f"pgha-backup check failed {attempts} times: {failures}")
 
 
 def _pgbackrest_info(lab: Lab, node: str) -> list[dict[str, Any]]:

@@ -123,3 +123,35 @@ def test_medians_and_table():
     text = timeline.table(rows)
     assert text.splitlines()[0].split()[:3] == ["fault", "last_renewal", "key_expired"]
     assert len(text.splitlines()) == 3
+
+
+REFUSED = (
+    "Request failed to psql-01: GET https://10.0.0.4:8008/patroni (HTTPSConnectionPool(host='10.0.0.4', "
+    "port=8008): Max retries exceeded (Caused by NewConnectionError(...: Failed to establish a new "
+    "connection: [Errno 111] Connection refused'))"
+)
+TIMED_OUT = (
+    "Request failed to psql-01: GET https://10.0.0.4:8008/patroni (HTTPSConnectionPool(host='10.0.0.4', "
+    "port=8008): Max retries exceeded (Caused by ConnectTimeoutError(..., 'Connection to 10.0.0.4 timed "
+    "out. (connect timeout=2)'))"
+)
+
+
+def test_the_race_question_to_the_former_leader_is_told_refused_from_timed_out() -> None:
+    refused = evidence([line(20.37, "psql-02", REFUSED)])
+    assert timeline.race_request(refused) == "refused"
+    # The negative control: Patroni's own 2 s, what the leader race agent removes.
+    assert timeline.race_request(evidence([line(22.3, "psql-02", TIMED_OUT)])) == "timed out"
+    # Another member's line, or a failed request to another peer, says nothing of the former leader.
+    assert timeline.race_request(evidence([line(20.37, "psql-03", REFUSED)])) is None
+    other_peer = REFUSED.replace("to psql-01", "to psql-03")
+    assert timeline.race_request(evidence([line(20.37, "psql-02", other_peer)])) is None
+
+
+def test_race_evidence_keeps_the_new_leaders_race_and_agent_lines() -> None:
+    agent = line(9.4, "psql-02", "psql-01 silent for 10.1 s: Patroni's calls to it are refused at once")
+    agent.unit = "pgha-leader-race.service"
+    lines = timeline.race_evidence(evidence([*JOURNAL, agent, line(20.37, "psql-02", REFUSED)]))
+    assert lines[0].startswith("+9.400 pgha-leader-race.service: psql-01 silent")
+    assert any("Connection refused" in entry for entry in lines)
+    assert not any("promote" in entry or "haproxy" in entry for entry in lines)
