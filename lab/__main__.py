@@ -27,6 +27,7 @@ bench moving-in [--runs N] [--no-kill]   an old server's database moved in, refu
 bench blue-green [--runs N]   a live dev lab moved into the green stack beside it, refused writes
 bench offsite-restore [--runs N]   (--stack offsite) lose every VM and the repository, rebuild from repo2
 bench offsite-archive [--lost repository-vm|bucket] [--runs N]   (--stack offsite) WAL to the repository left
+bench changes [--rows NAME,...]   the change table's rows, each there and back under the writer
 pictures architecture|timeline [--data F] | pictures prometheus   the docs' pictures (lab/pictures)
 """
 
@@ -53,6 +54,7 @@ from .scenarios import (
     backups,
     bluegreen,
     change,
+    change_table,
     failover,
     follow,
     hostmaint,
@@ -237,6 +239,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench_archive.add_argument("--lost", choices=("repository-vm", "bucket"), default="bucket")
     bench_archive.add_argument("--runs", type=int, default=1)
+    bench_changes = benches.add_parser(
+        "changes", help="the change table's rows, each replayed there and back (scenarios/change_table.py)"
+    )
+    bench_changes.add_argument("--rows", default="", help="row names (substrings), comma-separated")
     pictures = verbs.add_parser("pictures", help="draw the docs' pictures into docs/pictures/")
     drawn = pictures.add_subparsers(dest="picture", required=True, metavar="PICTURE")
     drawn.add_parser("architecture", help="the stack's hosts, VMs, services and ports, from its spec")
@@ -420,6 +426,10 @@ def main(argv: list[str] | None = None) -> int:
     elif args.verb == "bench" and args.bench == "offsite-archive":
         for _ in range(args.runs):
             print(json.dumps(offsite_archive.repository_lost(lab, args.lost)), flush=True)
+    elif args.verb == "bench" and args.bench == "changes":
+        rows = change_table.select([n for n in args.rows.split(",") if n])
+        results = change_table.replay(lab, rows, emit=lambda entry: print(json.dumps(entry), flush=True))
+        print(change_table.table(results))
     elif args.verb == "bench" and args.bench == "pooler":
         pooler(
             lab,
