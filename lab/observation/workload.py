@@ -171,6 +171,9 @@ class Writer(_Looper):
         self.next_seq = self.first_seq
         self.acks: list[Ack] = []
         self.failures: list[Failure] = []
+        # The database of its first connection, kept: a change that makes another database the
+        # stack's first (lab.spec replaced mid-run) must not move the ledger under the writer.
+        self._dbname: str | None = None
         self._watchdog = threading.Thread(target=self._watch, name="pgha-writer-watchdog", daemon=True)
 
     # ---- the loop ---------------------------------------------------------------
@@ -221,6 +224,7 @@ class Writer(_Looper):
                     self.lab.spec.haproxy.primary_port,
                     timeout=CONNECT_TIMEOUT,
                     application_name="pgha-writer",
+                    dbname=self.dbname(),
                     **CLIENT_OPTIONS,
                 )
             conn = client.conn
@@ -374,6 +378,12 @@ class Writer(_Looper):
                 order.append(ack.server)
         return order
 
+    def dbname(self) -> str:
+        """The database the ledger is written to: the stack's client database when first asked."""
+        if self._dbname is None:
+            self._dbname = self.lab.client_login()["dbname"]
+        return self._dbname
+
     def missing_on(self, host: str, timeout: float = 30.0) -> list[int]:
         """Acknowledged client_seq values absent from the PostgreSQL at ``host``:5442.
 
@@ -391,7 +401,11 @@ class Writer(_Looper):
             nonlocal missing, last_error
             try:
                 with connect(
-                    self.lab, self.lab.spec.postgres.port, host=host, timeout=CONNECT_TIMEOUT
+                    self.lab,
+                    self.lab.spec.postgres.port,
+                    host=host,
+                    timeout=CONNECT_TIMEOUT,
+                    dbname=self.dbname(),
                 ) as conn:
                     rows = conn.execute(
                         "select client_seq from ha_ledger where client_seq between %s and %s", (low, high)
