@@ -137,7 +137,8 @@ def table(results: list[dict[str, Any]]) -> str:
         legs = [entry.get(leg) or {} for leg in ("there", "back")]
         errors = [leg["error"] for leg in legs if "error" in leg]
         if errors:
-            lines.append(f"| {entry['row']} | failed: {errors[0][:120]} | | | |")
+            first_line = errors[0].splitlines()[0][:160].replace("|", "/")
+            lines.append(f"| {entry['row']} | failed: {first_line} | | | |")
             continue
         gaps = ", ".join(f"{leg.get('max_gap_s', 0):.2f} s" for leg in legs)
         lost = sum(int(leg.get("lost", 0)) for leg in legs)

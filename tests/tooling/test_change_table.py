@@ -36,3 +36,16 @@ def test_rows_are_chosen_by_name_and_an_unknown_name_is_refused() -> None:
     assert len(change_table.select(None)) == len(change_table.ROWS)
     with pytest.raises(KeyError, match="no change-table row"):
         change_table.select(["vm.cores"])
+
+
+def test_a_failed_leg_is_one_table_line() -> None:
+    failed = {"row": "x", "there": {"error": "RuntimeError: one | two\nLINE 1: select"}, "back": {}}
+    kept = {
+        "row": "y",
+        "there": {"kind": "rolling", "max_gap_s": 0.5, "lost": 0, "rule": "kept"},
+        "back": {"kind": "rolling", "max_gap_s": 6.0, "lost": 0, "rule": "BROKEN"},
+    }
+    lines = change_table.table([failed, kept]).splitlines()
+    assert len(lines) == 4
+    assert lines[2] == "| x | failed: RuntimeError: one / two | | | |"
+    assert lines[3] == "| y | rolling | 0.50 s, 6.00 s | 0 | BROKEN, kept |"
