@@ -8,7 +8,9 @@ Two steps, both driving one program (``pgha_rolling.py``, installed as
   PATCHes Patroni's dynamic config to :func:`patroni.dynamic_config` where it
   differs (all but the keys the patroni step writes,
   :func:`patroni.scaling_dcs_settings`), then restarts the members left ``pending_restart``: the replicas
-  one at a time, a switchover to a synchronous standby, the old primary.
+  one at a time, a switchover to a synchronous standby, the old primary. A lowered setting that a
+  standby may not have below the primary's (``max_connections`` and kin) restarts the primary in
+  place first, then the replicas.
 - ``upgrade`` (on every VM, when ``maintenance.upgrade`` is set): a rolling
   package update. The steps start together; each VM waits for its turn
   (the VMs without PostgreSQL, i.e. witness and backup repository, then

@@ -4,7 +4,9 @@
     pgha-rolling apply-config PLAN   PATCH Patroni's dynamic config where it differs
                                      from PLAN, then restart the members left
                                      pending_restart: replicas one by one, a
-                                     switchover to a synchronous standby, the old primary
+                                     switchover to a synchronous standby, the old primary;
+                                     a lowered max_connections (or kin): the
+                                     primary in place first, then the replicas
     pgha-rolling upgrade PLAN        this VM's turn of a rolling package update
 
 Only Patroni's REST API (HTTPS, verified against the cluster's CA) and, for
@@ -53,6 +55,20 @@ START_GRACE = 60
 # A member restarted or switched over may take this long to show up healthy:
 # waiting VMs put up with an unhealthy cluster that long while another one works.
 UNHEALTHY_GRACE = 300
+# A member streaming again from a new postmaster that Patroni still flags pending_restart after
+# this long (at least three HA loops) will stay so: a clear stop rather than RESTART_TIMEOUT's wait.
+SETTLE_TIMEOUT = 10
+# A standby's value of these may not be below the primary's, as pg_controldata records it:
+# Patroni starts a replica with the primary's value while that is higher, and leaves it
+# pending_restart. Lowered, they take the primary's restart first, then the replicas'
+# (Patroni's docs, "patroni_configuration"); raised, the replicas' first.
+AT_LEAST_THE_PRIMARYS = (
+    "max_connections",
+    "max_locks_per_transaction",
+    "max_prepared_transactions",
+    "max_wal_senders",
+    "max_worker_processes",
+)
 
 View = dict[str, Any]
 
@@ -134,17 +150,22 @@ class RollingOperation(patroni_api.PatroniApi):
         self, name: str, started_before: str | None, settled: bool = True, timeout: float = RESTART_TIMEOUT
     ) -> None:
         """Until ``name`` runs a new postmaster as a streaming replica (``settled``: with
-        nothing left pending restart)."""
+        nothing left pending restart, or a stop naming what still is)."""
         deadline = time.monotonic() + timeout
+        streaming_since = None
+        settle = max(SETTLE_TIMEOUT, 3 * int(self.plan.get("loop_wait") or 1))
         while time.monotonic() < deadline:
             state = self.own(name)
             if (
                 state.get("role") == "replica"
                 and state.get("replication_state") == "streaming"
                 and state.get("postmaster_start_time") not in (None, started_before)
-                and not (settled and state.get("pending_restart"))
             ):
-                return
+                if not (settled and state.get("pending_restart")):
+                    return
+                streaming_since = streaming_since or time.monotonic()
+                if time.monotonic() - streaming_since > settle:
+                    raise Stop(f"{name} restarted and streams, still pending restart: {still_pending(state)}")
             time.sleep(1)
         raise Stop(f"{name} did not stream again within {timeout} s: {self.own(name)}")
 
@@ -231,13 +252,22 @@ class RollingOperation(patroni_api.PatroniApi):
 
     def restart_pending(self) -> None:
         """Restart the members whose PostgreSQL waits for one: replicas, then the primary
-        through a switchover. Nothing pending: nothing happens."""
+        through a switchover; when the primary lowers a setting a standby may not have
+        below it (AT_LEAST_THE_PRIMARYS), the primary in place first, then the replicas.
+        Nothing pending: nothing happens."""
         view = self.wait_healthy("before restarting")
         pending = sorted(n for n, m in self.members(view).items() if m.get("pending_restart"))
         if not pending:
             return
         self.log(f"pending restart: {', '.join(pending)}")
         leader = self.leader(view)
+        lowered = lowered_settings(self.own(leader)) if leader in pending else []
+        if lowered:
+            # A switchover would not help: a promoted standby keeps the higher value it runs
+            # with. The primary restarts in place, no failover (Patroni keeps its leader lock).
+            self.log(f"lowered on the primary: {', '.join(lowered)}; a standby's may not be below it")
+            self.restart_primary(leader)
+            pending.remove(leader)
         for name in pending:
             if name != leader:
                 self.restart_member(name)
@@ -253,6 +283,46 @@ class RollingOperation(patroni_api.PatroniApi):
         )
         if still:
             raise Stop(f"still pending restart after the rolling restart: {', '.join(still)}")
+
+    def restart_primary(self, name: str, timeout: float = RESTART_TIMEOUT) -> None:
+        """Patroni restarts the primary's PostgreSQL where it is; then every replica replays
+        past its new start (the new values' WAL record, which updates their pg_controldata)."""
+        before = self.own(name).get("postmaster_start_time")
+        self.log(f"(re)starting PostgreSQL on {name}, the primary, in place")
+        status, answer = self.call(
+            self.api_urls()[name] + "/restart", "POST", {"restart_pending": True}, auth=True, timeout=timeout
+        )
+        if status != 200:
+            raise Stop(f"restart of the primary {name} refused ({status}): {answer}")
+        deadline = time.monotonic() + timeout
+        while True:
+            state = self.own(name)
+            if (
+                state.get("role") in ("primary", "master")
+                and state.get("state") == "running"
+                and state.get("postmaster_start_time") not in (None, before)
+            ):
+                break
+            if time.monotonic() > deadline:
+                raise Stop(f"{name} did not run as the primary again within {timeout} s: {state}")
+            time.sleep(0.5)
+        if state.get("pending_restart"):
+            raise Stop(f"{name} restarted, still pending restart: {still_pending(state)}")
+        started_at = int((state.get("xlog") or {}).get("location") or 0)
+        view = self.wait_healthy(f"after restarting the primary {name}")
+        for replica in sorted(n for n in self.members(view) if n != name):
+            self.wait_replayed(replica, started_at)
+
+    def wait_replayed(self, name: str, location: int, timeout: float = HEALTHY_TIMEOUT) -> None:
+        """Until ``name`` has replayed up to ``location``: only then may it restart with lower values."""
+        deadline = time.monotonic() + timeout
+        while True:
+            xlog = self.own(name).get("xlog") or {}
+            if int(xlog.get("replayed_location") or 0) >= location:
+                return
+            if time.monotonic() > deadline:
+                raise Stop(f"{name} did not replay up to {location} within {timeout} s: {xlog}")
+            time.sleep(0.5)
 
     # ---- upgrade: this VM's turn -------------------------------------------------
 
@@ -467,6 +537,40 @@ def difference(desired: dict[str, Any], current: dict[str, Any]) -> dict[str, An
         elif normal(value) != normal(now):
             patch[key] = value
     return patch
+
+
+def lowered_settings(state: View) -> list[str]:
+    """The settings of AT_LEAST_THE_PRIMARYS that a member's pending restart would lower
+    (Patroni's ``pending_restart_reason``: old and new value of each)."""
+    reasons = state.get("pending_restart_reason") or {}
+    lowered = []
+    for name, change in sorted(reasons.items()):
+        if name.lower() not in AT_LEAST_THE_PRIMARYS or not isinstance(change, dict):
+            continue
+        old, new = as_int(change.get("old_value")), as_int(change.get("new_value"))
+        if old is not None and new is not None and new < old:
+            lowered.append(f"{name} {old} -> {new}")
+    return lowered
+
+
+def still_pending(state: View) -> str:
+    """What a member still waits a restart for, and why it may not get it as a replica."""
+    reasons = state.get("pending_restart_reason") or {}
+    found = ", ".join(
+        f"{name} {change.get('old_value')} -> {change.get('new_value')}" if isinstance(change, dict) else name
+        for name, change in sorted(reasons.items())
+    )
+    found = found or "Patroni gives no reason"
+    if lowered_settings(state):
+        found += " (a standby's may not be below the primary's: the primary restarts first)"
+    return found
+
+
+def as_int(value: object) -> int | None:
+    try:
+        return int(str(value).strip())
+    except ValueError:
+        return None
 
 
 def normal(value: object) -> str:

@@ -267,3 +267,126 @@ def test_without_host_aware_sync_the_host_of_the_sync_standby_is_free(dev_config
     view = _view("psql-01", {"psql-02": "streaming", "psql-03": "streaming"})
     view["members"][1]["role"] = "replica"
     assert pgha_rolling.RollingOperation(plan).problems(view) == ["1 synchronous standby(s) of 2"]
+
+
+class FakeTime:
+    """pgha_rolling's clock: sleeping advances it, so a wait's deadline costs no real time."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class MaxConnectionsCluster:
+    """Patroni and PostgreSQL as far as max_connections goes: a replica starts with the primary's
+    value while that is higher (its pg_controldata; Patroni's ``effective_configuration``) and stays
+    pending_restart; a promoted standby keeps what it runs with."""
+
+    def __init__(self, urls: dict[str, str], leader: str, running: int, configured: int) -> None:
+        self.urls = {url: name for name, url in urls.items()}
+        self.leader = leader
+        self.running = dict.fromkeys(urls, running)
+        self.configured = configured
+        self.starts = dict.fromkeys(urls, 0)
+        self.wal = 100
+        self.actions: list[str] = []
+
+    def start(self, name: str) -> None:
+        primary_value = self.running[self.leader]
+        self.running[name] = self.configured if name == self.leader else max(self.configured, primary_value)
+        self.starts[name] += 1
+        self.wal += 1  # a primary's start writes its settings to the WAL, the replicas replay them
+
+    def pending(self, name: str) -> dict[str, Any]:
+        if self.running[name] == self.configured:
+            return {}
+        change = {"old_value": str(self.running[name]), "new_value": str(self.configured)}
+        return {"pending_restart": True, "pending_restart_reason": {"max_connections": change}}
+
+    def own(self, name: str) -> dict[str, Any]:
+        state = {"state": "running", "postmaster_start_time": str(self.starts[name]), **self.pending(name)}
+        if name == self.leader:
+            return {**state, "role": "primary", "xlog": {"location": self.wal}}
+        return {
+            **state,
+            "role": "replica",
+            "replication_state": "streaming",
+            "xlog": {"replayed_location": self.wal},
+        }
+
+    def cluster(self) -> dict[str, Any]:
+        members = []
+        for name in sorted(self.running):
+            role, state = ("leader", "running") if name == self.leader else ("sync_standby", "streaming")
+            members.append({"name": name, "role": role, "state": state, **self.pending(name)})
+        return {"members": members}
+
+    def call(self, url: str, method: str = "GET", body: Any = None, **kwargs: Any) -> tuple[int, Any]:
+        base, endpoint = url.rsplit("/", 1)
+        name = self.urls[base]
+        self.actions.append(f"{endpoint} {name}")
+        if endpoint == "restart":
+            self.start(name)
+        elif endpoint == "switchover":
+            old, self.leader = name, body["candidate"]
+            self.start(old)  # demoted: starts again as a replica
+        return 200, {}
+
+
+def _max_connections_tool(spec, monkeypatch, running: int, configured: int):
+    monkeypatch.setattr(pgha_rolling, "time", FakeTime())
+    plan = rolling.config_plan(spec)
+    plan["ca"] = None
+    tool = pgha_rolling.RollingOperation(plan)
+    fake = MaxConnectionsCluster(plan["rest_api_urls"], "psql-01", running, configured)
+    tool.own, tool.cluster, tool.call = fake.own, fake.cluster, fake.call
+    tool.log = lambda message: None
+    return tool, fake
+
+
+def test_a_lowered_max_connections_restarts_the_primary_first_without_a_switchover(spec, monkeypatch):
+    """Replicas first would leave them at the primary's higher value, pending forever."""
+    tool, fake = _max_connections_tool(spec, monkeypatch, running=220, configured=200)
+    tool.restart_pending()
+    assert fake.actions == ["restart psql-01", "restart psql-02", "restart psql-03"]
+    assert fake.leader == "psql-01" and set(fake.running.values()) == {200}
+    assert not any(m.get("pending_restart") for m in fake.cluster()["members"])
+
+
+def test_a_raised_max_connections_restarts_the_replicas_first_then_one_switchover(spec, monkeypatch):
+    tool, fake = _max_connections_tool(spec, monkeypatch, running=200, configured=220)
+    tool.restart_pending()
+    assert fake.actions == ["restart psql-02", "restart psql-03", "switchover psql-01"]
+    assert fake.leader == "psql-02" and set(fake.running.values()) == {220}
+
+
+def test_a_replica_left_pending_stops_soon_with_the_reason(spec, monkeypatch):
+    """Patroni keeps a restarted replica at the primary's higher value: a stop naming it within
+    seconds, where the wait once ran into RESTART_TIMEOUT (10 min) with no reason."""
+    tool, fake = _max_connections_tool(spec, monkeypatch, running=220, configured=200)
+    fake.start("psql-02")  # restarted while the primary still runs 220: still pending
+    with pytest.raises(pgha_rolling.Stop) as stopped:
+        tool.wait_member("psql-02", started_before="0")
+    assert "psql-02 restarted and streams, still pending restart: max_connections 220 -> 200" in str(
+        stopped.value
+    )
+    assert "the primary restarts first" in str(stopped.value)
+    assert pgha_rolling.time.monotonic() <= 2 * pgha_rolling.SETTLE_TIMEOUT
+
+
+def test_only_lowered_settings_a_standby_must_match_count(spec):
+    def state(reasons: dict[str, tuple[str, str]]) -> dict[str, Any]:
+        return {
+            "pending_restart_reason": {k: {"old_value": o, "new_value": n} for k, (o, n) in reasons.items()}
+        }
+
+    assert pgha_rolling.lowered_settings({}) == []
+    assert pgha_rolling.lowered_settings(state({"max_connections": ("200", "220")})) == []
+    assert pgha_rolling.lowered_settings(state({"shared_buffers": ("256MB", "128MB")})) == []
+    mixed = state({"max_wal_senders": ("10", "8"), "max_connections": ("200", "300"), "work_mem": ("4", "2")})
+    assert pgha_rolling.lowered_settings(mixed) == ["max_wal_senders 10 -> 8"]

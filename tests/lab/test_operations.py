@@ -4,8 +4,9 @@
 keepalived's check interval) fails no request, and a session opened before
 it keeps working on the same backend. (b) A change that needs a restart
 (``max_connections``) costs one switchover's unavailability and no
-acknowledged write. (c) The rolling package update restarts every
-PostgreSQL, one at a time, with one switchover.
+acknowledged write; lowered again, a restart of the primary in place
+instead. (c) The rolling package update restarts every PostgreSQL, one
+at a time, with one switchover.
 
 Its own lab stack, ``ops`` (Pulumi.ops.yaml), so it can run next to others.
 Each test prints its measurements as one JSON line (``pytest -s``).
@@ -199,6 +200,22 @@ def test_restart_needing_change_costs_one_switchover(ops_lab: Lab) -> None:
     lab.apply(spec)
     assert observe.leader(lab) == leader
     assert on_every_node(lab, "select pg_postmaster_start_time()") == starts
+    # Back to 200: a standby's max_connections may not be below the primary's, so the primary
+    # restarts first, in place (no switchover), then the replicas; the rule's 5 s holds.
+    with harness.scenario(lab, "restart_needing_change_lowered") as run:
+        since = run.inject(lambda: lab.apply(spec_with(lab, RELOAD_ONLY)))
+        run.extra["max_ack_gap_s"] = round(max_ack_gap(run.writer, since), 2)
+        run.extra["apply_s"] = round(time.monotonic() - since, 1)
+    result = run.result()
+    print(json.dumps({k: v for k, v in result.items() if k != "patroni_logs"}))
+    assert result["lost"] == 0 and not result["split_brain"], result
+    assert result["new_primary"] == result["old_primary"] == leader, result
+    assert result["max_ack_gap_s"] < 5, result
+    assert set(on_every_node(lab, "show max_connections").values()) == {"200"}
+    restarted = on_every_node(lab, "select pg_postmaster_start_time()")
+    assert all(restarted[n] != starts[n] for n in starts), (starts, restarted)
+    pending = on_every_node(lab, "select count(*) from pg_settings where pending_restart")
+    assert set(pending.values()) == {0}, pending
 
 
 def test_rolling_update_restarts_every_node_once(ops_lab: Lab) -> None:
