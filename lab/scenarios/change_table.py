@@ -42,6 +42,9 @@ class Row:
 ROWS: tuple[Row, ...] = (
     Row("reload-only parameter (work_mem)", {"postgres.parameters.work_mem": "8MB"}),
     Row("restart-needing parameter (shared_buffers)", {"postgres.parameters.shared_buffers": "160MB"}),
+    # Lowered: the primary restarts first (a standby's may not be below the primary's); back up:
+    # the replicas first, then a switchover.
+    Row("max_connections lowered", {"postgres.parameters.max_connections": 180}),
     Row("Patroni DCS setting (maximumLagOnFailover)", {"patroni.maximumLagOnFailover": 2097152}),
     Row("HAProxy check timings", {"haproxy.checkInterMs": 1500, "haproxy.checkFall": 4}),
     Row("HAProxy maxconn", {"haproxy.maxconn": 900}),
