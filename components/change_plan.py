@@ -78,6 +78,7 @@ class Resource:
     delete_before_replace: bool = False
     retain_on_delete: bool = False
     property_dependencies: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    id: str = ""  # what the run's provider (the mocks) answered: other resources' inputs may carry it
 
 
 @dataclass(frozen=True)
@@ -203,12 +204,39 @@ def changed_paths(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[str, 
     return tuple(sorted(p for p in before.keys() | after.keys() if before.get(p) != after.get(p)))
 
 
-def _judge(old: Resource, new: Resource, replaced: set[str], *, guards: bool) -> Step | None:
+def _within(path: str, prop: str) -> bool:
+    return path == prop or path.startswith((f"{prop}.", f"{prop}["))
+
+
+def unknown_inputs(new: Resource, replaced: Mapping[str, str]) -> list[str]:
+    """The inputs a replaced resource's outputs feed (``replaced``: URN -> id), unknown until the apply.
+
+    The preview shows them changed (the mocks' stand-in outputs stay equal, a
+    real certificate would not). The engine keeps an unknown where the output
+    sits, not over the whole input: where leaves of the input hold every
+    replaced dependency's id, those leaves stand for it (so an ``ignoreChanges``
+    on them applies, as the engine would); otherwise the whole input is taken.
+    """
+    leaves = leaf_paths(dict(new.inputs))
+    found: set[str] = set()
+    for prop, urns in new.property_dependencies.items():
+        hit = [replaced[u] for u in sorted(urns) if u in replaced]
+        if not hit:
+            continue
+        holding = {
+            p
+            for p, value in leaves.items()
+            if _within(p, prop) and isinstance(value, str) and any(i and i in value for i in hit)
+        }
+        carried = all(any(i and i in str(leaves[p]) for p in holding) for i in hit)
+        found.update(holding if holding and carried else {prop})
+    return sorted(found)
+
+
+def _judge(old: Resource, new: Resource, replaced: Mapping[str, str], *, guards: bool) -> Step | None:
     """The step for a resource in both runs, or None when the engine leaves it alone."""
-    # An input computed from a replaced resource's outputs is unknown until the apply: the preview
-    # shows it changed (the mocks' stand-in outputs stay equal, a real certificate would not).
-    unknown_inputs = sorted(p for p, urns in new.property_dependencies.items() if urns & replaced)
-    paths = tuple(sorted({*changed_paths(old.inputs, new.inputs), *unknown_inputs}))
+    unknown = unknown_inputs(new, replaced)
+    paths = tuple(sorted({*changed_paths(old.inputs, new.inputs), *unknown}))
     ignores = new.ignore_changes if guards else ()
     visible = tuple(p for p in paths if not any(covers(i, p) for i in ignores))
     if old.replacement_trigger != new.replacement_trigger and new.replacement_trigger is not None:
@@ -263,7 +291,7 @@ def diff(
         # The preview stops at the refusal: nothing is done, whatever the program registered so far.
         return Plan((), len(old), tuple(refused), tuple(warnings))
     order = _topological(new)
-    replaced: set[str] = set()
+    replaced: dict[str, str] = {}  # URN -> the id its inputs' dependents may carry
     steps: dict[str, Step] = {}
     for urn in order:
         resource = new[urn]
@@ -274,7 +302,7 @@ def diff(
         if step is not None:
             steps[urn] = step
             if step.op == "replace":
-                replaced.add(urn)
+                replaced[urn] = resource.id
     waves = _waves(new, order, steps)
     deleted = [old[u] for u in reversed(_topological(old)) if u not in new]
     last = max(waves.values(), default=0)

@@ -58,6 +58,17 @@ ROWS: tuple[Row, ...] = (
     ),
     Row("certificates re-issued (tls.rotation)", {"tls.rotation": 1}),
     Row("internal secrets rotated", {"secretRotation.replication": 1, "secretRotation.restApi": 1}),
+    Row(
+        "a VM added (psql-04), then removed", {"vms[]": {"name": "psql-04", "host": "pve2", "ip": "10.0.0.5"}}
+    ),
+    Row("a larger disk (vm.diskGb)", {"vm.diskGb": 24}),
+    Row(
+        "one more operator key",
+        {
+            "ssh.authorizedKeys[]": "ssh-ed25519 "
+            "AAAAC3NzaC1lZDI1NTE5AAAAIHq0a1gHqZKpJ9xB2m3n4o5p6q7r8s9t0u1v2w3x4y5z replay@example.org"
+        },
+    ),
     Row("backup schedule", {"backup.fullSchedule": "Sun *-*-* 02:30:00"}),
     Row("archive timeout", {"backup.archiveTimeoutS": 45}),
 )

@@ -210,6 +210,7 @@ class Registration:
     aliases: list[str] = field(default_factory=list)
     # Each input's own dependencies (URNs): what the engine makes unknown when one is replaced.
     property_dependencies: dict[str, set[str]] = field(default_factory=dict)
+    resource_id: str = ""  # the mocks' answer
 
 
 class RecordingMonitor(MockMonitor):
@@ -245,6 +246,7 @@ class RecordingMonitor(MockMonitor):
                 additional_secret_outputs=list(request.additionalSecretOutputs),
                 aliases=[a.spec.name if a.HasField("spec") else a.urn for a in request.aliases],
                 property_dependencies={k: set(v.urns) for k, v in request.propertyDependencies.items()},
+                resource_id=response.id,
             )
         return response
 
@@ -486,6 +488,7 @@ def plan_resources(run: ProgramRun, *, as_written: bool = False) -> dict[str, Re
             delete_before_replace=r.delete_before_replace,
             retain_on_delete=r.retain_on_delete,
             property_dependencies={k: frozenset(v) for k, v in r.property_dependencies.items()},
+            id=r.resource_id,
         )
     return found
 

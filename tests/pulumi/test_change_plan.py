@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 import components.tls
-from components.change_plan import COMMAND, PASSWORD, Plan, Resource, diff
-from components.provider_behaviour import VM
+from components.change_plan import COMMAND, PASSWORD, Plan, Resource, diff, unknown_inputs
+from components.provider_behaviour import SNIPPET, VM
 from components.vm import ALLOW_NETWORK_CHANGE_ENV
 from tests.pulumi.harness import LOCALLY_SIGNED_CERT, ProgramRun, first_run, replay_plan, stack_file_config
 
@@ -163,3 +163,41 @@ def test_two_vms_down_in_one_wave_is_a_violation_one_is_not():
     )
     assert diff(old, guarded).steps == ()
     assert diff(old, guarded, guards=False).verdict() == "VIOLATION"
+
+
+OPERATOR_KEY = (
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHq0a1gHqZKpJ9xB2m3n4o5p6q7r8s9t0u1v2w3x4y5z second@example.org"
+)
+
+
+def test_a_new_operator_key_replaces_snippets_and_reaches_no_vm(dev):
+    """The user-data snippets are replaced (sourceRaw is ForceNew); the VMs' ``userDataFileId`` is
+    unknown until then, but under ``ignoreChanges``: cloud-init ran once, the VMs keep running."""
+    ssh = stack_file_config()["pgha:ssh"]
+    plan = replay_plan(dev, edited(ssh={"authorizedKeys": [*ssh["authorizedKeys"], OPERATOR_KEY]}))
+    snippets = {s.resource.name: s.op for s in plan.steps if s.resource.typ == SNIPPET}
+    assert snippets and set(snippets.values()) == {"replace"}
+    assert plan.vm_actions() == {}, plan.render()
+    assert plan.verdict() == "nothing reaches the VMs", plan.render()
+    # Without the guards, the unknown file id reaches every VM (and the replay cannot judge it).
+    unguarded = replay_plan(
+        dev, edited(ssh={"authorizedKeys": [*ssh["authorizedKeys"], OPERATOR_KEY]}), guards=False
+    )
+    assert len(unguarded.vm_actions()) == 4, unguarded.render()
+
+
+def test_an_unknown_input_narrows_to_the_leaves_holding_the_replaced_id():
+    vm = res(
+        "vm",
+        VM,
+        inputs={
+            "initialization": {"userDataFileId": "local:snippets/ud.yaml", "datastoreId": "local"},
+            "cpu": {"cores": 2},
+        },
+        property_dependencies={"initialization": frozenset({"urn::ud"}), "cpu": frozenset({"urn::other"})},
+    )
+    assert unknown_inputs(vm, {"urn::ud": "local:snippets/ud.yaml"}) == ["initialization.userDataFileId"]
+    # A replaced dependency whose id no leaf shows (another output feeds it): the whole input.
+    assert unknown_inputs(vm, {"urn::ud": "something-else"}) == ["initialization"]
+    assert unknown_inputs(vm, {"urn::other": "x"}) == ["cpu"]
+    assert unknown_inputs(vm, {}) == []
