@@ -2,10 +2,10 @@
 
 Everything lives in the stack's state, private keys as secrets; the CA's key
 never leaves it. What each certificate names comes from the core
-(:func:`pgha.pki.node_identity`), the same answer the lab's
+(:func:`pgha.pki.node_identity`, :func:`pgha.pki.etcd_identity`), the same answer the lab's
 locally issued certificates get.
 
-Rotation: bumping ``pgha:tls.rotation`` replaces every node's private key
+Rotation: bumping ``pgha:tls.rotation`` replaces every private key but the CA's
 (``replacement_trigger``), and with it its request and certificate; the
 steps then roll the new files out.
 
@@ -66,7 +66,8 @@ class ClusterCertificatesArgs:
 
 
 class ClusterCertificates(pulumi.ComponentResource):
-    """A CA (key and self-signed certificate), and a key, request and certificate per node."""
+    """A CA (key and self-signed certificate), a key, request and certificate per node, and
+    another such trio (the etcd identity) per node that uses etcd."""
 
     tls: pulumi.Output[ClusterTls]
     ca_certificate: pulumi.Output[str]
@@ -75,7 +76,7 @@ class ClusterCertificates(pulumi.ComponentResource):
         self, name: str, args: ClusterCertificatesArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("pgha:index:ClusterCertificates", name, None, opts)
-        spec = args.spec
+        spec = self._spec = args.spec
         child = pulumi.ResourceOptions(parent=self)
         today = utc_today()
         tls = spec.tls
@@ -107,54 +108,76 @@ class ClusterCertificates(pulumi.ComponentResource):
 
         self.keys: dict[str, pulumi_tls.PrivateKey] = {}
         self.certificates: dict[str, pulumi_tls.LocallySignedCert] = {}
+        self.etcd_keys: dict[str, pulumi_tls.PrivateKey] = {}
+        self.etcd_certificates: dict[str, pulumi_tls.LocallySignedCert] = {}
         for node in spec.nodes:
-            identity = pki.node_identity(spec, node)
-            key = pulumi_tls.PrivateKey(
-                f"{node.name}-tls-key",
-                algorithm=pki.KEY_ALGORITHM,
-                ecdsa_curve=pki.ECDSA_CURVE,
-                # A new tls.rotation makes a new key, hence a new request and certificate.
-                opts=pulumi.ResourceOptions(parent=self, replacement_trigger=spec.tls.rotation),
+            self.keys[node.name], self.certificates[node.name] = self._pair(
+                f"{node.name}-tls", pki.node_identity(spec, node), ca_private_key
             )
-            request = pulumi_tls.CertRequest(
-                f"{node.name}-tls-request",
-                private_key_pem=pulumi.Output.secret(key.private_key_pem),
-                subject=pulumi_tls.CertRequestSubjectArgs(
-                    common_name=identity.common_name, organization=pki.ORGANIZATION
-                ),
-                dns_names=list(identity.dns_names),
-                ip_addresses=list(identity.ip_addresses),
-                opts=child,
-            )
-            self.keys[node.name] = key
-            self.certificates[node.name] = pulumi_tls.LocallySignedCert(
-                f"{node.name}-tls-cert",
-                cert_request_pem=request.cert_request_pem,
-                ca_private_key_pem=ca_private_key,
-                ca_cert_pem=self.ca.cert_pem,
-                allowed_uses=list(pki.NODE_USES),
-                set_subject_key_id=True,
-                validity_period_hours=spec.tls.cert_validity_days * HOURS_PER_DAY,
-                early_renewal_hours=spec.tls.renew_before_days * HOURS_PER_DAY,
-                # Re-issued by a plain `pulumi up` once the renewal period changes.
-                opts=pulumi.ResourceOptions(parent=self, replacement_trigger=f"renewal-{self.cert_epoch}"),
-            )
+            etcd_identity = pki.etcd_identity(node)
+            if etcd_identity is not None:
+                # A key per service: only etcd and etcd's clients hold this one.
+                self.etcd_keys[node.name], self.etcd_certificates[node.name] = self._pair(
+                    f"{node.name}-etcd-tls", etcd_identity, ca_private_key
+                )
 
         names = [n.name for n in spec.nodes]
+        etcd_names = list(self.etcd_certificates)
         parts = pulumi.Output.all(
             self.ca.cert_pem,
             *(self.certificates[n].cert_pem for n in names),
             *(self.keys[n].private_key_pem_pkcs8 for n in names),
+            *(self.etcd_certificates[n].cert_pem for n in etcd_names),
+            *(self.etcd_keys[n].private_key_pem_pkcs8 for n in etcd_names),
         )
-        self.tls = pulumi.Output.secret(parts.apply(lambda values: _cluster_tls(names, values)))
+        self.tls = pulumi.Output.secret(parts.apply(lambda values: _cluster_tls(names, etcd_names, values)))
         self.register_outputs({"caCertificate": self.ca_certificate})
 
+    def _pair(
+        self, prefix: str, identity: pki.CertIdentity, ca_private_key: pulumi.Output[str]
+    ) -> tuple[pulumi_tls.PrivateKey, pulumi_tls.LocallySignedCert]:
+        """A key, its request and its certificate, all under the same rotation and renewal rules."""
+        spec = self._spec
+        key = pulumi_tls.PrivateKey(
+            f"{prefix}-key",
+            algorithm=pki.KEY_ALGORITHM,
+            ecdsa_curve=pki.ECDSA_CURVE,
+            # A new tls.rotation makes a new key, hence a new request and certificate.
+            opts=pulumi.ResourceOptions(parent=self, replacement_trigger=spec.tls.rotation),
+        )
+        request = pulumi_tls.CertRequest(
+            f"{prefix}-request",
+            private_key_pem=pulumi.Output.secret(key.private_key_pem),
+            subject=pulumi_tls.CertRequestSubjectArgs(
+                common_name=identity.common_name, organization=pki.ORGANIZATION
+            ),
+            dns_names=list(identity.dns_names),
+            ip_addresses=list(identity.ip_addresses),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        certificate = pulumi_tls.LocallySignedCert(
+            f"{prefix}-cert",
+            cert_request_pem=request.cert_request_pem,
+            ca_private_key_pem=ca_private_key,
+            ca_cert_pem=self.ca.cert_pem,
+            allowed_uses=list(pki.NODE_USES),
+            set_subject_key_id=True,
+            validity_period_hours=spec.tls.cert_validity_days * HOURS_PER_DAY,
+            early_renewal_hours=spec.tls.renew_before_days * HOURS_PER_DAY,
+            # Re-issued by a plain `pulumi up` once the renewal period changes.
+            opts=pulumi.ResourceOptions(parent=self, replacement_trigger=f"renewal-{self.cert_epoch}"),
+        )
+        return key, certificate
 
-def _cluster_tls(names: list[str], values: list[str]) -> ClusterTls:
+
+def _cluster_tls(names: list[str], etcd_names: list[str], values: list[str]) -> ClusterTls:
     """The resolved PEMs, in the order :class:`ClusterCertificates` gathered them."""
     ca, rest = values[0], values[1:]
-    certificates, keys = rest[: len(names)], rest[len(names) :]
+    count, etcd_count = len(names), len(etcd_names)
+    certificates, keys, rest = rest[:count], rest[count : 2 * count], rest[2 * count :]
+    etcd_certificates, etcd_keys = rest[:etcd_count], rest[etcd_count:]
     return ClusterTls(
         ca_certificate=ca,
         nodes={n: NodeTls(c, k) for n, c, k in zip(names, certificates, keys, strict=True)},
+        etcd={n: NodeTls(c, k) for n, c, k in zip(etcd_names, etcd_certificates, etcd_keys, strict=True)},
     )

@@ -3,10 +3,16 @@
 Pulumi issues the real ones with ``pulumi_tls`` (``components/tls.py``); the
 lab and the validators test issue equivalent ones with :class:`LocalCa`
 (``cryptography``); the offline render shows placeholders. All three ask
-:func:`node_identity` what a node's certificate names, so they agree. The
-CA's private key stays where it was made (Pulumi's state, the lab's
-root-only state dir): a VM gets the CA certificate, its own certificate and
-its own key, nothing else.
+:func:`node_identity` and :func:`etcd_identity` what a node's certificates
+name, so they agree. The CA's private key stays where it was made (Pulumi's
+state, the lab's root-only state dir): a VM gets the CA certificate, its own
+certificates and their keys, nothing else.
+
+A key per service: a node that uses etcd has two key pairs. Its node
+certificate (PostgreSQL, the REST API, HAProxy, pgBackRest, PgBouncer) does
+not name etcd's client identity; its etcd certificate does, and only etcd and
+etcd's clients (Patroni's DCS client, pgha's agents) hold it. A leaked
+PostgreSQL or HAProxy key then does not open Patroni's keys in etcd.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -32,13 +38,14 @@ KEY_ALGORITHM = "ECDSA"
 ECDSA_CURVE = "P256"
 # pulumi_tls's names of the key usages; LocalCa writes the same X.509 extensions.
 CA_USES = ("cert_signing", "crl_signing", "digital_signature")
-# Every node certificate serves (etcd, Patroni, PostgreSQL, HAProxy stats) and
-# is a client too (etcd peers, Patroni to etcd).
+# Every certificate serves (etcd; Patroni, PostgreSQL, HAProxy stats) and is a
+# client too (etcd peers and Patroni to etcd; replication, pgBackRest).
 NODE_USES = ("digital_signature", "server_auth", "client_auth")
 # The DNS name etcd requires in a client's and a peer's certificate
 # (ETCD_CLIENT_CERT_ALLOWED_HOSTNAME, ETCD_PEER_CERT_ALLOWED_HOSTNAME): only the
-# certificates of the nodes that use etcd carry it, so the repository's, a
-# restore machine's or any other certificate of the CA is refused. One shared
+# etcd certificates of the nodes that use etcd carry it, so their node
+# certificates, the repository's, a restore machine's or any other certificate
+# of the CA are refused. One shared
 # name, since etcd 3.5 checks a single value (3.6 takes a list). ``.internal``
 # is reserved for private use: no public certificate can carry it.
 ETCD_CLIENT_NAME = "etcd-client.pgha.internal"
@@ -67,8 +74,19 @@ def node_identity(spec: ClusterSpec, node: Node) -> CertIdentity:
     addresses = [str(node.ip)]
     if node.runs_postgres:
         addresses.append(str(spec.vip))
-    names = (node.name, ETCD_CLIENT_NAME) if node.uses_etcd else (node.name,)
-    return CertIdentity(node.name, names, tuple(addresses))
+    return CertIdentity(node.name, (node.name,), tuple(addresses))
+
+
+def etcd_identity(node: Node) -> CertIdentity | None:
+    """The node's etcd certificate, if it uses etcd: its name, its IP, and ETCD_CLIENT_NAME.
+
+    etcd serves with it (clients dial the member's IP) and shows it to its
+    peers; Patroni and pgha's agents show it to etcd. No VIP: PostgreSQL never
+    presents it.
+    """
+    if not node.uses_etcd:
+        return None
+    return CertIdentity(node.name, (node.name, ETCD_CLIENT_NAME), (str(node.ip),))
 
 
 @dataclass(frozen=True)
@@ -90,16 +108,21 @@ class NodeTls:
 
 @dataclass(frozen=True)
 class ClusterTls:
-    """The CA certificate and every node's key pair, for the renderers."""
+    """The CA certificate, every node's key pair and the etcd key pair of each node that uses etcd."""
 
     ca_certificate: str
     nodes: Mapping[str, NodeTls]
+    etcd: Mapping[str, NodeTls] = field(default_factory=dict)
 
     def node(self, node: Node) -> NodeTls:
         return self.nodes[node.name]
 
+    def etcd_pair(self, node: Node) -> NodeTls:
+        """The node's etcd identity: for etcd and etcd's clients only, never for PostgreSQL's files."""
+        return self.etcd[node.name]
+
     def private_keys(self) -> tuple[str, ...]:
-        return tuple(n.private_key for n in self.nodes.values())
+        return tuple(n.private_key for n in (*self.nodes.values(), *self.etcd.values()))
 
     @classmethod
     def placeholders(cls, spec: ClusterSpec) -> ClusterTls:
@@ -112,6 +135,14 @@ class ClusterTls:
                     private_key=f"PULUMI-SECRET(private-key {n.name})\n",
                 )
                 for n in spec.nodes
+            },
+            etcd={
+                n.name: NodeTls(
+                    certificate=f"PULUMI-GENERATED(etcd certificate {n.name})\n",
+                    private_key=f"PULUMI-SECRET(etcd private-key {n.name})\n",
+                )
+                for n in spec.nodes
+                if n.uses_etcd
             },
         )
 
@@ -241,11 +272,12 @@ class LocalCa:
         return NodeTls(_pem_cert(builder.sign(ca_key, hashes.SHA256())), _pem_key(key))
 
     def issue_cluster(self, spec: ClusterSpec) -> ClusterTls:
-        """A new key and certificate for every node of the spec."""
+        """A new key and certificate for every node of the spec, and an etcd pair where it uses etcd."""
         days = spec.tls.cert_validity_days
         return ClusterTls(
             ca_certificate=self.certificate,
             nodes={n.name: self.issue(node_identity(spec, n), days) for n in spec.nodes},
+            etcd={n.name: self.issue(identity, days) for n in spec.nodes if (identity := etcd_identity(n))},
         )
 
 

@@ -143,17 +143,25 @@ class LabAccess:
         state = self._read_json(self.tls_path)
         ca = LocalCa(**state["ca"]) if state else LocalCa.create(self.spec)
         rotation = self.spec.tls.rotation
-        nodes = {}
-        if state and state["rotation"] == rotation:
+        nodes: dict[str, pki.NodeTls] = {}
+        etcd_pairs: dict[str, pki.NodeTls] = {}
+        # A state from before the etcd identities existed: its node certificates name etcd's client.
+        if state and state["rotation"] == rotation and "etcd" in state:
             nodes = {name: pki.NodeTls(**pair) for name, pair in state["nodes"].items()}
-        renew = self.spec.tls.renew_before_days
-        stale = [
-            n
-            for n in self.spec.nodes
-            if n.name not in nodes or pki.expires_within(nodes[n.name].certificate, renew)
-        ]
+            etcd_pairs = {name: pki.NodeTls(**pair) for name, pair in state["etcd"].items()}
+        renew, days = self.spec.tls.renew_before_days, self.spec.tls.cert_validity_days
+
+        def fresh(kept: dict[str, pki.NodeTls], node: Node) -> bool:
+            return node.name in kept and not pki.expires_within(kept[node.name].certificate, renew)
+
+        stale = [n for n in self.spec.nodes if not fresh(nodes, n)]
         for node in stale:
-            nodes[node.name] = ca.issue(pki.node_identity(self.spec, node), self.spec.tls.cert_validity_days)
+            nodes[node.name] = ca.issue(pki.node_identity(self.spec, node), days)
+        for node in self.spec.nodes:
+            identity = pki.etcd_identity(node)
+            if identity is not None and not fresh(etcd_pairs, node):
+                etcd_pairs[node.name] = ca.issue(identity, days)
+                stale.append(node)
         if stale or not self.operator_pem_path.exists() or not self.ca_path.exists():
             # The operator reads etcd (status, tests): its certificate names the etcd client
             # name, and the address it connects from, which etcd's peer port checks a
@@ -166,6 +174,7 @@ class LabAccess:
                 "rotation": rotation,
                 "ca": {"certificate": ca.certificate, "private_key": ca.private_key},
                 "nodes": {name: pair.__dict__ for name, pair in nodes.items()},
+                "etcd": {name: pair.__dict__ for name, pair in etcd_pairs.items()},
             }
             self._write_private(self.tls_path, json.dumps(document))
             self._write_private(self.operator_pem_path, operator.pem_bundle)
@@ -211,7 +220,8 @@ class LabAccess:
         """The lab's CA certificate and node certificates as kept (``save_identity`` issues them)."""
         state = self._kept(self.tls_path, "certificates")
         nodes = {name: pki.NodeTls(**pair) for name, pair in state["nodes"].items()}
-        return ClusterTls(state["ca"]["certificate"], nodes)
+        etcd_pairs = {name: pki.NodeTls(**pair) for name, pair in state.get("etcd", {}).items()}
+        return ClusterTls(state["ca"]["certificate"], nodes, etcd_pairs)
 
     def ca(self) -> LocalCa:
         """The lab's CA with its key (Pulumi keeps it in state): what the restore drill issues from."""

@@ -7,8 +7,9 @@ the cluster's.
 
 Clients and peers speak TLS only, on the private IP only, and must show a
 certificate from the cluster's CA that names :data:`pki.ETCD_CLIENT_NAME`,
-which only the nodes that use etcd have: there is no plaintext or loopback
-listener, and the repository's certificate is refused.
+which only the etcd certificates of the nodes that use etcd carry: there is
+no plaintext or loopback listener, and the repository's certificate, or a
+node's certificate that PostgreSQL or HAProxy holds, is refused.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ BOOTSTRAP_ENV_PATH = "/var/lib/pgha/etcd-bootstrap.env"
 DROPIN_PATH = "/etc/systemd/system/etcd.service.d/pgha.conf"
 MEMBERSHIP_PATH = "/usr/local/lib/pgha/membership"
 DATA_DIR = "/var/lib/etcd/pgha"
-# etcd's own copy of the node's certificate and key, for serving and for its peers.
+# etcd's own copy of the node's etcd certificate and key, for serving and for its peers.
 PEM_PATH = f"{pki.TLS_DIR}/etcd.pem"
 
 
@@ -92,7 +93,7 @@ def files(spec: ClusterSpec, node: Node, tls: pki.ClusterTls) -> list[RenderedFi
     return [
         RenderedFile(ENV_PATH, content),
         RenderedFile(DROPIN_PATH, dropin),
-        pki.key_file(PEM_PATH, tls.node(node), owner="etcd"),
+        pki.key_file(PEM_PATH, tls.etcd_pair(node), owner="etcd"),
     ]
 
 

@@ -59,8 +59,8 @@ def settings(spec: ClusterSpec, node: Node) -> dict[str, Any]:
             if n.runs_postgres or n in members
         ],
         "ca": pki.CA_PATH,
-        # Any certificate of the cluster's CA opens etcd: Patroni's copy, readable by root.
-        "client_pem": patroni.PEM_PATH,
+        # Patroni's copy of the etcd certificate, readable by root: etcd admits no other.
+        "client_pem": patroni.ETCD_PEM_PATH,
         "patroni_config": patroni.CONFIG_PATH,
         "synchronous_mode": spec.patroni.synchronous_mode,
         "sync_standbys": spec.sync_standbys if spec.patroni.synchronous_mode else 0,

@@ -35,6 +35,9 @@ def helper(spec: ClusterSpec, node: Node) -> RenderedFile:
     """The node's join/leave helper, installed by the etcd step (its join runs there)."""
     members = etcd.members(spec)
     others = [m for m in members if m != node]
+    # The VM's etcd certificate: etcd's copy on a member (its join runs before Patroni's
+    # step), Patroni's on a database VM that is not one.
+    pem = patroni.ETCD_PEM_PATH if node.runs_postgres and node not in members else etcd.PEM_PATH
     content = render_template(
         HERE,
         "membership.sh.j2",
@@ -48,7 +51,7 @@ def helper(spec: ClusterSpec, node: Node) -> RenderedFile:
         bootstrap_env=etcd.BOOTSTRAP_ENV_PATH,
         lock=LOCK,
         lock_timeout=LOCK_TIMEOUT_S,
-        tls_flags=[f for f in etcd.etcdctl_flags(spec, node) if not f.startswith("--endpoints=")],
+        tls_flags=[f"--cacert={pki.CA_PATH}", f"--cert={pem}", f"--key={pem}"],
         patroni_config=patroni.CONFIG_PATH,
         patroni_url=patroni.rest_api_url(spec, node),
         haproxy_config=haproxy.CONFIG_PATH,

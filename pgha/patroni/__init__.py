@@ -48,8 +48,11 @@ PACKAGES = ("postgresql-common", "patroni", "python3-etcd")
 WATCHDOG_RULE_PATH = "/etc/udev/rules.d/60-pgha-watchdog.rules"
 SOFTDOG_PATH = "/etc/modules-load.d/pgha-softdog.conf"
 # The postgres user's copy of the node's certificate and key: PostgreSQL's
-# server certificate, the REST API's, and Patroni's client certificate for etcd.
+# server certificate and the REST API's.
 PEM_PATH = f"{pki.TLS_DIR}/postgres.pem"
+# The node's etcd certificate and key, for Patroni's etcd client and pgha's agents
+# (pki.ClusterTls.etcd_pair): PostgreSQL's configuration never names this file.
+ETCD_PEM_PATH = f"{pki.TLS_DIR}/patroni-etcd.pem"
 # Patroni reads its configuration as a directory (files merged in name order):
 # config.yml (linked in) first, then what pgha-hostaware writes at runtime.
 CONFIG_DIR = "/etc/patroni/pgha.d"
@@ -294,8 +297,8 @@ def config(spec: ClusterSpec, node: Node, secrets: ClusterSecrets) -> dict[str, 
             "use_proxies": True,
             "protocol": "https",
             "cacert": pki.CA_PATH,
-            "cert": PEM_PATH,
-            "key": PEM_PATH,
+            "cert": ETCD_PEM_PATH,
+            "key": ETCD_PEM_PATH,
         },
         "bootstrap": {
             # Patroni reads this once, when it creates the cluster; later
@@ -389,7 +392,7 @@ def hostaware_settings(spec: ClusterSpec, node: Node) -> dict[str, Any]:
             "endpoints": [etcd.client_url(spec, m) for m in etcd.members(spec)],
             "self": etcd.client_url(spec, node),
             "cafile": pki.CA_PATH,
-            "cert": PEM_PATH,
+            "cert": ETCD_PEM_PATH,
             "every": HOSTAWARE_ETCD_CHECK_S,
         }
         if node in etcd.members(spec)
@@ -448,6 +451,7 @@ def files(spec: ClusterSpec, node: Node, secrets: ClusterSecrets, tls: pki.Clust
             secret=True,
         ),
         pki.key_file(PEM_PATH, tls.node(node), owner="postgres"),
+        pki.key_file(ETCD_PEM_PATH, tls.etcd_pair(node), owner="postgres"),
         *cluster_password_files(spec, secrets),
     ]
 

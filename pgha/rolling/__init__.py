@@ -85,7 +85,7 @@ def upgrade_plan(spec: ClusterSpec, node: Node) -> dict[str, Any]:
         "apt_update": spec.maintenance.apt_update,
         "etcd_urls": [etcd.client_url(spec, m) for m in etcd.members(spec)],
         "own_etcd_url": etcd.client_url(spec, node) if member else None,
-        # Any certificate of the cluster's CA opens etcd; this VM's own copy for root.
+        # The VM's etcd certificate where it has one, for root: etcd admits no other.
         "client_pem": _client_pem(spec, node),
         "marker_prefix": f"/pgha-maintenance/{spec.postgres.scope}/upgrade",
         # Root's key that signs this VM's turn markers (the system step installs it).
@@ -94,9 +94,10 @@ def upgrade_plan(spec: ClusterSpec, node: Node) -> dict[str, Any]:
 
 
 def _client_pem(spec: ClusterSpec, node: Node) -> str:
-    """A copy of the VM's certificate and key that exists on it: Patroni's, etcd's, or pgBackRest's."""
+    """A copy of the VM's etcd certificate that exists on it (Patroni's or etcd's), else pgBackRest's
+    (the repository VM has no etcd certificate)."""
     if node.runs_postgres:
-        return patroni.PEM_PATH
+        return patroni.ETCD_PEM_PATH
     if node in etcd.members(spec):
         return etcd.PEM_PATH
     return backup.PEM_PATH

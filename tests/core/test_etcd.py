@@ -17,7 +17,7 @@ def env_file(spec, node, tls):
 
 
 def test_member_file_per_node(spec, tls):
-    for node in spec.nodes:
+    for node in etcd.members(spec):
         rendered = env_file(spec, node, tls)
         assert rendered.path == "/etc/default/etcd"
         values = env(rendered.content)
@@ -49,11 +49,12 @@ def test_key_file_is_etcds_own(spec, tls):
     node = spec.nodes[1]
     pem = next(f for f in etcd.files(spec, node, tls) if f.path == etcd.PEM_PATH)
     assert (pem.owner, pem.group, pem.mode, pem.secret) == ("etcd", "etcd", 0o600, True)
-    assert pem.content == tls.node(node).pem_bundle
+    # The node's etcd pair, not the certificate PostgreSQL and HAProxy hold (a key per service).
+    assert pem.content == tls.etcd_pair(node).pem_bundle != tls.node(node).pem_bundle
 
 
 def test_token_is_the_same_everywhere(spec, tls):
-    tokens = {env(env_file(spec, n, tls).content)["ETCD_INITIAL_CLUSTER_TOKEN"] for n in spec.nodes}
+    tokens = {env(env_file(spec, n, tls).content)["ETCD_INITIAL_CLUSTER_TOKEN"] for n in etcd.members(spec)}
     assert len(tokens) == 1
 
 

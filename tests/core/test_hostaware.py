@@ -106,7 +106,7 @@ def test_etcd_settings_only_on_members(spec):
     settings = patroni.hostaware_settings(spec, spec.nodes[0])
     assert settings["etcd"]["self"] == "https://10.0.0.4:2379"
     assert len(settings["etcd"]["endpoints"]) == 3
-    assert settings["etcd"]["cert"] == patroni.PEM_PATH
+    assert settings["etcd"]["cert"] == patroni.ETCD_PEM_PATH
 
 
 def endpoint(url: str, member: int, leader: int, term: int, index: int, applied: int) -> dict[str, Any]:

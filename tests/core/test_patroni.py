@@ -23,7 +23,7 @@ def config_file(spec, node, secrets):
 
 
 def test_node_identity_and_addresses(spec, secrets):
-    for node in spec.nodes:
+    for node in spec.postgres_nodes:
         config = parsed(spec, node, secrets)
         assert config["name"] == node.name
         assert config["scope"] == "pgha"
@@ -156,7 +156,8 @@ def test_etcd_over_tls_with_a_client_certificate(spec, secrets):
     etcd3 = parsed(spec, spec.nodes[0], secrets)["etcd"]
     assert etcd3["protocol"] == "https"
     assert etcd3["cacert"] == "/etc/pgha/tls/ca.crt"
-    assert etcd3["cert"] == etcd3["key"] == "/etc/pgha/tls/postgres.pem"
+    # The node's etcd pair in a file of its own, not PostgreSQL's (a key per service).
+    assert etcd3["cert"] == etcd3["key"] == "/etc/pgha/tls/patroni-etcd.pem"
 
 
 def test_key_file_belongs_to_postgres(spec, secrets, tls):
@@ -164,6 +165,14 @@ def test_key_file_belongs_to_postgres(spec, secrets, tls):
     pem = next(f for f in patroni.files(spec, node, secrets, tls) if f.path == patroni.PEM_PATH)
     assert (pem.owner, pem.group, pem.mode, pem.secret) == ("postgres", "postgres", 0o600, True)
     assert pem.content == tls.node(node).pem_bundle
+    etcd_pem = next(f for f in patroni.files(spec, node, secrets, tls) if f.path == patroni.ETCD_PEM_PATH)
+    assert (etcd_pem.owner, etcd_pem.group, etcd_pem.mode, etcd_pem.secret) == (
+        "postgres",
+        "postgres",
+        0o600,
+        True,
+    )
+    assert etcd_pem.content == tls.etcd_pair(node).pem_bundle
 
 
 def test_watchdog_automatic(spec, secrets):

@@ -21,19 +21,25 @@ def test_identity_names_node_ip_and_the_vip_where_postgres_answers(dev_config):
     dev_config["witness"] = {"name": "witness", "host": "pve3", "ip": "10.0.0.6"}
     spec = load_spec(dev_config, "dev")
     assert pki.node_identity(spec, spec.node("psql-02")) == pki.CertIdentity(
-        "psql-02", ("psql-02", pki.ETCD_CLIENT_NAME), ("10.0.0.3", "10.0.0.10")
+        "psql-02", ("psql-02",), ("10.0.0.3", "10.0.0.10")
     )
     # The witness runs only etcd: it never answers on the VIP.
     assert pki.node_identity(spec, spec.node("witness")).ip_addresses == ("10.0.0.6",)
-    assert pki.ETCD_CLIENT_NAME in pki.node_identity(spec, spec.node("witness")).dns_names
+    assert pki.etcd_identity(spec.node("witness")) == pki.CertIdentity(
+        "witness", ("witness", pki.ETCD_CLIENT_NAME), ("10.0.0.6",)
+    )
 
 
-def test_only_the_nodes_that_use_etcd_carry_its_client_name(spec):
-    """etcd admits a certificate only if it names ETCD_CLIENT_NAME: never the repository's."""
+def test_only_the_etcd_identities_carry_its_client_name(spec):
+    """etcd admits a certificate only if it names ETCD_CLIENT_NAME: never a node certificate."""
     repository = spec.node("backup-01")
-    assert pki.node_identity(spec, repository).dns_names == ("backup-01",)
+    assert pki.etcd_identity(repository) is None
+    for node in spec.nodes:
+        assert pki.node_identity(spec, node).dns_names == (node.name,)
     for node in spec.postgres_nodes:
-        assert pki.ETCD_CLIENT_NAME in pki.node_identity(spec, node).dns_names
+        assert pki.etcd_identity(node) == pki.CertIdentity(
+            node.name, (node.name, pki.ETCD_CLIENT_NAME), (str(node.ip),)
+        )
 
 
 def test_node_certificates_chain_to_the_ca_and_name_the_node(spec, tls):
@@ -44,8 +50,7 @@ def test_node_certificates_chain_to_the_ca_and_name_the_node(spec, tls):
         leaf.verify_directly_issued_by(ca)
         assert not leaf.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
         sans = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        etcd_name = [pki.ETCD_CLIENT_NAME] if node.uses_etcd else []
-        assert sans.get_values_for_type(x509.DNSName) == [node.name, *etcd_name]
+        assert sans.get_values_for_type(x509.DNSName) == [node.name]
         vip = [ipaddress.ip_address("10.0.0.10")] if node.runs_postgres else []
         assert sans.get_values_for_type(x509.IPAddress) == [node.ip, *vip]
         uses = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
@@ -54,15 +59,28 @@ def test_node_certificates_chain_to_the_ca_and_name_the_node(spec, tls):
         assert validity.days == spec.tls.cert_validity_days  # plus the hour of clock slack
 
 
+def test_etcd_certificates_name_etcds_client_and_the_node_ip_only(spec, tls):
+    ca = cert(tls.ca_certificate)
+    assert set(tls.etcd) == {n.name for n in spec.nodes if n.uses_etcd}
+    for node in spec.postgres_nodes:
+        leaf = cert(tls.etcd_pair(node).certificate)
+        leaf.verify_directly_issued_by(ca)
+        sans = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        assert sans.get_values_for_type(x509.DNSName) == [node.name, pki.ETCD_CLIENT_NAME]
+        assert sans.get_values_for_type(x509.IPAddress) == [node.ip]
+        validity = leaf.not_valid_after_utc - leaf.not_valid_before_utc
+        assert validity.days == spec.tls.cert_validity_days
+
+
 def test_each_key_matches_its_certificate_and_is_distinct(spec, tls):
     seen = set()
-    for node in spec.nodes:
-        pair = tls.node(node)
+    for pair in (*tls.nodes.values(), *tls.etcd.values()):
         key = serialization.load_pem_private_key(pair.private_key.encode(), password=None)
         assert isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.name == "secp256r1"
         assert key.public_key() == cert(pair.certificate).public_key()
         seen.add(pair.private_key)
-    assert len(seen) == len(spec.nodes)
+    assert len(seen) == len(tls.nodes) + len(tls.etcd) == len(spec.nodes) + len(spec.postgres_nodes)
+    assert set(tls.private_keys()) == seen
 
 
 def test_pem_bundle_is_certificate_then_key():
@@ -93,5 +111,7 @@ def test_placeholders_are_marked(spec):
     assert placeholders.ca_certificate.startswith("PULUMI-GENERATED(")
     for node in spec.nodes:
         assert placeholders.node(node).private_key == f"PULUMI-SECRET(private-key {node.name})\n"
+    for node in spec.postgres_nodes:
+        assert placeholders.etcd_pair(node).private_key == f"PULUMI-SECRET(etcd private-key {node.name})\n"
     with pytest.raises(KeyError):
         placeholders.nodes["nobody"]

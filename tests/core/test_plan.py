@@ -84,6 +84,7 @@ def test_no_secret_outside_the_files_meant_for_it(spec, secrets, tls):
         "/etc/haproxy/haproxy.cfg",
         "/etc/pgha/tls/etcd.pem",
         "/etc/pgha/tls/postgres.pem",
+        "/etc/pgha/tls/patroni-etcd.pem",
         "/etc/pgha/tls/haproxy.pem",
         "/etc/pgha/tls/pgbackrest.pem",
         # The repository VM's: the repository passphrase.
@@ -107,6 +108,9 @@ def test_each_node_gets_only_its_own_key(spec, secrets, tls):
         for other in spec.nodes:
             key = tls.node(other).private_key.replace("\n", "\\n")  # as JSON writes it
             assert (key in bundle) == (other == node), (node.name, other.name)
+            if other.name in tls.etcd:
+                key = tls.etcd_pair(other).private_key.replace("\n", "\\n")
+                assert (key in bundle) == (other == node), (node.name, other.name)
 
 
 def test_each_key_copy_belongs_to_the_service_that_reads_it(spec, secrets, tls):
@@ -120,6 +124,7 @@ def test_each_key_copy_belongs_to_the_service_that_reads_it(spec, secrets, tls):
         "/etc/pgha/tls/ca.crt": ("root", "root", 0o644),
         "/etc/pgha/tls/etcd.pem": ("etcd", "etcd", 0o600),
         "/etc/pgha/tls/postgres.pem": ("postgres", "postgres", 0o600),
+        "/etc/pgha/tls/patroni-etcd.pem": ("postgres", "postgres", 0o600),
         "/etc/pgha/tls/haproxy.pem": ("root", "root", 0o600),
         "/etc/pgha/tls/pgbouncer.pem": ("postgres", "postgres", 0o600),
         "/etc/pgha/tls/pgbackrest.pem": ("postgres", "postgres", 0o600),
@@ -173,17 +178,20 @@ def test_steps_reload_only_when_files_changed(spec, secrets, tls):
 
 
 def test_a_new_certificate_reruns_only_the_steps_holding_it(spec, secrets, tls):
-    """What a rotation re-runs: each service holding a copy (etcd, Patroni, HAProxy, pgBackRest)."""
-    node = spec.nodes[0]
+    """What a rotation re-runs: each service holding a copy of the node's pair (Patroni, HAProxy,
+    pgBackRest, PgBouncer), or of its etcd pair (etcd, Patroni)."""
+    node, other = spec.nodes[0], spec.nodes[1]
     # Any other key pair will do: here, another node's.
-    reissued = ClusterTls(tls.ca_certificate, {**tls.nodes, node.name: tls.nodes[spec.nodes[1].name]})
+    reissued = ClusterTls(tls.ca_certificate, {**tls.nodes, node.name: tls.nodes[other.name]}, tls.etcd)
+    etcd_reissued = ClusterTls(tls.ca_certificate, tls.nodes, {**tls.etcd, node.name: tls.etcd[other.name]})
     before = {s.name: s.digest for s in node_steps(spec, node, secrets, tls)}
     after = {s.name: s.digest for s in node_steps(spec, node, secrets, reissued)}
     assert {t for t in before if before[t] != after[t]} == {
-        "etcd",
         "patroni",
         "haproxy",
         "backup",
         "pooler",
         "verify",
     }
+    after = {s.name: s.digest for s in node_steps(spec, node, secrets, etcd_reissued)}
+    assert {t for t in before if before[t] != after[t]} == {"etcd", "patroni", "verify"}

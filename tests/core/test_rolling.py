@@ -72,7 +72,7 @@ def test_upgrade_steps_only_with_a_generation(spec, secrets, tls, dev_config):
         (step,) = [s for s in node_steps(upgrading, node, secrets, tls) if s.name == "upgrade"]
         plan = json.loads(files_of(step)[rolling.UPGRADE_PLAN_PATH].content)
         assert (plan["node"], plan["generation"], plan["apt_update"]) == (node.name, 3, False)
-        pem = "postgres.pem" if node.runs_postgres else "pgbackrest.pem"  # the repository VM: no etcd here
+        pem = "patroni-etcd.pem" if node.runs_postgres else "pgbackrest.pem"  # the repository: no etcd pair
         assert plan["client_pem"] == f"/etc/pgha/tls/{pem}"
         assert plan["marker_prefix"] == "/pgha-maintenance/pgha/upgrade"
         assert not step.has_secrets

@@ -80,7 +80,7 @@ def test_with_a_witness_new_vms_join_patroni_only(dev_config):
 
 def test_the_member_list_is_not_in_the_restarting_env_file(spec, spec5, tls5):
     """A scale-out changes the helper, not /etc/default/etcd: no running member restarts."""
-    for node in spec.nodes:
+    for node in etcd.members(spec):
         before = {f.path: f.content for f in etcd.files(spec, node, tls5)}
         after = {f.path: f.content for f in etcd.files(spec5, node, tls5)}
         assert before[etcd.ENV_PATH] == after[etcd.ENV_PATH]

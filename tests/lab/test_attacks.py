@@ -20,7 +20,7 @@ import pytest
 
 from lab.faults import attacks
 from lab.wait import wait_until
-from pgha import backup, etcd, patroni, pki
+from pgha import backup, etcd, haproxy, patroni, pki
 from pgha.secrets import RESTAPI_USER
 
 pytestmark = pytest.mark.lab
@@ -49,6 +49,18 @@ def test_the_repository_certificate_is_refused_by_etcd(lab):
     # Positive control: a member's own certificate is admitted, so the refusal above is the name check.
     member = etcd.members(lab.spec)[0]
     status, body = attacks.etcd_request(lab, member.name, etcd.PEM_PATH)
+    assert status == 200, (status, body)
+
+
+def test_the_keys_of_postgresql_haproxy_and_pgbackrest_are_refused_by_etcd(lab):
+    """A key per service: a database VM's node certificate no longer names etcd's client."""
+    node = lab.spec.postgres_nodes[0]
+    held = [patroni.PEM_PATH, haproxy.PEM_PATH, *([backup.PEM_PATH] if lab.spec.backup else [])]
+    for pem in held:
+        status, body = attacks.etcd_request(lab, node.name, pem)
+        assert status is None, (pem, status, body)  # the TLS handshake itself fails
+    # Positive control: the same VM's etcd certificate (Patroni's copy) is admitted.
+    status, body = attacks.etcd_request(lab, node.name, patroni.ETCD_PEM_PATH)
     assert status == 200, (status, body)
 
 

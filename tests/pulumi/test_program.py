@@ -75,6 +75,13 @@ def mock_tls(spec: ClusterSpec) -> ClusterTls:
             n.name: pki.NodeTls(mock_cert_pem(f"{n.name}-tls-cert"), mock_key_pem(f"{n.name}-tls-key"))
             for n in spec.nodes
         },
+        etcd={
+            n.name: pki.NodeTls(
+                mock_cert_pem(f"{n.name}-etcd-tls-cert"), mock_key_pem(f"{n.name}-etcd-tls-key")
+            )
+            for n in spec.nodes
+            if n.uses_etcd
+        },
     )
 
 
@@ -289,7 +296,7 @@ def test_no_generated_secret_appears_in_clear_in_any_input(dev_run: ProgramRun):
     assert any(name.endswith("pooler-password") for name in dev_run.mocks.passwords)
     assert any(name.endswith("verify-password") for name in dev_run.mocks.passwords)
     tls_keys = [key.splitlines()[1] for key in dev_run.mocks.tls_keys.values()]
-    assert len(tls_keys) == 5  # the CA's and one per VM
+    assert len(tls_keys) == 8  # the CA's, one per VM and an etcd one per database VM
     secrets = [*passwords, DEPLOY_PRIVATE_KEY.splitlines()[1], *tls_keys]
     registrations = list(dev_run.monitor.registrations.values())
     assert len(registrations) > 50
@@ -318,7 +325,8 @@ def test_a_private_ca_signs_one_certificate_per_vm(dev_run: ProgramRun, dev_spec
         request = unwrap(dev_run.named(CERT_REQUEST, f"{node.name}-tls-request").inputs)
         assert request["privateKeyPem"] == mock_key_pem(f"{node.name}-tls-key")
         assert request["subject"]["commonName"] == node.name
-        assert request["dnsNames"] == [node.name] + ([pki.ETCD_CLIENT_NAME] if node.uses_etcd else [])
+        # No etcd client name: PostgreSQL, HAProxy and pgBackRest hold this one.
+        assert request["dnsNames"] == [node.name]
         assert request["ipAddresses"] == [str(node.ip), *(["10.0.0.10"] if node.runs_postgres else [])]
         cert = unwrap(dev_run.named(LOCALLY_SIGNED_CERT, f"{node.name}-tls-cert").inputs)
         assert cert["certRequestPem"] == f"CSR {node.name}-tls-request"
@@ -327,6 +335,34 @@ def test_a_private_ca_signs_one_certificate_per_vm(dev_run: ProgramRun, dev_spec
         assert cert["allowedUses"] == ["digital_signature", "server_auth", "client_auth"]
         assert cert["validityPeriodHours"] == 365 * 24
         assert cert["earlyRenewalHours"] == 30 * 24
+
+
+def test_each_node_that_uses_etcd_gets_an_etcd_certificate_of_its_own(
+    dev_run: ProgramRun, dev_spec: ClusterSpec
+):
+    """A key per service: a second key, request and certificate (same rules) naming etcd's client."""
+    etcd_keys = {r.name for r in dev_run.of_type(PRIVATE_KEY) if "-etcd-tls-" in r.name}
+    assert etcd_keys == {f"{n.name}-etcd-tls-key" for n in dev_spec.nodes if n.uses_etcd}
+    for node in dev_spec.postgres_nodes:
+        key = unwrap(dev_run.named(PRIVATE_KEY, f"{node.name}-etcd-tls-key").inputs)
+        assert (key["algorithm"], key["ecdsaCurve"]) == ("ECDSA", "P256")
+        request = unwrap(dev_run.named(CERT_REQUEST, f"{node.name}-etcd-tls-request").inputs)
+        assert request["privateKeyPem"] == mock_key_pem(f"{node.name}-etcd-tls-key")
+        assert request["subject"]["commonName"] == node.name
+        assert request["dnsNames"] == [node.name, pki.ETCD_CLIENT_NAME]
+        assert request["ipAddresses"] == [str(node.ip)]
+        cert = unwrap(dev_run.named(LOCALLY_SIGNED_CERT, f"{node.name}-etcd-tls-cert").inputs)
+        node_cert = unwrap(dev_run.named(LOCALLY_SIGNED_CERT, f"{node.name}-tls-cert").inputs)
+        assert cert["certRequestPem"] == f"CSR {node.name}-etcd-tls-request"
+        assert {k: v for k, v in cert.items() if k != "certRequestPem"} == {
+            k: v for k, v in node_cert.items() if k != "certRequestPem"
+        }
+        registrations = [
+            r
+            for r in dev_run.monitor.registrations.values()
+            if r.name in (f"{node.name}-etcd-tls-cert", f"{node.name}-tls-cert")
+        ]
+        assert len({r.replacement_trigger for r in registrations}) == 1  # the same renewal epoch
 
 
 def test_every_secret_bearing_input_arrives_as_a_secret(dev_run: ProgramRun):
@@ -345,13 +381,14 @@ def test_every_secret_bearing_input_arrives_as_a_secret(dev_run: ProgramRun):
                     continue
                 assert is_secret(registration.inputs[key]), (registration.name, key)
                 checked += 1
-    # The CA; a key request and a cert per VM (four); stdin and connection of the step commands
-    # (3 x 8 + 4 + 1, a host-maintenance agent on each database VM, a monitoring step on every VM
-    # and the verify step; 4 more: the pooler step on every VM; 3 more: the fast path step, here
-    # removing agent and rule, on each database VM; 3 more: the leader race's agent on each database VM;
-    # 3 more: the import step, here removing any source password, on each database VM);
-    # the connection of each VM's leave command (four).
-    assert checked == 1 + 4 + 4 + 2 * 50 + 4
+    # The CA; a key request and a cert per VM (four) and per etcd certificate (three); stdin
+    # and connection of the step commands (3 x 8 + 4 + 1, a host-maintenance agent on each
+    # database VM, a monitoring step on every VM and the verify step; 4 more: the pooler step on
+    # every VM; 3 more: the fast path step, here removing agent and rule, on each database VM;
+    # 3 more: the leader race's agent on each database VM; 3 more: the import step, here
+    # removing any source password, on each database VM); the connection of each VM's leave
+    # command (four).
+    assert checked == 1 + 4 + 4 + 3 + 3 + 2 * 50 + 4
 
 
 def test_rotation_replaces_every_node_key_and_only_those():
@@ -365,7 +402,10 @@ def test_rotation_replaces_every_node_key_and_only_those():
     after = run_program(config)
     assert after.error is None, after.errors
     changed = {name for name, value in triggers(after).items() if triggers(before)[name] != value}
-    assert changed == {"psql-01-tls-key", "psql-02-tls-key", "psql-03-tls-key", "backup-01-tls-key"}
+    assert changed == {
+        *("psql-01-tls-key", "psql-02-tls-key", "psql-03-tls-key", "backup-01-tls-key"),
+        *("psql-01-etcd-tls-key", "psql-02-etcd-tls-key", "psql-03-etcd-tls-key"),
+    }
     assert {triggers(after)[n] for n in changed} == {2}
     # The CA's key has no trigger: a rotation keeps the CA every node trusts.
     assert triggers(after)["pgha-ca-key"] is None
