@@ -26,6 +26,7 @@ from pgha import (
     pki,
 )
 from pgha.plan import groups
+from pgha.spec import Node
 from tests.pulumi.harness import (
     CERT_REQUEST,
     COMMAND,
@@ -312,6 +313,16 @@ def test_no_generated_secret_appears_in_clear_in_any_input(dev_run: ProgramRun):
 # --- Certificates ----------------------------------------------------------------------
 
 
+def _signing_request(run: ProgramRun, node: Node, kind: str) -> dict:
+    """``<vm>-<kind>-request``'s inputs, checked: signed with its own P-256 key, named after the VM."""
+    key = unwrap(run.named(PRIVATE_KEY, f"{node.name}-{kind}-key").inputs)
+    assert (key["algorithm"], key["ecdsaCurve"]) == ("ECDSA", "P256")
+    request = unwrap(run.named(CERT_REQUEST, f"{node.name}-{kind}-request").inputs)
+    assert request["privateKeyPem"] == mock_key_pem(f"{node.name}-{kind}-key")
+    assert request["subject"]["commonName"] == node.name
+    return request
+
+
 def test_a_private_ca_signs_one_certificate_per_vm(dev_run: ProgramRun, dev_spec: ClusterSpec):
     ca = unwrap(dev_run.named(SELF_SIGNED_CERT, "pgha-ca").inputs)
     assert ca["isCaCertificate"] is True
@@ -320,11 +331,7 @@ def test_a_private_ca_signs_one_certificate_per_vm(dev_run: ProgramRun, dev_spec
     assert ca["validityPeriodHours"] == 3650 * 24
     assert ca["privateKeyPem"] == mock_key_pem("pgha-ca-key")
     for node in dev_spec.nodes:
-        key = unwrap(dev_run.named(PRIVATE_KEY, f"{node.name}-tls-key").inputs)
-        assert (key["algorithm"], key["ecdsaCurve"]) == ("ECDSA", "P256")
-        request = unwrap(dev_run.named(CERT_REQUEST, f"{node.name}-tls-request").inputs)
-        assert request["privateKeyPem"] == mock_key_pem(f"{node.name}-tls-key")
-        assert request["subject"]["commonName"] == node.name
+        request = _signing_request(dev_run, node, "tls")
         # No etcd client name: PostgreSQL, HAProxy and pgBackRest hold this one.
         assert request["dnsNames"] == [node.name]
         assert request["ipAddresses"] == [str(node.ip), *(["10.0.0.10"] if node.runs_postgres else [])]
@@ -344,11 +351,7 @@ def test_each_node_that_uses_etcd_gets_an_etcd_certificate_of_its_own(
     etcd_keys = {r.name for r in dev_run.of_type(PRIVATE_KEY) if "-etcd-tls-" in r.name}
     assert etcd_keys == {f"{n.name}-etcd-tls-key" for n in dev_spec.nodes if n.uses_etcd}
     for node in dev_spec.postgres_nodes:
-        key = unwrap(dev_run.named(PRIVATE_KEY, f"{node.name}-etcd-tls-key").inputs)
-        assert (key["algorithm"], key["ecdsaCurve"]) == ("ECDSA", "P256")
-        request = unwrap(dev_run.named(CERT_REQUEST, f"{node.name}-etcd-tls-request").inputs)
-        assert request["privateKeyPem"] == mock_key_pem(f"{node.name}-etcd-tls-key")
-        assert request["subject"]["commonName"] == node.name
+        request = _signing_request(dev_run, node, "etcd-tls")
         assert request["dnsNames"] == [node.name, pki.ETCD_CLIENT_NAME]
         assert request["ipAddresses"] == [str(node.ip)]
         cert = unwrap(dev_run.named(LOCALLY_SIGNED_CERT, f"{node.name}-etcd-tls-cert").inputs)
