@@ -8,8 +8,11 @@ the cluster's.
 Clients and peers speak TLS only, on the private IP only, and must show a
 certificate from the cluster's CA that names :data:`pki.ETCD_CLIENT_NAME`,
 which only the etcd certificates of the nodes that use etcd carry: there is
-no plaintext or loopback listener, and the repository's certificate, or a
-node's certificate that PostgreSQL or HAProxy holds, is refused.
+no plaintext or loopback client listener, and the repository's certificate,
+or a node's certificate that PostgreSQL or HAProxy holds, is refused. Its
+metrics alone are served in plain HTTP on loopback (:data:`METRICS_ADDRESS`,
+``/metrics`` and ``/health`` only), for the monitoring port to pass on:
+HAProxy then holds no etcd identity.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ MEMBERSHIP_PATH = "/usr/local/lib/pgha/membership"
 DATA_DIR = "/var/lib/etcd/pgha"
 # etcd's own copy of the node's etcd certificate and key, for serving and for its peers.
 PEM_PATH = f"{pki.TLS_DIR}/etcd.pem"
+# --listen-metrics-urls: /metrics and /health, no keys; etcd's usual metrics port.
+METRICS_ADDRESS = "127.0.0.1:2381"
 
 
 def members(spec: ClusterSpec) -> tuple[Node, ...]:
@@ -77,6 +82,7 @@ def files(spec: ClusterSpec, node: Node, tls: pki.ClusterTls) -> list[RenderedFi
         node=node,
         client_url=client_url(spec, node),
         peer_url=peer_url(spec, node),
+        metrics_url=f"http://{METRICS_ADDRESS}",
         spec=spec,
         data_dir=DATA_DIR,
         token=f"pgha-{spec.stack}-{spec.postgres.scope}",
@@ -132,13 +138,12 @@ def steps(spec: ClusterSpec, node: Node, tls: pki.ClusterTls, membership: Render
     ]
 
 
-# etcd's client port, with the VM's own client certificate. The service's record is in
-# pgha.membership: etcd's steps carry its helper, and it builds on etcd (not the reverse).
+# etcd's loopback metrics listener: no client certificate, so HAProxy holds no etcd identity.
+# The service's record is in pgha.membership: etcd's steps carry its helper, and it builds on
+# etcd (not the reverse).
 METRICS = MetricsSource(
     "etcd",
     loss_alert="PghaMemberDown",
     serves=lambda spec, node: node in members(spec),
-    address=lambda spec, node: f"{node.ip}:{spec.etcd.client_port}",
-    tls=True,
-    client_cert=True,
+    address=lambda spec, node: METRICS_ADDRESS,
 )

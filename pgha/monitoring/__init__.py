@@ -9,8 +9,8 @@ one HTTPS port per VM (``monitoring.port``, the node's certificate) that
 closes connections from outside ``monitoring.allowFrom`` before the TLS
 handshake and maps one path per source: ``/metrics/node``,
 ``/metrics/postgres``, ``/metrics/pgbouncer``, ``/metrics/patroni`` (Patroni's REST API, verified),
-``/metrics/haproxy`` (HAProxy's own exporter), ``/metrics/etcd`` (etcd's client
-port, with the node's client certificate). VMs without PostgreSQL (the backup
+``/metrics/haproxy`` (HAProxy's own exporter), ``/metrics/etcd`` (etcd's loopback
+metrics listener: HAProxy holds no etcd identity). VMs without PostgreSQL (the backup
 repository, the witness) get an HAProxy that serves only this port.
 
 What no exporter reports (certificate expiry, VIP holder, configured sync

@@ -33,7 +33,7 @@ def test_member_file_per_node(spec, tls):
         assert not rendered.secret
 
 
-def test_tls_only_with_client_certificates_and_no_loopback(spec, tls):
+def test_tls_only_with_client_certificates_and_only_metrics_on_loopback(spec, tls):
     values = env(env_file(spec, spec.nodes[0], tls).content)
     # One listener per kind, on the private IP, TLS: no http://, no 127.0.0.1.
     assert values["ETCD_LISTEN_CLIENT_URLS"] == "https://10.0.0.4:2379"
@@ -42,7 +42,10 @@ def test_tls_only_with_client_certificates_and_no_loopback(spec, tls):
     assert values["ETCD_TRUSTED_CA_FILE"] == values["ETCD_PEER_TRUSTED_CA_FILE"] == "/etc/pgha/tls/ca.crt"
     for key in ("ETCD_CERT_FILE", "ETCD_KEY_FILE", "ETCD_PEER_CERT_FILE", "ETCD_PEER_KEY_FILE"):
         assert values[key] == etcd.PEM_PATH
-    assert not any("http://" in v for v in values.values())
+    # The one plain listener: metrics and health (no keys) on loopback, for the monitoring port.
+    assert values["ETCD_LISTEN_METRICS_URLS"] == f"http://{etcd.METRICS_ADDRESS}"
+    assert etcd.METRICS_ADDRESS.startswith("127.0.0.1:")
+    assert not any("http://" in v for k, v in values.items() if k != "ETCD_LISTEN_METRICS_URLS")
 
 
 def test_key_file_is_etcds_own(spec, tls):

@@ -122,14 +122,15 @@ def test_stats_frontend_has_no_metrics_and_hides_the_version(spec, secrets, tls)
     assert "stats hide-version" in stats
 
 
-def test_backends_verify_tls_and_present_the_node_certificate_to_etcd(spec, secrets, tls):
+def test_backends_verify_tls_and_read_etcd_on_loopback_without_a_certificate(spec, secrets, tls):
     node = spec.nodes[0]
     text = haproxy_config(spec, node, secrets, tls)
     patroni = section(text, "backend metrics_patroni")
     assert "server metrics_patroni 10.0.0.4:8008 ssl verify required ca-file /etc/pgha/tls/ca.crt" in patroni
     assert "verifyhost psql-01" in patroni
+    # etcd's metrics listener: HAProxy holds no etcd identity (etcd would refuse its certificate).
     etcd = section(text, "backend metrics_etcd")
-    assert "10.0.0.4:2379 ssl verify required" in etcd and "crt /etc/pgha/tls/haproxy.pem" in etcd
+    assert "server metrics_etcd 127.0.0.1:2381" in etcd and "crt " not in etcd and "2379" not in etcd
     for name in ("node", "postgres"):
         assert f"server metrics_{name} 127.0.0.1:" in section(text, f"backend metrics_{name}")
 

@@ -54,8 +54,10 @@ LISTENERS = {
     "node-exporter": ("prometheus-node", "loopback only: served through the monitoring port"),
     "postgres-exporter": ("prometheus-post", "loopback only: served through the monitoring port"),
     "pgbouncer-exporter": ("prometheus-pgbo", "loopback only: served through the monitoring port"),
+    "etcd-metrics": ("etcd", "loopback only, /metrics and /health: served through the monitoring port"),
 }
-LOOPBACK_ONLY = ("node-exporter", "postgres-exporter", "pgbouncer-exporter")
+LOOPBACK_ONLY = ("node-exporter", "postgres-exporter", "pgbouncer-exporter", "etcd-metrics")
+ETCD_METRICS_PORT = int(etcd.METRICS_ADDRESS.rpartition(":")[2])
 EXPORTER_PORTS = {
     int(monitoring.NODE_EXPORTER_ADDRESS.rpartition(":")[2]): "node-exporter",
     int(monitoring.POSTGRES_EXPORTER_ADDRESS.rpartition(":")[2]): "postgres-exporter",
@@ -74,6 +76,7 @@ def ports(lab) -> dict[int, str]:
         spec.patroni.rest_api_port: "restapi",
         spec.etcd.client_port: "etcd-client",
         spec.etcd.peer_port: "etcd-peer",
+        ETCD_METRICS_PORT: "etcd-metrics",
         **({spec.backup.tls_port: "pgbackrest"} if spec.backup else {}),
         **({spec.monitoring.port: "monitoring", **EXPORTER_PORTS} if spec.monitoring else {}),
         **({spec.pooler.port: "pooler", spec.pooler.listen_port: "pgbouncer"} if spec.pooler else {}),
