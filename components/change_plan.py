@@ -228,8 +228,8 @@ def unknown_inputs(new: Resource, replaced: Mapping[str, str]) -> list[str]:
             for p, value in leaves.items()
             if _within(p, prop) and isinstance(value, str) and any(i and i in value for i in hit)
         }
-        carried = all(any(i and i in str(leaves[p]) for p in holding) for i in hit)
-        found.update(holding if holding and carried else {prop})
+        carried = all(any(i and i in leaves[p] for p in holding) for i in hit)
+        found.update(holding if carried else {prop})
     return sorted(found)
 
 

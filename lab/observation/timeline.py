@@ -22,7 +22,7 @@ import re
 import statistics
 import subprocess
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -188,12 +188,18 @@ def journals(lab: LabAccess, nodes: Iterable[str], since: float, until: float) -
     return sorted(lines, key=lambda line: line.at)
 
 
-def _first(lines: Iterable[JournalLine], after: float, pattern: str, node: str | None = None) -> float | None:
+def _matching(
+    lines: Iterable[JournalLine], after: float, pattern: str, node: str | None = None
+) -> Iterator[JournalLine]:
+    """The lines from ``after`` on (of ``node``, if given) whose message matches ``pattern``."""
     regex = re.compile(pattern)
     for line in lines:
         if line.at >= after and (node is None or line.node == node) and regex.search(line.message):
-            return line.at
-    return None
+            yield line
+
+
+def _first(lines: Iterable[JournalLine], after: float, pattern: str, node: str | None = None) -> float | None:
+    return next((line.at for line in _matching(lines, after, pattern, node)), None)
 
 
 def reduce(evidence: Evidence) -> dict[str, float | None]:
@@ -253,19 +259,17 @@ def reduce(evidence: Evidence) -> dict[str, float | None]:
 
 
 def race_evidence(evidence: Evidence, limit: int = 12) -> list[str]:
-    """The new leader's race lines and its agent's, from the key's expiry less ttl: text, not seconds.
+    """The new leader's race lines and its agent's, from a second before the fault: text, not seconds.
 
     A slow race shows here whether the former leader's REST API timed out (the
     agent had not refused it) or answered, and when the agent refused it.
     """
     if evidence.new_primary is None:
         return []
-    since = evidence.fault_wall - 1.0
-    regex = re.compile(_RACE)
+    lines = sorted(evidence.journal, key=lambda line: line.at)
     return [
         f"{line.at - evidence.fault_wall:+.3f} {line.unit}: {line.message[:600]}"
-        for line in sorted(evidence.journal, key=lambda line: line.at)
-        if line.at >= since and line.node == evidence.new_primary and regex.search(line.message)
+        for line in _matching(lines, evidence.fault_wall - 1.0, _RACE, evidence.new_primary)
     ][-limit:]
 
 
@@ -278,16 +282,16 @@ def race_request(evidence: Evidence) -> str | None:
     """
     if evidence.new_primary is None:
         return None
-    since = evidence.fault_wall
-    asked = re.compile(rf"Request failed to {re.escape(evidence.old_primary)}\b")
-    for line in evidence.journal:
-        if line.at >= since and line.node == evidence.new_primary and asked.search(line.message):
-            if re.search(r"(?i)refused|reset by peer|ConnectionResetError", line.message):
-                return "refused"
-            if re.search(r"(?i)timed? ?out", line.message):
-                return "timed out"
-            return "other"
-    return None
+    asked = rf"Request failed to {re.escape(evidence.old_primary)}\b"
+    lines = sorted(evidence.journal, key=lambda line: line.at)
+    line = next(_matching(lines, evidence.fault_wall, asked, evidence.new_primary), None)
+    if line is None:
+        return None
+    if re.search(r"(?i)refused|reset by peer|ConnectionResetError", line.message):
+        return "refused"
+    if re.search(r"(?i)timed? ?out", line.message):
+        return "timed out"
+    return "other"
 
 
 def leader_race_s(timeline: dict[str, float | None]) -> float | None:

@@ -1,7 +1,7 @@
 """``python -m lab bench changes``: the change table's rows, each replayed there and back on the lab.
 
-A row is a small edit of the stack's file (a key set, or removed with
-``REMOVE``) that a volunteer would make months later. Each is replayed as
+A row is a small edit of the stack's file (keys set, or appended to a list)
+that a volunteer would make months later. Each is replayed as
 ``pulumi up`` would do it (lab/scenarios/change.py): first to the edited
 file, then back, under the writer; a row's result is both summaries. The
 table covers the kinds of change that reach running VMs without rebuilding
@@ -27,8 +27,6 @@ from pgha.files import REPO_DIR
 
 from ..cluster import Lab
 from . import change
-
-REMOVE = object()  # the key taken out of the stack's file
 
 
 @dataclass(frozen=True)
@@ -77,25 +75,13 @@ ROWS: tuple[Row, ...] = (
 
 def _set(config: dict[str, Any], path: str, value: Any) -> None:
     """Set ``pgha:`` + ``path`` in a stack file's config; ``name[]`` appends to a list."""
-    head, *rest = path.split(".")
-    key = f"pgha:{head}"
-    if not rest:
-        if head.endswith("[]"):
-            key = key[:-2]
-            config[key] = [*(config.get(key) or []), value]
-        elif value is REMOVE:
-            config.pop(key, None)
-        else:
-            config[key] = value
-        return
-    node = config.setdefault(key, {})
-    for part in rest[:-1]:
+    *parents, last = f"pgha:{path}".split(".")
+    node = config
+    for part in parents:
         node = node.setdefault(part, {})
-    last = rest[-1]
     if last.endswith("[]"):
-        node[last[:-2]] = [*(node.get(last[:-2]) or []), value]
-    elif value is REMOVE:
-        node.pop(last, None)
+        last = last[:-2]
+        node[last] = [*(node.get(last) or []), value]
     else:
         node[last] = value
 
