@@ -1,4 +1,4 @@
-"""lab/observation/workload.py: when writes count as resumed after a fault."""
+"""lab/observation/workload.py: when writes count as resumed after a fault, and where they go."""
 
 from __future__ import annotations
 
@@ -23,3 +23,15 @@ def test_a_commit_in_flight_at_the_fault_is_not_writes_resumed():
     # Writes are back once an attempt begun after the failure is acknowledged.
     w.acks.append(Ack(3, "10.0.0.3", at=121.0, started=120.6))
     assert w.wait_resumed(fault, timeout=0.3, scale=False) == 121.0
+
+
+def test_the_ledger_stays_in_the_database_of_the_first_connection():
+    """A change that makes another database the stack's first (lab.spec replaced mid-run) must not
+    move the writer: it would write to one database and be checked in another."""
+    lab = SimpleNamespace(spec=None, client_login=lambda: {"dbname": "app"})
+    w = Writer(lab, clients=1)  # type: ignore[arg-type]
+    assert w.dbname() == "app"
+    lab.client_login = lambda: {"dbname": "replay_db"}
+    assert w.dbname() == "app"
+    # A new writer (the next run) takes the stack's first database as it is then.
+    assert Writer(lab, clients=1).dbname() == "replay_db"  # type: ignore[arg-type]
